@@ -1,0 +1,138 @@
+"""``onai-db`` command line: parses arguments and calls the library, nothing more."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import local as local_mod
+from .errors import OnaiDbError
+from .settings import Settings
+
+app = typer.Typer(
+    help="onai-db: the onAI Academy database (Supabase migrations, RLS, glue).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+local_app = typer.Typer(
+    help="The embedded local stack (PostgreSQL 15 + platform bootstrap).", no_args_is_help=True
+)
+app.add_typer(local_app, name="local")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = Annotated[str, typer.Option("--db", help="Database name in the local cluster.")]
+
+
+def _stack() -> local_mod.LocalStack:
+    return local_mod.LocalStack(
+        Settings.load(), echo=lambda msg: err_console.print(f"[dim]{msg}[/dim]")
+    )
+
+
+@local_app.command("up")
+def local_up(db: DbOption = local_mod.DEFAULT_DB) -> None:
+    """Start the cluster, apply the platform bootstrap and push pending migrations."""
+    stack = _stack()
+    state = stack.up(db)
+    status = stack.status(db)
+    console.print(
+        f"[green]local stack up[/green] on 127.0.0.1:{state.port} "
+        f"({len(status.applied)} migrations applied, {len(status.pending)} pending)"
+    )
+    console.print(state.url("postgres", db))
+
+
+@local_app.command("down")
+def local_down(
+    purge: Annotated[bool, typer.Option(help="Also delete the cluster's data.")] = False,
+) -> None:
+    """Stop the cluster (``--purge`` also deletes its data)."""
+    stack = _stack()
+    if purge:
+        stack.purge()
+        console.print("local stack stopped and deleted")
+    else:
+        console.print("local stack stopped" if stack.stop() else "local stack was not running")
+
+
+@local_app.command("status")
+def local_status(
+    db: DbOption = local_mod.DEFAULT_DB,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Whether the cluster runs, where, and which migrations are applied."""
+    status = _stack().status(db)
+    if as_json:
+        console.print_json(json.dumps(status.__dict__))
+        return
+    table = Table(title="onai-db local stack", show_header=False)
+    table.add_row("state", status.message)
+    table.add_row("port", str(status.port or "-"))
+    table.add_row("data", status.data_dir or "-")
+    table.add_row("migrations applied", str(len(status.applied)))
+    table.add_row("migrations pending", ", ".join(status.pending) or "none")
+    console.print(table)
+    if not status.running:
+        raise typer.Exit(1)
+
+
+@local_app.command("reset")
+def local_reset(db: DbOption = local_mod.DEFAULT_DB) -> None:
+    """Drop the database and rebuild it: bootstrap + every migration."""
+    state = _stack().reset(db)
+    console.print(f"[green]database {db} reset[/green] on 127.0.0.1:{state.port}")
+
+
+@local_app.command("url")
+def local_url(
+    db: DbOption = local_mod.DEFAULT_DB,
+    role: Annotated[
+        str, typer.Option(help="Login role: postgres, authenticator or supabase_admin.")
+    ] = "postgres",
+) -> None:
+    """Print the connection URL of the local database."""
+    typer.echo(_stack().database_url(db, role))
+
+
+@local_app.command(
+    "psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def local_psql(ctx: typer.Context, db: DbOption = local_mod.DEFAULT_DB) -> None:
+    """Open psql on the local database (extra arguments go to psql)."""
+    url = _stack().database_url(db)
+    os.execvp("psql", ["psql", url, *ctx.args])
+
+
+# Command groups that live in their own modules register themselves here; each module
+# exposes ``register(app: typer.Typer) -> None``.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"onai_db.commands.{name}").register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    try:
+        app()
+    except OnaiDbError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

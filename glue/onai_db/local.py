@@ -1,0 +1,374 @@
+"""The embedded local stack: a PostgreSQL 15 cluster under ``.local/`` standing in for
+``supabase start`` (which needs Docker).
+
+``up`` = initdb (once) + start on a free loopback port + platform bootstrap + the
+migrations pushed by the pinned Supabase CLI. PostgreSQL refuses to run as root, so
+when we are root the server runs as an unprivileged OS user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+
+from . import migrate
+from .errors import MissingDependencyError, StackError
+from .settings import Settings
+
+DEFAULT_PORT = 54322
+DEFAULT_DB = "postgres"
+SUPERUSER = "supabase_admin"
+PG_MAJOR = "15"
+INSTALL_HINT = (
+    "PostgreSQL 15 server binaries not found: install them with "
+    "`apt-get install postgresql-15 postgresql-contrib` "
+    "(optional: postgresql-15-plpgsql-check postgresql-15-cron postgresql-15-pgtap), "
+    "or set ONAI_DB_PG_BINDIR"
+)
+
+
+@dataclass
+class StackState:
+    """What ``.local/stack.json`` records about the cluster."""
+
+    port: int
+    data_dir: str
+    os_user: str
+
+    def url(self, user: str = "postgres", dbname: str = DEFAULT_DB) -> str:
+        password = ":postgres" if user == "postgres" else ""
+        return f"postgresql://{user}{password}@127.0.0.1:{self.port}/{dbname}?sslmode=disable"
+
+
+@dataclass
+class StackStatus:
+    running: bool
+    port: int | None
+    data_dir: str | None
+    applied: list[str]
+    pending: list[str]
+    message: str
+
+
+def pg_bindir(settings: Settings) -> Path:
+    """Where initdb/pg_ctl/postgres live; a clear error if PostgreSQL 15 is absent."""
+    explicit = settings.get("ONAI_DB_PG_BINDIR")
+    candidates = [Path(explicit)] if explicit else []
+    candidates.append(Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin"))
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        if out.returncode == 0:
+            candidates.append(Path(out.stdout.strip()))
+    for cand in candidates:
+        if (
+            (cand / "initdb").exists()
+            and (cand / "pg_ctl").exists()
+            and (cand / "postgres").exists()
+        ):
+            version = subprocess.run(
+                [str(cand / "postgres"), "--version"], capture_output=True, text=True, check=False
+            ).stdout
+            if f") {PG_MAJOR}." in version:
+                return cand
+    raise MissingDependencyError(INSTALL_HINT)
+
+
+class LocalStack:
+    """Operations on the local cluster; every method is safe to call repeatedly."""
+
+    def __init__(self, settings: Settings | None = None, echo=print) -> None:
+        self.settings = settings or Settings.load()
+        self.root = self.settings.local_dir
+        self.state_file = self.root / "stack.json"
+        self.echo = echo
+
+    # ---- state ------------------------------------------------------------------------
+    def state(self) -> StackState | None:
+        if not self.state_file.is_file():
+            return None
+        try:
+            return StackState(**json.loads(self.state_file.read_text()))
+        except (ValueError, TypeError) as exc:
+            raise StackError(
+                f"{self.state_file} is corrupt ({exc}); run `onai-db local down --purge` to start over"
+            ) from exc
+
+    def _save(self, state: StackState) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(asdict(state), indent=2) + "\n")
+
+    # ---- OS user ----------------------------------------------------------------------
+    def _os_user(self) -> str:
+        if os.geteuid() != 0:
+            return pwd.getpwuid(os.geteuid()).pw_name
+        wanted = self.settings.get("ONAI_DB_PG_OS_USER", "postgres") or "postgres"
+        try:
+            pwd.getpwnam(wanted)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", wanted],
+                check=True,
+                capture_output=True,
+            )
+        return wanted
+
+    def _as_user(self, user: str, argv: list[str]) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", user, "--", *argv]
+        return argv
+
+    def _run(
+        self, user: str, argv: list[str], check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            self._as_user(user, argv), capture_output=True, text=True, check=False
+        )
+        if check and proc.returncode != 0:
+            raise StackError(f"{Path(argv[0]).name} failed: {(proc.stderr or proc.stdout).strip()}")
+        return proc
+
+    def _data_dir_for(self, user: str) -> Path:
+        """``.local/pgdata`` when the server user can reach it, else a private dir in /var/tmp."""
+        preferred = self.root / "pgdata"
+        if os.geteuid() != 0:
+            return preferred
+        self.root.mkdir(parents=True, exist_ok=True)
+        probe = self._run(user, ["test", "-x", str(self.root)], check=False)
+        if probe.returncode == 0:
+            return preferred
+        import hashlib
+
+        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
+        return Path("/var/tmp/onai-db") / digest / "pgdata"
+
+    # ---- ports ------------------------------------------------------------------------
+    @staticmethod
+    def port_free(port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    def pick_port(self, start: int) -> int:
+        for port in range(start, start + 200):
+            if self.port_free(port):
+                return port
+        raise StackError(f"no free loopback port in {start}..{start + 199}")
+
+    # ---- lifecycle --------------------------------------------------------------------
+    def running(self, state: StackState | None = None) -> bool:
+        state = state or self.state()
+        if state is None or not Path(state.data_dir).exists():
+            return False
+        bindir = pg_bindir(self.settings)
+        proc = self._run(
+            state.os_user, [str(bindir / "pg_ctl"), "status", "-D", state.data_dir], check=False
+        )
+        return proc.returncode == 0
+
+    def _init_cluster(self, bindir: Path, user: str, data_dir: Path) -> None:
+        if data_dir.exists() and not (data_dir / "PG_VERSION").exists():
+            broken = data_dir.with_name(f"pgdata.broken-{int(time.time())}")
+            data_dir.rename(broken)
+            self.echo(f"found an incomplete cluster from a crashed run; moved it to {broken}")
+        if (data_dir / "PG_VERSION").exists():
+            return
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(data_dir, user=user)
+            for parent in data_dir.parents:
+                if parent == self.root.parent or str(parent).count("/") < 2:
+                    break
+                if str(parent).startswith("/var/tmp/onai-db"):
+                    os.chmod(parent, 0o755)
+        data_dir.chmod(0o700)
+        self.echo(f"initdb: new PostgreSQL {PG_MAJOR} cluster in {data_dir}")
+        self._run(
+            user,
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
+            ],
+        )
+        conf = data_dir / "postgresql.conf"
+        preload = (
+            "pg_cron"
+            if (Path(self._sharedir(bindir)) / "extension" / "pg_cron.control").exists()
+            else ""
+        )
+        extra = [
+            "listen_addresses = '127.0.0.1'",
+            "unix_socket_directories = ''",
+            "max_connections = 200",
+            "shared_buffers = '512MB'",
+            "fsync = on",
+            "synchronous_commit = on",
+            "log_min_messages = warning",
+            "logging_collector = off",
+            f"shared_preload_libraries = '{preload}'",
+            "cron.database_name = 'postgres'" if preload else "",
+        ]
+        with conf.open("a") as fh:
+            fh.write("\n# onai-db local stack\n" + "\n".join(line for line in extra if line) + "\n")
+
+    @staticmethod
+    def _sharedir(bindir: Path) -> str:
+        pg_config = bindir / "pg_config"
+        exe = str(pg_config) if pg_config.exists() else (shutil.which("pg_config") or "pg_config")
+        out = subprocess.run([exe, "--sharedir"], capture_output=True, text=True, check=False)
+        return out.stdout.strip() or f"/usr/share/postgresql/{PG_MAJOR}"
+
+    def start(self) -> StackState:
+        """Initialise (once) and start the cluster; returns its state."""
+        bindir = pg_bindir(self.settings)
+        previous = self.state()
+        user = previous.os_user if previous else self._os_user()
+        data_dir = Path(previous.data_dir) if previous else self._data_dir_for(user)
+        self._init_cluster(bindir, user, data_dir)
+        wanted_port = (
+            previous.port if previous else int(self.settings.get("ONAI_DB_PORT") or DEFAULT_PORT)
+        )
+        state = StackState(port=wanted_port, data_dir=str(data_dir), os_user=user)
+        if self.running(state):
+            return state
+        pid_file = data_dir / "postmaster.pid"
+        if pid_file.exists():
+            pid_file.unlink()
+            self.echo("removed a stale postmaster.pid left by a crashed run")
+        if not self.port_free(state.port):
+            new_port = self.pick_port(state.port + 1)
+            self.echo(f"port {state.port} is busy; using {new_port}")
+            state.port = new_port
+        log = self.root / "postgres.log"
+        self.root.mkdir(parents=True, exist_ok=True)
+        log.touch()
+        if os.geteuid() == 0:
+            shutil.chown(log, user=user)
+        proc = self._run(
+            user,
+            [
+                str(bindir / "pg_ctl"),
+                "start",
+                "-D",
+                str(data_dir),
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {state.port}",
+            ],
+            check=False,
+        )
+        if proc.returncode != 0:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-5:])
+            raise StackError(f"PostgreSQL did not start (see {log}): {tail or proc.stderr.strip()}")
+        self._save(state)
+        return state
+
+    def stop(self) -> bool:
+        state = self.state()
+        if state is None or not self.running(state):
+            return False
+        bindir = pg_bindir(self.settings)
+        self._run(
+            state.os_user,
+            [str(bindir / "pg_ctl"), "stop", "-D", state.data_dir, "-m", "fast", "-w"],
+        )
+        return True
+
+    def purge(self) -> None:
+        """Stop and delete the cluster and its state."""
+        state = self.state()
+        self.stop()
+        if state is not None and Path(state.data_dir).exists():
+            shutil.rmtree(state.data_dir)
+        if self.root.exists():
+            shutil.rmtree(self.root)
+
+    # ---- databases --------------------------------------------------------------------
+    def admin_connect(self, dbname: str = DEFAULT_DB) -> psycopg.Connection:
+        state = self.require_running()
+        return psycopg.connect(state.url(SUPERUSER, dbname), autocommit=True)
+
+    def require_running(self) -> StackState:
+        state = self.state()
+        if state is None or not self.running(state):
+            raise StackError("the local stack is not running; start it with `onai-db local up`")
+        return state
+
+    def bootstrap(self, dbname: str = DEFAULT_DB) -> None:
+        """Apply the platform bootstrap (roles, auth, extensions, default privileges)."""
+        sql = resources.files("onai_db").joinpath("sql/platform_bootstrap.sql").read_text()
+        with self.admin_connect(dbname) as conn:
+            conn.execute(sql)
+
+    def create_database(self, dbname: str, drop: bool = False) -> None:
+        with self.admin_connect("template1") as conn:
+            exists = conn.execute(
+                "select 1 from pg_database where datname = %s", (dbname,)
+            ).fetchone()
+            if exists and drop:
+                conn.execute(
+                    "select pg_terminate_backend(pid) from pg_stat_activity "
+                    "where datname = %s and pid <> pg_backend_pid()",
+                    (dbname,),
+                )
+                conn.execute(f'drop database "{dbname}"')
+                exists = None
+            if not exists:
+                conn.execute(f'create database "{dbname}"')
+
+    def database_url(self, dbname: str = DEFAULT_DB, user: str = "postgres") -> str:
+        return self.require_running().url(user, dbname)
+
+    def up(self, dbname: str = DEFAULT_DB, fresh: bool = False) -> StackState:
+        """Start the cluster, bootstrap the platform and push pending migrations."""
+        state = self.start()
+        if dbname != DEFAULT_DB or fresh:
+            self.create_database(dbname, drop=fresh)
+        self.bootstrap(dbname)
+        migrate.push(self.settings.project_dir, state.url("postgres", dbname), echo=self.echo)
+        return state
+
+    def reset(self, dbname: str = DEFAULT_DB) -> StackState:
+        """Drop and recreate the database, then bootstrap and push every migration."""
+        self.start()
+        self.create_database(dbname, drop=True)
+        return self.up(dbname)
+
+    def status(self, dbname: str = DEFAULT_DB) -> StackStatus:
+        state = self.state()
+        if state is None:
+            return StackStatus(
+                False, None, None, [], [], "not initialised (run `onai-db local up`)"
+            )
+        if not self.running(state):
+            return StackStatus(False, state.port, state.data_dir, [], [], "stopped")
+        applied = migrate.applied_versions(state.url("postgres", dbname))
+        local = migrate.local_migrations(self.settings.project_dir)
+        pending = [m.filename for m in local if m.version not in applied]
+        done = [m.filename for m in local if m.version in applied]
+        return StackStatus(True, state.port, state.data_dir, done, pending, "running")

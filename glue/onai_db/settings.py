@@ -1,0 +1,99 @@
+"""Configuration from the environment and an optional ``.env`` file.
+
+Every setting has one canonical name (``ONAI_DB_*`` or the provider's usual name) and
+accepts the names the legacy backend used (see ``../shared/seeds``), so an existing
+``backend/.env`` works unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+
+# canonical name -> accepted aliases, first match wins
+ALIASES: dict[str, tuple[str, ...]] = {
+    "ONAI_DB_URL": ("TRAFFIC_DB_URL", "DATABASE_URL", "SUPABASE_DB_URL"),
+    "LANDING_DB_URL": ("ONAI_DB_LANDING_URL",),
+    "SUPABASE_URL": ("TRAFFIC_SUPABASE_URL",),
+    "SUPABASE_SERVICE_ROLE_KEY": ("TRAFFIC_SERVICE_ROLE_KEY", "SUPABASE_KEY"),
+    "SUPABASE_ANON_KEY": ("TRAFFIC_SUPABASE_ANON_KEY",),
+    "LANDING_SUPABASE_URL": (),
+    "LANDING_SUPABASE_SERVICE_KEY": ("LANDING_SERVICE_ROLE_KEY",),
+}
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The checkout root: the nearest directory holding ``supabase/config.toml``."""
+    env = os.environ.get("ONAI_DB_PROJECT_DIR")
+    if env:
+        return Path(env).resolve()
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "supabase" / "config.toml").is_file():
+            return candidate
+    # installed package used from elsewhere: fall back to the source checkout
+    pkg_root = Path(__file__).resolve().parents[2]
+    if (pkg_root / "supabase" / "config.toml").is_file():
+        return pkg_root
+    raise ConfigError(
+        "cannot find the onai-db checkout (no supabase/config.toml here or above); "
+        "run from the repository or set ONAI_DB_PROJECT_DIR"
+    )
+
+
+def load_env(
+    project_dir: Path | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Process environment over ``.env`` (the process always wins)."""
+    values: dict[str, str] = {}
+    if project_dir is not None:
+        env_file = project_dir / ".env"
+        if env_file.is_file():
+            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    return values
+
+
+def lookup(env: Mapping[str, str], name: str, aliases: Sequence[str] | None = None) -> str | None:
+    """The first non-empty value among ``name`` and its aliases."""
+    for key in (name, *(ALIASES.get(name, ()) if aliases is None else aliases)):
+        value = env.get(key)
+        if value:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings for one invocation."""
+
+    project_dir: Path
+    env: Mapping[str, str]
+
+    @classmethod
+    def load(cls, project_dir: Path | None = None) -> Settings:
+        root = project_dir or find_project_dir()
+        return cls(project_dir=root, env=load_env(root))
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = lookup(self.env, name)
+        return value if value is not None else default
+
+    def require(self, name: str, hint: str = "") -> str:
+        value = self.get(name)
+        if value is None:
+            names = ", ".join((name, *ALIASES.get(name, ())))
+            raise ConfigError(
+                f"{name} is not set (accepted names: {names}){'; ' + hint if hint else ''}"
+            )
+        return value
+
+    @property
+    def local_dir(self) -> Path:
+        return Path(self.get("ONAI_DB_LOCAL_DIR") or self.project_dir / ".local")
