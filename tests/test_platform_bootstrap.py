@@ -41,8 +41,7 @@ def test_roles_match_hosted_supabase(owner_conn: psycopg.Connection) -> None:
 def test_jwt_helpers_read_request_claims(api: PostgrestSession, cast) -> None:
     row = api.query(
         cast.targetologist,
-        "select auth.uid() as uid, auth.role() as role,"
-        " auth.email() as email, auth.jwt() ->> 'aud' as aud",
+        "select auth.uid() as uid, auth.role() as role, auth.email() as email, auth.jwt() ->> 'aud' as aud",
     )[0]
     assert row == {
         "uid": cast.targetologist.user_id,
@@ -62,9 +61,7 @@ def test_legacy_claim_guc_wins_over_json_claims(api: PostgrestSession, cast) -> 
         assert cur.fetchone()["uid"] == other
 
 
-def test_new_tables_are_not_exposed_by_default(
-    owner_conn: psycopg.Connection, api: PostgrestSession
-) -> None:
+def test_new_tables_are_not_exposed_by_default(owner_conn: psycopg.Connection, api: PostgrestSession) -> None:
     """2026-10-30 default: a table created by a migration gets no API grants."""
     owner_conn.execute("create table if not exists public.zz_probe (id int)")
     try:

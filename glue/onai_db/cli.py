@@ -32,9 +32,7 @@ DbOption = Annotated[str, typer.Option("--db", help="Database name in the local 
 
 
 def _stack() -> local_mod.LocalStack:
-    return local_mod.LocalStack(
-        Settings.load(), echo=lambda msg: err_console.print(f"[dim]{msg}[/dim]")
-    )
+    return local_mod.LocalStack(Settings.load(), echo=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
 
 
 @local_app.command("up")
@@ -102,9 +100,7 @@ def local_url(
     typer.echo(_stack().database_url(db, role))
 
 
-@local_app.command(
-    "psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
+@local_app.command("psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def local_psql(ctx: typer.Context, db: DbOption = local_mod.DEFAULT_DB) -> None:
     """Open psql on the local database (extra arguments go to psql)."""
     url = _stack().database_url(db)

@@ -71,11 +71,7 @@ def pg_bindir(settings: Settings) -> Path:
         if out.returncode == 0:
             candidates.append(Path(out.stdout.strip()))
     for cand in candidates:
-        if (
-            (cand / "initdb").exists()
-            and (cand / "pg_ctl").exists()
-            and (cand / "postgres").exists()
-        ):
+        if (cand / "initdb").exists() and (cand / "pg_ctl").exists() and (cand / "postgres").exists():
             version = subprocess.run(
                 [str(cand / "postgres"), "--version"], capture_output=True, text=True, check=False
             ).stdout
@@ -128,12 +124,8 @@ class LocalStack:
             return ["runuser", "-u", user, "--", *argv]
         return argv
 
-    def _run(
-        self, user: str, argv: list[str], check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            self._as_user(user, argv), capture_output=True, text=True, check=False
-        )
+    def _run(self, user: str, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self._as_user(user, argv), capture_output=True, text=True, check=False)
         if check and proc.returncode != 0:
             raise StackError(f"{Path(argv[0]).name} failed: {(proc.stderr or proc.stdout).strip()}")
         return proc
@@ -175,9 +167,7 @@ class LocalStack:
         if state is None or not Path(state.data_dir).exists():
             return False
         bindir = pg_bindir(self.settings)
-        proc = self._run(
-            state.os_user, [str(bindir / "pg_ctl"), "status", "-D", state.data_dir], check=False
-        )
+        proc = self._run(state.os_user, [str(bindir / "pg_ctl"), "status", "-D", state.data_dir], check=False)
         return proc.returncode == 0
 
     def _init_cluster(self, bindir: Path, user: str, data_dir: Path) -> None:
@@ -213,9 +203,7 @@ class LocalStack:
         )
         conf = data_dir / "postgresql.conf"
         preload = (
-            "pg_cron"
-            if (Path(self._sharedir(bindir)) / "extension" / "pg_cron.control").exists()
-            else ""
+            "pg_cron" if (Path(self._sharedir(bindir)) / "extension" / "pg_cron.control").exists() else ""
         )
         extra = [
             "listen_addresses = '127.0.0.1'",
@@ -246,9 +234,7 @@ class LocalStack:
         user = previous.os_user if previous else self._os_user()
         data_dir = Path(previous.data_dir) if previous else self._data_dir_for(user)
         self._init_cluster(bindir, user, data_dir)
-        wanted_port = (
-            previous.port if previous else int(self.settings.get("ONAI_DB_PORT") or DEFAULT_PORT)
-        )
+        wanted_port = previous.port if previous else int(self.settings.get("ONAI_DB_PORT") or DEFAULT_PORT)
         state = StackState(port=wanted_port, data_dir=str(data_dir), os_user=user)
         if self.running(state):
             return state
@@ -327,9 +313,7 @@ class LocalStack:
 
     def create_database(self, dbname: str, drop: bool = False) -> None:
         with self.admin_connect("template1") as conn:
-            exists = conn.execute(
-                "select 1 from pg_database where datname = %s", (dbname,)
-            ).fetchone()
+            exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
             if exists and drop:
                 conn.execute(
                     "select pg_terminate_backend(pid) from pg_stat_activity "
@@ -362,9 +346,7 @@ class LocalStack:
     def status(self, dbname: str = DEFAULT_DB) -> StackStatus:
         state = self.state()
         if state is None:
-            return StackStatus(
-                False, None, None, [], [], "not initialised (run `onai-db local up`)"
-            )
+            return StackStatus(False, None, None, [], [], "not initialised (run `onai-db local up`)")
         if not self.running(state):
             return StackStatus(False, state.port, state.data_dir, [], [], "stopped")
         applied = migrate.applied_versions(state.url("postgres", dbname))

@@ -41,15 +41,10 @@ def local_migrations(project_dir: Path) -> list[Migration]:
 
 def applied_versions(url: str) -> set[str]:
     with psycopg.connect(url, autocommit=True) as conn:
-        exists = conn.execute(
-            "select to_regclass('supabase_migrations.schema_migrations')"
-        ).fetchone()
+        exists = conn.execute("select to_regclass('supabase_migrations.schema_migrations')").fetchone()
         if not exists or exists[0] is None:
             return set()
-        return {
-            row[0]
-            for row in conn.execute("select version from supabase_migrations.schema_migrations")
-        }
+        return {row[0] for row in conn.execute("select version from supabase_migrations.schema_migrations")}
 
 
 def supabase_cli(project_dir: Path) -> list[str]:
@@ -63,16 +58,12 @@ def supabase_cli(project_dir: Path) -> list[str]:
     )
 
 
-def run_cli(
-    project_dir: Path, args: list[str], timeout: int = 600
-) -> subprocess.CompletedProcess[str]:
+def run_cli(project_dir: Path, args: list[str], timeout: int = 600) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.setdefault("SUPABASE_TELEMETRY_DISABLED", "1")
     env.setdefault("DO_NOT_TRACK", "1")
     if shutil.which("node") is None:
-        raise MissingDependencyError(
-            "node is not installed: install Node.js 20 (apt-get install nodejs npm)"
-        )
+        raise MissingDependencyError("node is not installed: install Node.js 20 (apt-get install nodejs npm)")
     return subprocess.run(
         [*supabase_cli(project_dir), *args, "--workdir", str(project_dir)],
         capture_output=True,

@@ -47,9 +47,7 @@ def find_project_dir(start: Path | None = None) -> Path:
     )
 
 
-def load_env(
-    project_dir: Path | None = None, environ: Mapping[str, str] | None = None
-) -> dict[str, str]:
+def load_env(project_dir: Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Process environment over ``.env`` (the process always wins)."""
     values: dict[str, str] = {}
     if project_dir is not None:
@@ -89,9 +87,7 @@ class Settings:
         value = self.get(name)
         if value is None:
             names = ", ".join((name, *ALIASES.get(name, ())))
-            raise ConfigError(
-                f"{name} is not set (accepted names: {names}){'; ' + hint if hint else ''}"
-            )
+            raise ConfigError(f"{name} is not set (accepted names: {names}){'; ' + hint if hint else ''}")
         return value
 
     @property

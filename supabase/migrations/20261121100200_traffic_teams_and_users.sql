@@ -28,7 +28,8 @@ create table public.traffic_users (
 );
 
 comment on table public.traffic_users is
-'Traffic Dashboard profile of an auth user (targetologist, sales manager, admin). No password: Supabase Auth.';
+'Traffic Dashboard profile of an auth user (targetologist, sales manager, admin). '
+'No password column: authentication is Supabase Auth.';
 comment on column public.traffic_users.team_id is 'The team the person works in; NULL = no team.';
 
 create index traffic_users_team_id_idx on public.traffic_users (team_id);

@@ -24,7 +24,7 @@ grant select, insert, update, delete on public.traffic_user_utm_sources to authe
 -- security definer: reads traffic_users for the requesting user's team without that
 -- table's RLS, so the policy below does one cheap lookup per statement.
 create or replace function private.team_member_ids()
-returns uuid []
+returns uuid[]
 language sql
 stable
 security definer

@@ -33,9 +33,7 @@ def create_auth_user(
         (uid, email),
     )
     for role in app_roles:
-        conn.execute(
-            "insert into public.app_user_roles (user_id, role) values (%s, %s)", (uid, role)
-        )
+        conn.execute("insert into public.app_user_roles (user_id, role) values (%s, %s)", (uid, role))
     return uid
 
 

@@ -83,9 +83,7 @@ def http_status(sqlstate: str | None, role: str) -> int:
         return 500
     if code.startswith(("08", "53", "57P01")):
         return 503
-    if code.startswith(
-        ("09", "25", "2D", "38", "39", "3B", "40", "54", "55", "57", "58", "F0", "HV", "XX")
-    ):
+    if code.startswith(("09", "25", "2D", "38", "39", "3B", "40", "54", "55", "57", "58", "F0", "HV", "XX")):
         return 500
     if code.startswith(("0L", "0P", "28")):
         return 403
@@ -128,9 +126,7 @@ class PostgrestSession:
         )
 
     @contextmanager
-    def request(
-        self, actor: Actor, method: str = "POST", path: str = "/"
-    ) -> Iterator[psycopg.Cursor]:
+    def request(self, actor: Actor, method: str = "POST", path: str = "/") -> Iterator[psycopg.Cursor]:
         """A request as ``actor``; errors become :class:`ApiError` and are rolled back."""
         self._n += 1
         name = sql.Identifier(f"req_{self._n}")

@@ -1,0 +1,62 @@
+"""The database matches policies/ cell by cell, and nothing exposed is left out."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from support.cast import MATRIX_ROLES, Cast
+from support.matrix import (
+    FunctionAdapter,
+    TableAdapter,
+    check_execute,
+    check_insert,
+    check_row_writes,
+    check_select,
+    collect_adapters,
+)
+from support.postgrest import PostgrestSession
+
+from onai_db.policies import coverage, exposed_schemas, load_matrix
+from onai_db.settings import find_project_dir
+
+PROJECT = find_project_dir()
+MATRIX = load_matrix(PROJECT)
+ADAPTERS = collect_adapters()
+CELLS = [(name, role) for name in sorted(MATRIX) for role in MATRIX_ROLES]
+
+
+def test_every_exposed_object_is_in_the_matrix_and_protected(owner_conn: psycopg.Connection) -> None:
+    report = coverage(owner_conn, MATRIX, exposed_schemas(PROJECT))
+    assert report.exposed, "nothing exposed at all: the migrations did not run"
+    assert report.ok, "\n".join(report.problems())
+
+
+def test_every_matrix_object_has_an_adapter() -> None:
+    assert sorted(set(MATRIX) - set(ADAPTERS)) == []
+    assert sorted(set(ADAPTERS) - set(MATRIX)) == []
+
+
+def test_anon_is_denied_everything() -> None:
+    allowed = [(n, op) for n, e in MATRIX.items() for op, rule in e.cells["anon"].items() if rule != "deny"]
+    assert allowed == []
+
+
+@pytest.mark.parametrize(("name", "role"), CELLS, ids=[f"{n}-{r}" for n, r in CELLS])
+def test_cells(api: PostgrestSession, cast: Cast, name: str, role: str) -> None:
+    entry = MATRIX[name]
+    adapter = ADAPTERS[name]
+    actor = cast.by_matrix_role(role)
+    if adapter.seed is not None:
+        adapter.seed(api, cast)
+    for op in entry.ops:
+        rule = entry.cell(role, op)
+        if isinstance(adapter, FunctionAdapter):
+            check_execute(api, name, adapter, rule, actor, cast)
+            continue
+        assert isinstance(adapter, TableAdapter)
+        if op == "select":
+            check_select(api, name, adapter, rule, actor, cast)
+        elif op == "insert":
+            check_insert(api, name, adapter, rule, actor, cast)
+        else:
+            check_row_writes(api, name, adapter, op, rule, actor, cast)
