@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+
+from onai_db.policies import coverage, exposed_schemas, load_matrix
+from onai_db.settings import find_project_dir
 from support.cast import MATRIX_ROLES, Cast
 from support.matrix import (
     FunctionAdapter,
@@ -15,9 +18,6 @@ from support.matrix import (
     collect_adapters,
 )
 from support.postgrest import PostgrestSession
-
-from onai_db.policies import coverage, exposed_schemas, load_matrix
-from onai_db.settings import find_project_dir
 
 PROJECT = find_project_dir()
 MATRIX = load_matrix(PROJECT)
