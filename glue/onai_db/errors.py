@@ -37,3 +37,7 @@ class MigrationError(OnaiDbError):
 
 class DatabaseUnreachableError(OnaiDbError):
     """A database URL could not be connected to."""
+
+
+class ConsolidationError(OnaiDbError):
+    """Landing -> Traffic consolidation cannot run (wrong schema, missing migrations, busy)."""

@@ -43,12 +43,12 @@ create unlogged table private.consolidation_stage_plan (
   fill_rank integer not null,
   batch_no integer not null,
   creator boolean not null,
-  existing uuid[]
+  existing_leads uuid[]
 );
 
 comment on table private.consolidation_stage_plan is
 'Scratch: identity plan per staged row: comp = the person (all rows that end as one lead), '
 'fill_rank = precedence when filling gaps (as a one-by-one replay would apply them), batch_no = commit unit, '
-'creator = the row whose lead survives, existing = live target leads the person already has.';
+'creator = the row whose lead survives, existing_leads = live target leads the person already has.';
 
 create index consolidation_stage_plan_batch_idx on private.consolidation_stage_plan (batch_no);

@@ -1,0 +1,382 @@
+"""Apply the identity plan one committed batch at a time, then the journey rows and
+notifications that were not reached through a batch, all set-based."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+STAGE_EXPR = "btrim(regexp_replace(lower(btrim({s})), '[^a-z0-9]+', '_', 'g'), '_')"
+VALID_STAGE = "~ '^[a-z][a-z0-9_]{0,62}$'"
+
+
+def _stage(col: str) -> str:
+    return STAGE_EXPR.format(s=col)
+
+
+def _jmeta(col: str) -> str:
+    return (
+        f"(case when {col} is null then '{{}}'::jsonb when jsonb_typeof({col}::jsonb) = 'object' "
+        f"then {col}::jsonb else jsonb_build_object('legacy_metadata', {col}::jsonb) end)"
+    )
+
+
+def _first(expr: str, where: str, order: str = "b.fill_rank") -> str:
+    return f"(array_agg({expr} order by {order}) filter (where {where}))[1]"
+
+
+_UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+
+BATCH_ROWS = """
+create temp table b on commit drop as
+select s.*, p.comp, p.fill_rank, p.creator, p.existing_leads,
+  coalesce(s.utm_source, s.utm_medium, s.utm_campaign, s.utm_content, s.utm_term) is not null as has_utm
+from private.consolidation_stage_plan as p
+join private.consolidation_stage_leads as s on s.ord = p.ord
+where p.batch_no = %(batch)s
+"""
+
+_first_utm = ",\n  ".join(
+    _first(f"b.{c}", "b.has_utm", "b.created_at, b.ord") + f" as first_{c}" for c in _UTM
+)
+_last_utm = ",\n  ".join(
+    _first(f"b.{c}", "b.has_utm", "b.created_at desc, b.ord desc") + f" as last_{c}" for c in _UTM
+)
+BATCH_COMPS = f"""
+create temp table bc on commit drop as
+select
+  b.comp,
+  {_first("nullif(btrim(b.name), '')", "nullif(btrim(b.name), '') is not null")} as name,
+  coalesce({_first("nullif(btrim(b.phone), '')", "b.phone_n is not null")},
+    {_first("nullif(btrim(b.phone), '')", "nullif(btrim(b.phone), '') is not null")}) as phone,
+  coalesce({_first("nullif(btrim(b.email), '')", "b.email_n is not null")},
+    {_first("nullif(btrim(b.email), '')", "nullif(btrim(b.email), '') is not null")}) as email,
+  {_first("private.canonical_lead_source(b.source)", "private.canonical_lead_source(b.source) is not null")}
+    as source,
+  {_first("b.source", "b.source is not null")} as source_raw,
+  {_first("b.amocrm_lead_id", "b.amocrm_lead_id is not null")} as amocrm_lead_id,
+  {_first("b.amocrm_contact_id", "b.amocrm_contact_id is not null")} as amocrm_contact_id,
+  bool_or(b.amocrm_synced) as amocrm_synced,
+  bool_or(b.email_sent) as email_sent,
+  bool_or(b.sms_sent) as sms_sent,
+  sum(b.click_count)::integer as click_count,
+  {_first_utm},
+  min(b.created_at) filter (where b.has_utm) as first_touch_at,
+  {_last_utm},
+  max(b.created_at) filter (where b.has_utm) as last_touch_at,
+  min(b.created_at) as created_at,
+  (array_agg(b.src order by b.fill_rank))[1] as legacy_source_table,
+  (array_agg(b.legacy_id order by b.fill_rank))[1] as legacy_id
+from b
+group by b.comp
+"""
+
+BATCH_META = """
+create temp table bm on commit drop as
+select x.comp, jsonb_object_agg(x.key, x.value) as metadata
+from (
+  select distinct on (b.comp, e.key) b.comp, e.key, e.value
+  from b cross join lateral jsonb_each(b.metadata) as e
+  order by b.comp, e.key, b.fill_rank
+) as x
+group by x.comp
+"""
+
+BATCH_JOURNEY = f"""
+create temp table bj on commit drop as
+select b.comp, j.id as legacy_id, j.lead_id, j.stage as stage_raw, {_stage("j.stage")} as stage, j.source,
+  {_jmeta("j.metadata")} as metadata, coalesce(j.created_at::timestamptz, 'epoch') as occurred_at,
+  to_jsonb(j) as row_data
+from b
+join private.consolidation_raw_lead_journey as j on j.lead_id = b.legacy_id
+where b.src = 'landing_leads'
+"""
+
+BATCH_STAGES = f"""
+create temp table bs on commit drop as
+select x.comp, array_agg(distinct x.stage order by x.stage) as stages
+from (
+  select b.comp, 'lead_captured' as stage from b
+  union all
+  select bj.comp, bj.stage from bj where bj.stage {VALID_STAGE}
+) as x
+group by x.comp
+"""
+
+BATCH_LEADS = """
+create temp table bl on commit drop as
+select c.comp, coalesce(x.winner, gen_random_uuid()) as lead_id, x.winner is not null as existed
+from bc as c
+left join (
+  select g.comp, private.consolidation_merge_group(g.existing_leads, '{"by": "onai-db consolidate"}'::jsonb) as winner
+  from (select distinct b.comp, b.existing_leads from b where b.existing_leads is not null) as g
+) as x on x.comp = c.comp
+"""
+
+_utm_cols = ", ".join([f"first_{c}" for c in _UTM] + ["first_touch_at"] + [f"last_{c}" for c in _UTM])
+INSERT_LEADS = f"""
+insert into public.traffic_leads (
+  id, name, email, phone, source, source_raw, metadata, amocrm_lead_id, amocrm_contact_id, amocrm_synced,
+  email_sent, sms_sent, click_count, {_utm_cols}, last_touch_at, stages, legacy_source_table, legacy_id, created_at
+)
+select
+  l.lead_id, c.name, c.email, c.phone, c.source, c.source_raw, coalesce(m.metadata, '{{}}'::jsonb),
+  c.amocrm_lead_id, c.amocrm_contact_id, c.amocrm_synced, c.email_sent, c.sms_sent, c.click_count,
+  {", ".join("c." + x.strip() for x in _utm_cols.split(","))}, c.last_touch_at,
+  coalesce(s.stages, '{{lead_captured}}'), c.legacy_source_table, c.legacy_id, c.created_at
+from bc as c
+join bl as l on l.comp = c.comp
+left join bm as m on m.comp = c.comp
+left join bs as s on s.comp = c.comp
+where not l.existed
+order by c.comp
+"""
+
+_fill_first = ",\n  ".join(
+    f"first_{c} = case when c.first_touch_at < coalesce(t.first_touch_at, 'infinity') then c.first_{c} "
+    f"else t.first_{c} end"
+    for c in _UTM
+)
+_fill_last = ",\n  ".join(
+    f"last_{c} = case when c.last_touch_at >= coalesce(t.last_touch_at, '-infinity') then c.last_{c} "
+    f"else t.last_{c} end"
+    for c in _UTM
+)
+UPDATE_EXISTING = f"""
+update public.traffic_leads as t
+set
+  name = coalesce(t.name, c.name),
+  phone = case when t.phone_normalized is null and public.normalize_phone(c.phone) is not null then c.phone
+    else coalesce(t.phone, c.phone) end,
+  email = case when t.email_normalized is null and private.normalize_email(c.email) is not null then c.email
+    else coalesce(t.email, c.email) end,
+  source = coalesce(t.source, c.source),
+  source_raw = coalesce(t.source_raw, c.source_raw),
+  metadata = coalesce(m.metadata, '{{}}'::jsonb) || t.metadata,
+  amocrm_lead_id = coalesce(t.amocrm_lead_id, c.amocrm_lead_id),
+  amocrm_contact_id = coalesce(t.amocrm_contact_id, c.amocrm_contact_id),
+  amocrm_synced = t.amocrm_synced or c.amocrm_synced,
+  email_sent = t.email_sent or c.email_sent,
+  sms_sent = t.sms_sent or c.sms_sent,
+  click_count = t.click_count + c.click_count,
+  {_fill_first},
+  first_touch_at = least(t.first_touch_at, c.first_touch_at),
+  {_fill_last},
+  last_touch_at = greatest(t.last_touch_at, c.last_touch_at),
+  legacy_source_table = coalesce(t.legacy_source_table, c.legacy_source_table),
+  legacy_id = coalesce(t.legacy_id, c.legacy_id),
+  created_at = least(t.created_at, c.created_at)
+from bc as c
+join bl as l on l.comp = c.comp
+left join bm as m on m.comp = c.comp
+where l.existed and t.id = l.lead_id
+"""
+
+INSERT_IDENTIFIERS = """
+insert into private.traffic_lead_identifiers (kind, value, lead_id)
+select distinct on (x.kind, x.value) x.kind, x.value, x.lead_id
+from (
+  select 'phone' as kind, b.phone_n as value, l.lead_id, b.fill_rank
+  from b join bl as l on l.comp = b.comp where b.phone_n is not null
+  union all
+  select 'email', b.email_n, l.lead_id, b.fill_rank
+  from b join bl as l on l.comp = b.comp where b.email_n is not null
+) as x
+order by x.kind, x.value, x.fill_rank
+on conflict (kind, value) do nothing
+"""
+
+INSERT_MAP = """
+insert into private.legacy_lead_map (source_table, legacy_id, lead_id, outcome, run_id)
+select b.src, b.legacy_id, l.lead_id, case when b.creator and not l.existed then 'migrated' else 'merged' end,
+  %(run)s
+from b join bl as l on l.comp = b.comp
+"""
+
+INSERT_CAPTURED = """
+insert into public.traffic_lead_journey (
+  lead_id, stage, source, utm_source, utm_medium, utm_campaign, utm_content, utm_term,
+  input, metadata, event_key, occurred_at, legacy_source_table, legacy_id
+)
+select
+  l.lead_id, 'lead_captured', private.canonical_lead_source(b.source),
+  b.utm_source, b.utm_medium, b.utm_campaign, b.utm_content, b.utm_term,
+  jsonb_strip_nulls(jsonb_build_object('name', b.name, 'email', b.email, 'phone', b.phone, 'source', b.source)),
+  b.metadata, 'legacy:' || b.src || ':' || b.legacy_id, b.created_at, b.src, b.legacy_id
+from b join bl as l on l.comp = b.comp
+order by b.ord
+on conflict (event_key) do nothing
+"""
+
+INSERT_BATCH_JOURNEY = f"""
+insert into public.traffic_lead_journey (
+  lead_id, stage, source, utm_source, utm_medium, utm_campaign, utm_content, utm_term,
+  input, metadata, event_key, occurred_at, legacy_source_table, legacy_id
+)
+select
+  l.lead_id, j.stage, private.canonical_lead_source(j.source),
+  nullif(btrim(j.metadata ->> 'utm_source'), ''), nullif(btrim(j.metadata ->> 'utm_medium'), ''),
+  nullif(btrim(j.metadata ->> 'utm_campaign'), ''), nullif(btrim(j.metadata ->> 'utm_content'), ''),
+  nullif(btrim(j.metadata ->> 'utm_term'), ''),
+  jsonb_strip_nulls(jsonb_build_object('source', j.source, 'stage', j.stage_raw)),
+  j.metadata, 'legacy:lead_journey:' || j.legacy_id, j.occurred_at, 'lead_journey', j.legacy_id
+from bj as j join bl as l on l.comp = j.comp
+where j.stage {VALID_STAGE}
+on conflict (event_key) do nothing
+"""
+
+QUARANTINE_BATCH_JOURNEY = f"""
+insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
+select 'lead_journey', j.legacy_id, 'stage ' || coalesce(quote_literal(j.stage_raw), 'NULL') || ' is not a valid stage name',
+  j.row_data, %(run)s
+from bj as j
+where j.stage is null or j.stage !{VALID_STAGE}
+on conflict (source_table, legacy_id) do nothing
+"""
+
+QUARANTINE_LEADS = """
+insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
+select s.src, s.legacy_id, s.problem, to_jsonb(s) - 'ord' - 'phone_n' - 'email_n' - 'problem', %(run)s
+from private.consolidation_stage_leads as s
+where s.problem is not null
+on conflict (source_table, legacy_id) do nothing
+"""
+
+_live = "case when ml.merged_into is null then ml.id else private.live_lead(ml.id) end"
+
+REMAINING_JOURNEY = f"""
+insert into public.traffic_lead_journey (
+  lead_id, stage, source, utm_source, utm_medium, utm_campaign, utm_content, utm_term,
+  input, metadata, event_key, occurred_at, legacy_source_table, legacy_id
+)
+select
+  {_live}, x.stage, private.canonical_lead_source(x.source),
+  nullif(btrim(x.meta ->> 'utm_source'), ''), nullif(btrim(x.meta ->> 'utm_medium'), ''),
+  nullif(btrim(x.meta ->> 'utm_campaign'), ''), nullif(btrim(x.meta ->> 'utm_content'), ''),
+  nullif(btrim(x.meta ->> 'utm_term'), ''),
+  jsonb_strip_nulls(jsonb_build_object('source', x.source, 'stage', x.stage_raw)),
+  x.meta, 'legacy:lead_journey:' || x.id, x.occurred_at, 'lead_journey', x.id
+from (
+  select j.id, j.lead_id, j.source, j.stage as stage_raw, {_stage("j.stage")} as stage,
+    {_jmeta("j.metadata")} as meta, coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
+  from private.consolidation_raw_lead_journey as j
+  where not exists (
+      select 1 from public.traffic_lead_journey as t where t.event_key = 'legacy:lead_journey:' || j.id
+    )
+    and not exists (
+      select 1 from private.consolidation_quarantine as q
+      where q.source_table = 'lead_journey' and q.legacy_id = j.id
+    )
+) as x
+join private.legacy_lead_map as m on m.source_table = 'landing_leads' and m.legacy_id = x.lead_id
+join public.traffic_leads as ml on ml.id = m.lead_id
+where x.stage {VALID_STAGE}
+on conflict (event_key) do nothing
+"""
+
+QUARANTINE_JOURNEY = f"""
+insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
+select 'lead_journey', j.id,
+  case
+    when j.lead_id is null then 'lead_id is null'
+    when lq.reason is not null then 'its lead landing_leads ' || j.lead_id || ' is quarantined: ' || lq.reason
+    when not exists (select 1 from private.consolidation_raw_landing_leads as l where l.id = j.lead_id)
+      then 'lead ' || j.lead_id || ' not found in landing_leads'
+    when j.stage is null or {_stage("j.stage")} !{VALID_STAGE}
+      then 'stage ' || coalesce(quote_literal(j.stage), 'NULL') || ' is not a valid stage name'
+    else 'lead ' || j.lead_id || ' was not imported'
+  end,
+  to_jsonb(j), %(run)s
+from private.consolidation_raw_lead_journey as j
+left join private.consolidation_quarantine as lq on lq.source_table = 'landing_leads' and lq.legacy_id = j.lead_id
+where not exists (
+    select 1 from public.traffic_lead_journey as t where t.event_key = 'legacy:lead_journey:' || j.id
+  )
+  and not exists (
+    select 1 from private.consolidation_quarantine as q where q.source_table = 'lead_journey' and q.legacy_id = j.id
+  )
+on conflict (source_table, legacy_id) do nothing
+"""
+
+IMPORT_NOTIFICATIONS = f"""
+insert into private.legacy_scheduled_notifications (
+  legacy_id, lead_id, delivery_channel, recipient, template_name, payload, scheduled_for, status, sent_at,
+  created_at, run_id
+)
+select n.id, {_live}, n.channel, n.recipient, n.template, {_jmeta("n.payload")}, n.scheduled_for::timestamptz,
+  n.status, n.sent_at::timestamptz, n.created_at::timestamptz, %(run)s
+from private.consolidation_raw_scheduled_notifications as n
+join private.legacy_lead_map as m on m.source_table = 'landing_leads' and m.legacy_id = n.lead_id
+join public.traffic_leads as ml on ml.id = m.lead_id
+on conflict (legacy_id) do nothing
+"""
+
+QUARANTINE_NOTIFICATIONS = """
+insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
+select 'scheduled_notifications', n.id,
+  case
+    when n.lead_id is null then 'lead_id is null'
+    when lq.reason is not null then 'its lead landing_leads ' || n.lead_id || ' is quarantined: ' || lq.reason
+    when not exists (select 1 from private.consolidation_raw_landing_leads as l where l.id = n.lead_id)
+      then 'lead ' || n.lead_id || ' not found in landing_leads'
+    else 'lead ' || n.lead_id || ' was not imported'
+  end,
+  to_jsonb(n), %(run)s
+from private.consolidation_raw_scheduled_notifications as n
+left join private.consolidation_quarantine as lq on lq.source_table = 'landing_leads' and lq.legacy_id = n.lead_id
+where not exists (select 1 from private.legacy_scheduled_notifications as s where s.legacy_id = n.id)
+  and not exists (
+    select 1 from private.consolidation_quarantine as q
+    where q.source_table = 'scheduled_notifications' and q.legacy_id = n.id
+  )
+on conflict (source_table, legacy_id) do nothing
+"""
+
+
+@dataclass
+class BatchResult:
+    rows: int = 0
+    leads_created: int = 0
+    leads_filled: int = 0
+    journey_rows: int = 0
+    quarantined: int = 0
+
+
+def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResult:
+    """One batch of whole persons; the caller commits (with the ledger row)."""
+    p = {"batch": batch, "run": run_id}
+    r = BatchResult()
+    r.rows = conn.execute(BATCH_ROWS, p).rowcount  # type: ignore[arg-type]
+    for stmt in (BATCH_COMPS, BATCH_META, BATCH_JOURNEY, BATCH_STAGES, BATCH_LEADS):
+        conn.execute(stmt)  # type: ignore[arg-type]
+    r.leads_created = conn.execute(INSERT_LEADS).rowcount  # type: ignore[arg-type]
+    r.leads_filled = conn.execute(UPDATE_EXISTING).rowcount  # type: ignore[arg-type]
+    conn.execute(INSERT_IDENTIFIERS)  # type: ignore[arg-type]
+    conn.execute(INSERT_MAP, p)  # type: ignore[arg-type]
+    r.journey_rows = conn.execute(INSERT_CAPTURED).rowcount  # type: ignore[arg-type]
+    r.journey_rows += conn.execute(INSERT_BATCH_JOURNEY).rowcount  # type: ignore[arg-type]
+    r.quarantined = conn.execute(QUARANTINE_BATCH_JOURNEY, p).rowcount  # type: ignore[arg-type]
+    conn.execute(
+        "insert into private.consolidation_batches (run_id, phase, batch_no, rows_in, leads_created, journey_rows)"
+        " values (%s, 'leads', %s, %s, %s, %s)",
+        (run_id, batch, r.rows, r.leads_created, r.journey_rows),
+    )
+    return r
+
+
+def quarantine_lead_rows(conn: psycopg.Connection, run_id: int) -> int:
+    return conn.execute(QUARANTINE_LEADS, {"run": run_id}).rowcount  # type: ignore[arg-type]
+
+
+def finish_journey(conn: psycopg.Connection, run_id: int) -> tuple[int, int]:
+    """(journey rows imported, rows quarantined) for rows not reached through a batch."""
+    imported = conn.execute(REMAINING_JOURNEY).rowcount  # type: ignore[arg-type]
+    quarantined = conn.execute(QUARANTINE_JOURNEY, {"run": run_id}).rowcount  # type: ignore[arg-type]
+    return imported, quarantined
+
+
+def import_notifications(conn: psycopg.Connection, run_id: int) -> tuple[int, int]:
+    imported = conn.execute(IMPORT_NOTIFICATIONS, {"run": run_id}).rowcount  # type: ignore[arg-type]
+    quarantined = conn.execute(QUARANTINE_NOTIFICATIONS, {"run": run_id}).rowcount  # type: ignore[arg-type]
+    return imported, quarantined

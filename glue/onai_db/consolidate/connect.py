@@ -1,0 +1,92 @@
+"""Connections and preflight checks: a clear one-line error before anything is written."""
+
+from __future__ import annotations
+
+import psycopg
+
+from ..errors import ConsolidationError, DatabaseUnreachableError
+from ..legacy import LEGACY_TABLES
+
+# columns each legacy table must have (extra columns are backed up and ignored)
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "landing_leads": (
+        "id", "email", "name", "phone", "source", "metadata", "amocrm_lead_id", "amocrm_contact_id",
+        "amocrm_synced", "email_sent", "sms_sent", "click_count", "created_at",
+    ),
+    "lead_tracking": (
+        "id", "name", "email", "phone", "source", "utm_source", "utm_medium", "utm_campaign", "utm_content",
+        "utm_term", "page_url", "created_at",
+    ),
+    "unified_lead_tracking": (
+        "id", "landing_lead_id", "full_name", "email", "phone", "source", "utm_source", "utm_medium",
+        "utm_campaign", "utm_content", "utm_term", "current_stage", "metadata", "created_at",
+    ),
+    "lead_journey": ("id", "lead_id", "stage", "source", "metadata", "created_at"),
+    "scheduled_notifications": (
+        "id", "lead_id", "channel", "recipient", "template", "payload", "scheduled_for", "status", "sent_at",
+        "created_at",
+    ),
+}  # fmt: skip
+
+# objects the target must have: the unified-leads migrations and ours
+TARGET_OBJECTS = (
+    "public.traffic_leads",
+    "public.traffic_lead_journey",
+    "private.traffic_lead_identifiers",
+    "private.consolidation_runs",
+    "private.legacy_lead_map",
+    "private.consolidation_quarantine",
+    "private.legacy_scheduled_notifications",
+    "private.consolidation_stage_leads",
+    "private.consolidation_stage_plan",
+)
+
+
+def _redact(url: str) -> str:
+    """host/db of a URL without credentials (never print a password)."""
+    tail = url.split("@", 1)[-1]
+    return tail.split("?", 1)[0]
+
+
+def connect(url: str, what: str, autocommit: bool = False) -> psycopg.Connection:
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnreachableError(f"cannot connect to the {what} database {_redact(url)}: {first}") from None
+
+
+def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
+    """The source's column lists per legacy table; raises when a table or column is missing."""
+    rows = conn.execute(
+        "select table_name, array_agg(column_name::text order by ordinal_position) "
+        "from information_schema.columns where table_schema = 'public' and table_name = any(%s) "
+        "group by table_name",
+        (list(LEGACY_TABLES),),
+    ).fetchall()
+    conn.rollback()
+    columns = {name: list(cols) for name, cols in rows}
+    missing = [t for t in LEGACY_TABLES if t not in columns]
+    if missing:
+        raise ConsolidationError(
+            f"source is not a Landing database: missing table(s) {', '.join(missing)} in schema public"
+        )
+    for table, required in REQUIRED_COLUMNS.items():
+        lacking = [c for c in required if c not in columns[table]]
+        if lacking:
+            raise ConsolidationError(f"source table {table} has an unexpected schema: no column(s) {', '.join(lacking)}")
+    return columns
+
+
+def check_target(conn: psycopg.Connection) -> None:
+    """Raises unless the target has the onai-db migrations (ours included)."""
+    rows = conn.execute(
+        "select o, to_regclass(o) is not null from unnest(%s::text[]) as o", (list(TARGET_OBJECTS),)
+    ).fetchall()
+    conn.rollback()
+    absent = [name for name, present in rows if not present]
+    if absent:
+        raise ConsolidationError(
+            f"target lacks the onai-db migrations ({', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''} "
+            "missing): run `supabase db push` (or `onai-db local up`) against it first"
+        )

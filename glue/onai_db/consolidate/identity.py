@@ -1,0 +1,158 @@
+"""Identity plan: which staged rows are one person, in which order they fill gaps.
+
+The rows are read once (ord, normalized phone, normalized email) and replayed in
+memory with exactly the rules of ``find_or_create_unified_lead``: a row whose
+identifiers are all new starts a lead; a row matching one lead joins it; a row whose
+phone and email point at two leads merges them into the older (its creator came
+first); identifiers stay with the lead (and follow merges). The result per row is the
+person (``comp`` = ord of the surviving lead's first row), its precedence when filling
+gaps (``fill_rank``: winner's rows, then the loser's, then later rows, as merge_leads
+and the fill-gap update apply them) and its commit batch (whole persons per batch).
+Persons whose identifiers already belong to live leads in the target are grouped with
+those leads (``existing_leads``). The plan is written back with one COPY.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from .backup import Progress
+
+PLAN_ROWS_SQL = """
+copy (
+  select s.ord, s.phone_n, s.email_n
+  from private.consolidation_stage_leads as s
+  where s.problem is null
+    and not exists (
+      select 1 from private.legacy_lead_map as m where m.source_table = s.src and m.legacy_id = s.legacy_id
+    )
+  order by s.ord
+) to stdout
+"""
+
+EXISTING_SQL = """
+copy (
+  with ids as (
+    select distinct 'phone' as kind, s.phone_n as value from private.consolidation_stage_leads as s
+    where s.phone_n is not null and s.problem is null
+    union
+    select distinct 'email', s.email_n from private.consolidation_stage_leads as s
+    where s.email_n is not null and s.problem is null
+  )
+  select ids.kind, ids.value, private.live_lead(i.lead_id)
+  from ids join private.traffic_lead_identifiers as i on i.kind = ids.kind and i.value = ids.value
+  union
+  select 'phone', l.phone_normalized, l.id from public.traffic_leads as l
+  join ids on ids.kind = 'phone' and ids.value = l.phone_normalized
+  where l.merged_into is null
+  union
+  select 'email', l.email_normalized, l.id from public.traffic_leads as l
+  join ids on ids.kind = 'email' and ids.value = l.email_normalized
+  where l.merged_into is null
+) to stdout
+"""
+
+
+@dataclass
+class Plan:
+    rows: int
+    persons: int
+    batches: int
+    persons_with_existing_lead: int
+
+
+def _find(parent: dict[int, int], x: int) -> int:
+    root = x
+    while parent[root] != root:
+        root = parent[root]
+    while parent[x] != root:
+        parent[x], x = root, parent[x]
+    return root
+
+
+def build_plan(conn: psycopg.Connection, batch_size: int, progress: Progress) -> Plan:
+    rows: list[tuple[int, str | None, str | None]] = []
+    with conn.cursor() as cur, cur.copy(PLAN_ROWS_SQL) as cp:
+        for ord_, phone, email in cp.rows():
+            rows.append((int(ord_), phone, email))
+    existing: dict[str, set[str]] = {}
+    with conn.cursor() as cur, cur.copy(EXISTING_SQL) as cp:
+        for kind, value, lead in cp.rows():
+            existing.setdefault(("p:" if kind == "phone" else "e:") + value, set()).add(lead)
+    progress("identity", 1, 3)
+
+    # replay in memory: sim leads are keyed by their creator's ord (older = smaller)
+    parent: dict[int, int] = {}
+    seq: dict[int, list[int]] = {}
+    ident: dict[str, int] = {}
+    keys_of: dict[int, list[str]] = {}
+    for ord_, phone, email in rows:
+        keys = [k for k in (phone and "p:" + phone, email and "e:" + email) if k]
+        leads = {_find(parent, ident[k]) for k in keys if k in ident}
+        if not leads:
+            lead = ord_
+            parent[lead] = lead
+            seq[lead] = []
+        elif len(leads) == 1:
+            lead = leads.pop()
+        else:
+            lead, loser = sorted(leads)
+            parent[loser] = lead
+            seq[lead].extend(seq.pop(loser))
+        seq[lead].append(ord_)
+        for k in keys:
+            ident.setdefault(k, lead)
+        if keys:
+            keys_of.setdefault(lead, []).extend(keys)
+    progress("identity", 1, 3)
+
+    # group persons that share an existing target lead
+    roots = sorted(seq)
+    group: dict[int, int] = {r: r for r in roots}
+    owner: dict[str, int] = {}
+    found: dict[int, set[str]] = {}
+    for lead, keys in keys_of.items():
+        root = _find(parent, lead)
+        for k in keys:
+            for ex in existing.get(k, ()):
+                found.setdefault(root, set()).add(ex)
+                if ex in owner:
+                    a, b = _find(group, owner[ex]), _find(group, root)
+                    if a != b:
+                        group[max(a, b)] = min(a, b)
+                else:
+                    owner[ex] = root
+    members: dict[int, list[int]] = {}
+    for r in roots:
+        members.setdefault(_find(group, r), []).append(r)
+
+    batch = 0
+    in_batch = 0
+    with_existing = 0
+    with conn.cursor() as cur, cur.copy(
+        "copy private.consolidation_stage_plan (ord, comp, fill_rank, batch_no, creator, existing_leads) from stdin"
+    ) as cp:
+        for comp in sorted(members):
+            ex: set[str] = set()
+            order: list[int] = []
+            for r in members[comp]:
+                ex |= found.get(r, set())
+                order.extend(seq[r])
+            ex_literal = "{" + ",".join(sorted(ex)) + "}" if ex else None
+            with_existing += bool(ex)
+            for rank, ord_ in enumerate(order):
+                cp.write_row((ord_, comp, rank, batch, ord_ == comp and not ex, ex_literal))
+            in_batch += len(order)
+            if in_batch >= batch_size:
+                batch += 1
+                in_batch = 0
+    conn.execute("analyze private.consolidation_stage_plan")
+    progress("identity", 1, 3)
+    return Plan(
+        rows=len(rows),
+        persons=len(members),
+        batches=batch + (1 if in_batch else 0),
+        persons_with_existing_lead=with_existing,
+    )

@@ -1,0 +1,117 @@
+"""Load the backup files into scratch tables in the target and build the unified stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from .backup import Manifest, Progress
+
+
+def raw_table(table: str) -> str:
+    return f"consolidation_raw_{table}"
+
+
+def load_raw(conn: psycopg.Connection, manifest: Manifest, progress: Progress) -> None:
+    """(Re)create private.consolidation_raw_<table> (all columns text) from each CSV."""
+    for table, info in manifest.tables.items():
+        ident = sql.Identifier("private", raw_table(table))
+        cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in info.columns)
+        conn.execute(sql.SQL("drop table if exists {}").format(ident))
+        conn.execute(sql.SQL("create unlogged table {} ({})").format(ident, cols))
+        conn.execute(
+            sql.SQL("comment on table {} is {}").format(
+                ident, sql.Literal(f"Scratch copy of Landing {table} (onai-db consolidate)")
+            )
+        )
+        with conn.cursor() as cur:
+            with cur.copy(sql.SQL("copy {} from stdin with (format csv, header)").format(ident)) as cp:
+                with (Path(manifest.directory) / info.file).open("rb") as f:
+                    while chunk := f.read(1 << 20):
+                        cp.write(chunk)
+            if cur.rowcount != info.rows:
+                raise RuntimeError(f"{table}: loaded {cur.rowcount} rows, the backup has {info.rows}")
+        if table in ("lead_journey", "scheduled_notifications"):
+            conn.execute(sql.SQL("create index on {} (lead_id)").format(ident))
+        conn.execute(sql.SQL("create index on {} (id)").format(ident))
+        conn.execute(sql.SQL("analyze {}").format(ident))
+        progress("stage", 1, len(manifest.tables) + 1)
+
+
+def _jsonb(expr: str) -> str:
+    """A legacy json column as an object (non-objects wrapped, never lost)."""
+    return (
+        f"(case when {expr} is null then '{{}}'::jsonb when jsonb_typeof({expr}::jsonb) = 'object' "
+        f"then {expr}::jsonb else jsonb_build_object('legacy_metadata', {expr}::jsonb) end)"
+    )
+
+
+def _utm(expr: str) -> str:
+    return f"nullif(btrim({expr}), '')"
+
+
+STAGE_SQL = f"""
+insert into private.consolidation_stage_leads (
+  ord, src, legacy_id, name, email, phone, source, utm_source, utm_medium, utm_campaign, utm_content, utm_term,
+  metadata, amocrm_lead_id, amocrm_contact_id, amocrm_synced, email_sent, sms_sent, click_count, created_at,
+  phone_n, email_n, problem
+)
+select
+  row_number() over (order by u.created_at, u.src_rank, u.legacy_id),
+  u.src, u.legacy_id, u.name, u.email, u.phone, u.source,
+  u.utm_source, u.utm_medium, u.utm_campaign, u.utm_content, u.utm_term,
+  u.metadata, u.amocrm_lead_id, u.amocrm_contact_id, u.amocrm_synced, u.email_sent, u.sms_sent, u.click_count,
+  u.created_at,
+  public.normalize_phone(u.phone), private.normalize_email(u.email),
+  case
+    when nullif(btrim(u.name), '') is null and nullif(btrim(u.email), '') is null
+      and nullif(btrim(u.phone), '') is null then 'no name, email or phone'
+    when length(u.name) > 200 then 'name longer than 200 characters'
+    when length(u.email) > 320 then 'email longer than 320 characters'
+    when length(u.phone) > 64 then 'phone longer than 64 characters'
+    when length(u.source) > 100 then 'source longer than 100 characters'
+    when greatest(length(u.utm_source), length(u.utm_medium), length(u.utm_campaign), length(u.utm_content),
+      length(u.utm_term)) > 255 then 'utm value longer than 255 characters'
+  end
+from (
+  select
+    'landing_leads' as src, 1 as src_rank, r.id as legacy_id, r.name, r.email, r.phone, r.source,
+    {_utm("m.meta ->> 'utm_source'")} as utm_source, {_utm("m.meta ->> 'utm_medium'")} as utm_medium,
+    {_utm("m.meta ->> 'utm_campaign'")} as utm_campaign, {_utm("m.meta ->> 'utm_content'")} as utm_content,
+    {_utm("m.meta ->> 'utm_term'")} as utm_term, m.meta as metadata,
+    r.amocrm_lead_id::bigint as amocrm_lead_id, r.amocrm_contact_id::bigint as amocrm_contact_id,
+    coalesce(r.amocrm_synced::boolean, false) as amocrm_synced, coalesce(r.email_sent::boolean, false) as email_sent,
+    coalesce(r.sms_sent::boolean, false) as sms_sent, coalesce(r.click_count::integer, 0) as click_count,
+    coalesce(r.created_at::timestamptz, 'epoch') as created_at
+  from private.consolidation_raw_landing_leads as r
+  cross join lateral (select {_jsonb("r.metadata")} as meta) as m
+  union all
+  select
+    'unified_lead_tracking', 2, r.id, r.full_name, r.email, r.phone, r.source,
+    {_utm("r.utm_source")}, {_utm("r.utm_medium")}, {_utm("r.utm_campaign")}, {_utm("r.utm_content")},
+    {_utm("r.utm_term")},
+    {_jsonb("r.metadata")} || jsonb_strip_nulls(jsonb_build_object(
+      'landing_lead_id', r.landing_lead_id, 'current_stage', r.current_stage)),
+    null, null, false, false, false, 0, coalesce(r.created_at::timestamptz, 'epoch')
+  from private.consolidation_raw_unified_lead_tracking as r
+  union all
+  select
+    'lead_tracking', 3, r.id, r.name, r.email, r.phone, r.source,
+    {_utm("r.utm_source")}, {_utm("r.utm_medium")}, {_utm("r.utm_campaign")}, {_utm("r.utm_content")},
+    {_utm("r.utm_term")},
+    jsonb_strip_nulls(jsonb_build_object('page_url', r.page_url)),
+    null, null, false, false, false, 0, coalesce(r.created_at::timestamptz, 'epoch')
+  from private.consolidation_raw_lead_tracking as r
+) as u
+"""
+
+
+def build_stage(conn: psycopg.Connection, progress: Progress) -> int:
+    """Fill private.consolidation_stage_leads from the raw tables; returns its row count."""
+    conn.execute("truncate private.consolidation_stage_leads, private.consolidation_stage_plan")
+    cur = conn.execute(STAGE_SQL)  # type: ignore[arg-type]
+    conn.execute("analyze private.consolidation_stage_leads")
+    progress("stage", 1, None)
+    return cur.rowcount

@@ -1,0 +1,165 @@
+"""Orchestrates a consolidation run: preflight, backup, stage, identity, batches,
+journey and notifications, verification; the ledger makes every step resumable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ..errors import ConsolidationError
+from . import apply, backup, identity, load
+from .connect import check_source, check_target, connect
+from .verify import Report, verify
+
+PHASES = ("backup", "stage", "identity", "leads", "journey", "verify")
+LOCK_KEY = 7_120_026_112_113  # advisory lock: one consolidation at a time per target
+
+
+def _no_progress(_phase: str, _advance: int, _total: int | None) -> None:
+    return None
+
+
+@dataclass
+class ConsolidationOptions:
+    source_url: str
+    target_url: str
+    backup_dir: Path | None = None
+    batch_size: int = 20_000
+    dry_run: bool = False
+    progress: Callable[[str, int, int | None], None] = field(default=_no_progress)
+
+
+def _default_backup_dir() -> Path:
+    return Path("backups") / time.strftime("landing-%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def run_consolidation(opts: ConsolidationOptions) -> Report:
+    """Run (or resume) the consolidation; returns the verification report.
+
+    Nothing is written to the target before both databases pass the preflight and the
+    backup is complete. With ``dry_run`` everything happens in one transaction that is
+    rolled back at the end (the report says what would happen)."""
+    if opts.batch_size < 1:
+        raise ConsolidationError("--batch-size must be at least 1")
+    progress = opts.progress
+    src = connect(opts.source_url, "source (Landing)")
+    tgt = connect(opts.target_url, "target (Traffic)")
+    try:
+        columns = check_source(src)
+        check_target(tgt)
+        tgt.autocommit = True
+        got = tgt.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+        if not got or not got[0]:
+            raise ConsolidationError("another onai-db consolidate is running against this target; wait for it")
+        tgt.autocommit = False
+        tgt.execute("set synchronous_commit = off")  # a lost commit is redone by the idempotent re-run
+        tgt.execute("set work_mem = '256MB'")
+        tgt.commit()
+
+        seconds: dict[str, float] = {}
+        t0 = time.perf_counter()
+        manifest = backup.backup_tables(src, columns, opts.backup_dir or _default_backup_dir(), progress)
+        seconds["backup"] = time.perf_counter() - t0
+
+        def commit() -> None:
+            if not opts.dry_run:
+                tgt.commit()
+
+        resumed = tgt.execute(
+            "update private.consolidation_runs set status = 'interrupted', finished_at = now() "
+            "where status = 'running' returning id"
+        ).fetchall()
+        resumed_from = max((r[0] for r in resumed), default=None)
+        row = tgt.execute(
+            "insert into private.consolidation_runs (source_fingerprint, status, phase, batch_size, resumed_from) "
+            "values (%s, %s, 'stage', %s, %s) returning id",
+            (manifest.fingerprint, "dry_run" if opts.dry_run else "running", opts.batch_size, resumed_from),
+        ).fetchone()
+        assert row is not None
+        run_id = int(row[0])
+        commit()
+        report = Report(
+            run_id=run_id,
+            dry_run=opts.dry_run,
+            resumed_from=resumed_from,
+            backup_dir=str(manifest.directory),
+            fingerprint=manifest.fingerprint,
+        )
+
+        def phase(name: str) -> None:
+            tgt.execute("update private.consolidation_runs set phase = %s where id = %s", (name, run_id))
+
+        t0 = time.perf_counter()
+        load.load_raw(tgt, manifest, progress)
+        load.build_stage(tgt, progress)
+        phase("identity")
+        commit()
+        seconds["stage"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        quarantined = apply.quarantine_lead_rows(tgt, run_id)
+        plan = identity.build_plan(tgt, opts.batch_size, progress)
+        phase("leads")
+        commit()
+        seconds["identity"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        changes = {
+            "leads_created": 0,
+            "leads_filled": 0,
+            "rows_mapped": 0,
+            "journey_rows": 0,
+            "quarantined": quarantined,
+            "notifications": 0,
+        }
+        for batch in range(plan.batches):
+            r = apply.apply_batch(tgt, run_id, batch)
+            commit()
+            changes["leads_created"] += r.leads_created
+            changes["leads_filled"] += r.leads_filled
+            changes["rows_mapped"] += r.rows
+            changes["journey_rows"] += r.journey_rows
+            changes["quarantined"] += r.quarantined
+            progress("leads", r.rows, plan.rows)
+        if plan.batches == 0:
+            progress("leads", 0, 0)
+        seconds["leads"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        phase("journey")
+        imported, q = apply.finish_journey(tgt, run_id)
+        changes["journey_rows"] += imported
+        changes["quarantined"] += q
+        progress("journey", 1, 2)
+        imported, q = apply.import_notifications(tgt, run_id)
+        changes["notifications"] += imported
+        changes["quarantined"] += q
+        phase("verify")
+        commit()
+        progress("journey", 1, 2)
+        seconds["journey"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        report.changes = changes
+        verify(tgt, report)
+        seconds["verify"] = time.perf_counter() - t0
+        report.seconds = {k: round(v, 3) for k, v in seconds.items()}
+        progress("verify", 1, 1)
+        if opts.dry_run:
+            tgt.rollback()
+        else:
+            tgt.execute(
+                "update private.consolidation_runs set status = %s, phase = null, changes = %s, report = %s,"
+                " finished_at = now() where id = %s",
+                ("completed" if report.ok else "failed", Jsonb(changes), Jsonb(report.to_json()), run_id),
+            )
+            tgt.commit()
+        return report
+    finally:
+        src.close()
+        tgt.close()

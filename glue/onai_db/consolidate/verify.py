@@ -1,0 +1,179 @@
+"""Verification: every source row accounted for, journey links, UTM attribution, data quality."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+
+LEAD_TABLES = ("landing_leads", "lead_tracking", "unified_lead_tracking")
+
+
+@dataclass
+class TableCheck:
+    table: str
+    source_rows: int
+    migrated: int  # imported as itself (created the surviving lead / the journey row / the notification)
+    merged: int  # folded into a lead created by another row (or an existing lead)
+    quarantined: int
+    unaccounted: int
+    target_rows: int  # what it became in the target (distinct live leads, journey rows, notifications)
+    target_table: str
+
+
+@dataclass
+class Report:
+    """Outcome of a consolidation run (also stored in private.consolidation_runs.report)."""
+
+    run_id: int
+    dry_run: bool
+    resumed_from: int | None
+    backup_dir: str | None
+    fingerprint: str
+    tables: list[TableCheck] = field(default_factory=list)
+    changes: dict[str, int] = field(default_factory=dict)
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    journey_links_checked: int = 0
+    journey_links_broken: int = 0
+    leads_consolidated: int = 0
+    leads_with_utm: int = 0
+    leads_attributed: int = 0
+    data_quality: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def unaccounted(self) -> int:
+        return sum(t.unaccounted for t in self.tables)
+
+    @property
+    def ok(self) -> bool:
+        return self.unaccounted == 0 and self.journey_links_broken == 0
+
+    @property
+    def changed(self) -> bool:
+        return any(self.changes.values())
+
+    @property
+    def attribution_coverage(self) -> float:
+        return self.leads_attributed / self.leads_consolidated if self.leads_consolidated else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(
+            ok=self.ok,
+            unaccounted=self.unaccounted,
+            changed=self.changed,
+            attribution_coverage=round(self.attribution_coverage, 4),
+        )
+        return out
+
+
+def _lead_table_check(conn: psycopg.Connection, table: str) -> TableCheck:
+    row = conn.execute(
+        f"""
+        select count(*),
+          count(*) filter (where m.outcome = 'migrated'),
+          count(*) filter (where m.outcome = 'merged'),
+          count(*) filter (where m.legacy_id is null and q.legacy_id is not null),
+          count(*) filter (where m.legacy_id is null and q.legacy_id is null),
+          count(distinct m.lead_id)
+        from private.consolidation_raw_{table} as r
+        left join private.legacy_lead_map as m on m.source_table = %(t)s and m.legacy_id = r.id
+        left join private.consolidation_quarantine as q on q.source_table = %(t)s and q.legacy_id = r.id
+        """,  # noqa: S608 - table names come from a fixed tuple
+        {"t": table},
+    ).fetchone()
+    assert row is not None
+    return TableCheck(table, row[0], row[1], row[2], row[3], row[4], row[5], "traffic_leads")
+
+
+def verify(conn: psycopg.Connection, report: Report) -> Report:
+    report.tables = [_lead_table_check(conn, t) for t in LEAD_TABLES]
+    j = conn.execute(
+        """
+        select count(*),
+          count(*) filter (where t.id is not null),
+          count(*) filter (where t.id is null and q.legacy_id is not null),
+          count(*) filter (where t.id is null and q.legacy_id is null)
+        from private.consolidation_raw_lead_journey as r
+        left join public.traffic_lead_journey as t on t.legacy_source_table = 'lead_journey' and t.legacy_id = r.id
+        left join private.consolidation_quarantine as q on q.source_table = 'lead_journey' and q.legacy_id = r.id
+        """
+    ).fetchone()
+    assert j is not None
+    report.tables.append(TableCheck("lead_journey", j[0], j[1], 0, j[2], j[3], j[1], "traffic_lead_journey"))
+    n = conn.execute(
+        """
+        select count(*),
+          count(*) filter (where s.legacy_id is not null),
+          count(*) filter (where s.legacy_id is null and q.legacy_id is not null),
+          count(*) filter (where s.legacy_id is null and q.legacy_id is null)
+        from private.consolidation_raw_scheduled_notifications as r
+        left join private.legacy_scheduled_notifications as s on s.legacy_id = r.id
+        left join private.consolidation_quarantine as q
+          on q.source_table = 'scheduled_notifications' and q.legacy_id = r.id
+        """
+    ).fetchone()
+    assert n is not None
+    report.tables.append(
+        TableCheck("scheduled_notifications", n[0], n[1], 0, n[2], n[3], n[1], "legacy_scheduled_notifications")
+    )
+    links = conn.execute(
+        """
+        select count(*),
+          count(*) filter (where t.lead_id is distinct from
+            case when ml.merged_into is null then ml.id else private.live_lead(ml.id) end)
+        from private.consolidation_raw_lead_journey as r
+        join public.traffic_lead_journey as t on t.legacy_source_table = 'lead_journey' and t.legacy_id = r.id
+        left join private.legacy_lead_map as m on m.source_table = 'landing_leads' and m.legacy_id = r.lead_id
+        left join public.traffic_leads as ml on ml.id = m.lead_id
+        """
+    ).fetchone()
+    assert links is not None
+    report.journey_links_checked, report.journey_links_broken = links
+    cov = conn.execute(
+        """
+        with leads as (
+          select distinct case when l.merged_into is null then l.id else private.live_lead(l.id) end as id
+          from private.legacy_lead_map as m join public.traffic_leads as l on l.id = m.lead_id
+        )
+        select count(*), count(*) filter (where t.first_utm_source is not null),
+          count(*) filter (where u.user_id is not null)
+        from leads
+        join public.traffic_leads as t on t.id = leads.id
+        left join public.traffic_user_utm_sources as u on u.utm_source = t.utm_source
+        """
+    ).fetchone()
+    assert cov is not None
+    report.leads_consolidated, report.leads_with_utm, report.leads_attributed = cov
+    report.quarantine_reasons = dict(
+        conn.execute(
+            """
+            select q.source_table || ': ' || regexp_replace(q.reason, '(landing_leads|lead) [0-9a-f-]{8,}', '\\1 <id>'),
+              count(*)
+            from private.consolidation_quarantine as q
+            group by 1 order by 2 desc
+            """
+        ).fetchall()
+    )
+    dq = conn.execute(
+        r"""
+        select
+          count(*) filter (where nullif(btrim(s.email), '') is not null and s.email_n is null),
+          count(*) filter (where nullif(btrim(s.phone), '') is not null and s.phone_n is null),
+          count(*) filter (where s.name ~ '([РС][^ ]){3}' or s.name like '%' || chr(65533) || '%'),
+          count(*) filter (where s.source is not null and private.canonical_lead_source(s.source) is distinct from s.source),
+          count(*) filter (where s.phone_n is null and s.email_n is null and s.problem is null)
+        from private.consolidation_stage_leads as s
+        """
+    ).fetchone()
+    assert dq is not None
+    report.data_quality = {
+        "invalid_emails_kept_raw": dq[0],
+        "unusable_phones_kept_raw": dq[1],
+        "mis_encoded_names_kept_raw": dq[2],
+        "source_spellings_canonicalized": dq[3],
+        "rows_without_identifier_flagged": dq[4],
+    }
+    return report
