@@ -362,6 +362,7 @@ def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResul
         " values (%s, 'leads', %s, %s, %s, %s)",
         (run_id, batch, r.rows, r.leads_created, r.journey_rows),
     )
+    conn.execute("drop table b, bc, bm, bj, bs, bl")  # (a dry run never commits, so on commit drop never fires)
     return r
 
 

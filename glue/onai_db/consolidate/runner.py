@@ -38,6 +38,20 @@ def _default_backup_dir() -> Path:
     return Path("backups") / time.strftime("landing-%Y%m%dT%H%M%SZ", time.gmtime())
 
 
+def preflight(source_url: str, target_url: str) -> None:
+    """Connects to both databases and checks their schemas; raises a one-line error."""
+    src = connect(source_url, "source (Landing)")
+    try:
+        check_source(src)
+    finally:
+        src.close()
+    tgt = connect(target_url, "target (Traffic)")
+    try:
+        check_target(tgt)
+    finally:
+        tgt.close()
+
+
 def run_consolidation(opts: ConsolidationOptions) -> Report:
     """Run (or resume) the consolidation; returns the verification report.
 

@@ -1,0 +1,93 @@
+"""``onai-db consolidate``: Landing -> Traffic consolidation (thin: parse, call, print)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from ..consolidate import ConsolidationOptions, run_consolidation
+from ..consolidate.render import render_report
+from ..consolidate.runner import PHASES, preflight
+from ..errors import ConfigError
+from ..local import LocalStack
+from ..settings import Settings
+
+console = Console(width=None if Console().is_terminal else 130)
+err_console = Console(stderr=True)
+
+
+def _target_url(settings: Settings, target: str | None) -> str:
+    if target:
+        return target
+    env = settings.get("ONAI_DB_URL")
+    if env:
+        return env
+    return LocalStack(settings, echo=lambda _m: None).database_url()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("consolidate")
+    def consolidate(
+        source: Annotated[
+            str | None, typer.Option("--source", help="Landing Postgres URL (default: LANDING_DB_URL).")
+        ] = None,
+        target: Annotated[
+            str | None,
+            typer.Option("--target", help="Traffic Postgres URL (default: ONAI_DB_URL / TRAFFIC_DB_URL, else local)."),
+        ] = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Do everything, then roll back.")] = False,
+        backup_dir: Annotated[
+            Path | None, typer.Option("--backup-dir", help="Where the CSV backup goes (default backups/landing-<ts>).")
+        ] = None,
+        batch_size: Annotated[int, typer.Option("--batch-size", help="Lead rows per committed batch.")] = 20_000,
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
+    ) -> None:
+        """Move Landing leads, journey and notifications into Traffic: backup, dedupe, verify, resumable."""
+        settings = Settings.load()
+        src = source or settings.get("LANDING_DB_URL")
+        if not src:
+            raise ConfigError("no source: pass --source or set LANDING_DB_URL")
+        tgt = _target_url(settings, target)
+        preflight(src, tgt)  # bad input: one line, before any progress output
+        with Progress(
+            TextColumn("{task.description:<9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=as_json,
+            transient=False,
+        ) as bar:
+            tasks: dict[str, TaskID] = {p: bar.add_task(p, total=None, start=False) for p in PHASES}
+
+            def progress(phase: str, advance: int, total: int | None) -> None:
+                task = tasks[phase]
+                bar.start_task(task)
+                if total is not None:
+                    bar.update(task, total=total)
+                bar.advance(task, advance)
+
+            report = run_consolidation(
+                ConsolidationOptions(
+                    source_url=src,
+                    target_url=tgt,
+                    backup_dir=backup_dir,
+                    batch_size=batch_size,
+                    dry_run=dry_run,
+                    progress=progress,
+                )
+            )
+            for task in tasks.values():
+                t = bar.tasks[task]
+                bar.update(task, total=t.total or t.completed or 1, completed=t.total or t.completed or 1)
+        if as_json:
+            typer.echo(json.dumps(report.to_json(), default=str))
+        else:
+            render_report(console, report)
+        if not report.ok:
+            raise typer.Exit(1)

@@ -1,0 +1,69 @@
+"""Rich rendering of a consolidation report and the attribution summary."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from .demo import AttributionRow
+from .verify import Report
+
+
+def render_report(console: Console, report: Report) -> None:
+    title = "Consolidation verification" + (" (dry run: nothing written)" if report.dry_run else "")
+    table = Table(title=title)
+    for col in ("table", "source rows", "migrated", "merged", "quarantined", "unaccounted", "target rows"):
+        table.add_column(col, justify="left" if col == "table" else "right")
+    for t in report.tables:
+        style = "red" if t.unaccounted else None
+        table.add_row(
+            t.table,
+            f"{t.source_rows:,}",
+            f"{t.migrated:,}",
+            f"{t.merged:,}",
+            f"{t.quarantined:,}",
+            f"{t.unaccounted:,}",
+            f"{t.target_rows:,} {t.target_table}",
+            style=style,
+        )
+    console.print(table)
+    facts = Table(show_header=False, title="Checks")
+    facts.add_row("journey links preserved", f"{report.journey_links_checked - report.journey_links_broken:,}"
+                  f" / {report.journey_links_checked:,}")  # fmt: skip
+    facts.add_row("consolidated leads", f"{report.leads_consolidated:,}")
+    facts.add_row("with first-touch UTM", f"{report.leads_with_utm:,}")
+    facts.add_row(
+        "attributed to a targetologist", f"{report.leads_attributed:,} ({report.attribution_coverage:.1%})"
+    )
+    for k, v in report.data_quality.items():
+        facts.add_row(k.replace("_", " "), f"{v:,}")
+    for k, v in report.quarantine_reasons.items():
+        facts.add_row(f"quarantined - {k}", f"{v:,}")
+    console.print(facts)
+    changes = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in report.changes.items())
+    if not report.changed:
+        console.print("[green]nothing to change: the target is already consolidated (0 changes)[/green]")
+    else:
+        console.print(f"changes: {changes}")
+    if report.resumed_from:
+        console.print(f"resumed interrupted run {report.resumed_from}")
+    console.print(f"backup: {report.backup_dir} (fingerprint {report.fingerprint})")
+    verdict = "[green]OK: every source row accounted for[/green]"
+    if not report.ok:
+        verdict = (
+            f"[red]FAILED: {report.unaccounted:,} rows unaccounted, "
+            f"{report.journey_links_broken:,} journey links broken[/red]"
+        )
+    console.print(verdict)
+
+
+def render_attribution(console: Console, rows: list[AttributionRow]) -> None:
+    table = Table(title="Attribution of consolidated leads per targetologist (first touch)")
+    for col in ("targetologist", "team", "leads", "proftest", "expresscourse", "paid"):
+        table.add_column(col, justify="left" if col in ("targetologist", "team") else "right")
+    for r in rows:
+        table.add_row(
+            r.targetologist, r.team, f"{r.leads:,}", f"{r.proftest_submitted:,}",
+            f"{r.expresscourse_submitted:,}", f"{r.paid:,}",
+        )  # fmt: skip
+    console.print(table)
