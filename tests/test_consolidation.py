@@ -89,12 +89,16 @@ def test_one_person_across_three_tables_is_one_live_lead(consolidated: str) -> N
             (lead_id,),
         ).fetchall()
         for table, legacy_id in legacy:
-            assert conn.execute("select private.legacy_lead(%s, %s)", (table, legacy_id)).fetchone() == (lead_id,)
+            assert conn.execute("select private.legacy_lead(%s, %s)", (table, legacy_id)).fetchone() == (
+                lead_id,
+            )
 
 
 def test_orphans_and_bad_values_are_quarantined_or_kept_raw(consolidated: str) -> None:
     with psycopg.connect(consolidated) as conn:
-        reasons = {r[0] for r in conn.execute("select reason from private.consolidation_quarantine").fetchall()}
+        reasons = {
+            r[0] for r in conn.execute("select reason from private.consolidation_quarantine").fetchall()
+        }
         assert "lead_id is null" in reasons
         assert any(r.endswith("not found in landing_leads") for r in reasons)
         report = conn.execute(
@@ -118,7 +122,9 @@ def test_orphans_and_bad_values_are_quarantined_or_kept_raw(consolidated: str) -
 def test_attribution_summary_and_coverage(consolidated: str) -> None:
     with psycopg.connect(consolidated) as conn:
         summary = attribution_summary(conn)
-        report = conn.execute("select report from private.consolidation_runs where status = 'completed'").fetchone()
+        report = conn.execute(
+            "select report from private.consolidation_runs where status = 'completed'"
+        ).fetchone()
     names = {r.targetologist for r in summary}
     assert {"Arystan", "Muha", "Kenesary"} <= names
     assert report is not None
@@ -183,13 +189,18 @@ def test_existing_leads_of_one_person_are_merged_into_the_oldest(
     report = consolidate(source, target, tmp_path)
     assert report.ok
     with psycopg.connect(target) as conn:
-        survivor = conn.execute("select private.live_lead(%s), private.live_lead(%s)", (old[0], newer[0])).fetchone()
+        survivor = conn.execute(
+            "select private.live_lead(%s), private.live_lead(%s)", (old[0], newer[0])
+        ).fetchone()
         assert survivor == (old[0], old[0])
-        lead = conn.execute("select name, created_at::date from public.traffic_leads where id = %s", (old[0],)).fetchone()
+        lead = conn.execute(
+            "select name, created_at::date from public.traffic_leads where id = %s", (old[0],)
+        ).fetchone()
         assert lead is not None and lead[0] == "Known Person"  # a known value is never overwritten
         assert str(lead[1]) == "2020-01-01"
         assert conn.execute(
-            "select count(*) from public.traffic_lead_merges where winner_id = %s and loser_id = %s", (old[0], newer[0])
+            "select count(*) from public.traffic_lead_merges where winner_id = %s and loser_id = %s",
+            (old[0], newer[0]),
         ).fetchone() == (1,)
     del name
 
@@ -202,7 +213,9 @@ def test_crash_in_the_middle_then_rerun_equals_uninterrupted(stack: LocalStack, 
         sys.executable, "-c", "from onai_db.cli import main; main()", "consolidate", "--source", src,
         "--target", crashed, "--batch-size", "60", "--backup-dir", str(tmp_path / "b"), "--json",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1])
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1]
+    )
     killed = False
     with psycopg.connect(crashed, autocommit=True) as conn:
         deadline = time.monotonic() + 60
@@ -225,7 +238,9 @@ def test_crash_in_the_middle_then_rerun_equals_uninterrupted(stack: LocalStack, 
         assert snapshot(a) == snapshot(b)
 
 
-def test_bad_input_is_one_clear_error_and_nothing_written(stack: LocalStack, source: str, tmp_path: Path) -> None:
+def test_bad_input_is_one_clear_error_and_nothing_written(
+    stack: LocalStack, source: str, tmp_path: Path
+) -> None:
     target = fresh_target(stack, "cons_bad")
     with pytest.raises(DatabaseUnreachableError, match="cannot connect to the source"):
         consolidate("postgresql://postgres:postgres@127.0.0.1:1/nope", target, tmp_path)

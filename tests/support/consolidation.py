@@ -108,7 +108,9 @@ def snapshot(conn: psycopg.Connection) -> dict[str, Any]:
         "quarantine": set(quarantine),
         "notifications": {n: key_of.get(k) for n, k in notifications},
         "outcomes": set(outcomes),
-        "live_leads": conn.execute("select count(*) from public.traffic_leads where merged_into is null").fetchone(),
+        "live_leads": conn.execute(
+            "select count(*) from public.traffic_leads where merged_into is null"
+        ).fetchone(),
     }
 
 

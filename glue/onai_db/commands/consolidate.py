@@ -38,13 +38,18 @@ def register(app: typer.Typer) -> None:
         ] = None,
         target: Annotated[
             str | None,
-            typer.Option("--target", help="Traffic Postgres URL (default: ONAI_DB_URL / TRAFFIC_DB_URL, else local)."),
+            typer.Option(
+                "--target", help="Traffic Postgres URL (default: ONAI_DB_URL / TRAFFIC_DB_URL, else local)."
+            ),
         ] = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Do everything, then roll back.")] = False,
         backup_dir: Annotated[
-            Path | None, typer.Option("--backup-dir", help="Where the CSV backup goes (default backups/landing-<ts>).")
+            Path | None,
+            typer.Option("--backup-dir", help="Where the CSV backup goes (default backups/landing-<ts>)."),
         ] = None,
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Lead rows per committed batch.")] = 20_000,
+        batch_size: Annotated[
+            int, typer.Option("--batch-size", help="Lead rows per committed batch.")
+        ] = 20_000,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
     ) -> None:
         """Move Landing leads, journey and notifications into Traffic: backup, dedupe, verify, resumable."""

@@ -114,6 +114,11 @@ left join (
 ) as x on x.comp = c.comp
 """
 
+BATCH_NEW_LEADS = """
+create temp table bl on commit drop as
+select c.comp, gen_random_uuid() as lead_id, false as existed from bc as c
+"""
+
 _utm_cols = ", ".join([f"first_{c}" for c in _UTM] + ["first_touch_at"] + [f"last_{c}" for c in _UTM])
 INSERT_LEADS = f"""
 insert into public.traffic_leads (
@@ -348,10 +353,18 @@ def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResul
     p = {"batch": batch, "run": run_id}
     r = BatchResult()
     r.rows = conn.execute(BATCH_ROWS, p).rowcount  # type: ignore[arg-type]
-    for stmt in (BATCH_COMPS, BATCH_META, BATCH_JOURNEY, BATCH_STAGES, BATCH_LEADS):
+    # temp tables have no statistics until analyzed: without them the joins below go quadratic
+    conn.execute("analyze b")
+    for stmt, name in ((BATCH_COMPS, "bc"), (BATCH_META, "bm"), (BATCH_JOURNEY, "bj"), (BATCH_STAGES, "bs")):
         conn.execute(stmt)  # type: ignore[arg-type]
+        conn.execute(f"analyze {name}")  # type: ignore[arg-type]
+    existing = conn.execute("select count(*) from b where existing_leads is not null").fetchone()
+    has_existing = bool(existing and existing[0])
+    conn.execute(BATCH_LEADS if has_existing else BATCH_NEW_LEADS)  # type: ignore[arg-type]
+    conn.execute("analyze bl")
     r.leads_created = conn.execute(INSERT_LEADS).rowcount  # type: ignore[arg-type]
-    r.leads_filled = conn.execute(UPDATE_EXISTING).rowcount  # type: ignore[arg-type]
+    if has_existing:
+        r.leads_filled = conn.execute(UPDATE_EXISTING).rowcount  # type: ignore[arg-type]
     conn.execute(INSERT_IDENTIFIERS)  # type: ignore[arg-type]
     conn.execute(INSERT_MAP, p)  # type: ignore[arg-type]
     r.journey_rows = conn.execute(INSERT_CAPTURED).rowcount  # type: ignore[arg-type]
@@ -362,7 +375,9 @@ def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResul
         " values (%s, 'leads', %s, %s, %s, %s)",
         (run_id, batch, r.rows, r.leads_created, r.journey_rows),
     )
-    conn.execute("drop table b, bc, bm, bj, bs, bl")  # (a dry run never commits, so on commit drop never fires)
+    conn.execute(
+        "drop table b, bc, bm, bj, bs, bl"
+    )  # (a dry run never commits, so on commit drop never fires)
     return r
 
 

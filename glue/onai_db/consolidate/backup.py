@@ -64,9 +64,9 @@ def backup_tables(
                 path = directory / f"{table}.csv"
                 h = hashlib.sha256()
                 size = 0
-                query = sql.SQL("copy (select * from public.{} order by id) to stdout with (format csv, header)").format(
-                    sql.Identifier(table)
-                )
+                query = sql.SQL(
+                    "copy (select * from public.{} order by id) to stdout with (format csv, header)"
+                ).format(sql.Identifier(table))
                 with conn.cursor() as cur, path.open("wb") as out:
                     with cur.copy(query) as cp:
                         for chunk in cp:

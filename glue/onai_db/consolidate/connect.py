@@ -53,7 +53,9 @@ def connect(url: str, what: str, autocommit: bool = False) -> psycopg.Connection
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnreachableError(f"cannot connect to the {what} database {_redact(url)}: {first}") from None
+        raise DatabaseUnreachableError(
+            f"cannot connect to the {what} database {_redact(url)}: {first}"
+        ) from None
 
 
 def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
@@ -74,7 +76,9 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
     for table, required in REQUIRED_COLUMNS.items():
         lacking = [c for c in required if c not in columns[table]]
         if lacking:
-            raise ConsolidationError(f"source table {table} has an unexpected schema: no column(s) {', '.join(lacking)}")
+            raise ConsolidationError(
+                f"source table {table} has an unexpected schema: no column(s) {', '.join(lacking)}"
+            )
     return columns
 
 

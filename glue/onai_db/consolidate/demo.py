@@ -31,7 +31,8 @@ def seed_demo_targetologists(conn: psycopg.Connection) -> int:
     with conn.transaction():
         for tid, name in DEMO_TEAMS.items():
             conn.execute(
-                "insert into public.traffic_teams (id, name) values (%s, %s) on conflict (id) do nothing", (tid, name)
+                "insert into public.traffic_teams (id, name) values (%s, %s) on conflict (id) do nothing",
+                (tid, name),
             )
         for uid, email, full_name, team, sources in DEMO_TARGETOLOGISTS:
             conn.execute(

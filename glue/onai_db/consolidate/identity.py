@@ -131,9 +131,12 @@ def build_plan(conn: psycopg.Connection, batch_size: int, progress: Progress) ->
     batch = 0
     in_batch = 0
     with_existing = 0
-    with conn.cursor() as cur, cur.copy(
-        "copy private.consolidation_stage_plan (ord, comp, fill_rank, batch_no, creator, existing_leads) from stdin"
-    ) as cp:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "copy private.consolidation_stage_plan (ord, comp, fill_rank, batch_no, creator, existing_leads) from stdin"
+        ) as cp,
+    ):
         for comp in sorted(members):
             ex: set[str] = set()
             order: list[int] = []

@@ -26,11 +26,11 @@ def load_raw(conn: psycopg.Connection, manifest: Manifest, progress: Progress) -
                 ident, sql.Literal(f"Scratch copy of Landing {table} (onai-db consolidate)")
             )
         )
+        copy_in = sql.SQL("copy {} from stdin with (format csv, header)").format(ident)
         with conn.cursor() as cur:
-            with cur.copy(sql.SQL("copy {} from stdin with (format csv, header)").format(ident)) as cp:
-                with (Path(manifest.directory) / info.file).open("rb") as f:
-                    while chunk := f.read(1 << 20):
-                        cp.write(chunk)
+            with cur.copy(copy_in) as cp, (Path(manifest.directory) / info.file).open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    cp.write(chunk)
             if cur.rowcount != info.rows:
                 raise RuntimeError(f"{table}: loaded {cur.rowcount} rows, the backup has {info.rows}")
         if table in ("lead_journey", "scheduled_notifications"):

@@ -81,7 +81,7 @@ def _lead_table_check(conn: psycopg.Connection, table: str) -> TableCheck:
         from private.consolidation_raw_{table} as r
         left join private.legacy_lead_map as m on m.source_table = %(t)s and m.legacy_id = r.id
         left join private.consolidation_quarantine as q on q.source_table = %(t)s and q.legacy_id = r.id
-        """,  # noqa: S608 - table names come from a fixed tuple
+        """,
         {"t": table},
     ).fetchone()
     assert row is not None
@@ -117,7 +117,9 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
     ).fetchone()
     assert n is not None
     report.tables.append(
-        TableCheck("scheduled_notifications", n[0], n[1], 0, n[2], n[3], n[1], "legacy_scheduled_notifications")
+        TableCheck(
+            "scheduled_notifications", n[0], n[1], 0, n[2], n[3], n[1], "legacy_scheduled_notifications"
+        )
     )
     links = conn.execute(
         """

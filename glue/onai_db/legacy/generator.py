@@ -33,7 +33,16 @@ LATIN = {
 }  # fmt: skip
 DOMAINS = ("mail.ru", "gmail.com", "inbox.kz", "yandex.kz", "bk.ru")
 PREFIXES = ("700", "701", "702", "705", "707", "708", "747", "771", "775", "776", "777", "778")
-SOURCES = ("proftest", "proftest", "ProfTest", "profitest", "proftest ", "expresscourse", "Express Course", None)
+SOURCES = (
+    "proftest",
+    "proftest",
+    "ProfTest",
+    "profitest",
+    "proftest ",
+    "expresscourse",
+    "Express Course",
+    None,
+)
 # utm_source values as landing pages sent them (case and whitespace vary); the demo
 # seeding gives the first five an owner, "google_brand" and "partner_x" have none.
 UTM_SOURCES = (
