@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from ..consolidate import ConsolidationOptions, run_consolidation
-from ..consolidate.render import render_report
+from ..consolidate.demo import attribution_summary
+from ..consolidate.render import render_attribution, render_report
 from ..consolidate.runner import PHASES, preflight
 from ..errors import ConfigError
 from ..local import LocalStack
@@ -51,6 +54,9 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--batch-size", help="Lead rows per committed batch.")
         ] = 20_000,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
+        attribution: Annotated[
+            bool, typer.Option("--attribution", help="Also print consolidated leads per targetologist.")
+        ] = False,
     ) -> None:
         """Move Landing leads, journey and notifications into Traffic: backup, dedupe, verify, resumable."""
         settings = Settings.load()
@@ -90,9 +96,18 @@ def register(app: typer.Typer) -> None:
             for task in tasks.values():
                 t = bar.tasks[task]
                 bar.update(task, total=t.total or t.completed or 1, completed=t.total or t.completed or 1)
+        rows = []
+        if attribution and not dry_run:
+            with psycopg.connect(tgt) as conn:
+                rows = attribution_summary(conn)
         if as_json:
-            typer.echo(json.dumps(report.to_json(), default=str))
+            doc = report.to_json()
+            if attribution:
+                doc["attribution"] = [asdict(r) for r in rows]
+            typer.echo(json.dumps(doc, default=str))
         else:
             render_report(console, report)
+            if attribution:
+                render_attribution(console, rows)
         if not report.ok:
             raise typer.Exit(1)
