@@ -40,6 +40,7 @@ comment on table private.consolidation_stage_leads is
 create unlogged table private.consolidation_stage_plan (
   ord bigint primary key,
   comp bigint not null,
+  comp_size integer not null,
   fill_rank integer not null,
   batch_no integer not null,
   creator boolean not null,
@@ -47,7 +48,7 @@ create unlogged table private.consolidation_stage_plan (
 );
 
 comment on table private.consolidation_stage_plan is
-'Scratch: identity plan per staged row: comp = the person (all rows that end as one lead), '
+'Scratch: identity plan per staged row: comp = the person (all rows that end as one lead), comp_size = its rows, '
 'fill_rank = precedence when filling gaps (as a one-by-one replay would apply them), batch_no = commit unit, '
 'creator = the row whose lead survives, existing_leads = live target leads the person already has.';
 

@@ -30,7 +30,7 @@ _UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 
 BATCH_ROWS = """
 create temp table b on commit drop as
-select s.*, p.comp, p.fill_rank, p.creator, p.existing_leads,
+select s.*, p.comp, p.comp_size, p.fill_rank, p.creator, p.existing_leads,
   coalesce(s.utm_source, s.utm_medium, s.utm_campaign, s.utm_content, s.utm_term) is not null as has_utm
 from private.consolidation_stage_plan as p
 join private.consolidation_stage_leads as s on s.ord = p.ord
@@ -43,32 +43,56 @@ _first_utm = ",\n  ".join(
 _last_utm = ",\n  ".join(
     _first(f"b.{c}", "b.has_utm", "b.created_at desc, b.ord desc") + f" as last_{c}" for c in _UTM
 )
+_single_first_utm = ",\n  ".join(f"case when b.has_utm then b.{c} end as first_{c}" for c in _UTM)
+_single_last_utm = ",\n  ".join(f"case when b.has_utm then b.{c} end as last_{c}" for c in _UTM)
+
+# persons with one row (most of them) need no aggregation: the row's values are the lead's
 BATCH_COMPS = f"""
 create temp table bc on commit drop as
 select
   b.comp,
-  {_first("nullif(btrim(b.name), '')", "nullif(btrim(b.name), '') is not null")} as name,
-  coalesce({_first("nullif(btrim(b.phone), '')", "b.phone_n is not null")},
-    {_first("nullif(btrim(b.phone), '')", "nullif(btrim(b.phone), '') is not null")}) as phone,
-  coalesce({_first("nullif(btrim(b.email), '')", "b.email_n is not null")},
-    {_first("nullif(btrim(b.email), '')", "nullif(btrim(b.email), '') is not null")}) as email,
-  {_first("private.canonical_lead_source(b.source)", "private.canonical_lead_source(b.source) is not null")}
-    as source,
-  {_first("b.source", "b.source is not null")} as source_raw,
-  {_first("b.amocrm_lead_id", "b.amocrm_lead_id is not null")} as amocrm_lead_id,
-  {_first("b.amocrm_contact_id", "b.amocrm_contact_id is not null")} as amocrm_contact_id,
-  bool_or(b.amocrm_synced) as amocrm_synced,
-  bool_or(b.email_sent) as email_sent,
-  bool_or(b.sms_sent) as sms_sent,
-  sum(b.click_count)::integer as click_count,
-  {_first_utm},
-  min(b.created_at) filter (where b.has_utm) as first_touch_at,
-  {_last_utm},
-  max(b.created_at) filter (where b.has_utm) as last_touch_at,
-  min(b.created_at) as created_at,
-  (array_agg(b.src order by b.fill_rank))[1] as legacy_source_table,
-  (array_agg(b.legacy_id order by b.fill_rank))[1] as legacy_id
+  nullif(btrim(b.name), '') as name,
+  nullif(btrim(b.phone), '') as phone,
+  nullif(btrim(b.email), '') as email,
+  private.canonical_lead_source(b.source) as source,
+  b.source as source_raw,
+  b.amocrm_lead_id, b.amocrm_contact_id, b.amocrm_synced, b.email_sent, b.sms_sent, b.click_count,
+  {_single_first_utm},
+  case when b.has_utm then b.created_at end as first_touch_at,
+  {_single_last_utm},
+  case when b.has_utm then b.created_at end as last_touch_at,
+  b.created_at,
+  b.src as legacy_source_table,
+  b.legacy_id,
+  b.metadata
 from b
+where b.comp_size = 1
+union all
+select
+  b.comp,
+  {_first("nullif(btrim(b.name), '')", "nullif(btrim(b.name), '') is not null")},
+  coalesce({_first("nullif(btrim(b.phone), '')", "b.phone_n is not null")},
+    {_first("nullif(btrim(b.phone), '')", "nullif(btrim(b.phone), '') is not null")}),
+  coalesce({_first("nullif(btrim(b.email), '')", "b.email_n is not null")},
+    {_first("nullif(btrim(b.email), '')", "nullif(btrim(b.email), '') is not null")}),
+  {_first("private.canonical_lead_source(b.source)", "private.canonical_lead_source(b.source) is not null")},
+  {_first("b.source", "b.source is not null")},
+  {_first("b.amocrm_lead_id", "b.amocrm_lead_id is not null")},
+  {_first("b.amocrm_contact_id", "b.amocrm_contact_id is not null")},
+  bool_or(b.amocrm_synced),
+  bool_or(b.email_sent),
+  bool_or(b.sms_sent),
+  sum(b.click_count)::integer,
+  {_first_utm},
+  min(b.created_at) filter (where b.has_utm),
+  {_last_utm},
+  max(b.created_at) filter (where b.has_utm),
+  min(b.created_at),
+  (array_agg(b.src order by b.fill_rank))[1],
+  (array_agg(b.legacy_id order by b.fill_rank))[1],
+  null::jsonb
+from b
+where b.comp_size > 1
 group by b.comp
 """
 
@@ -78,6 +102,7 @@ select x.comp, jsonb_object_agg(x.key, x.value) as metadata
 from (
   select distinct on (b.comp, e.key) b.comp, e.key, e.value
   from b cross join lateral jsonb_each(b.metadata) as e
+  where b.comp_size > 1
   order by b.comp, e.key, b.fill_rank
 ) as x
 group by x.comp
@@ -86,8 +111,7 @@ group by x.comp
 BATCH_JOURNEY = f"""
 create temp table bj on commit drop as
 select b.comp, j.id as legacy_id, j.lead_id, j.stage as stage_raw, {_stage("j.stage")} as stage, j.source,
-  {_jmeta("j.metadata")} as metadata, coalesce(j.created_at::timestamptz, 'epoch') as occurred_at,
-  to_jsonb(j) as row_data
+  {_jmeta("j.metadata")} as metadata, coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
 from b
 join private.consolidation_raw_lead_journey as j on j.lead_id = b.legacy_id
 where b.src = 'landing_leads'
@@ -126,7 +150,7 @@ insert into public.traffic_leads (
   email_sent, sms_sent, click_count, {_utm_cols}, last_touch_at, stages, legacy_source_table, legacy_id, created_at
 )
 select
-  l.lead_id, c.name, c.email, c.phone, c.source, c.source_raw, coalesce(m.metadata, '{{}}'::jsonb),
+  l.lead_id, c.name, c.email, c.phone, c.source, c.source_raw, coalesce(c.metadata, m.metadata, '{{}}'::jsonb),
   c.amocrm_lead_id, c.amocrm_contact_id, c.amocrm_synced, c.email_sent, c.sms_sent, c.click_count,
   {", ".join("c." + x.strip() for x in _utm_cols.split(","))}, c.last_touch_at,
   coalesce(s.stages, '{{lead_captured}}'), c.legacy_source_table, c.legacy_id, c.created_at
@@ -158,7 +182,7 @@ set
     else coalesce(t.email, c.email) end,
   source = coalesce(t.source, c.source),
   source_raw = coalesce(t.source_raw, c.source_raw),
-  metadata = coalesce(m.metadata, '{{}}'::jsonb) || t.metadata,
+  metadata = coalesce(c.metadata, m.metadata, '{{}}'::jsonb) || t.metadata,
   amocrm_lead_id = coalesce(t.amocrm_lead_id, c.amocrm_lead_id),
   amocrm_contact_id = coalesce(t.amocrm_contact_id, c.amocrm_contact_id),
   amocrm_synced = t.amocrm_synced or c.amocrm_synced,
@@ -211,7 +235,6 @@ select
   b.metadata, 'legacy:' || b.src || ':' || b.legacy_id, b.created_at, b.src, b.legacy_id
 from b join bl as l on l.comp = b.comp
 order by b.ord
-on conflict (event_key) do nothing
 """
 
 INSERT_BATCH_JOURNEY = f"""
@@ -228,14 +251,14 @@ select
   j.metadata, 'legacy:lead_journey:' || j.legacy_id, j.occurred_at, 'lead_journey', j.legacy_id
 from bj as j join bl as l on l.comp = j.comp
 where j.stage {VALID_STAGE}
-on conflict (event_key) do nothing
 """
 
 QUARANTINE_BATCH_JOURNEY = f"""
 insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
 select 'lead_journey', j.legacy_id, 'stage ' || coalesce(quote_literal(j.stage_raw), 'NULL') || ' is not a valid stage name',
-  j.row_data, %(run)s
+  to_jsonb(r), %(run)s
 from bj as j
+join private.consolidation_raw_lead_journey as r on r.id = j.legacy_id
 where j.stage is null or j.stage !{VALID_STAGE}
 on conflict (source_table, legacy_id) do nothing
 """
@@ -269,14 +292,11 @@ from (
   where not exists (
       select 1 from public.traffic_lead_journey as t where t.event_key = 'legacy:lead_journey:' || j.id
     )
-    and not exists (
-      select 1 from private.consolidation_quarantine as q
-      where q.source_table = 'lead_journey' and q.legacy_id = j.id
-    )
 ) as x
 join private.legacy_lead_map as m on m.source_table = 'landing_leads' and m.legacy_id = x.lead_id
 join public.traffic_leads as ml on ml.id = m.lead_id
 where x.stage {VALID_STAGE}
+  and m.run_id <> %(run)s
 on conflict (event_key) do nothing
 """
 
@@ -295,11 +315,10 @@ select 'lead_journey', j.id,
   to_jsonb(j), %(run)s
 from private.consolidation_raw_lead_journey as j
 left join private.consolidation_quarantine as lq on lq.source_table = 'landing_leads' and lq.legacy_id = j.lead_id
-where not exists (
-    select 1 from public.traffic_lead_journey as t where t.event_key = 'legacy:lead_journey:' || j.id
-  )
+left join private.legacy_lead_map as m on m.source_table = 'landing_leads' and m.legacy_id = j.lead_id
+where (m.legacy_id is null or m.run_id <> %(run)s)
   and not exists (
-    select 1 from private.consolidation_quarantine as q where q.source_table = 'lead_journey' and q.legacy_id = j.id
+    select 1 from public.traffic_lead_journey as t where t.event_key = 'legacy:lead_journey:' || j.id
   )
 on conflict (source_table, legacy_id) do nothing
 """
@@ -387,7 +406,8 @@ def quarantine_lead_rows(conn: psycopg.Connection, run_id: int) -> int:
 
 def finish_journey(conn: psycopg.Connection, run_id: int) -> tuple[int, int]:
     """(journey rows imported, rows quarantined) for rows not reached through a batch."""
-    imported = conn.execute(REMAINING_JOURNEY).rowcount  # type: ignore[arg-type]
+    conn.execute("analyze private.legacy_lead_map, private.consolidation_quarantine, public.traffic_lead_journey")
+    imported = conn.execute(REMAINING_JOURNEY, {"run": run_id}).rowcount  # type: ignore[arg-type]
     quarantined = conn.execute(QUARANTINE_JOURNEY, {"run": run_id}).rowcount  # type: ignore[arg-type]
     return imported, quarantined
 

@@ -134,7 +134,8 @@ def build_plan(conn: psycopg.Connection, batch_size: int, progress: Progress) ->
     with (
         conn.cursor() as cur,
         cur.copy(
-            "copy private.consolidation_stage_plan (ord, comp, fill_rank, batch_no, creator, existing_leads) from stdin"
+            "copy private.consolidation_stage_plan (ord, comp, comp_size, fill_rank, batch_no, creator, existing_leads)"
+        " from stdin"
         ) as cp,
     ):
         for comp in sorted(members):
@@ -146,7 +147,7 @@ def build_plan(conn: psycopg.Connection, batch_size: int, progress: Progress) ->
             ex_literal = "{" + ",".join(sorted(ex)) + "}" if ex else None
             with_existing += bool(ex)
             for rank, ord_ in enumerate(order):
-                cp.write_row((ord_, comp, rank, batch, ord_ == comp and not ex, ex_literal))
+                cp.write_row((ord_, comp, len(order), rank, batch, ord_ == comp and not ex, ex_literal))
             in_batch += len(order)
             if in_batch >= batch_size:
                 batch += 1

@@ -74,6 +74,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         tgt.autocommit = False
         tgt.execute("set synchronous_commit = off")  # a lost commit is redone by the idempotent re-run
         tgt.execute("set work_mem = '256MB'")
+        tgt.execute("set temp_buffers = '1GB'")  # the batch's temp tables stay in memory
         tgt.execute("set jit = off")  # JIT compiles the journey stage trigger's query on every batch (~0.7 s)
         tgt.commit()
 
