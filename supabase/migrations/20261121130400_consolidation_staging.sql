@@ -14,6 +14,7 @@ create unlogged table private.consolidation_stage_leads (
   email text,
   phone text,
   source text,
+  source_canonical text,
   utm_source text,
   utm_medium text,
   utm_campaign text,

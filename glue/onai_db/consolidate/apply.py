@@ -7,18 +7,12 @@ from dataclasses import dataclass
 
 import psycopg
 
-STAGE_EXPR = "btrim(regexp_replace(lower(btrim({s})), '[^a-z0-9]+', '_', 'g'), '_')"
-VALID_STAGE = "~ '^[a-z][a-z0-9_]{0,62}$'"
 
-
-def _stage(col: str) -> str:
-    return STAGE_EXPR.format(s=col)
-
-
-def _jmeta(col: str) -> str:
+def _jmeta(parsed: str) -> str:
+    """A parsed legacy json value as an object (non-objects wrapped, never lost)."""
     return (
-        f"(case when {col} is null then '{{}}'::jsonb when jsonb_typeof({col}::jsonb) = 'object' "
-        f"then {col}::jsonb else jsonb_build_object('legacy_metadata', {col}::jsonb) end)"
+        f"(case when {parsed} is null then '{{}}'::jsonb when jsonb_typeof({parsed}) = 'object' "
+        f"then {parsed} else jsonb_build_object('legacy_metadata', {parsed}) end)"
     )
 
 
@@ -54,7 +48,7 @@ select
   nullif(btrim(b.name), '') as name,
   nullif(btrim(b.phone), '') as phone,
   nullif(btrim(b.email), '') as email,
-  private.canonical_lead_source(b.source) as source,
+  b.source_canonical as source,
   b.source as source_raw,
   b.amocrm_lead_id, b.amocrm_contact_id, b.amocrm_synced, b.email_sent, b.sms_sent, b.click_count,
   {_single_first_utm},
@@ -75,7 +69,7 @@ select
     {_first("nullif(btrim(b.phone), '')", "nullif(btrim(b.phone), '') is not null")}),
   coalesce({_first("nullif(btrim(b.email), '')", "b.email_n is not null")},
     {_first("nullif(btrim(b.email), '')", "nullif(btrim(b.email), '') is not null")}),
-  {_first("private.canonical_lead_source(b.source)", "private.canonical_lead_source(b.source) is not null")},
+  {_first("b.source_canonical", "b.source_canonical is not null")},
   {_first("b.source", "b.source is not null")},
   {_first("b.amocrm_lead_id", "b.amocrm_lead_id is not null")},
   {_first("b.amocrm_contact_id", "b.amocrm_contact_id is not null")},
@@ -110,20 +104,24 @@ group by x.comp
 
 BATCH_JOURNEY = f"""
 create temp table bj on commit drop as
-select b.comp, j.id as legacy_id, j.lead_id, j.stage as stage_raw, {_stage("j.stage")} as stage, j.source,
-  {_jmeta("j.metadata")} as metadata, coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
+select b.comp, j.id as legacy_id, j.lead_id, j.stage as stage_raw, st.stage, coalesce(st.ok, false) as stage_ok,
+  j.source, so.canonical as source_canonical, {_jmeta("p.mj")} as metadata,
+  coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
 from b
 join private.consolidation_raw_lead_journey as j on j.lead_id = b.legacy_id
+cross join lateral (select j.metadata::jsonb as mj) as p
+left join private.consolidation_map_stage as st on st.raw = j.stage
+left join private.consolidation_map_source as so on so.raw = j.source
 where b.src = 'landing_leads'
 """
 
-BATCH_STAGES = f"""
+BATCH_STAGES = """
 create temp table bs on commit drop as
 select x.comp, array_agg(distinct x.stage order by x.stage) as stages
 from (
   select b.comp, 'lead_captured' as stage from b
   union all
-  select bj.comp, bj.stage from bj where bj.stage {VALID_STAGE}
+  select bj.comp, bj.stage from bj where bj.stage_ok
 ) as x
 group by x.comp
 """
@@ -229,7 +227,7 @@ insert into public.traffic_lead_journey (
   input, metadata, event_key, occurred_at, legacy_source_table, legacy_id
 )
 select
-  l.lead_id, 'lead_captured', private.canonical_lead_source(b.source),
+  l.lead_id, 'lead_captured', b.source_canonical,
   b.utm_source, b.utm_medium, b.utm_campaign, b.utm_content, b.utm_term,
   jsonb_strip_nulls(jsonb_build_object('name', b.name, 'email', b.email, 'phone', b.phone, 'source', b.source)),
   b.metadata, 'legacy:' || b.src || ':' || b.legacy_id, b.created_at, b.src, b.legacy_id
@@ -237,29 +235,29 @@ from b join bl as l on l.comp = b.comp
 order by b.ord
 """
 
-INSERT_BATCH_JOURNEY = f"""
+INSERT_BATCH_JOURNEY = """
 insert into public.traffic_lead_journey (
   lead_id, stage, source, utm_source, utm_medium, utm_campaign, utm_content, utm_term,
   input, metadata, event_key, occurred_at, legacy_source_table, legacy_id
 )
 select
-  l.lead_id, j.stage, private.canonical_lead_source(j.source),
+  l.lead_id, j.stage, j.source_canonical,
   nullif(btrim(j.metadata ->> 'utm_source'), ''), nullif(btrim(j.metadata ->> 'utm_medium'), ''),
   nullif(btrim(j.metadata ->> 'utm_campaign'), ''), nullif(btrim(j.metadata ->> 'utm_content'), ''),
   nullif(btrim(j.metadata ->> 'utm_term'), ''),
   jsonb_strip_nulls(jsonb_build_object('source', j.source, 'stage', j.stage_raw)),
   j.metadata, 'legacy:lead_journey:' || j.legacy_id, j.occurred_at, 'lead_journey', j.legacy_id
 from bj as j join bl as l on l.comp = j.comp
-where j.stage {VALID_STAGE}
+where j.stage_ok
 """
 
-QUARANTINE_BATCH_JOURNEY = f"""
+QUARANTINE_BATCH_JOURNEY = """
 insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
 select 'lead_journey', j.legacy_id, 'stage ' || coalesce(quote_literal(j.stage_raw), 'NULL') || ' is not a valid stage name',
   to_jsonb(r), %(run)s
 from bj as j
 join private.consolidation_raw_lead_journey as r on r.id = j.legacy_id
-where j.stage is null or j.stage !{VALID_STAGE}
+where not j.stage_ok
 on conflict (source_table, legacy_id) do nothing
 """
 
@@ -279,28 +277,30 @@ insert into public.traffic_lead_journey (
   input, metadata, event_key, occurred_at, legacy_source_table, legacy_id
 )
 select
-  {_live}, x.stage, private.canonical_lead_source(x.source),
+  {_live}, x.stage, so.canonical,
   nullif(btrim(x.meta ->> 'utm_source'), ''), nullif(btrim(x.meta ->> 'utm_medium'), ''),
   nullif(btrim(x.meta ->> 'utm_campaign'), ''), nullif(btrim(x.meta ->> 'utm_content'), ''),
   nullif(btrim(x.meta ->> 'utm_term'), ''),
   jsonb_strip_nulls(jsonb_build_object('source', x.source, 'stage', x.stage_raw)),
   x.meta, 'legacy:lead_journey:' || x.id, x.occurred_at, 'lead_journey', x.id
 from (
-  select j.id, j.lead_id, j.source, j.stage as stage_raw, {_stage("j.stage")} as stage,
-    {_jmeta("j.metadata")} as meta, coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
+  select j.id, j.lead_id, j.source, j.stage as stage_raw, st.stage, coalesce(st.ok, false) as stage_ok,
+    {_jmeta("j.metadata::jsonb")} as meta, coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
   from private.consolidation_raw_lead_journey as j
+  left join private.consolidation_map_stage as st on st.raw = j.stage
   where not exists (
       select 1 from public.traffic_lead_journey as t where t.event_key = 'legacy:lead_journey:' || j.id
     )
 ) as x
 join private.legacy_lead_map as m on m.source_table = 'landing_leads' and m.legacy_id = x.lead_id
 join public.traffic_leads as ml on ml.id = m.lead_id
-where x.stage {VALID_STAGE}
+left join private.consolidation_map_source as so on so.raw = x.source
+where x.stage_ok
   and m.run_id <> %(run)s
 on conflict (event_key) do nothing
 """
 
-QUARANTINE_JOURNEY = f"""
+QUARANTINE_JOURNEY = """
 insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
 select 'lead_journey', j.id,
   case
@@ -308,7 +308,7 @@ select 'lead_journey', j.id,
     when lq.reason is not null then 'its lead landing_leads ' || j.lead_id || ' is quarantined: ' || lq.reason
     when not exists (select 1 from private.consolidation_raw_landing_leads as l where l.id = j.lead_id)
       then 'lead ' || j.lead_id || ' not found in landing_leads'
-    when j.stage is null or {_stage("j.stage")} !{VALID_STAGE}
+    when not exists (select 1 from private.consolidation_map_stage as st where st.raw = j.stage and st.ok)
       then 'stage ' || coalesce(quote_literal(j.stage), 'NULL') || ' is not a valid stage name'
     else 'lead ' || j.lead_id || ' was not imported'
   end,
@@ -328,7 +328,7 @@ insert into private.legacy_scheduled_notifications (
   legacy_id, lead_id, delivery_channel, recipient, template_name, payload, scheduled_for, status, sent_at,
   created_at, run_id
 )
-select n.id, {_live}, n.channel, n.recipient, n.template, {_jmeta("n.payload")}, n.scheduled_for::timestamptz,
+select n.id, {_live}, n.channel, n.recipient, n.template, {_jmeta("n.payload::jsonb")}, n.scheduled_for::timestamptz,
   n.status, n.sent_at::timestamptz, n.created_at::timestamptz, %(run)s
 from private.consolidation_raw_scheduled_notifications as n
 join private.legacy_lead_map as m on m.source_table = 'landing_leads' and m.legacy_id = n.lead_id
@@ -406,7 +406,9 @@ def quarantine_lead_rows(conn: psycopg.Connection, run_id: int) -> int:
 
 def finish_journey(conn: psycopg.Connection, run_id: int) -> tuple[int, int]:
     """(journey rows imported, rows quarantined) for rows not reached through a batch."""
-    conn.execute("analyze private.legacy_lead_map, private.consolidation_quarantine, public.traffic_lead_journey")
+    conn.execute(
+        "analyze private.legacy_lead_map, private.consolidation_quarantine, public.traffic_lead_journey"
+    )
     imported = conn.execute(REMAINING_JOURNEY, {"run": run_id}).rowcount  # type: ignore[arg-type]
     quarantined = conn.execute(QUARANTINE_JOURNEY, {"run": run_id}).rowcount  # type: ignore[arg-type]
     return imported, quarantined

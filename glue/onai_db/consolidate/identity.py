@@ -135,7 +135,7 @@ def build_plan(conn: psycopg.Connection, batch_size: int, progress: Progress) ->
         conn.cursor() as cur,
         cur.copy(
             "copy private.consolidation_stage_plan (ord, comp, comp_size, fill_rank, batch_no, creator, existing_leads)"
-        " from stdin"
+            " from stdin"
         ) as cp,
     ):
         for comp in sorted(members):

@@ -54,13 +54,13 @@ def _utm(expr: str) -> str:
 
 STAGE_SQL = f"""
 insert into private.consolidation_stage_leads (
-  ord, src, legacy_id, name, email, phone, source, utm_source, utm_medium, utm_campaign, utm_content, utm_term,
+  ord, src, legacy_id, name, email, phone, source, source_canonical, utm_source, utm_medium, utm_campaign, utm_content, utm_term,
   metadata, amocrm_lead_id, amocrm_contact_id, amocrm_synced, email_sent, sms_sent, click_count, created_at,
   phone_n, email_n, problem
 )
 select
   row_number() over (order by u.created_at, u.src_rank, u.legacy_id),
-  u.src, u.legacy_id, u.name, u.email, u.phone, u.source,
+  u.src, u.legacy_id, u.name, u.email, u.phone, u.source, ms.canonical,
   u.utm_source, u.utm_medium, u.utm_campaign, u.utm_content, u.utm_term,
   u.metadata, u.amocrm_lead_id, u.amocrm_contact_id, u.amocrm_synced, u.email_sent, u.sms_sent, u.click_count,
   u.created_at,
@@ -105,12 +105,43 @@ from (
     null, null, false, false, false, 0, coalesce(r.created_at::timestamptz, 'epoch')
   from private.consolidation_raw_lead_tracking as r
 ) as u
+left join private.consolidation_map_source as ms on ms.raw = u.source
 """
+
+STAGE_EXPR = "btrim(regexp_replace(lower(btrim({s})), '[^a-z0-9]+', '_', 'g'), '_')"
+
+# Each distinct legacy source / stage spelling is canonicalised once, then joined: the
+# regular expressions run per distinct value, not per row (millions of journey rows).
+MAP_SQL = (
+    "drop table if exists private.consolidation_map_source",
+    """
+    create unlogged table private.consolidation_map_source as
+    select x.raw, private.canonical_lead_source(x.raw) as canonical
+    from (
+      select source as raw from private.consolidation_raw_landing_leads
+      union select source from private.consolidation_raw_unified_lead_tracking
+      union select source from private.consolidation_raw_lead_tracking
+      union select source from private.consolidation_raw_lead_journey
+    ) as x
+    where x.raw is not null
+    """,
+    "create unique index on private.consolidation_map_source (raw)",
+    "drop table if exists private.consolidation_map_stage",
+    f"""
+    create unlogged table private.consolidation_map_stage as
+    select x.raw, n.stage, n.stage ~ '^[a-z][a-z0-9_]{{0,62}}$' as ok
+    from (select distinct stage as raw from private.consolidation_raw_lead_journey where stage is not null) as x
+    cross join lateral (select {STAGE_EXPR.format(s="x.raw")} as stage) as n
+    """,
+    "create unique index on private.consolidation_map_stage (raw)",
+)
 
 
 def build_stage(conn: psycopg.Connection, progress: Progress) -> int:
     """Fill private.consolidation_stage_leads from the raw tables; returns its row count."""
     conn.execute("truncate private.consolidation_stage_leads, private.consolidation_stage_plan")
+    for stmt in MAP_SQL:
+        conn.execute(stmt)  # type: ignore[arg-type]
     cur = conn.execute(STAGE_SQL)  # type: ignore[arg-type]
     conn.execute("analyze private.consolidation_stage_leads")
     progress("stage", 1, None)
