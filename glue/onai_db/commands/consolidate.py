@@ -53,6 +53,7 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[
             int, typer.Option("--batch-size", help="Lead rows per committed batch.")
         ] = 20_000,
+        jobs: Annotated[int, typer.Option("--jobs", help="Batches applied in parallel (connections).")] = 2,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
         attribution: Annotated[
             bool, typer.Option("--attribution", help="Also print consolidated leads per targetologist.")
@@ -89,6 +90,7 @@ def register(app: typer.Typer) -> None:
                     target_url=tgt,
                     backup_dir=backup_dir,
                     batch_size=batch_size,
+                    jobs=jobs,
                     dry_run=dry_run,
                     progress=progress,
                 )

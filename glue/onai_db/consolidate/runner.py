@@ -3,11 +3,15 @@ journey and notifications, verification; the ledger makes every step resumable."
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from ..errors import ConsolidationError
@@ -30,7 +34,74 @@ class ConsolidationOptions:
     backup_dir: Path | None = None
     batch_size: int = 20_000
     dry_run: bool = False
+    jobs: int = 2  # batches applied in parallel on this many connections (1 in a dry run)
     progress: Callable[[str, int, int | None], None] = field(default=_no_progress)
+
+
+def _tune(conn: psycopg.Connection) -> None:
+    """Session settings for bulk work (this session only)."""
+    conn.execute("set synchronous_commit = off")  # a lost commit is redone by the idempotent re-run
+    conn.execute("set work_mem = '256MB'")
+    conn.execute("set temp_buffers = '1GB'")  # the batch's temp tables stay in memory
+    conn.execute("set jit = off")  # JIT would compile the journey stage trigger's query on every batch
+    conn.commit()
+
+
+def _apply_batches(
+    tgt: psycopg.Connection, url: str, run_id: int, batches: int, jobs: int, commit: Callable[[], None]
+) -> Iterator[apply.BatchResult]:
+    """Applies batches 0..n-1, each in its own committed transaction. Batches hold
+    disjoint persons (and every lead a person already had), so ``jobs`` connections can
+    apply them at once; results are yielded as batches commit."""
+    if jobs == 1:
+        for batch in range(batches):
+            r = apply.apply_batch(tgt, run_id, batch)
+            commit()
+            yield r
+        return
+    extra = [connect(url, "target (Traffic)") for _ in range(jobs - 1)]
+    for conn in extra:
+        _tune(conn)
+    pending = iter(range(batches))
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def work(conn: psycopg.Connection) -> list[apply.BatchResult]:
+        out: list[apply.BatchResult] = []
+        while not failed.is_set():
+            with lock:
+                batch = next(pending, None)
+            if batch is None:
+                break
+            try:
+                out.append(apply.apply_batch(conn, run_id, batch))
+                conn.commit()
+            except BaseException:
+                failed.set()
+                conn.rollback()
+                raise
+            results.put(out[-1])
+        return out
+
+    results: queue.Queue[apply.BatchResult] = queue.Queue()
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(work, conn) for conn in (tgt, *extra)]
+            done = 0
+            while done < batches and not failed.is_set():
+                try:
+                    yield results.get(timeout=0.2)
+                    done += 1
+                except queue.Empty:
+                    if all(f.done() for f in futures):
+                        break
+            for f in futures:
+                f.result()  # re-raise a worker's error
+            while not results.empty():
+                yield results.get()
+    finally:
+        for conn in extra:
+            conn.close()
 
 
 def _default_backup_dir() -> Path:
@@ -72,11 +143,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
                 "another onai-db consolidate is running against this target; wait for it"
             )
         tgt.autocommit = False
-        tgt.execute("set synchronous_commit = off")  # a lost commit is redone by the idempotent re-run
-        tgt.execute("set work_mem = '256MB'")
-        tgt.execute("set temp_buffers = '1GB'")  # the batch's temp tables stay in memory
-        tgt.execute("set jit = off")  # JIT compiles the journey stage trigger's query on every batch (~0.7 s)
-        tgt.commit()
+        _tune(tgt)
 
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -134,9 +201,8 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
             "quarantined": quarantined,
             "notifications": 0,
         }
-        for batch in range(plan.batches):
-            r = apply.apply_batch(tgt, run_id, batch)
-            commit()
+        jobs = 1 if opts.dry_run else max(1, min(opts.jobs, plan.batches))
+        for r in _apply_batches(tgt, opts.target_url, run_id, plan.batches, jobs, commit):
             changes["leads_created"] += r.leads_created
             changes["leads_filled"] += r.leads_filled
             changes["rows_mapped"] += r.rows
