@@ -238,6 +238,18 @@ def test_crash_in_the_middle_then_rerun_equals_uninterrupted(stack: LocalStack, 
         assert snapshot(a) == snapshot(b)
 
 
+def test_one_run_at_a_time_per_target(stack: LocalStack, source: str, tmp_path: Path) -> None:
+    from onai_db.consolidate.runner import LOCK_KEY
+
+    target = fresh_target(stack, "cons_locked")
+    with psycopg.connect(target, autocommit=True) as other:
+        other.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
+        with pytest.raises(ConsolidationError, match="another onai-db consolidate is running"):
+            consolidate(source, target, tmp_path, lock_wait_s=0.5)
+    with psycopg.connect(target) as conn:
+        assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
+
+
 def test_bad_input_is_one_clear_error_and_nothing_written(
     stack: LocalStack, source: str, tmp_path: Path
 ) -> None:

@@ -35,7 +35,23 @@ class ConsolidationOptions:
     batch_size: int = 20_000
     dry_run: bool = False
     jobs: int = 2  # batches applied in parallel on this many connections (1 in a dry run)
+    lock_wait_s: float = 15.0  # how long to wait for another run's lock on the target
     progress: Callable[[str, int, int | None], None] = field(default=_no_progress)
+
+
+def _take_lock(conn: psycopg.Connection, wait_s: float = 15.0) -> None:
+    """One consolidation per target. A run killed a moment ago may still hold the lock
+    until its server session notices the lost client, hence the short wait."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        got = conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+        if got and got[0]:
+            return
+        if time.monotonic() > deadline:
+            raise ConsolidationError(
+                "another onai-db consolidate is running against this target; wait for it"
+            )
+        time.sleep(0.5)
 
 
 def _tune(conn: psycopg.Connection) -> None:
@@ -137,11 +153,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         columns = check_source(src)
         check_target(tgt)
         tgt.autocommit = True
-        got = tgt.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
-        if not got or not got[0]:
-            raise ConsolidationError(
-                "another onai-db consolidate is running against this target; wait for it"
-            )
+        _take_lock(tgt, opts.lock_wait_s)
         tgt.autocommit = False
         _tune(tgt)
 
