@@ -9,7 +9,10 @@ create table private.legacy_lead_map (
   source_table text not null
   check (source_table in ('landing_leads', 'lead_tracking', 'unified_lead_tracking')),
   legacy_id text not null check (pg_catalog.length(legacy_id) between 1 and 100),
-  lead_id uuid not null references public.traffic_leads (id),
+  -- no foreign key: every mapped lead carries the row's lead_captured journey event, whose
+  -- foreign key (on delete restrict) already keeps the lead; a second one would only slow
+  -- the bulk import and block truncating traffic_leads in test fixtures
+  lead_id uuid not null,
   outcome text not null check (outcome in ('migrated', 'merged')),
   run_id bigint not null references private.consolidation_runs (id),
   mapped_at timestamptz not null default pg_catalog.now(),

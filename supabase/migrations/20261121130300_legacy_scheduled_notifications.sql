@@ -7,7 +7,7 @@
 
 create table private.legacy_scheduled_notifications (
   legacy_id text primary key check (pg_catalog.length(legacy_id) between 1 and 100),
-  lead_id uuid not null references public.traffic_leads (id),
+  lead_id uuid not null, -- a mapped lead (see private.legacy_lead_map: no foreign key, on purpose)
   delivery_channel text,
   recipient text,
   template_name text,
