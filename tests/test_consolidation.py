@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -280,3 +281,30 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
     )  # fmt: skip
     assert out.returncode != 0
     assert out.stderr.strip().count("\n") == 0 and "missing table" in out.stderr
+
+
+def test_cli_legacy_create_and_json_report(stack: LocalStack, tmp_path: Path) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", "from onai_db.cli import main; main()", *args],
+            capture_output=True, text=True, cwd=Path(__file__).parents[1], check=False,
+        )  # fmt: skip
+
+    created = cli("legacy", "create", "--db", "cons_cli_src", "--rows", "60", "--seed", "2", "--json")
+    assert created.returncode == 0, created.stderr
+    doc = json.loads(created.stdout)
+    assert sum(doc["rows"][t] for t in ("landing_leads", "lead_tracking", "unified_lead_tracking")) == 60
+    target = fresh_target(stack, "cons_cli_target")
+    args = ("consolidate", "--source", doc["url"], "--target", target, "--json", "--attribution")
+    first = cli(*args, "--backup-dir", str(tmp_path / "1"))
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report["ok"] and report["changed"] and report["unaccounted"] == 0
+    assert sum(r["leads"] for r in report["attribution"]) == report["leads_consolidated"]
+    manifest = json.loads((tmp_path / "1" / "manifest.json").read_text())
+    assert manifest["tables"]["lead_journey"]["rows"] == doc["rows"]["lead_journey"]
+    assert len(manifest["tables"]["landing_leads"]["sha256"]) == 64
+    second = cli(*args, "--backup-dir", str(tmp_path / "2"))
+    again = json.loads(second.stdout)
+    assert second.returncode == 0 and not again["changed"] and again["resumed_from"] is None
+    assert again["fingerprint"] == report["fingerprint"]
