@@ -209,10 +209,10 @@ def test_existing_leads_of_one_person_are_merged_into_the_oldest(
 def test_crash_in_the_middle_then_rerun_equals_uninterrupted(stack: LocalStack, tmp_path: Path) -> None:
     src = fresh_source(stack, "cons_landing_big", rows=3000, seed=11)
     clean, crashed = fresh_target(stack, "cons_clean"), fresh_target(stack, "cons_crashed")
-    assert consolidate(src, clean, tmp_path / "a", batch_size=60).ok
+    assert consolidate(src, clean, tmp_path / "a", batch_size=30).ok
     cmd = [
         sys.executable, "-c", "from onai_db.cli import main; main()", "consolidate", "--source", src,
-        "--target", crashed, "--batch-size", "60", "--backup-dir", str(tmp_path / "b"), "--json",
+        "--target", crashed, "--batch-size", "30", "--backup-dir", str(tmp_path / "b"), "--json",
     ]  # fmt: skip
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1]
@@ -233,7 +233,7 @@ def test_crash_in_the_middle_then_rerun_equals_uninterrupted(stack: LocalStack, 
         done = conn.execute("select count(*) from private.consolidation_batches").fetchone()
         status = conn.execute("select status from private.consolidation_runs").fetchall()
     assert done is not None and done[0] >= 5 and status == [("running",)]
-    report = consolidate(src, crashed, tmp_path / "c", batch_size=60)
+    report = consolidate(src, crashed, tmp_path / "c", batch_size=30)
     assert report.ok and report.resumed_from is not None
     with psycopg.connect(clean) as a, psycopg.connect(crashed) as b:
         assert snapshot(a) == snapshot(b)
