@@ -152,7 +152,7 @@ class PublicTrafficLeads(BaseModel):
     merged_into: Optional[uuid.UUID] = Field(alias="merged_into")
     metadata: JsonValue = Field(alias="metadata")
     name: Optional[str] = Field(alias="name")
-    no_identifier: Optional[bool] = Field(alias="no_identifier")
+    no_identifier: bool = Field(alias="no_identifier")
     phone: Optional[str] = Field(alias="phone")
     phone_normalized: Optional[str] = Field(alias="phone_normalized")
     sms_clicked: bool = Field(alias="sms_clicked")
@@ -196,7 +196,7 @@ class PublicTrafficLeadsInsert(TypedDict):
     merged_into: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="merged_into")]]
     metadata: NotRequired[Annotated[JsonValue, Field(alias="metadata")]]
     name: NotRequired[Annotated[Optional[str], Field(alias="name")]]
-    no_identifier: NotRequired[Annotated[Optional[bool], Field(alias="no_identifier")]]
+    no_identifier: NotRequired[Annotated[bool, Field(alias="no_identifier")]]
     phone: NotRequired[Annotated[Optional[str], Field(alias="phone")]]
     phone_normalized: NotRequired[Annotated[Optional[str], Field(alias="phone_normalized")]]
     sms_clicked: NotRequired[Annotated[bool, Field(alias="sms_clicked")]]
@@ -240,7 +240,7 @@ class PublicTrafficLeadsUpdate(TypedDict):
     merged_into: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="merged_into")]]
     metadata: NotRequired[Annotated[JsonValue, Field(alias="metadata")]]
     name: NotRequired[Annotated[Optional[str], Field(alias="name")]]
-    no_identifier: NotRequired[Annotated[Optional[bool], Field(alias="no_identifier")]]
+    no_identifier: NotRequired[Annotated[bool, Field(alias="no_identifier")]]
     phone: NotRequired[Annotated[Optional[str], Field(alias="phone")]]
     phone_normalized: NotRequired[Annotated[Optional[str], Field(alias="phone_normalized")]]
     sms_clicked: NotRequired[Annotated[bool, Field(alias="sms_clicked")]]
