@@ -93,9 +93,12 @@ def build(ctx: BenchContext, leads: int) -> list[uuid.UUID]:
             """
         )
         conn.execute("set session_replication_role = origin")
+        conn.execute("select private.rebuild_lead_daily_stats()")
         conn.execute("vacuum analyze public.traffic_leads")
+        conn.execute("vacuum analyze public.traffic_lead_daily_stats")
         conn.execute("vacuum analyze public.traffic_lead_journey")
         conn.execute("vacuum analyze public.traffic_user_utm_sources")
+        conn.execute("checkpoint")
     return people
 
 

@@ -36,6 +36,24 @@ class PublicAppUserRolesUpdate(TypedDict):
     role: NotRequired[Annotated[PublicAppRole, Field(alias="role")]]
     user_id: NotRequired[Annotated[uuid.UUID, Field(alias="user_id")]]
 
+class PublicTrafficLeadDailyStats(BaseModel):
+    day: datetime.date = Field(alias="day")
+    leads: int = Field(alias="leads")
+    stage: str = Field(alias="stage")
+    utm_source: str = Field(alias="utm_source")
+
+class PublicTrafficLeadDailyStatsInsert(TypedDict):
+    day: Annotated[datetime.date, Field(alias="day")]
+    leads: Annotated[int, Field(alias="leads")]
+    stage: Annotated[str, Field(alias="stage")]
+    utm_source: Annotated[str, Field(alias="utm_source")]
+
+class PublicTrafficLeadDailyStatsUpdate(TypedDict):
+    day: NotRequired[Annotated[datetime.date, Field(alias="day")]]
+    leads: NotRequired[Annotated[int, Field(alias="leads")]]
+    stage: NotRequired[Annotated[str, Field(alias="stage")]]
+    utm_source: NotRequired[Annotated[str, Field(alias="utm_source")]]
+
 class PublicTrafficLeadJourney(BaseModel):
     created_at: datetime.datetime = Field(alias="created_at")
     event_key: Optional[str] = Field(alias="event_key")

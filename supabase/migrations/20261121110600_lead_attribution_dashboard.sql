@@ -37,7 +37,8 @@ create or replace function public.traffic_dashboard(
   p_group_by text default 'day',
   p_targetologist_id uuid default null,
   p_team_id uuid default null,
-  p_timezone text default 'Asia/Almaty'
+  p_timezone text default 'Asia/Almaty',
+  p_live boolean default false
 )
 returns table (
   bucket text,
@@ -109,6 +110,78 @@ begin
     v_sources := array(select s.utm_source from public.traffic_user_utm_sources as s where s.user_id = v_uid);
   end if;
 
+  if p_timezone = 'Asia/Almaty' and not p_live then
+    -- the pre-counted path (traffic_lead_daily_stats is kept per Asia/Almaty day)
+    return query
+    with counted as (
+      select
+        case p_group_by
+          when 'day' then pg_catalog.to_char(st.day, 'YYYY-MM-DD')
+          when 'targetologist' then coalesce(o.user_id::text, 'unattributed')
+          else coalesce(u.team_id::text, 'unattributed')
+        end as bucket,
+        case p_group_by
+          when 'day' then pg_catalog.to_char(st.day, 'YYYY-MM-DD')
+          when 'targetologist' then coalesce(u.full_name, 'unattributed')
+          else coalesce(t.name, 'unattributed')
+        end as label,
+        st.stage,
+        st.leads
+      from public.traffic_lead_daily_stats as st
+      left join public.traffic_user_utm_sources as o on nullif(st.utm_source, '') = o.utm_source
+      left join public.traffic_users as u on o.user_id = u.id
+      left join public.traffic_teams as t on u.team_id = t.id
+      where
+        st.day between v_from and v_to
+        and st.leads <> 0
+        and (v_sources is null or st.utm_source = any(v_sources))
+        and (p_targetologist_id is null or o.user_id = p_targetologist_id)
+        and (p_team_id is null or u.team_id = p_team_id)
+    ),
+
+    per_stage as (
+      select c.bucket, pg_catalog.min(c.label) as label, c.stage, pg_catalog.sum(c.leads)::bigint as n
+      from counted as c
+      group by c.bucket, c.stage
+    ),
+
+    per_bucket as (
+      select
+        p.bucket,
+        pg_catalog.min(p.label) as label,
+        coalesce(pg_catalog.sum(p.n) filter (where p.stage = ''), 0)::bigint as leads,
+        coalesce(pg_catalog.jsonb_object_agg(p.stage, p.n) filter (where p.stage <> ''), '{}'::jsonb) as stages
+      from per_stage as p
+      group by p.bucket
+    )
+
+    select
+      b.bucket,
+      b.label,
+      b.leads,
+      b.stages,
+      coalesce(
+        (
+          select
+            pg_catalog.jsonb_object_agg(
+              f.a || '->' || f.b,
+              pg_catalog.round(coalesce((b.stages ->> f.b)::numeric, 0) / (b.stages ->> f.a)::numeric, 4)
+            )
+          from (
+            select v_funnel[i] as a, v_funnel[i + 1] as b
+            from pg_catalog.generate_series(1, pg_catalog.array_length(v_funnel, 1) - 1) as i
+          ) as f
+          where (b.stages ->> f.a)::numeric > 0
+        ),
+        '{}'::jsonb
+      ) as conversion
+    from per_bucket as b
+    where b.leads > 0
+    order by b.bucket;
+    return;
+  end if;
+
+  -- the live path: any time zone, straight from traffic_leads
   return query
   with cohort as (
     select
@@ -183,10 +256,14 @@ begin
 end;
 $$;
 
-comment on function public.traffic_dashboard(date, date, text, uuid, uuid, text) is
+comment on function public.traffic_dashboard(date, date, text, uuid, uuid, text, boolean) is
 'Leads created per day / targetologist / team in [p_from, p_to] (local dates in p_timezone, default the '
 'last 30 days): count, leads per journey stage reached, and conversion between consecutive funnel stages. '
-'Runs with the caller''s rights: RLS scopes it (a targetologist sees only their attributed leads).';
+'Runs with the caller''s rights: RLS scopes it (a targetologist sees only their attributed leads). '
+'Reads the pre-counted traffic_lead_daily_stats for Asia/Almaty days; p_live => true (or another time '
+'zone) counts traffic_leads directly.';
 
-revoke all on function public.traffic_dashboard(date, date, text, uuid, uuid, text) from public, anon;
-grant execute on function public.traffic_dashboard(date, date, text, uuid, uuid, text) to authenticated, service_role;
+revoke all on function public.traffic_dashboard(date, date, text, uuid, uuid, text, boolean) from public, anon;
+grant execute on function public.traffic_dashboard(
+  date, date, text, uuid, uuid, text, boolean
+) to authenticated, service_role;
