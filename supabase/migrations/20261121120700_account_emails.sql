@@ -64,7 +64,6 @@ comment on function public.enqueue_account_email(uuid, text, text, text) is
 'set-password link made at send time, never a password), email_changed (to the old address; '
 'pass p_old_email) or password_changed. p_event_key makes repeated events distinct.';
 
-revoke execute on function public.enqueue_account_email(uuid, text, text, text) from public,
-anon,
-authenticated;
+revoke execute on function public.enqueue_account_email(uuid, text, text, text)
+from public, anon, authenticated;
 grant execute on function public.enqueue_account_email(uuid, text, text, text) to service_role;
