@@ -35,6 +35,25 @@ create table public.outbox_jobs (
   created_at timestamptz not null default pg_catalog.now(),
   updated_at timestamptz not null default pg_catalog.now(),
   completed_at timestamptz,
+  service_name text generated always as (
+    case kind
+      when 'email' then 'resend'
+      when 'sms' then 'mobizon'
+      when 'telegram' then 'telegram'
+      when 'amocrm' then 'amocrm'
+    end
+  ) stored,
+  action text generated always as (
+    coalesce(
+      payload ->> 'action',
+      case kind
+        when 'email' then 'send_email'
+        when 'sms' then 'send_sms'
+        when 'telegram' then 'send_message'
+        when 'amocrm' then 'sync_lead'
+      end
+    )
+  ) stored,
   constraint outbox_jobs_payload_is_object check (pg_catalog.jsonb_typeof(payload) = 'object'),
   -- the audit found a plaintext password kept for the welcome e-mail: never again
   constraint outbox_jobs_payload_has_no_secrets check (
@@ -62,6 +81,10 @@ comment on column public.outbox_jobs.run_after is 'The job is not claimed before
 comment on column public.outbox_jobs.lease_owner is 'Worker id holding the job while status = running.';
 comment on column public.outbox_jobs.lease_expires_at is
 'After this time the worker is presumed lost and the job becomes claimable again.';
+comment on column public.outbox_jobs.service_name is
+'integration_logs.service_name of the job: email -> resend, sms -> mobizon, telegram, amocrm.';
+comment on column public.outbox_jobs.action is
+'integration_logs.action of the job: payload.action, else send_email / send_sms / send_message / sync_lead.';
 comment on column public.outbox_jobs.last_error is 'Last failure, redacted (no secrets, no bodies).';
 
 -- claim: the oldest due pending jobs

@@ -8,72 +8,6 @@
 -- after max_attempts. Every finish writes its integration_logs row in the same statement.
 -- Service role only: these functions change any job.
 
--- Helpers --------------------------------------------------------------------------------
-
-create or replace function private.outbox_service_name(p_kind public.outbox_kind)
-returns text
-language sql
-immutable
-parallel safe
-set search_path = ''
-as $$
-  select case p_kind
-    when 'email' then 'resend'
-    when 'sms' then 'mobizon'
-    when 'telegram' then 'telegram'
-    when 'amocrm' then 'amocrm'
-  end
-$$;
-
-comment on function private.outbox_service_name(public.outbox_kind) is
-'The integration_logs.service_name of a job kind (email -> resend, sms -> mobizon, ...).';
-
-revoke all on function private.outbox_service_name(public.outbox_kind) from public;
-
-create or replace function private.outbox_action(p_kind public.outbox_kind, p_payload jsonb)
-returns text
-language sql
-immutable
-parallel safe
-set search_path = ''
-as $$
-  select coalesce(
-    p_payload ->> 'action',
-    case p_kind
-      when 'email' then 'send_email'
-      when 'sms' then 'send_sms'
-      when 'telegram' then 'send_message'
-      when 'amocrm' then 'sync_lead'
-    end
-  )
-$$;
-
-comment on function private.outbox_action(public.outbox_kind, jsonb) is
-'The integration_logs.action of a job: payload.action, else send_email, send_sms, send_message '
-'or sync_lead.';
-
-revoke all on function private.outbox_action(public.outbox_kind, jsonb) from public;
-
-create or replace function private.check_outbox_worker(p_worker text)
-returns void
-language plpgsql
-immutable
-set search_path = ''
-as $$
-begin
-  if p_worker is null or pg_catalog.length(pg_catalog.btrim(p_worker)) not between 1 and 200 then
-    raise exception 'worker id must be a non-empty name of at most 200 characters'
-    using errcode = '22023', hint = 'Pass the worker id, e.g. host:pid:thread.';
-  end if;
-end;
-$$;
-
-comment on function private.check_outbox_worker(
-  text
-) is 'Raises 22023 unless p_worker is a usable worker id.';
-
-revoke all on function private.check_outbox_worker(text) from public;
-
 -- API: enqueue ---------------------------------------------------------------------------
 
 create or replace function public.enqueue_outbox_job(
@@ -193,7 +127,10 @@ volatile
 set search_path = ''
 as $$
 begin
-  perform private.check_outbox_worker(p_worker);
+  if p_worker is null or pg_catalog.length(pg_catalog.btrim(p_worker)) not between 1 and 200 then
+    raise exception 'worker id must be a non-empty name of at most 200 characters'
+    using errcode = '22023', hint = 'Pass the worker id, e.g. host:pid:thread.';
+  end if;
   if p_limit is null or p_limit not between 1 and 1000 then
     raise exception 'claim limit must be between 1 and 1000' using errcode = '22023';
   end if;
@@ -267,7 +204,7 @@ as $$
       lease_owner = null,
       lease_expires_at = null
     where j.id = any(p_ids) and j.status = 'running' and j.lease_owner = p_worker
-    returning j.id, j.kind, j.payload, j.attempts
+    returning j.id, j.service_name, j.action, j.attempts
   ),
 
   logged as (
@@ -275,8 +212,8 @@ as $$
     (job_id, service_name, action, status, attempt, duration_ms, provider_ref, error_message)
     select
       f.id,
-      private.outbox_service_name(f.kind),
-      private.outbox_action(f.kind, f.payload),
+      f.service_name,
+      f.action,
       coalesce(p_log_status, 'success'),
       f.attempts,
       r.ms,
@@ -323,7 +260,10 @@ declare
   v_status public.outbox_status;
   v_delay double precision;
 begin
-  perform private.check_outbox_worker(p_worker);
+  if p_worker is null or pg_catalog.length(pg_catalog.btrim(p_worker)) not between 1 and 200 then
+    raise exception 'worker id must be a non-empty name of at most 200 characters'
+    using errcode = '22023', hint = 'Pass the worker id, e.g. host:pid:thread.';
+  end if;
   if p_backoff_base_seconds is null or p_backoff_base_seconds < 0
      or p_backoff_cap_seconds is null or p_backoff_cap_seconds < p_backoff_base_seconds then
     raise exception 'backoff needs 0 <= base <= cap seconds' using errcode = '22023';
@@ -363,8 +303,8 @@ begin
   insert into public.integration_logs (job_id, service_name, action, status, attempt, duration_ms, error_message)
   values (
     p_id,
-    private.outbox_service_name(v_job.kind),
-    private.outbox_action(v_job.kind, v_job.payload),
+    v_job.service_name,
+    v_job.action,
     'failed',
     v_job.attempts,
     p_duration_ms,

@@ -62,7 +62,10 @@ as $$
 declare
   v_row public.integration_tokens;
 begin
-  perform private.check_outbox_worker(p_worker);
+  if p_worker is null or pg_catalog.length(pg_catalog.btrim(p_worker)) not between 1 and 200 then
+    raise exception 'worker id must be a non-empty name of at most 200 characters'
+    using errcode = '22023', hint = 'Pass the worker id, e.g. host:pid:thread.';
+  end if;
   if p_lease_seconds is null or p_lease_seconds <= 0 or p_lease_seconds > 600 then
     raise exception 'refresh lease must be between 0 and 600 seconds' using errcode = '22023';
   end if;
