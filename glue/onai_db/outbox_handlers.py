@@ -140,7 +140,7 @@ class Handlers:
         self.http = http
         self.ctx = ctx
         self.dry_run = dry_run
-        self._amocrm: AmoCrmClient | None = None
+        self._amocrm_client: AmoCrmClient | None = None
 
     def handle(self, job: Job) -> Delivery:
         method = getattr(self, f"_{job.kind}", None)
@@ -225,15 +225,15 @@ class Handlers:
     # -- amocrm -------------------------------------------------------------------------
 
     def amocrm_client(self) -> AmoCrmClient:
-        if self._amocrm is None:
+        if self._amocrm_client is None:
             cfg = self.config.amocrm
             if cfg is None:
                 raise TransientError("amocrm: AMOCRM_BASE_URL / AMOCRM_SUBDOMAIN not set")
             tokens: Any = (
                 StaticTokens() if self.dry_run else TokenStore(self.ctx.conn, "amocrm", self.ctx.worker)
             )
-            self._amocrm = AmoCrmClient(self.http, cfg, tokens)
-        return self._amocrm
+            self._amocrm_client = AmoCrmClient(self.http, cfg, tokens)
+        return self._amocrm_client
 
     def _amocrm(self, job: Job) -> Delivery:
         action = job.payload.get("action") or "sync_lead"
