@@ -11,7 +11,7 @@
 -- Tables -------------------------------------------------------------------------------
 
 create table public.integration_tokens (
-  service_name text primary key check (service_name in ('amocrm')),
+  service_name text primary key check (service_name ~ '^[a-z][a-z0-9_]{1,49}$'),
   access_token text not null,
   refresh_token text,
   expires_at timestamptz,
