@@ -6,7 +6,7 @@ worker turns that into complete / fail on the queue.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -109,6 +109,22 @@ class ProviderConfig:
         if self.amocrm:
             values.append(self.amocrm.client_secret)
         return [v for v in values if v]
+
+    def for_dry_run(self) -> ProviderConfig:
+        """Placeholders for every missing credential: a dry run talks to no provider."""
+        placeholder = "dry-run"
+        amo = self.amocrm or AmoCrmConfig(
+            base_url="https://dry-run.invalid", pipeline_id=1, lesson_stages={1: 1, 2: 2, 3: 3}
+        )
+        return replace(
+            self,
+            resend_api_key=self.resend_api_key or placeholder,
+            supabase_url=self.supabase_url or "https://dry-run.invalid",
+            supabase_service_key=self.supabase_service_key or placeholder,
+            mobizon_api_key=self.mobizon_api_key or placeholder,
+            telegram_bot_tokens={b: placeholder for b in BOTS} | self.telegram_bot_tokens,
+            amocrm=amo,
+        )
 
     def configured_kinds(self) -> list[str]:
         return [k for k in KINDS if not self.missing(k)]

@@ -61,6 +61,8 @@ class WorkerConfig:
         db_url: str | None = None,
     ) -> WorkerConfig:
         providers = ProviderConfig.from_settings(settings)
+        if dry_run:
+            providers = providers.for_dry_run()
         if services:
             unknown = sorted(set(services) - set(KINDS))
             if unknown:
