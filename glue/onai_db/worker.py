@@ -47,7 +47,7 @@ class WorkerConfig:
     backoff_cap_seconds: float = 3600.0
     http_timeout_seconds: float = 10.0
     retention_days: int = 30
-    housekeeping_seconds: float = 60.0
+    housekeeping_seconds: float = 30.0
     dry_run: bool = False
     providers: ProviderConfig = field(default_factory=ProviderConfig)
 
@@ -85,6 +85,7 @@ class WorkerConfig:
             backoff_cap_seconds=_float(settings, "OUTBOX_BACKOFF_CAP_SECONDS", 3600.0),
             http_timeout_seconds=_float(settings, "OUTBOX_HTTP_TIMEOUT_SECONDS", 10.0),
             retention_days=int(_float(settings, "OUTBOX_RETENTION_DAYS", 30)),
+            housekeeping_seconds=_float(settings, "OUTBOX_HOUSEKEEPING_SECONDS", 30.0),
             dry_run=dry_run,
             providers=providers,
         )

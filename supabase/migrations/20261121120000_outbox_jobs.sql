@@ -28,7 +28,7 @@ create table public.outbox_jobs (
   status public.outbox_status not null default 'pending',
   attempts integer not null default 0 check (attempts >= 0),
   max_attempts integer not null default 8 check (max_attempts between 1 and 100),
-  run_after timestamptz not null default pg_catalog.now(),
+  run_after timestamptz default pg_catalog.now(),
   lease_owner text,
   lease_expires_at timestamptz,
   last_error text,
@@ -62,10 +62,13 @@ create table public.outbox_jobs (
       'access_token', 'refresh_token', 'api_key', 'token'
     ]
   ),
+  constraint outbox_jobs_run_after_when_pending check ((status = 'pending') = (run_after is not null)),
   constraint outbox_jobs_lease_when_running check (
     (status = 'running') = (lease_owner is not null and lease_expires_at is not null)
   )
-);
+)
+-- room on each page so that completing a job is a HOT update (no index touched)
+with (fillfactor = 50);
 
 comment on table public.outbox_jobs is
 'Durable queue of outgoing integration work; one row per job, unique per idempotency_key. '
@@ -77,7 +80,9 @@ comment on column public.outbox_jobs.idempotency_key is
 'Also sent to Resend as the Idempotency-Key header.';
 comment on column public.outbox_jobs.attempts is
 'Attempts started so far (incremented at claim; a rate-limit snooze gives it back).';
-comment on column public.outbox_jobs.run_after is 'The job is not claimed before this time (backoff).';
+comment on column public.outbox_jobs.run_after is
+'Pending jobs only: not claimed before this time (backoff). NULL for running, done and dead '
+'jobs, so that the claim index holds exactly the pending ones.';
 comment on column public.outbox_jobs.lease_owner is 'Worker id holding the job while status = running.';
 comment on column public.outbox_jobs.lease_expires_at is
 'After this time the worker is presumed lost and the job becomes claimable again.';
@@ -85,26 +90,19 @@ comment on column public.outbox_jobs.service_name is
 'integration_logs.service_name of the job: email -> resend, sms -> mobizon, telegram, amocrm.';
 comment on column public.outbox_jobs.action is
 'integration_logs.action of the job: payload.action, else send_email / send_sms / send_message / sync_lead.';
+comment on column public.outbox_jobs.updated_at is
+'Last change made by a queue function (set by the functions, not a trigger: the claim path is hot).';
 comment on column public.outbox_jobs.last_error is 'Last failure, redacted (no secrets, no bodies).';
 
--- claim: the oldest due pending jobs
-create index outbox_jobs_pending_idx on public.outbox_jobs (run_after, id) where status = 'pending';
--- lease recovery: running jobs by lease expiry
-create index outbox_jobs_running_lease_idx on public.outbox_jobs (lease_expires_at)
-where status = 'running';
--- monitoring and requeue of dead jobs; retention of finished ones
-create index outbox_jobs_dead_idx on public.outbox_jobs (kind, updated_at) where status = 'dead';
-create index outbox_jobs_done_idx on public.outbox_jobs (completed_at) where status = 'done';
+-- claim: the oldest due pending jobs. This is the only index besides the keys, and it
+-- names no status: completing a job (running -> done) then changes no indexed column and
+-- is a HOT update. Lease recovery, dead-job listings and retention scan the table; they
+-- run once a minute or less, on a table of integration calls (thousands a day).
+create index outbox_jobs_pending_idx on public.outbox_jobs (run_after, id) where run_after is not null;
 
 -- Grants (policies/outbox.yaml) ------------------------------------------------------------
 
 grant select, insert, update, delete on public.outbox_jobs to service_role;
-
--- Triggers -------------------------------------------------------------------------------
-
-create trigger outbox_jobs_set_updated_at
-before update on public.outbox_jobs
-for each row execute function private.set_updated_at();
 
 -- RLS: no policy for authenticated or anon; the service role bypasses RLS ------------------
 

@@ -11,7 +11,7 @@
 
 create table public.integration_logs (
   id bigint generated always as identity primary key,
-  job_id bigint references public.outbox_jobs (id) on delete set null,
+  job_id bigint,
   service_name text not null check (service_name in ('resend', 'mobizon', 'telegram', 'amocrm', 'outbox')),
   action text not null check (pg_catalog.length(action) between 1 and 100),
   status text not null check (status in ('success', 'failed', 'skipped', 'pending')),
@@ -30,13 +30,17 @@ comment on column public.integration_logs.service_name is
 comment on column public.integration_logs.status is
 'success; failed (will be retried or the job is dead); skipped (nothing to do, e.g. a '
 'deactivated Telegram group); pending (reserved for callers that log before sending).';
+comment on column public.integration_logs.job_id is
+'The outbox job (no foreign key on purpose: logs outlive pruned jobs, and the hot path '
+'skips a referential check per attempt).';
 comment on column public.integration_logs.attempt is 'The job''s attempt number this row records.';
 comment on column public.integration_logs.provider_ref is
 'What the provider returned to identify the result (Resend e-mail id, AmoCRM lead id, ...).';
 
-create index integration_logs_created_at_idx on public.integration_logs (created_at);
-create index integration_logs_service_created_idx on public.integration_logs (service_name, created_at);
-create index integration_logs_job_id_idx on public.integration_logs (job_id);
+-- append-only, so created_at follows the physical order: a BRIN index is tiny and nearly free
+create index integration_logs_created_at_idx on public.integration_logs using brin (created_at);
+-- job ids grow with time too: BRIN again (lookups of one job's attempts stay cheap enough)
+create index integration_logs_job_id_idx on public.integration_logs using brin (job_id);
 create index integration_logs_failed_idx on public.integration_logs (created_at desc)
 where status = 'failed';
 

@@ -86,8 +86,9 @@ as $$
   moved as (
     update public.outbox_jobs as j
     set
+      updated_at = pg_catalog.now(),
       status = case when j.attempts >= j.max_attempts then 'dead' else 'pending' end::public.outbox_status,
-      run_after = pg_catalog.now(),
+      run_after = case when j.attempts >= j.max_attempts then null else pg_catalog.now() end,
       lease_owner = null,
       lease_expires_at = null,
       last_error = 'lease of worker ' || e.lease_owner || ' expired before the job finished'
@@ -108,7 +109,8 @@ $$;
 
 comment on function public.recover_expired_outbox_leases(integer) is
 'Jobs whose worker vanished (lease expired) go back to pending, or to dead when out of '
-'attempts; each is logged. claim_outbox_jobs calls it first, pg_cron every minute.';
+'attempts; each is logged. pg_cron runs it every minute; workers run it when idle and '
+'every minute.';
 
 revoke execute on function public.recover_expired_outbox_leases(integer) from public, anon, authenticated;
 grant execute on function public.recover_expired_outbox_leases(integer) to service_role;
@@ -139,21 +141,12 @@ begin
     using errcode = '22023', hint = 'Pick a lease longer than the slowest provider call.';
   end if;
 
-  -- a lost worker's jobs first become pending again (cheap: partial index on running jobs)
-  if exists (
-    select 1 from public.outbox_jobs as r
-    where r.status = 'running' and r.lease_expires_at <= pg_catalog.clock_timestamp()
-  ) then
-    perform public.recover_expired_outbox_leases();
-  end if;
-
   return query
   with candidates as (
     select j.id
     from public.outbox_jobs as j
     where
-      j.status = 'pending'
-      and j.run_after <= pg_catalog.now()
+      j.run_after <= pg_catalog.now()
       and (p_kinds is null or j.kind = any(p_kinds))
     order by j.run_after, j.id
     limit p_limit
@@ -162,7 +155,9 @@ begin
 
   update public.outbox_jobs as j
   set
+    updated_at = pg_catalog.now(),
     status = 'running',
+    run_after = null,
     attempts = j.attempts + 1,
     lease_owner = p_worker,
     lease_expires_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => p_lease_seconds)
@@ -199,6 +194,7 @@ as $$
   with finished as (
     update public.outbox_jobs as j
     set
+      updated_at = pg_catalog.now(),
       status = 'done',
       completed_at = pg_catalog.now(),
       lease_owner = null,
@@ -292,9 +288,12 @@ begin
 
   update public.outbox_jobs as j
   set
+    updated_at = pg_catalog.now(),
     status = v_status,
     attempts = v_attempts,
-    run_after = pg_catalog.now() + pg_catalog.make_interval(secs => greatest(v_delay, 0)),
+    run_after = case
+      when v_status = 'pending' then pg_catalog.now() + pg_catalog.make_interval(secs => greatest(v_delay, 0))
+    end,
     lease_owner = null,
     lease_expires_at = null,
     last_error = pg_catalog.left(coalesce(p_error, 'unknown error'), 2000)
@@ -340,6 +339,7 @@ as $$
   with released as (
     update public.outbox_jobs as j
     set
+      updated_at = pg_catalog.now(),
       status = 'pending',
       attempts = greatest(j.attempts - 1, 0),
       run_after = pg_catalog.now(),
@@ -398,7 +398,7 @@ set search_path = ''
 as $$
   with revived as (
     update public.outbox_jobs as j
-    set status = 'pending', attempts = 0, run_after = pg_catalog.now(), completed_at = null
+    set status = 'pending', attempts = 0, run_after = pg_catalog.now(), completed_at = null, updated_at = pg_catalog.now()
     where
       j.status = 'dead'
       and (p_ids is null or j.id = any(p_ids))

@@ -21,7 +21,7 @@ def _status(conn: psycopg.Connection, job_id: int) -> dict:
     return {
         "status": row[0],
         "attempts": row[1],
-        "wait": row[2].total_seconds(),
+        "wait": row[2].total_seconds() if row[2] is not None else None,  # run_after is NULL unless pending
         "owner": row[3],
         "error": row[4],
     }
@@ -116,7 +116,7 @@ def test_failures_back_off_exponentially_with_jitter_then_die(queue: Outbox) -> 
             backoff_base_seconds=10,
             backoff_cap_seconds=25,
         )
-        waits.append(_status(queue.conn, job_id)["wait"])
+        waits.append(_status(queue.conn, job_id)["wait"])  # None once dead
         assert status == ("dead" if attempt == 3 else "pending")
     # equal jitter: between half and all of min(cap, base * 2^(attempt-1))
     assert 5 - 1 <= waits[0] <= 10 + 1
@@ -164,7 +164,9 @@ def test_an_expired_lease_is_recovered_logged_and_claimable(queue: Outbox) -> No
         "update public.outbox_jobs set lease_expires_at = now() - interval '1 second' where id = %s",
         (job_id,),
     )
-    (job,) = queue.claim("w2", 1, 30)  # the claim recovers it first
+    assert queue.claim("w2", 1, 30) == []  # still leased until recovered
+    assert queue.recover_expired() == 1
+    (job,) = queue.claim("w2", 1, 30)
     assert job.id == job_id and job.attempts == 2 and job.lease_owner == "w2"
     assert _logs(queue.conn, job_id) == [
         (

@@ -75,6 +75,7 @@ def worker_env(fake: FakeProviders, db_url: str, **extra: str) -> dict[str, str]
         "OUTBOX_HTTP_TIMEOUT_SECONDS": "1",
         "OUTBOX_POLL_SECONDS": "0.05",
         "OUTBOX_CONCURRENCY": "2",
+        "OUTBOX_HOUSEKEEPING_SECONDS": "0.3",
         **extra,
     }
 
