@@ -17,9 +17,9 @@ def _seed(api: PostgrestSession, cast: Cast) -> None:
     """A pending and a dead job with logs, two Telegram groups, one token row."""
     api.query(
         SERVICE,
-        "insert into public.outbox_jobs (kind, payload, idempotency_key, status, attempts, last_error) values"
-        " ('sms', '{\"to\": \"+77011234567\", \"text\": \"x\"}', 'matrix/pending', 'pending', 0, null),"
-        " ('email', '{\"to\": \"a@example.kz\", \"template\": \"password_changed\"}', 'matrix/dead', 'dead', 8, 'x')",
+        "insert into public.outbox_jobs (kind, payload, idempotency_key, status, attempts, last_error, run_after)"
+        " values ('sms', '{\"to\": \"+77011234567\", \"text\": \"x\"}', 'matrix/pending', 'pending', 0, null, now()),"
+        " ('email', '{\"to\": \"a@example.kz\", \"template\": \"password_changed\"}', 'matrix/dead', 'dead', 8, 'x', null)",
     )
     api.query(
         SERVICE,
