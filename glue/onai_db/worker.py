@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
+from psycopg.conninfo import conninfo_to_dict
 
 from .errors import ConfigError
 from .outbox import KINDS, Job, Outbox, connect
@@ -75,8 +76,14 @@ class WorkerConfig:
                 "no provider is configured: set RESEND_API_KEY, MOBIZON_API_KEY, TELEGRAM_*_BOT_TOKEN or AMOCRM_*"
             )
         require_kinds(providers, kinds, dry_run)
+        url = db_url or database_url(settings)
+        if dry_run and not _is_local(url) and settings.get("OUTBOX_ALLOW_DRY_RUN") != "1":
+            raise ConfigError(
+                "--dry-run marks jobs done without sending them; it runs only against a local database "
+                "(set OUTBOX_ALLOW_DRY_RUN=1 to override)"
+            )
         return cls(
-            db_url=db_url or database_url(settings),
+            db_url=url,
             kinds=kinds,
             concurrency=max(1, concurrency or int(_float(settings, "OUTBOX_CONCURRENCY", 2))),
             lease_seconds=_float(settings, "OUTBOX_LEASE_SECONDS", 60.0),
@@ -89,6 +96,11 @@ class WorkerConfig:
             dry_run=dry_run,
             providers=providers,
         )
+
+
+def _is_local(url: str) -> bool:
+    host = conninfo_to_dict(url).get("host") or "localhost"
+    return all(h in ("localhost", "127.0.0.1", "::1") or h.startswith("/") for h in str(host).split(","))
 
 
 def database_url(settings: Settings) -> str:

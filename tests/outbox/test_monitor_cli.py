@@ -92,6 +92,17 @@ def test_worker_command_once_and_requeue(fake: FakeProviders, queue: Outbox, db_
     assert bad.exit_code != 0
 
 
+def test_dry_run_refuses_a_remote_database(fake: FakeProviders) -> None:
+    from onai_db.errors import ConfigError
+    from onai_db.worker import WorkerConfig
+
+    remote = "postgresql://postgres:x@db.example.supabase.co:5432/postgres"
+    settings = worker_settings(fake, remote)
+    with pytest.raises(ConfigError, match="local database"):
+        WorkerConfig.from_settings(settings, dry_run=True)
+    assert WorkerConfig.from_settings(settings, dry_run=False).db_url == remote
+
+
 @pytest.fixture()
 def demo_people(owner_conn: psycopg.Connection) -> Iterator[tuple[uuid.UUID, uuid.UUID]]:
     email = f"demo-{uuid.uuid4().hex[:8]}@example.kz"
