@@ -141,6 +141,7 @@ class Worker:
         self.stop = threading.Event()
         self.report = WorkerReport()
         self._lock = threading.Lock()
+        self._errors: list[Exception] = []
         self._secrets = config.providers.secrets()
         self.id_prefix = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -151,7 +152,7 @@ class Worker:
         try:
             self._housekeeping(force=True)
             threads = [
-                threading.Thread(target=self._loop, args=(f"{self.id_prefix}:{i}", once), daemon=True)
+                threading.Thread(target=self._guarded_loop, args=(f"{self.id_prefix}:{i}", once), daemon=True)
                 for i in range(self.config.concurrency)
             ]
             for t in threads:
@@ -161,6 +162,8 @@ class Worker:
                     t.join(timeout=min(self.config.housekeeping_seconds, 1.0))
                 if not once:
                     self._housekeeping()
+            if self._errors:
+                raise self._errors[0]
             return self.report
         finally:
             restore()
@@ -202,6 +205,15 @@ class Worker:
                 self._last_prune = now
                 queue.prune(self.config.retention_days)
 
+    def _guarded_loop(self, worker_id: str, once: bool) -> None:
+        """A thread that dies (database gone, a bug) stops the others and fails the run."""
+        try:
+            self._loop(worker_id, once)
+        except Exception as exc:
+            with self._lock:
+                self._errors.append(exc)
+            self.stop.set()
+
     def _loop(self, worker_id: str, once: bool) -> None:
         cfg = self.config
         timeout = httpx.Timeout(cfg.http_timeout_seconds)
@@ -234,11 +246,13 @@ class Worker:
         started = time.monotonic()
         outcome: Delivery | None = None
         error: ProviderError | None = None
+        heartbeat = _Heartbeat(queue, worker_id, job.id, cfg.lease_seconds)
         try:
-            outcome = handlers.handle(job)
+            with heartbeat:
+                outcome = handlers.handle(job)
         except ProviderError as exc:
             error = exc
-        except Exception as exc:  # a bug or a malformed payload: retried, then dead
+        except Exception as exc:  # malformed payload: dead at once; anything else: retried, then dead
             error = (
                 PermanentError(f"{type(exc).__name__} while handling the job")
                 if isinstance(exc, (KeyError, TypeError, ValueError))
@@ -278,6 +292,28 @@ class Worker:
                 self.report.dead += 1
             else:
                 self.report.retried += 1
+
+
+class _Heartbeat:
+    """Extends the job's lease every third of the lease while its handler runs, so a slow
+    but alive provider call (several AmoCRM requests, a token refresh) keeps its job."""
+
+    def __init__(self, queue: Outbox, worker: str, job_id: int, lease_seconds: float) -> None:
+        self.queue, self.worker, self.job_id, self.lease = queue, worker, job_id, lease_seconds
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self.done.wait(self.lease / 3):
+            self.queue.extend(self.worker, [self.job_id], self.lease)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 def run_worker(

@@ -305,3 +305,30 @@ def test_a_service_without_settings_is_a_config_error(fake: FakeProviders, db_ur
     with pytest.raises(ConfigError, match="unknown service"):
         WorkerConfig.from_settings(settings, ["fax"])
     assert "sms" not in WorkerConfig.from_settings(settings).kinds
+
+
+def test_a_slow_call_keeps_its_job_through_the_lease_heartbeat(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "slow"}, "slow/1")
+    fake.script("mobizon", Reply(200, {"code": 0, "data": {"messageId": "9"}, "message": ""}, delay=2.0))
+    # lease 0.6 s, housekeeping every 0.3 s: without the heartbeat the job would be recovered mid-call
+    settings = worker_settings(
+        fake, db_url, OUTBOX_LEASE_SECONDS="0.6", OUTBOX_HTTP_TIMEOUT_SECONDS="5", OUTBOX_CONCURRENCY="1"
+    )
+    worker = Worker(WorkerConfig.from_settings(settings, ["sms"]))
+    stopper = threading.Timer(3.5, worker.stop.set)
+    stopper.start()
+    report = worker.run()
+    stopper.cancel()
+    assert (report.succeeded, report.lost, report.recovered) == (1, 0, 0)
+    assert _job(queue.conn, "slow/1") == {"id": job_id, "status": "done", "attempts": 1, "error": None}
+    assert len(fake.calls("mobizon")) == 1
+
+
+def test_a_worker_whose_database_vanishes_fails_loudly(fake: FakeProviders) -> None:
+    settings = worker_settings(fake, "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    from onai_db.errors import DatabaseUnreachableError
+
+    with pytest.raises(DatabaseUnreachableError):
+        run_worker(settings, once=True, services=["sms"])
