@@ -9,6 +9,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from .cast import Cast
+from .leads import record, unique_phone
 from .matrix import FunctionAdapter, TableAdapter
 from .postgrest import SERVICE, Actor, PostgrestSession
 
@@ -56,11 +57,8 @@ def _rpc(function: str, **args: Any) -> FunctionAdapter:
 
 
 def _lead_notification(api: PostgrestSession, actor: Actor, cast: Cast) -> Any:
-    lead = api.query(
-        SERVICE,
-        "insert into public.traffic_leads (name, source) values ('Matrix', 'expresscourse') returning id",
-    )
-    return api.rpc(actor, "enqueue_lead_notification", p_lead_id=lead[0]["id"])
+    lead = record(api, p_name="Matrix", p_phone=unique_phone(), p_source="expresscourse")
+    return api.rpc(actor, "enqueue_lead_notification", p_lead_id=lead["lead_id"])
 
 
 def _account_email(api: PostgrestSession, actor: Actor, cast: Cast) -> Any:
