@@ -193,6 +193,6 @@ using (
   or (select private.has_role('sales_manager'))
   or (
     (select private.has_role('targetologist'))
-    and utm_source = any((select private.my_utm_sources())::text [])
+    and utm_source = any((select private.my_utm_sources())::text[])
   )
 );
