@@ -1,0 +1,304 @@
+"""Generate the migration that defines ``public.normalize_phone`` from libphonenumber metadata.
+
+``python -m onai_db.codegen.phone_metadata > supabase/migrations/20261121110000_normalize_phone.sql``
+
+Everything the SQL needs to know about numbering plans is read here from the installed
+``phonenumbers`` package (the Python port of Google's libphonenumber metadata):
+
+- country code 7 (RU and KZ): the general patterns used when stripping the ``8`` trunk
+  prefix, the lengths that keep a stripped number, and one regular expression saying
+  whether a national significant number (NSN) is *valid* (RU when it starts with 3/4/8/9,
+  KZ when it starts with 7, matching one of the region's number types, lengths included);
+- every other country code: the code itself, its national prefix for parsing, its general
+  pattern, and its *possible* lengths (local-only lengths included, as
+  ``is_possible_number`` counts them).
+
+The SQL mirrors ``phonenumbers.parse(number, "KZ")`` step by step; see docs/phone.md.
+The header of the generated file names the phonenumbers version it came from, and
+``tests/test_normalize_phone.py`` fails when the committed migration differs from a fresh
+rendering with the installed version.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import phonenumbers
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
+from phonenumbers.phonemetadata import PhoneNumberDesc
+from phonenumbers.phonenumberutil import (
+    ValidationResult,
+    _test_number_length,
+    region_code_for_country_code,
+)
+
+TEMPLATE_PATH = Path(__file__).with_name("normalize_phone.sql.in")
+MIGRATION = "supabase/migrations/20261121110000_normalize_phone.sql"
+MAX_NSN = 17  # libphonenumber's _MAX_LENGTH_FOR_NSN
+MIN_NSN = 2  # libphonenumber's _MIN_LENGTH_FOR_NSN
+LENGTH_PROBE = 30  # lengths 0..LENGTH_PROBE are classified one by one; longer ones like the last
+CHUNK = 96  # longest piece of a string literal on one line (sqlfluff max_line_length = 110)
+
+# Countries whose national prefix for parsing comes with a transform rule (AR, BR, JP, ...).
+# Their prefix is not stripped by the SQL (see docs/phone.md, "Known differences").
+TYPE_ATTRS = (
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+    "mobile",
+)
+
+# Characters folded before parsing: full-width digits and plus, unicode spaces, dashes
+# and brackets become their ASCII forms; zero-width characters and the soft hyphen are
+# dropped (translate() deletes characters that have no counterpart).
+FOLD_FROM = (
+    "０１２３４５６７８９＋（）［］．／"
+    "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u202f\u205f\u3000\t\n\r\u000b\u000c"
+    "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+    "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+)
+FOLD_TO = "0123456789+()[]./" + " " * 21 + "-" * 10
+
+# The whole (folded) input: a label without digits or '+', the number (optional leading
+# '+' signs, then digits and separators, ending with a digit), an optional extension,
+# trailing punctuation. Group 1 is the number.
+SEPARATORS = r" ().\[\]/"  # and "-", which goes last in a bracket expression
+EXTENSION = (
+    r"(?:[ ,;]*(?:[eE][xX][tT](?:[nN]|[eE][nN][sS][iI][oO][nN])?|[xX]|#|доб|Доб|ДОБ|добавочный)"
+    r"[.:= ]*[0-9]{1,10})"
+)
+TRAILING = SEPARATORS + r",;:!?#*'\""
+CORE_PATTERN = rf"^[^0-9+]*(\+*[0-9{SEPARATORS}-]*[0-9]){EXTENSION}?[{TRAILING}-]*$"
+
+
+@dataclass(frozen=True)
+class Country:
+    code: int
+    region: str
+    metadata: PhoneMetadata
+
+    @property
+    def prefix_for_parsing(self) -> str | None:
+        npfp = self.metadata.national_prefix_for_parsing
+        if not npfp or self.metadata.national_prefix_transform_rule:
+            return None
+        return non_capturing(npfp)
+
+
+def non_capturing(pattern: str) -> str:
+    """Turn capturing groups into non-capturing ones (the SQL needs only the match)."""
+    return re.sub(r"\((?!\?)", "(?:", pattern)
+
+
+def countries() -> list[Country]:
+    found = []
+    for code in sorted(COUNTRY_CODE_TO_REGION_CODE):
+        region = region_code_for_country_code(code)
+        metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+        assert metadata is not None, f"no metadata for +{code}"
+        found.append(Country(code, region, metadata))
+    codes = [str(c.code) for c in found]
+    assert not [(a, b) for a in codes for b in codes if a != b and b.startswith(a)], "codes not prefix-free"
+    return found
+
+
+def transform_rule_codes() -> list[int]:
+    return [c.code for c in countries() if c.metadata.national_prefix_transform_rule]
+
+
+def lengths_where(metadata: PhoneMetadata, results: Iterable[int]) -> tuple[list[int], bool]:
+    """NSN lengths whose _test_number_length result is in ``results``; and whether every
+    length above LENGTH_PROBE is too (they all classify like LENGTH_PROBE)."""
+    wanted = set(results)
+    hits = [n for n in range(LENGTH_PROBE + 1) if _test_number_length("1" * n, metadata) in wanted]
+    return [n for n in hits if n < LENGTH_PROBE], LENGTH_PROBE in hits
+
+
+def lengths_regex(lengths: list[int], open_ended_from: int | None = None) -> str:
+    """``\\d{n}`` alternatives, runs of consecutive lengths as ``\\d{a,b}`` (``\\d{a,}`` when open)."""
+    runs: list[list[int]] = []
+    for n in sorted(lengths):
+        if runs and runs[-1][1] == n - 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    if open_ended_from is not None:
+        if runs and runs[-1][1] == open_ended_from - 1:
+            runs[-1][1] = -1
+        else:
+            runs.append([open_ended_from, -1])
+    parts = []
+    for low, high in runs:
+        if high == -1:
+            parts.append(rf"\d{{{low},}}")
+        elif low == high:
+            parts.append(rf"\d{{{low}}}")
+        else:
+            parts.append(rf"\d{{{low},{high}}}")
+    return "|".join(parts)
+
+
+POSSIBLE = (ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY)
+# parse() keeps a stripped national prefix unless the rest is one of these
+NOT_KEPT = (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY, ValidationResult.INVALID_LENGTH)
+KEPT = tuple(r for r in range(-1, 8) if r not in NOT_KEPT)
+
+
+def possible_lengths(metadata: PhoneMetadata) -> list[int]:
+    lengths, _ = lengths_where(metadata, POSSIBLE)
+    return [n for n in lengths if MIN_NSN <= n <= MAX_NSN]
+
+
+def kept_lengths_regex(metadata: PhoneMetadata) -> str:
+    lengths, open_ended = lengths_where(metadata, KEPT)
+    return lengths_regex(lengths, LENGTH_PROBE if open_ended else None)
+
+
+def desc_regex(desc: PhoneNumberDesc) -> str:
+    """A number matches the desc: one of its lengths and its pattern (a full match)."""
+    lengths = "|".join(rf"\d{{{n}}}" for n in desc.possible_length if n > 0)
+    lookahead = f"(?=(?:{lengths})$)" if lengths else ""
+    return f"{lookahead}(?:{desc.national_number_pattern})$"
+
+
+def valid_regex_for(metadata: PhoneMetadata) -> str:
+    types = [getattr(metadata, attr) for attr in TYPE_ATTRS]
+    alternatives = "|".join(desc_regex(d) for d in types if d is not None and d.national_number_pattern)
+    general = desc_regex(metadata.general_desc)
+    return f"(?={general})(?:{alternatives})"
+
+
+def cc7_metadata() -> tuple[PhoneMetadata, PhoneMetadata]:
+    assert COUNTRY_CODE_TO_REGION_CODE[7] == ("RU", "KZ"), COUNTRY_CODE_TO_REGION_CODE[7]
+    ru = PhoneMetadata.metadata_for_region("RU")
+    kz = PhoneMetadata.metadata_for_region("KZ")
+    for md in (ru, kz):
+        # the SQL hard-codes these (8 trunk prefix, 8~10 international prefix)
+        assert md.national_prefix_for_parsing == "8" and not md.national_prefix_transform_rule
+        assert md.international_prefix == "810"
+    assert ru.leading_digits == "[3489]" and kz.leading_digits == "7"
+    return ru, kz
+
+
+def cc7_valid_regex() -> str:
+    """NSN valid for +7: RU when it starts with RU's leading digits, KZ likewise."""
+    ru, kz = cc7_metadata()
+    return (
+        f"^(?:(?={ru.leading_digits}){valid_regex_for(ru)}"
+        f"|(?={kz.leading_digits}){valid_regex_for(kz)})$"
+    )
+
+
+def grouped(by_code: dict[int, str]) -> str:
+    """``(?:c1|c2):(?:body)`` alternatives, codes with the same body together."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for code, body in by_code.items():
+        groups[body].append(code)
+    return "|".join(
+        f"(?:{'|'.join(str(c) for c in codes)}):(?:{body})" for body, codes in sorted(groups.items())
+    )
+
+
+def other_countries() -> list[Country]:
+    return [c for c in countries() if c.code != 7]
+
+
+def code_regex() -> str:
+    return "^(?:" + "|".join(str(c.code) for c in other_countries()) + ")"
+
+
+def prefix_regex() -> str:
+    body = {c.code: c.prefix_for_parsing for c in other_countries() if c.prefix_for_parsing}
+    return f"^(?:{grouped(body)})"
+
+
+def general_regex() -> str:
+    body = {c.code: c.metadata.general_desc.national_number_pattern for c in other_countries()}
+    return f"^(?:{grouped(body)})$"
+
+
+def kept_regex() -> str:
+    body = {c.code: kept_lengths_regex(c.metadata) for c in other_countries() if c.prefix_for_parsing}
+    return f"^(?:{grouped({k: v for k, v in body.items() if v})})$"
+
+
+def possible_regex() -> str:
+    body = {c.code: lengths_regex(possible_lengths(c.metadata)) for c in other_countries()}
+    return f"^(?:{grouped({k: v for k, v in body.items() if v})})$"
+
+
+def sql_literal(value: str, indent: int) -> str:
+    """A string literal split into concatenated pieces of at most CHUNK characters."""
+    pieces = [value[i : i + CHUNK] for i in range(0, len(value), CHUNK)] or [""]
+    pad = " " * indent
+    joined = f"\n{pad}|| ".join("'" + p.replace("'", "''") + "'" for p in pieces)
+    return joined if len(pieces) == 1 else f"({joined})"
+
+
+def unicode_literal(value: str) -> str:
+    """A U&'' literal with every non-ASCII or control character escaped."""
+    out = []
+    for ch in value:
+        if 32 <= ord(ch) < 127 and ch not in "\\'":
+            out.append(ch)
+        else:
+            assert ord(ch) <= 0xFFFF
+            out.append(f"\\{ord(ch):04X}")
+    return "U&'" + "".join(out) + "'"
+
+
+def kz_too_long_regex(metadata: PhoneMetadata) -> str:
+    lengths, open_ended = lengths_where(metadata, (ValidationResult.TOO_LONG,))
+    return lengths_regex(lengths, LENGTH_PROBE if open_ended else None)
+
+
+def kz_ru_general(metadata: PhoneMetadata) -> str:
+    return f"^(?:{metadata.general_desc.national_number_pattern})$"
+
+
+def render() -> str:
+    ru, kz = cc7_metadata()
+    template = TEMPLATE_PATH.read_text()
+    values = {
+        "version": phonenumbers.__version__,
+        "transform_codes": ", ".join(f"+{c}" for c in transform_rule_codes()),
+        "fold_from": unicode_literal(FOLD_FROM),
+        "fold_to": unicode_literal(FOLD_TO),
+        "core": sql_literal(CORE_PATTERN, 10),
+        "kz_general": f"'{kz_ru_general(kz)}'",
+        "ru_general": f"'{kz_ru_general(ru)}'",
+        "kz_kept": f"'^(?:{kept_lengths_regex(kz)})$'",
+        "ru_kept": f"'^(?:{kept_lengths_regex(ru)})$'",
+        "kz_too_long": f"'^(?:{kz_too_long_regex(kz)})$'",
+        "cc7_valid": sql_literal(cc7_valid_regex(), 12),
+        "codes": sql_literal(code_regex(), 16),
+        "prefixes": sql_literal(prefix_regex(), 12),
+        "general": sql_literal(general_regex(), 12),
+        "kept": sql_literal(kept_regex(), 14),
+        "possible": sql_literal(possible_regex(), 12),
+    }
+    for key, value in values.items():
+        template = template.replace("{{" + key + "}}", value)
+    assert "{{" not in template, "unfilled placeholder"
+    return template
+
+
+def main() -> int:
+    sys.stdout.write(render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
