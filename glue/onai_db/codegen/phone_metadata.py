@@ -42,7 +42,7 @@ MIGRATION = "supabase/migrations/20261121110000_normalize_phone.sql"
 MAX_NSN = 17  # libphonenumber's _MAX_LENGTH_FOR_NSN
 MIN_NSN = 2  # libphonenumber's _MIN_LENGTH_FOR_NSN
 LENGTH_PROBE = 30  # lengths 0..LENGTH_PROBE are classified one by one; longer ones like the last
-CHUNK = 96  # longest piece of a string literal on one line (sqlfluff max_line_length = 110)
+CHUNK = 100_000  # regex literals stay on one line (sqlfluff does not lint inside the $$ body)
 
 # Countries whose national prefix for parsing comes with a transform rule (AR, BR, JP, ...).
 # Their prefix is not stripped by the SQL (see docs/phone.md, "Known differences").
@@ -202,13 +202,15 @@ def cc7_valid_regex() -> str:
 
 
 def grouped(by_code: dict[int, str]) -> str:
-    """``(?:c1|c2):(?:body)`` alternatives, codes with the same body together."""
+    """``c1:body|(?:c2|c3):(?:body)`` alternatives, codes with the same body together."""
     groups: dict[str, list[int]] = defaultdict(list)
     for code, body in by_code.items():
         groups[body].append(code)
-    return "|".join(
-        f"(?:{'|'.join(str(c) for c in codes)}):(?:{body})" for body, codes in sorted(groups.items())
-    )
+    parts = []
+    for body, codes in sorted(groups.items()):
+        head = str(codes[0]) if len(codes) == 1 else f"(?:{'|'.join(str(c) for c in codes)})"
+        parts.append(f"{head}:(?:{body})" if "|" in body else f"{head}:{body}")
+    return "|".join(parts)
 
 
 def other_countries() -> list[Country]:
@@ -225,7 +227,8 @@ def prefix_regex() -> str:
 
 
 def general_regex() -> str:
-    body = {c.code: c.metadata.general_desc.national_number_pattern for c in other_countries()}
+    # only consulted once a national prefix matched
+    body = {c.code: c.metadata.general_desc.national_number_pattern for c in other_countries() if c.prefix_for_parsing}
     return f"^(?:{grouped(body)})$"
 
 
