@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import phonenumbers
+import re._parser as re_parser
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 from phonenumbers.phonemetadata import PhoneNumberDesc
 from phonenumbers.phonenumberutil import (
@@ -173,11 +174,125 @@ def desc_regex(desc: PhoneNumberDesc) -> str:
     return f"{lookahead}(?:{desc.national_number_pattern})$"
 
 
-def valid_regex_for(metadata: PhoneMetadata) -> str:
-    types = [getattr(metadata, attr) for attr in TYPE_ATTRS]
-    alternatives = "|".join(desc_regex(d) for d in types if d is not None and d.national_number_pattern)
-    general = desc_regex(metadata.general_desc)
-    return f"(?={general})(?:{alternatives})"
+@dataclass(frozen=True)
+class Shape:
+    """What a digit pattern can match, over-approximated: its first digits and its lengths."""
+
+    first: frozenset[str]
+    lengths: frozenset[int]
+
+
+def _shape_of_items(items: list) -> Shape | None:
+    first: set[str] = set()
+    lengths = {0}
+    for op, arg in items:
+        part = _shape_of_item(op, arg)
+        if part is None:
+            return None
+        if 0 in lengths:  # everything so far may be empty: this part's first digits count
+            first |= part.first
+        lengths = {a + b for a in lengths for b in part.lengths}
+    return Shape(frozenset(first), frozenset(lengths))
+
+
+def _shape_of_item(op: object, arg: object) -> Shape | None:  # noqa: PLR0911
+    digits = frozenset("0123456789")
+    name = str(op)
+    if name == "LITERAL":
+        return Shape(frozenset({chr(arg)}), frozenset({1}))  # type: ignore[arg-type]
+    if name == "IN":
+        chars: set[str] = set()
+        for kind, value in arg:  # type: ignore[union-attr]
+            if str(kind) == "LITERAL":
+                chars.add(chr(value))
+            elif str(kind) == "RANGE":
+                chars |= {chr(c) for c in range(value[0], value[1] + 1)}
+            elif str(kind) == "CATEGORY" and str(value) == "CATEGORY_DIGIT":
+                chars |= digits
+            else:
+                return None
+        return Shape(frozenset(chars), frozenset({1}))
+    if name == "SUBPATTERN":
+        return _shape_of_items(list(arg[3]))  # type: ignore[index]
+    if name == "BRANCH":
+        parts = [_shape_of_items(list(b)) for b in arg[1]]  # type: ignore[index]
+        if any(p is None for p in parts):
+            return None
+        return Shape(
+            frozenset().union(*(p.first for p in parts if p)), frozenset().union(*(p.lengths for p in parts if p))
+        )
+    if name in ("MAX_REPEAT", "MIN_REPEAT"):
+        low, high, items = arg  # type: ignore[misc]
+        inner = _shape_of_items(list(items))
+        if inner is None or high > LENGTH_PROBE:
+            return None
+        lengths = {0}
+        total: set[int] = {0} if low == 0 else set()
+        for k in range(1, high + 1):
+            lengths = {a + b for a in lengths for b in inner.lengths}
+            if k >= low:
+                total |= lengths
+        return Shape(inner.first, frozenset(total))
+    return None
+
+
+def shape(pattern: str) -> Shape | None:
+    return _shape_of_items(list(re_parser.parse(pattern)))
+
+
+def general_branches(desc: PhoneNumberDesc) -> list[Shape] | None:
+    """The general pattern as ``[first digits]\\d{n}`` branches, when it has that form."""
+    tree = list(re_parser.parse(desc.national_number_pattern))
+    branches = [list(b) for b in tree[0][1][1]] if len(tree) == 1 and str(tree[0][0]) == "BRANCH" else [tree]
+    found = []
+    for branch in branches:
+        if len(branch) != 2:
+            return None
+        head, tail = _shape_of_items(branch[:1]), _shape_of_items(branch[1:])
+        if head is None or tail is None or head.lengths != {1} or len(tail.lengths) != 1:
+            return None
+        if tail.first != frozenset("0123456789"):
+            return None
+        found.append(Shape(head.first, frozenset(1 + n for n in tail.lengths)))
+    return found
+
+
+def covered(part: Shape, general: list[Shape], general_lengths: tuple[int, ...]) -> bool:
+    """Every string of ``part`` also matches the general desc (pattern and lengths)."""
+    return part.lengths <= set(general_lengths) and all(
+        any(c in g.first and n in g.lengths for g in general) for c in part.first for n in part.lengths
+    )
+
+
+def valid_regex_for(metadata: PhoneMetadata, leading: str, only: str | None = None) -> str:
+    """NSNs valid for the region among those starting with ``leading`` (its leading digits).
+
+    A number is valid when it matches the general desc and one of the type descs, lengths
+    included. Lookaheads are slow in PostgreSQL, so a length or general-desc lookahead is
+    written only when the shape of the type pattern does not already imply it, and a type
+    none of whose numbers starts with the leading digits is left out."""
+    lead = shape(leading)
+    assert lead is not None and lead.lengths == {1}
+    general = general_branches(metadata.general_desc)
+    alternatives = []
+    for attr in TYPE_ATTRS if only is None else (only,):
+        desc = getattr(metadata, attr)
+        if desc is None or not desc.national_number_pattern:
+            continue
+        part = shape(desc.national_number_pattern)
+        if part is not None and not (part.first & lead.first):
+            continue  # starts elsewhere: belongs to the other region of +7
+        pieces = []
+        if part is None or not part.first <= lead.first:
+            pieces.append(f"(?={leading})")
+        if part is None or general is None or not covered(part, general, metadata.general_desc.possible_length):
+            pieces.append(f"(?={desc_regex(metadata.general_desc)})")
+        if part is None or not part.lengths <= set(desc.possible_length):
+            lengths = "|".join(rf"\d{{{n}}}" for n in desc.possible_length if n > 0)
+            pieces.append(f"(?=(?:{lengths})$)")
+        pieces.append(f"(?:{desc.national_number_pattern})")
+        alternatives.append("".join(pieces))
+    return "|".join(alternatives)
 
 
 def cc7_metadata() -> tuple[PhoneMetadata, PhoneMetadata]:
@@ -195,10 +310,15 @@ def cc7_metadata() -> tuple[PhoneMetadata, PhoneMetadata]:
 def cc7_valid_regex() -> str:
     """NSN valid for +7: RU when it starts with RU's leading digits, KZ likewise."""
     ru, kz = cc7_metadata()
-    return (
-        f"^(?:(?={ru.leading_digits}){valid_regex_for(ru)}"
-        f"|(?={kz.leading_digits}){valid_regex_for(kz)})$"
-    )
+    return f"^(?:{valid_regex_for(ru, ru.leading_digits)}|{valid_regex_for(kz, kz.leading_digits)})$"
+
+
+def kz_mobile_regex() -> str:
+    """Checked before cc7_valid_regex (most numbers are KZ mobiles, and this is faster)."""
+    _, kz = cc7_metadata()
+    mobile = valid_regex_for(kz, kz.leading_digits, only="mobile")
+    assert "(?=" not in mobile, "the KZ mobile pattern needs lookaheads now; drop this shortcut"
+    return f"^{mobile}$"
 
 
 def grouped(by_code: dict[int, str]) -> str:
@@ -286,6 +406,7 @@ def render() -> str:
         "ru_kept": f"'^(?:{kept_lengths_regex(ru)})$'",
         "kz_too_long": f"'^(?:{kz_too_long_regex(kz)})$'",
         "cc7_valid": sql_literal(cc7_valid_regex(), 12),
+        "kz_mobile": f"'{kz_mobile_regex()}'",
         "codes": sql_literal(code_regex(), 16),
         "prefixes": sql_literal(prefix_regex(), 12),
         "general": sql_literal(general_regex(), 12),
