@@ -84,6 +84,14 @@ TRAILING = SEPARATORS + r",;:!?#*'\""
 CORE_PATTERN = rf"^[^0-9+]*(\+*[0-9{SEPARATORS}-]*[0-9]){EXTENSION}?[{TRAILING}-]*$"
 
 
+def simple_input_regex() -> str:
+    """Inputs that are only digits and separators after an optional '+': the ASCII
+    separators and every character that folds to one (or is dropped by the fold)."""
+    folded = dict(zip(FOLD_FROM, FOLD_TO.ljust(len(FOLD_FROM), " "), strict=True))
+    extra = sorted(c for c, to in folded.items() if to in " -" and ord(c) > 127)
+    return "^[+]?[0-9 ()." + "".join(extra) + "-]*$"
+
+
 @dataclass(frozen=True)
 class Country:
     code: int
@@ -313,6 +321,72 @@ def cc7_valid_regex() -> str:
     return f"^(?:{valid_regex_for(ru, ru.leading_digits)}|{valid_regex_for(kz, kz.leading_digits)})$"
 
 
+# What parse(number, "KZ") strips before the national significant number of a +7 number,
+# as alternatives of one anchored pattern (PostgreSQL takes the longest that matches; the
+# alternatives are written so that at most one does). Derived by hand from the metadata
+# facts asserted in cc7_prefix_regex and checked against phonenumbers by
+# check_cc7_prefix_rules for every first three digits and every length up to 20:
+CC7_PREFIX_RULES = (
+    # +7 then an 8 trunk prefix, which parse() strips when the rest has 10 or 14+ digits
+    r"[+]7(?:8(?=\d{10}$|\d{14,}$))?",
+    # national: the 8 trunk prefix, under the same condition
+    r"8(?=\d{10}$|\d{14,}$)",
+    # national 7...: taken as the country code when the rest is then viable for KZ
+    # ([78] + 9 digits, after an 8 trunk prefix is stripped) or the whole is too long
+    r"7(?=[78]\d{9}$)",
+    r"78(?=[78]\d{9}$)",
+    r"7(?=\d{14}$)",
+    r"7(?=[0-79]\d{14,}$)",
+    r"78(?=\d{14}$)",
+    r"788(?=\d{14,}$)",
+    r"78(?=[0-79]\d{14,}$)",
+)
+
+
+def cc7_prefix_regex() -> str:
+    ru, kz = cc7_metadata()
+    # the facts the rules rely on
+    assert kz.general_desc.national_number_pattern == r"8\d{13}|[78]\d{9}"
+    assert ru.general_desc.national_number_pattern == r"8\d{13}|[347-9]\d{9}"
+    assert tuple(kz.general_desc.possible_length) == tuple(ru.general_desc.possible_length) == (10, 14)
+    assert tuple(kz.general_desc.possible_length_local_only) == (5, 6, 7)
+    assert tuple(ru.general_desc.possible_length_local_only) == (7,)
+    return "^(?:" + "|".join(CC7_PREFIX_RULES) + ")"
+
+
+def strip_cc7_prefix(key: str) -> str:
+    """What the SQL does with cc7_prefix_regex: remove the longest matching alternative."""
+    matches = [m.end() for rule in CC7_PREFIX_RULES if (m := re.match(rule, key))]
+    assert len(matches) <= 1, (key, matches)
+    return key[matches[0] :] if matches else key
+
+
+def check_cc7_prefix_rules() -> list[str]:
+    """Keys ('+' + digits or national digits) where the rules and parse() disagree on the NSN.
+
+    parse() looks at no more than the first three digits and the length of a +7 or KZ
+    national number, so digits after the third are filled with 5."""
+    wrong = []
+    for length in range(1, 21):
+        for head in range(1000):
+            digits = (f"{head:03d}" + "5" * 20)[: max(length, 0)]
+            if len(digits) < length:
+                continue
+            keys = [digits, "+7" + digits[: max(0, length - 2)]]
+            for key in keys:
+                if not key.startswith("+") and (key.startswith("00") or re.match("810[1-9]", key)):
+                    continue  # international: the SQL turns these into '+' first
+                try:
+                    parsed = phonenumbers.parse(key, "KZ")
+                except phonenumbers.NumberParseException:
+                    continue  # no number: the NSN below is then never valid (too short or long)
+                if parsed.country_code != 7:
+                    continue
+                if phonenumbers.national_significant_number(parsed) != strip_cc7_prefix(key):
+                    wrong.append(key)
+    return wrong
+
+
 def kz_mobile_regex() -> str:
     """Checked before cc7_valid_regex (most numbers are KZ mobiles, and this is faster)."""
     _, kz = cc7_metadata()
@@ -382,31 +456,20 @@ def unicode_literal(value: str) -> str:
     return "U&'" + "".join(out) + "'"
 
 
-def kz_too_long_regex(metadata: PhoneMetadata) -> str:
-    lengths, open_ended = lengths_where(metadata, (ValidationResult.TOO_LONG,))
-    return lengths_regex(lengths, LENGTH_PROBE if open_ended else None)
-
-
-def kz_ru_general(metadata: PhoneMetadata) -> str:
-    return f"^(?:{metadata.general_desc.national_number_pattern})$"
-
-
 def render() -> str:
-    ru, kz = cc7_metadata()
+    wrong = check_cc7_prefix_rules()
+    assert not wrong, f"CC7_PREFIX_RULES disagree with phonenumbers {phonenumbers.__version__}: {wrong[:20]}"
     template = TEMPLATE_PATH.read_text()
     values = {
         "version": phonenumbers.__version__,
         "transform_codes": ", ".join(f"+{c}" for c in transform_rule_codes()),
         "fold_from": unicode_literal(FOLD_FROM),
+        "simple_input": unicode_literal(simple_input_regex()),
         "fold_to": unicode_literal(FOLD_TO),
         "core": sql_literal(CORE_PATTERN, 10),
-        "kz_general": f"'{kz_ru_general(kz)}'",
-        "ru_general": f"'{kz_ru_general(ru)}'",
-        "kz_kept": f"'^(?:{kept_lengths_regex(kz)})$'",
-        "ru_kept": f"'^(?:{kept_lengths_regex(ru)})$'",
-        "kz_too_long": f"'^(?:{kz_too_long_regex(kz)})$'",
         "cc7_valid": sql_literal(cc7_valid_regex(), 12),
         "kz_mobile": f"'{kz_mobile_regex()}'",
+        "cc7_prefix": sql_literal(cc7_prefix_regex(), 14),
         "codes": sql_literal(code_regex(), 16),
         "prefixes": sql_literal(prefix_regex(), 12),
         "general": sql_literal(general_regex(), 12),
