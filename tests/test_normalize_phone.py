@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import psycopg
@@ -38,7 +39,9 @@ def normalize_many(conn: psycopg.Connection, inputs: list[str | None]) -> list[s
     return [r[0] for r in rows]
 
 
-def disagreements(inputs: list[str | None], got: list[str | None]) -> list[tuple[str | None, str | None, str | None]]:
+def disagreements(
+    inputs: list[str | None], got: list[str | None]
+) -> list[tuple[str | None, str | None, str | None]]:
     return [(x, expected(x), g) for x, g in zip(inputs, got, strict=True) if expected(x) != g]
 
 
@@ -263,3 +266,24 @@ def test_migration_is_the_generator_output() -> None:
 
 def test_generator_sources_are_in_the_package() -> None:
     assert Path(phone_metadata.TEMPLATE_PATH).is_file()
+
+
+def test_cc7_prefix_rules_match_phonenumbers() -> None:
+    assert phone_metadata.check_cc7_prefix_rules() == []
+
+
+DOC_ROW = re.compile(r"^\| `([^`]*)`[^|]*\| (?:`([^`]*)`|NULL)")
+
+
+def test_docs_examples(owner_conn: psycopg.Connection) -> None:
+    """Every example row of docs/phone.md, against the function and the oracle."""
+    rows = [
+        m.groups()
+        for line in (find_project_dir() / "docs/phone.md").read_text().splitlines()
+        if (m := DOC_ROW.match(line))
+    ]
+    assert len(rows) >= 30
+    inputs = [raw for raw, _ in rows]
+    got = normalize_many(owner_conn, inputs)
+    assert [(raw, want) for raw, want in rows] == [(raw, expected(raw)) for raw in inputs]
+    assert [(raw, want) for raw, want in rows] == list(zip(inputs, got, strict=True))

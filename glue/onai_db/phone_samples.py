@@ -15,11 +15,41 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 KZ_MOBILE_PREFIXES = (
-    "700 701 702 705 706 707 708 747 760 761 762 763 764 771 775 776 777 778 785".split()
+    "700",
+    "701",
+    "702",
+    "705",
+    "706",
+    "707",
+    "708",
+    "747",
+    "760",
+    "761",
+    "762",
+    "763",
+    "764",
+    "771",
+    "775",
+    "776",
+    "777",
+    "778",
+    "785",
 )
 KZ_INVALID_MOBILE_PREFIXES = ("703", "704", "709", "740", "790")
 # area codes with the first subscriber digits that make numbers valid, and some that do not
-KZ_LANDLINE_PREFIXES = ("7272", "7273", "7172", "7122", "7132", "7212", "7222", "7232", "7252", "7262", "7182")
+KZ_LANDLINE_PREFIXES = (
+    "7272",
+    "7273",
+    "7172",
+    "7122",
+    "7132",
+    "7212",
+    "7222",
+    "7232",
+    "7252",
+    "7262",
+    "7182",
+)
 RU_MOBILE_PREFIXES = ("900", "903", "905", "912", "916", "925", "926", "950", "977", "985", "999")
 RU_LANDLINE_PREFIXES = ("495", "499", "812", "343", "383", "843", "861", "3012", "4012", "8005")
 
@@ -159,7 +189,9 @@ def junk(rng: random.Random) -> str:
         lambda: rng.choice(("", " ", "нет", "n/a", "-", "+", "()", "---", "null", "телефон", "?", "0")),
         lambda: rng.choice(("+7 (000) 000-00-00", "8 000 000 00 00", "0000000000", "1111111111")),
         lambda: "".join(rng.choice("()+-. #*") for _ in range(rng.randint(1, 8))),  # punctuation only
-        lambda: f"{with_prefix(nsn, rng)}, {with_prefix(rng.choice(KZ_MOBILE_PREFIXES) + _digits(rng, 7), rng)}",
+        lambda: (
+            f"{with_prefix(nsn, rng)}, {with_prefix(rng.choice(KZ_MOBILE_PREFIXES) + _digits(rng, 7), rng)}"
+        ),
         lambda: "7 + " + group_ten(nsn, rng),  # a plus in the middle
         lambda: "+" + _digits(rng, rng.randint(1, 3)),
         lambda: with_prefix(nsn, rng) + " Айгуль",  # a name after the number

@@ -32,9 +32,7 @@ _FOLD.update({ord(c): None for c in "\u200b\u200c\u200d\u2060\ufeff\u00ad"})
 
 _SEP = r" ().\[\]/\-"
 _EXT = r"[ ,;]*(?:[eE][xX][tT](?:[nN]|[eE][nN][sS][iI][oO][nN])?|[xX]|#|доб|Доб|ДОБ|добавочный)[.:= ]*[0-9]{1,10}"
-_INPUT = re.compile(
-    rf"[^0-9+]*(?P<number>\+*[0-9{_SEP}]*[0-9])(?:{_EXT})?[{_SEP},;:!?#*'\"]*"
-)
+_INPUT = re.compile(rf"[^0-9+]*(?P<number>\+*[0-9{_SEP}]*[0-9])(?:{_EXT})?[{_SEP},;:!?#*'\"]*")
 
 
 def preprocess(raw: str | None) -> str | None:

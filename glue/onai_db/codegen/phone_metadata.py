@@ -22,6 +22,7 @@ rendering with the installed version.
 from __future__ import annotations
 
 import re
+import re._parser as re_parser
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
@@ -29,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import phonenumbers
-import re._parser as re_parser
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 from phonenumbers.phonemetadata import PhoneNumberDesc
 from phonenumbers.phonenumberutil import (
@@ -161,7 +161,11 @@ def lengths_regex(lengths: list[int], open_ended_from: int | None = None) -> str
 
 POSSIBLE = (ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY)
 # parse() keeps a stripped national prefix unless the rest is one of these
-NOT_KEPT = (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY, ValidationResult.INVALID_LENGTH)
+NOT_KEPT = (
+    ValidationResult.TOO_SHORT,
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
+    ValidationResult.INVALID_LENGTH,
+)
 KEPT = tuple(r for r in range(-1, 8) if r not in NOT_KEPT)
 
 
@@ -203,7 +207,7 @@ def _shape_of_items(items: list) -> Shape | None:
     return Shape(frozenset(first), frozenset(lengths))
 
 
-def _shape_of_item(op: object, arg: object) -> Shape | None:  # noqa: PLR0911
+def _shape_of_item(op: object, arg: object) -> Shape | None:
     digits = frozenset("0123456789")
     name = str(op)
     if name == "LITERAL":
@@ -227,7 +231,8 @@ def _shape_of_item(op: object, arg: object) -> Shape | None:  # noqa: PLR0911
         if any(p is None for p in parts):
             return None
         return Shape(
-            frozenset().union(*(p.first for p in parts if p)), frozenset().union(*(p.lengths for p in parts if p))
+            frozenset().union(*(p.first for p in parts if p)),
+            frozenset().union(*(p.lengths for p in parts if p)),
         )
     if name in ("MAX_REPEAT", "MIN_REPEAT"):
         low, high, items = arg  # type: ignore[misc]
@@ -293,7 +298,11 @@ def valid_regex_for(metadata: PhoneMetadata, leading: str, only: str | None = No
         pieces = []
         if part is None or not part.first <= lead.first:
             pieces.append(f"(?={leading})")
-        if part is None or general is None or not covered(part, general, metadata.general_desc.possible_length):
+        if (
+            part is None
+            or general is None
+            or not covered(part, general, metadata.general_desc.possible_length)
+        ):
             pieces.append(f"(?={desc_regex(metadata.general_desc)})")
         if part is None or not part.lengths <= set(desc.possible_length):
             lengths = "|".join(rf"\d{{{n}}}" for n in desc.possible_length if n > 0)
@@ -422,7 +431,11 @@ def prefix_regex() -> str:
 
 def general_regex() -> str:
     # only consulted once a national prefix matched
-    body = {c.code: c.metadata.general_desc.national_number_pattern for c in other_countries() if c.prefix_for_parsing}
+    body = {
+        c.code: c.metadata.general_desc.national_number_pattern
+        for c in other_countries()
+        if c.prefix_for_parsing
+    }
     return f"^(?:{grouped(body)})$"
 
 
