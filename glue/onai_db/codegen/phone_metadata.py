@@ -439,6 +439,112 @@ def general_regex() -> str:
     return f"^(?:{grouped(body)})$"
 
 
+def split_top_level(pattern: str) -> list[str]:
+    """The alternatives of a pattern at parenthesis depth 0."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(pattern):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            parts.append(pattern[start:i])
+            start = i + 1
+    return [*parts, pattern[start:]]
+
+
+def balanced(pattern: str) -> bool:
+    depth = 0
+    for ch in pattern:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def exact_prefix(pattern: str) -> str:
+    """The national prefix pattern rewritten so that it matches exactly what Python's
+    re.match takes (greedy, first alternative first) and nothing shorter, whatever
+    follows: a trailing optional part ``A(?:X)?`` / ``Ax?`` becomes ``A(?:X)|A(?!X)``.
+    Needed because the SQL adds conditions after the prefix, and PostgreSQL would
+    otherwise settle for a shorter prefix that satisfies them."""
+    out = []
+    for alt in split_top_level(pattern):
+        group = re.fullmatch(r"(.*?)\(\?:(.*)\)\?", alt)
+        single = re.fullmatch(r"(.*?)(\\d|\[[^\]]*\]|[0-9])\?", alt)
+        if group and balanced(group.group(2)) and "(" not in group.group(1):
+            head, tail = group.group(1), group.group(2)
+            out.append(f"{head}(?:{tail})|{head}(?!{tail})")
+        elif single and "(" not in single.group(1):
+            head, tail = single.group(1), single.group(2)
+            out.append(f"{head}{tail}|{head}(?!{tail})")
+        else:
+            assert "?" not in alt.replace("(?:", "").replace("(?!", ""), f"optional part left in {pattern!r}"
+            out.append(alt)
+    return "|".join(out)
+
+
+def check_exact_prefixes(samples: int = 1000, seed: int = 5) -> list[tuple[int, str]]:
+    """(code, digits) where exact_prefix and Python's re.match take different prefixes,
+    over random digit strings (PostgreSQL's longest match is emulated by trying every
+    length)."""
+    import random
+
+    rng = random.Random(seed)
+    wrong = []
+    for country in other_countries():
+        npfp = country.prefix_for_parsing
+        if not npfp:
+            continue
+        exact = exact_prefix(npfp)
+        python = re.compile(npfp)
+        for _ in range(samples):
+            digits = "".join(rng.choice("0123456789" if rng.random() < 0.5 else "0118") for _ in range(8))
+            want = m.end() if (m := python.match(digits)) else None
+            ends = {
+                n
+                for n in range(len(digits) + 1)
+                if re.match(rf"(?:{exact})(?=\d{{{len(digits) - n}}}$)", digits)
+            }
+            got = max(ends) if ends else None
+            if len(ends) > 1 or got != want:
+                wrong.append((country.code, digits))
+    return wrong
+
+
+def strip_regex() -> str:
+    """Removes the national prefix parse() strips after another country code, as one
+    pattern: after the code (a lookbehind; codes are prefix-free), the prefix when the
+    number is not viable with it or is viable without it, and what remains has a length
+    parse() keeps."""
+    alternatives = []
+    for country in other_countries():
+        npfp = country.prefix_for_parsing
+        if not npfp:
+            continue
+        general = country.metadata.general_desc.national_number_pattern
+        kept = kept_lengths_regex(country.metadata)
+        if not kept:
+            continue
+        prefix = exact_prefix(npfp)
+        alternatives.append(
+            f"(?<=^{country.code})(?:(?!(?:{general})$)(?:{prefix})(?=(?:{kept})$)"
+            f"|(?:{prefix})(?=(?:{general})$)(?=(?:{kept})$))"
+        )
+    return "|".join(alternatives)
+
+
+def possible_digits_regex() -> str:
+    """Code + national number with a possible length (codes are prefix-free)."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for c in other_countries():
+        lengths = lengths_regex(possible_lengths(c.metadata))
+        if lengths:
+            groups[lengths].append(c.code)
+    parts = [f"(?:{'|'.join(str(c) for c in codes)})(?:{body})" for body, codes in sorted(groups.items())]
+    return "^(?:" + "|".join(parts) + ")$"
+
+
 def kept_regex() -> str:
     body = {c.code: kept_lengths_regex(c.metadata) for c in other_countries() if c.prefix_for_parsing}
     return f"^(?:{grouped({k: v for k, v in body.items() if v})})$"
@@ -470,6 +576,8 @@ def unicode_literal(value: str) -> str:
 
 
 def render() -> str:
+    wrong_prefixes = check_exact_prefixes()
+    assert not wrong_prefixes, f"exact_prefix differs from re.match: {wrong_prefixes[:20]}"
     wrong = check_cc7_prefix_rules()
     assert not wrong, f"CC7_PREFIX_RULES disagree with phonenumbers {phonenumbers.__version__}: {wrong[:20]}"
     template = TEMPLATE_PATH.read_text()
@@ -483,11 +591,8 @@ def render() -> str:
         "cc7_valid": sql_literal(cc7_valid_regex(), 12),
         "kz_mobile": f"'{kz_mobile_regex()}'",
         "cc7_prefix": sql_literal(cc7_prefix_regex(), 14),
-        "codes": sql_literal(code_regex(), 16),
-        "prefixes": sql_literal(prefix_regex(), 12),
-        "general": sql_literal(general_regex(), 12),
-        "kept": sql_literal(kept_regex(), 14),
-        "possible": sql_literal(possible_regex(), 12),
+        "strip": sql_literal(strip_regex(), 16),
+        "possible_digits": sql_literal(possible_digits_regex(), 16),
     }
     for key, value in values.items():
         template = template.replace("{{" + key + "}}", value)
