@@ -262,13 +262,13 @@ def test_declared_immutable_parallel_safe_plain_sql(owner_conn: psycopg.Connecti
 
 def test_callable_by_signed_in_users(api: PostgrestSession, cast: Cast) -> None:
     for actor in (cast.student, cast.targetologist, cast.sales_manager, cast.admin):
-        rows = api.rpc(actor, "normalize_phone", phone="8 701 123 45 67")
+        rows = api.rpc(actor, "normalize_phone", p_phone="8 701 123 45 67")
         assert rows == [{"normalize_phone": "+77011234567"}]
 
 
 def test_anon_may_not_call_it(api: PostgrestSession) -> None:
     with pytest.raises(ApiError) as err:
-        api.rpc(ANON, "normalize_phone", phone="8 701 123 45 67")
+        api.rpc(ANON, "normalize_phone", p_phone="8 701 123 45 67")
     assert err.value.code == "42501"
     assert err.value.status == 401
 

@@ -23,7 +23,7 @@
 -- plan is initialised on every call (docs/phone.md, "Performance"); for the same reason
 -- there is no helper function (a nested call is even re-planned on every call).
 
-create or replace function public.normalize_phone(phone text)
+create or replace function public.normalize_phone(p_phone text)
 returns text
 language sql
 immutable
@@ -84,10 +84,10 @@ as $$
             case
               -- only digits and separators (ASCII space ( ) . - or a unicode space or dash)
               -- after an optional '+', the usual case: the whole input is the number
-              when phone ~ U&'^[+]?[0-9 ().\00A0\00AD\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009\200A\200B\200C\200D\2010\2011\2012\2013\2014\2015\202F\205F\2060\2212\3000\FE58\FE63\FEFF\FF0D-]*$' then phone
+              when p_phone ~ U&'^[+]?[0-9 ().\00A0\00AD\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009\200A\200B\200C\200D\2010\2011\2012\2013\2014\2015\202F\205F\2060\2212\3000\FE58\FE63\FEFF\FF0D-]*$' then p_phone
               else
                 pg_catalog.substring(
-                  pg_catalog.translate(phone, U&'\FF10\FF11\FF12\FF13\FF14\FF15\FF16\FF17\FF18\FF19\FF0B\FF08\FF09\FF3B\FF3D\FF0E\FF0F\00A0\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009\200A\202F\205F\3000\0009\000A\000D\000B\000C\2010\2011\2012\2013\2014\2015\2212\FE58\FE63\FF0D\200B\200C\200D\2060\FEFF\00AD', U&'0123456789+()[]./                     ----------'),
+                  pg_catalog.translate(p_phone, U&'\FF10\FF11\FF12\FF13\FF14\FF15\FF16\FF17\FF18\FF19\FF0B\FF08\FF09\FF3B\FF3D\FF0E\FF0F\00A0\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009\200A\202F\205F\3000\0009\000A\000D\000B\000C\2010\2011\2012\2013\2014\2015\2212\FE58\FE63\FF0D\200B\200C\200D\2060\FEFF\00AD', U&'0123456789+()[]./                     ----------'),
                   '^[^0-9+]*(\+*[0-9 ().\[\]/-]*[0-9])(?:[ ,;]*(?:[eE][xX][tT](?:[nN]|[eE][nN][sS][iI][oO][nN])?|[xX]|#|доб|Доб|ДОБ|добавочный)[.:= ]*[0-9]{1,10})?[ ().\[\]/,;:!?#*''\"-]*$'
                 )
             end as core

@@ -10,7 +10,7 @@ from .postgrest import Actor, PostgrestSession
 
 
 def _call(api: PostgrestSession, actor: Actor, cast: Cast) -> Any:
-    rows = api.rpc(actor, "normalize_phone", phone="+7 (701) 123-45-67")
+    rows = api.rpc(actor, "normalize_phone", p_phone="+7 (701) 123-45-67")
     assert rows == [{"normalize_phone": "+77011234567"}], rows
     return rows
 
