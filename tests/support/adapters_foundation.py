@@ -43,14 +43,21 @@ ADAPTERS = {
         rules={"self_and_team": lambda actor, row, cast: row["id"] in _team_members(cast, actor)},
         # the student has an auth user but no traffic profile yet
         insert_samples=lambda cast, actor: [
-            {"id": cast.student.user_id, "email": cast.student.email, "full_name": "Student", "team_id": TEAM_A}
+            {
+                "id": cast.student.user_id,
+                "email": cast.student.email,
+                "full_name": "Student",
+                "team_id": TEAM_A,
+            }
         ],
         update_column="full_name",
     ),
     "public.traffic_user_utm_sources": TableAdapter(
         key=("utm_source",),
         rules={"team": lambda actor, row, cast: row["user_id"] in _team_members(cast, actor)},
-        insert_samples=lambda cast, actor: [{"utm_source": "tt_new_source", "user_id": cast.targetologist_b.user_id}],
+        insert_samples=lambda cast, actor: [
+            {"utm_source": "tt_new_source", "user_id": cast.targetologist_b.user_id}
+        ],
         update_column="user_id",
     ),
 }

@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 EXPOSED_SEARCH_PATH = "public, extensions"
 
@@ -152,7 +153,11 @@ class PostgrestSession:
             return cur.fetchall() if cur.description else []
 
     def rpc(self, actor: Actor, function: str, **args: Any) -> Any:
-        """``POST /rpc/<function>`` with a JSON body: named arguments, as PostgREST calls them."""
+        """``POST /rpc/<function>`` with a JSON body: named arguments, as PostgREST calls them.
+
+        JSON objects and arrays in the body arrive as json(b) values, as from PostgREST.
+        """
+        args = {k: Jsonb(v) if isinstance(v, dict | list) else v for k, v in args.items()}
         assigns = sql.SQL(", ").join(
             sql.SQL("{} := {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in args
         )

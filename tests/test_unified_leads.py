@@ -1,0 +1,213 @@
+"""find_or_create_unified_lead: identity, gap filling, touches, journey, merges, bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from support.leads import lead, record, unique_phone
+from support.postgrest import SERVICE, ApiError, PostgrestSession
+
+
+def journey(api: PostgrestSession, lead_id: uuid.UUID) -> list[dict]:
+    return api.query(
+        SERVICE,
+        "select * from public.traffic_lead_journey where lead_id = %s order by occurred_at, id",
+        [lead_id],
+    )
+
+
+def live_leads(api: PostgrestSession, phone: str | None = None, email: str | None = None) -> list[dict]:
+    return api.query(
+        SERVICE,
+        "select * from public.traffic_leads where merged_into is null"
+        " and (phone_normalized = public.normalize_phone(%s) or email_normalized = lower(%s))",
+        [phone, email],
+    )
+
+
+def test_same_person_differently_formatted_is_one_lead(api: PostgrestSession) -> None:
+    first = record(api, p_phone="+7 (701) 555-12-34", p_name="Айгерим", p_stage="proftest_submitted")
+    again = record(api, p_phone="8 701 555 12 34", p_stage="expresscourse_clicked")
+    third = record(api, p_phone="87015551234", p_stage="expresscourse_submitted")
+    assert first["created"] and not again["created"] and not third["created"]
+    assert first["lead_id"] == again["lead_id"] == third["lead_id"]
+    row = lead(api, first["lead_id"])
+    assert row["phone_normalized"] == "+77015551234"
+    assert row["stages"] == ["expresscourse_clicked", "expresscourse_submitted", "proftest_submitted"]
+    assert [j["stage"] for j in journey(api, first["lead_id"])] == [
+        "proftest_submitted",
+        "expresscourse_clicked",
+        "expresscourse_submitted",
+    ]
+
+
+def test_email_identity_is_trimmed_and_case_insensitive(api: PostgrestSession) -> None:
+    a = record(api, p_email="  Aigerim.K@Mail.KZ ")
+    b = record(api, p_email="aigerim.k@mail.kz")
+    assert a["lead_id"] == b["lead_id"]
+    row = lead(api, a["lead_id"])
+    assert row["email"] == "Aigerim.K@Mail.KZ" and row["email_normalized"] == "aigerim.k@mail.kz"
+
+
+def test_gaps_are_filled_and_known_values_never_replaced_by_null(api: PostgrestSession) -> None:
+    phone = unique_phone()
+    created = record(api, p_phone=phone, p_metadata={"form": "proftest", "city": "Almaty"})
+    record(
+        api,
+        p_phone=phone,
+        p_name="Данияр",
+        p_email="daniyar@example.kz",
+        p_metadata={"city": None, "age": 30},
+    )
+    record(api, p_phone=phone, p_name=None, p_email=None, p_source=None)
+    record(api, p_phone=phone, p_name="Other Name")
+    row = lead(api, created["lead_id"])
+    assert row["name"] == "Данияр"  # filled once, never overwritten
+    assert row["email_normalized"] == "daniyar@example.kz"
+    assert row["metadata"] == {"form": "proftest", "city": "Almaty", "age": 30}
+
+
+def test_invalid_email_is_kept_raw_but_is_not_an_identifier(api: PostgrestSession) -> None:
+    a = record(api, p_email="not-an-email", p_name="Raw")
+    b = record(api, p_email="not-an-email", p_name="Raw")
+    assert a["no_identifier"] and b["no_identifier"]
+    assert a["lead_id"] != b["lead_id"]  # nothing to match on: stored twice, both flagged
+    row = lead(api, a["lead_id"])
+    assert row["email"] == "not-an-email" and row["email_normalized"] is None
+
+
+def test_first_and_last_touch_utm(api: PostgrestSession) -> None:
+    phone = unique_phone()
+    t0 = dt.datetime(2026, 11, 1, 10, tzinfo=dt.UTC)
+    record(api, p_phone=phone, p_occurred_at=t0)  # no UTM: not a touch
+    record(
+        api,
+        p_phone=phone,
+        p_utm_source="fb_arystan",
+        p_utm_campaign="nov",
+        p_occurred_at=t0 + dt.timedelta(1),
+    )
+    record(api, p_phone=phone, p_utm_source="ig_arystan", p_utm_term="kw", p_occurred_at=t0 + dt.timedelta(3))
+    # a late-arriving earlier touch becomes the first touch; the last stays the latest
+    lid = record(api, p_phone=phone, p_utm_source="tiktok", p_occurred_at=t0 + dt.timedelta(hours=12))[
+        "lead_id"
+    ]
+    row = lead(api, lid)
+    assert (row["first_utm_source"], row["first_utm_campaign"]) == ("tiktok", None)
+    assert row["first_touch_at"] == t0 + dt.timedelta(hours=12)
+    assert (row["last_utm_source"], row["last_utm_term"]) == ("ig_arystan", "kw")
+    assert row["utm_source"] == "tiktok"
+    assert row["created_at"] == t0
+
+
+def test_event_key_makes_a_retry_a_no_op(api: PostgrestSession) -> None:
+    phone, key = unique_phone(), f"fb-leadgen-{uuid.uuid4()}"
+    first = record(api, p_phone=phone, p_stage="proftest_submitted", p_event_key=key)
+    retry = record(api, p_phone="8" + phone[2:], p_stage="proftest_submitted", p_event_key=key, p_name="Late")
+    assert first["event_recorded"] and not retry["event_recorded"]
+    assert retry["lead_id"] == first["lead_id"] and not retry["created"]
+    assert len(journey(api, first["lead_id"])) == 1
+    assert lead(api, first["lead_id"])["name"] is None  # a replay changes nothing
+
+
+def test_phone_and_email_of_two_leads_merge_into_the_older(api: PostgrestSession) -> None:
+    phone, email = unique_phone(), f"m-{uuid.uuid4().hex[:6]}@example.kz"
+    older = record(
+        api,
+        p_phone=phone,
+        p_utm_source="fb_arystan",
+        p_stage="proftest_submitted",
+        p_occurred_at=dt.datetime(2026, 10, 1, tzinfo=dt.UTC),
+    )
+    newer = record(
+        api,
+        p_email=email,
+        p_name="Асель",
+        p_stage="expresscourse_clicked",
+        p_occurred_at=dt.datetime(2026, 10, 5, tzinfo=dt.UTC),
+    )
+    both = record(api, p_phone=phone, p_email=email, p_stage="expresscourse_submitted")
+    assert both["merged"] and both["lead_id"] == older["lead_id"]
+    winner, loser = lead(api, older["lead_id"]), lead(api, newer["lead_id"])
+    assert loser["merged_into"] == winner["id"] and loser["merged_at"] is not None
+    assert winner["name"] == "Асель" and winner["email_normalized"] == email  # gaps filled from the loser
+    assert winner["utm_source"] == "fb_arystan"
+    stages = [j["stage"] for j in journey(api, winner["id"])]
+    assert stages == ["proftest_submitted", "expresscourse_clicked", "expresscourse_submitted"]
+    moved = [j for j in journey(api, winner["id"]) if j["moved_from_lead_id"] == loser["id"]]
+    assert len(moved) == 1
+    merges = api.query(SERVICE, "select * from public.traffic_lead_merges where loser_id = %s", [loser["id"]])
+    assert merges[0]["winner_id"] == winner["id"] and merges[0]["journey_rows_moved"] == 1
+    assert merges[0]["matched_on"] == {"phone": phone, "email": email}
+    # afterwards either identifier finds the survivor
+    assert record(api, p_email=email.upper())["lead_id"] == winner["id"]
+    assert len(live_leads(api, phone, email)) == 1
+
+
+def test_secondary_identifiers_still_find_the_person(api: PostgrestSession) -> None:
+    phone, other_phone = unique_phone(), unique_phone()
+    email = f"s-{uuid.uuid4().hex[:6]}@example.kz"
+    a = record(api, p_phone=phone, p_email=email)
+    b = record(api, p_phone=other_phone, p_email=email)  # new phone, known email: same person
+    c = record(api, p_phone=other_phone)  # found by the secondary phone
+    assert a["lead_id"] == b["lead_id"] == c["lead_id"]
+    assert lead(api, a["lead_id"])["phone_normalized"] == phone  # the first phone stays primary
+
+
+def test_a_name_only_lead_is_stored_and_flagged(api: PostgrestSession) -> None:
+    row = record(api, p_name="Only a name", p_phone="call me maybe")
+    assert row["created"] and row["no_identifier"]
+    stored = lead(api, row["lead_id"])
+    assert stored["phone"] == "call me maybe" and stored["phone_normalized"] is None
+
+
+def test_legacy_source_spellings_are_canonical_and_the_original_kept(api: PostgrestSession) -> None:
+    for spelling in ("proftest", "ProfTest", "prof-test", "PROF TEST", "profitest"):
+        row = lead(api, record(api, p_phone=unique_phone(), p_source=spelling)["lead_id"])
+        assert row["source"] == "profitest" and row["source_raw"] == spelling
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        ({}, "22023", "needs at least one of p_name, p_email, p_phone"),
+        ({"p_name": "   ", "p_phone": ""}, "22023", "needs at least one of"),
+        ({"p_name": "x" * 201}, "22001", "p_name is too long: 201 characters, at most 200"),
+        ({"p_phone": "1" * 65}, "22001", "p_phone is too long"),
+        ({"p_phone": "+77011234567", "p_utm_source": "u" * 256}, "22001", "p_utm_source is too long"),
+        (
+            {"p_phone": "+77011234567", "p_metadata": ["not", "an", "object"]},
+            "22023",
+            "p_metadata must be a JSON object",
+        ),
+        ({"p_phone": "+77011234567", "p_stage": "Payment Done!"}, "22023", "is not a valid stage name"),
+        ({"p_phone": "+77011234567", "p_event_key": "  "}, "22023", "p_event_key must not be empty"),
+    ],
+)
+def test_bad_input_is_rejected_with_a_clear_error(
+    api: PostgrestSession, args: dict, code: str, needle: str
+) -> None:
+    before = api.query(SERVICE, "select count(*) as n from public.traffic_leads")[0]["n"]
+    with pytest.raises(ApiError) as err:
+        api.rpc(SERVICE, "find_or_create_unified_lead", **args)
+    assert err.value.code == code and needle in err.value.message
+    assert err.value.hint and err.value.status == 400
+    assert api.query(SERVICE, "select count(*) as n from public.traffic_leads")[0]["n"] == before
+
+
+def test_journey_cannot_be_lost_by_deleting_a_lead(api: PostgrestSession) -> None:
+    row = record(api, p_phone=unique_phone(), p_stage="proftest_submitted")
+    with pytest.raises(ApiError) as err:
+        api.query(SERVICE, "delete from public.traffic_leads where id = %s", [row["lead_id"]])
+    assert err.value.code == "23503" and err.value.status == 409
+
+
+def test_two_live_leads_cannot_share_a_phone_even_when_written_directly(api: PostgrestSession) -> None:
+    phone = unique_phone()
+    api.query(SERVICE, "insert into public.traffic_leads (phone) values (%s)", [phone])
+    with pytest.raises(ApiError) as err:
+        api.query(SERVICE, "insert into public.traffic_leads (phone) values (%s)", ["8" + phone[2:]])
+    assert err.value.code == "23505"
