@@ -404,39 +404,12 @@ def kz_mobile_regex() -> str:
     return f"^{mobile}$"
 
 
-def grouped(by_code: dict[int, str]) -> str:
-    """``c1:body|(?:c2|c3):(?:body)`` alternatives, codes with the same body together."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for code, body in by_code.items():
-        groups[body].append(code)
-    parts = []
-    for body, codes in sorted(groups.items()):
-        head = str(codes[0]) if len(codes) == 1 else f"(?:{'|'.join(str(c) for c in codes)})"
-        parts.append(f"{head}:(?:{body})" if "|" in body else f"{head}:{body}")
-    return "|".join(parts)
-
-
 def other_countries() -> list[Country]:
     return [c for c in countries() if c.code != 7]
 
 
 def code_regex() -> str:
     return "^(?:" + "|".join(str(c.code) for c in other_countries()) + ")"
-
-
-def prefix_regex() -> str:
-    body = {c.code: c.prefix_for_parsing for c in other_countries() if c.prefix_for_parsing}
-    return f"^(?:{grouped(body)})"
-
-
-def general_regex() -> str:
-    # only consulted once a national prefix matched
-    body = {
-        c.code: c.metadata.general_desc.national_number_pattern
-        for c in other_countries()
-        if c.prefix_for_parsing
-    }
-    return f"^(?:{grouped(body)})$"
 
 
 def split_top_level(pattern: str) -> list[str]:
@@ -534,25 +507,26 @@ def strip_regex() -> str:
     return "|".join(alternatives)
 
 
-def possible_digits_regex() -> str:
-    """Code + national number with a possible length (codes are prefix-free)."""
+def strip_candidates_regex() -> str:
+    """A cheap first test: the code of a country in strip_regex followed by its prefix."""
+    parts = [
+        f"{c.code}(?:{exact_prefix(c.prefix_for_parsing)})"
+        for c in other_countries()
+        if c.prefix_for_parsing and kept_lengths_regex(c.metadata)
+    ]
+    return "^(?:" + "|".join(parts) + ")"
+
+
+def possible_length_regex() -> str:
+    """``code:length`` of possible numbers, lengths as literals (bounded repeats such as
+    ``\\d{4,13}`` make PostgreSQL's matcher slow)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for c in other_countries():
-        lengths = lengths_regex(possible_lengths(c.metadata))
+        lengths = possible_lengths(c.metadata)
         if lengths:
-            groups[lengths].append(c.code)
-    parts = [f"(?:{'|'.join(str(c) for c in codes)})(?:{body})" for body, codes in sorted(groups.items())]
+            groups["|".join(str(n) for n in lengths)].append(c.code)
+    parts = [f"(?:{'|'.join(str(c) for c in codes)}):(?:{body})" for body, codes in sorted(groups.items())]
     return "^(?:" + "|".join(parts) + ")$"
-
-
-def kept_regex() -> str:
-    body = {c.code: kept_lengths_regex(c.metadata) for c in other_countries() if c.prefix_for_parsing}
-    return f"^(?:{grouped({k: v for k, v in body.items() if v})})$"
-
-
-def possible_regex() -> str:
-    body = {c.code: lengths_regex(possible_lengths(c.metadata)) for c in other_countries()}
-    return f"^(?:{grouped({k: v for k, v in body.items() if v})})$"
 
 
 def sql_literal(value: str, indent: int) -> str:
@@ -592,7 +566,9 @@ def render() -> str:
         "kz_mobile": f"'{kz_mobile_regex()}'",
         "cc7_prefix": sql_literal(cc7_prefix_regex(), 14),
         "strip": sql_literal(strip_regex(), 16),
-        "possible_digits": sql_literal(possible_digits_regex(), 16),
+        "strip_candidates": sql_literal(strip_candidates_regex(), 16),
+        "possible_length": sql_literal(possible_length_regex(), 12),
+        "codes": sql_literal(code_regex(), 14),
     }
     for key, value in values.items():
         template = template.replace("{{" + key + "}}", value)
