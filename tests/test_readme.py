@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from support.postgrest import SERVICE, PostgrestSession
 
 from onai_db.settings import find_project_dir
+from support.postgrest import SERVICE, PostgrestSession
 
 README = (find_project_dir() / "README.md").read_text()
 EXAMPLES = re.findall(r"```sql\n(.*?)```", README, flags=re.S)

@@ -15,6 +15,8 @@ ARYSTAN = uuid.UUID("10000000-0000-4000-8000-000000000002")
 def test_seed_is_idempotent_and_consistent(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         try:
+            # the test cast owns sources of the same names; this transaction is rolled back
+            conn.execute("delete from public.traffic_user_utm_sources")
             conn.execute(SEED)
             conn.execute(SEED)
             owners = conn.execute(

@@ -18,6 +18,10 @@ from pydantic import BaseModel, Field, JsonValue
 
 PublicAppRole: TypeAlias = Literal["admin", "targetologist", "sales_manager", "student"]
 
+PublicOutboxKind: TypeAlias = Literal["email", "sms", "telegram", "amocrm"]
+
+PublicOutboxStatus: TypeAlias = Literal["pending", "running", "done", "dead"]
+
 class PublicAppUserRoles(BaseModel):
     granted_at: datetime.datetime = Field(alias="granted_at")
     granted_by: Optional[uuid.UUID] = Field(alias="granted_by")
@@ -35,6 +39,171 @@ class PublicAppUserRolesUpdate(TypedDict):
     granted_by: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="granted_by")]]
     role: NotRequired[Annotated[PublicAppRole, Field(alias="role")]]
     user_id: NotRequired[Annotated[uuid.UUID, Field(alias="user_id")]]
+
+class PublicIntegrationLogs(BaseModel):
+    action: str = Field(alias="action")
+    attempt: Optional[int] = Field(alias="attempt")
+    created_at: datetime.datetime = Field(alias="created_at")
+    duration_ms: Optional[int] = Field(alias="duration_ms")
+    error_message: Optional[str] = Field(alias="error_message")
+    id: int = Field(alias="id")
+    job_id: Optional[int] = Field(alias="job_id")
+    provider_ref: Optional[str] = Field(alias="provider_ref")
+    service_name: str = Field(alias="service_name")
+    status: str = Field(alias="status")
+
+class PublicIntegrationLogsInsert(TypedDict):
+    action: Annotated[str, Field(alias="action")]
+    attempt: NotRequired[Annotated[Optional[int], Field(alias="attempt")]]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    duration_ms: NotRequired[Annotated[Optional[int], Field(alias="duration_ms")]]
+    error_message: NotRequired[Annotated[Optional[str], Field(alias="error_message")]]
+    id: NotRequired[Annotated[int, Field(alias="id")]]
+    job_id: NotRequired[Annotated[Optional[int], Field(alias="job_id")]]
+    provider_ref: NotRequired[Annotated[Optional[str], Field(alias="provider_ref")]]
+    service_name: Annotated[str, Field(alias="service_name")]
+    status: Annotated[str, Field(alias="status")]
+
+class PublicIntegrationLogsUpdate(TypedDict):
+    action: NotRequired[Annotated[str, Field(alias="action")]]
+    attempt: NotRequired[Annotated[Optional[int], Field(alias="attempt")]]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    duration_ms: NotRequired[Annotated[Optional[int], Field(alias="duration_ms")]]
+    error_message: NotRequired[Annotated[Optional[str], Field(alias="error_message")]]
+    id: NotRequired[Annotated[int, Field(alias="id")]]
+    job_id: NotRequired[Annotated[Optional[int], Field(alias="job_id")]]
+    provider_ref: NotRequired[Annotated[Optional[str], Field(alias="provider_ref")]]
+    service_name: NotRequired[Annotated[str, Field(alias="service_name")]]
+    status: NotRequired[Annotated[str, Field(alias="status")]]
+
+class PublicIntegrationTokens(BaseModel):
+    access_token: str = Field(alias="access_token")
+    created_at: datetime.datetime = Field(alias="created_at")
+    expires_at: Optional[datetime.datetime] = Field(alias="expires_at")
+    last_refresh_error: Optional[str] = Field(alias="last_refresh_error")
+    last_refreshed_at: Optional[datetime.datetime] = Field(alias="last_refreshed_at")
+    refresh_lease_expires_at: Optional[datetime.datetime] = Field(alias="refresh_lease_expires_at")
+    refresh_owner: Optional[str] = Field(alias="refresh_owner")
+    refresh_token: Optional[str] = Field(alias="refresh_token")
+    service_name: str = Field(alias="service_name")
+    token_version: int = Field(alias="token_version")
+    updated_at: datetime.datetime = Field(alias="updated_at")
+
+class PublicIntegrationTokensInsert(TypedDict):
+    access_token: Annotated[str, Field(alias="access_token")]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    expires_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="expires_at")]]
+    last_refresh_error: NotRequired[Annotated[Optional[str], Field(alias="last_refresh_error")]]
+    last_refreshed_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="last_refreshed_at")]]
+    refresh_lease_expires_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="refresh_lease_expires_at")]]
+    refresh_owner: NotRequired[Annotated[Optional[str], Field(alias="refresh_owner")]]
+    refresh_token: NotRequired[Annotated[Optional[str], Field(alias="refresh_token")]]
+    service_name: Annotated[str, Field(alias="service_name")]
+    token_version: NotRequired[Annotated[int, Field(alias="token_version")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+
+class PublicIntegrationTokensUpdate(TypedDict):
+    access_token: NotRequired[Annotated[str, Field(alias="access_token")]]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    expires_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="expires_at")]]
+    last_refresh_error: NotRequired[Annotated[Optional[str], Field(alias="last_refresh_error")]]
+    last_refreshed_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="last_refreshed_at")]]
+    refresh_lease_expires_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="refresh_lease_expires_at")]]
+    refresh_owner: NotRequired[Annotated[Optional[str], Field(alias="refresh_owner")]]
+    refresh_token: NotRequired[Annotated[Optional[str], Field(alias="refresh_token")]]
+    service_name: NotRequired[Annotated[str, Field(alias="service_name")]]
+    token_version: NotRequired[Annotated[int, Field(alias="token_version")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+
+class PublicOutboxJobs(BaseModel):
+    action: Optional[str] = Field(alias="action")
+    attempts: int = Field(alias="attempts")
+    completed_at: Optional[datetime.datetime] = Field(alias="completed_at")
+    created_at: datetime.datetime = Field(alias="created_at")
+    id: int = Field(alias="id")
+    idempotency_key: str = Field(alias="idempotency_key")
+    kind: PublicOutboxKind = Field(alias="kind")
+    last_error: Optional[str] = Field(alias="last_error")
+    lease_expires_at: Optional[datetime.datetime] = Field(alias="lease_expires_at")
+    lease_owner: Optional[str] = Field(alias="lease_owner")
+    max_attempts: int = Field(alias="max_attempts")
+    payload: JsonValue = Field(alias="payload")
+    run_after: Optional[datetime.datetime] = Field(alias="run_after")
+    service_name: Optional[str] = Field(alias="service_name")
+    status: PublicOutboxStatus = Field(alias="status")
+    updated_at: datetime.datetime = Field(alias="updated_at")
+
+class PublicOutboxJobsInsert(TypedDict):
+    action: NotRequired[Annotated[Optional[str], Field(alias="action")]]
+    attempts: NotRequired[Annotated[int, Field(alias="attempts")]]
+    completed_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="completed_at")]]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    id: NotRequired[Annotated[int, Field(alias="id")]]
+    idempotency_key: Annotated[str, Field(alias="idempotency_key")]
+    kind: Annotated[PublicOutboxKind, Field(alias="kind")]
+    last_error: NotRequired[Annotated[Optional[str], Field(alias="last_error")]]
+    lease_expires_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="lease_expires_at")]]
+    lease_owner: NotRequired[Annotated[Optional[str], Field(alias="lease_owner")]]
+    max_attempts: NotRequired[Annotated[int, Field(alias="max_attempts")]]
+    payload: NotRequired[Annotated[JsonValue, Field(alias="payload")]]
+    run_after: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="run_after")]]
+    service_name: NotRequired[Annotated[Optional[str], Field(alias="service_name")]]
+    status: NotRequired[Annotated[PublicOutboxStatus, Field(alias="status")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+
+class PublicOutboxJobsUpdate(TypedDict):
+    action: NotRequired[Annotated[Optional[str], Field(alias="action")]]
+    attempts: NotRequired[Annotated[int, Field(alias="attempts")]]
+    completed_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="completed_at")]]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    id: NotRequired[Annotated[int, Field(alias="id")]]
+    idempotency_key: NotRequired[Annotated[str, Field(alias="idempotency_key")]]
+    kind: NotRequired[Annotated[PublicOutboxKind, Field(alias="kind")]]
+    last_error: NotRequired[Annotated[Optional[str], Field(alias="last_error")]]
+    lease_expires_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="lease_expires_at")]]
+    lease_owner: NotRequired[Annotated[Optional[str], Field(alias="lease_owner")]]
+    max_attempts: NotRequired[Annotated[int, Field(alias="max_attempts")]]
+    payload: NotRequired[Annotated[JsonValue, Field(alias="payload")]]
+    run_after: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="run_after")]]
+    service_name: NotRequired[Annotated[Optional[str], Field(alias="service_name")]]
+    status: NotRequired[Annotated[PublicOutboxStatus, Field(alias="status")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+
+class PublicTelegramGroups(BaseModel):
+    bot: str = Field(alias="bot")
+    chat_id: int = Field(alias="chat_id")
+    created_at: datetime.datetime = Field(alias="created_at")
+    deactivated_at: Optional[datetime.datetime] = Field(alias="deactivated_at")
+    deactivation_reason: Optional[str] = Field(alias="deactivation_reason")
+    group_type: str = Field(alias="group_type")
+    id: uuid.UUID = Field(alias="id")
+    is_active: bool = Field(alias="is_active")
+    title: Optional[str] = Field(alias="title")
+    updated_at: datetime.datetime = Field(alias="updated_at")
+
+class PublicTelegramGroupsInsert(TypedDict):
+    bot: NotRequired[Annotated[str, Field(alias="bot")]]
+    chat_id: Annotated[int, Field(alias="chat_id")]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    deactivated_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="deactivated_at")]]
+    deactivation_reason: NotRequired[Annotated[Optional[str], Field(alias="deactivation_reason")]]
+    group_type: Annotated[str, Field(alias="group_type")]
+    id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
+    is_active: NotRequired[Annotated[bool, Field(alias="is_active")]]
+    title: NotRequired[Annotated[Optional[str], Field(alias="title")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
+
+class PublicTelegramGroupsUpdate(TypedDict):
+    bot: NotRequired[Annotated[str, Field(alias="bot")]]
+    chat_id: NotRequired[Annotated[int, Field(alias="chat_id")]]
+    created_at: NotRequired[Annotated[datetime.datetime, Field(alias="created_at")]]
+    deactivated_at: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="deactivated_at")]]
+    deactivation_reason: NotRequired[Annotated[Optional[str], Field(alias="deactivation_reason")]]
+    group_type: NotRequired[Annotated[str, Field(alias="group_type")]]
+    id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
+    is_active: NotRequired[Annotated[bool, Field(alias="is_active")]]
+    title: NotRequired[Annotated[Optional[str], Field(alias="title")]]
+    updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
 
 class PublicTrafficLeadDailyStats(BaseModel):
     day: datetime.date = Field(alias="day")
@@ -330,6 +499,30 @@ class PublicTrafficUsersUpdate(TypedDict):
     team_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="team_id")]]
     updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
 
+class PublicAmocrmSyncBacklog(BaseModel):
+    dead: Optional[int] = Field(alias="dead")
+    not_queued: Optional[int] = Field(alias="not_queued")
+    oldest_unsynced_at: Optional[datetime.datetime] = Field(alias="oldest_unsynced_at")
+    queued: Optional[int] = Field(alias="queued")
+    unsynced: Optional[int] = Field(alias="unsynced")
+
+class PublicIntegrationDailyStats(BaseModel):
+    avg_duration_ms: Optional[int] = Field(alias="avg_duration_ms")
+    failures: Optional[int] = Field(alias="failures")
+    log_date: Optional[datetime.date] = Field(alias="log_date")
+    service_name: str = Field(alias="service_name")
+    skipped: Optional[int] = Field(alias="skipped")
+    successes: Optional[int] = Field(alias="successes")
+
+class PublicIntegrationRecentErrors(BaseModel):
+    action: str = Field(alias="action")
+    attempt: Optional[int] = Field(alias="attempt")
+    created_at: datetime.datetime = Field(alias="created_at")
+    error_message: Optional[str] = Field(alias="error_message")
+    id: int = Field(alias="id")
+    job_id: Optional[int] = Field(alias="job_id")
+    service_name: str = Field(alias="service_name")
+
 class PublicLandingLeads(BaseModel):
     amocrm_contact_id: Optional[int] = Field(alias="amocrm_contact_id")
     amocrm_lead_id: Optional[int] = Field(alias="amocrm_lead_id")
@@ -359,6 +552,30 @@ class PublicLeadJourney(BaseModel):
     metadata: JsonValue = Field(alias="metadata")
     source: Optional[str] = Field(alias="source")
     stage: str = Field(alias="stage")
+
+class PublicOutboxDeadJobs(BaseModel):
+    attempts: int = Field(alias="attempts")
+    created_at: datetime.datetime = Field(alias="created_at")
+    id: int = Field(alias="id")
+    idempotency_key: str = Field(alias="idempotency_key")
+    kind: PublicOutboxKind = Field(alias="kind")
+    last_error: Optional[str] = Field(alias="last_error")
+    updated_at: datetime.datetime = Field(alias="updated_at")
+
+class PublicOutboxQueueStats(BaseModel):
+    dead: Optional[int] = Field(alias="dead")
+    done: Optional[int] = Field(alias="done")
+    due: Optional[int] = Field(alias="due")
+    kind: Optional[PublicOutboxKind] = Field(alias="kind")
+    oldest_pending_age: Optional[str] = Field(alias="oldest_pending_age")
+    pending: Optional[int] = Field(alias="pending")
+    running: Optional[int] = Field(alias="running")
+
+class PublicTelegramGroupStats(BaseModel):
+    active: Optional[int] = Field(alias="active")
+    deactivated: Optional[int] = Field(alias="deactivated")
+    group_type: str = Field(alias="group_type")
+    last_deactivated_at: Optional[datetime.datetime] = Field(alias="last_deactivated_at")
 
 class PublicTrafficLeadAttribution(BaseModel):
     created_at: datetime.datetime = Field(alias="created_at")

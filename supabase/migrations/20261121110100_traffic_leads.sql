@@ -149,9 +149,12 @@ comment on function private.my_utm_sources() is
 revoke all on function private.my_utm_sources() from public;
 grant execute on function private.my_utm_sources() to authenticated, service_role;
 
+-- security definer: the trigger fires for whoever writes a lead (service role, sales
+-- managers), and it calls private.normalize_email, in a schema the API roles cannot use.
 create or replace function private.set_lead_identity()
 returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 begin
