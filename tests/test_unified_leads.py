@@ -211,3 +211,34 @@ def test_two_live_leads_cannot_share_a_phone_even_when_written_directly(api: Pos
     with pytest.raises(ApiError) as err:
         api.query(SERVICE, "insert into public.traffic_leads (phone) values (%s)", ["8" + phone[2:]])
     assert err.value.code == "23505"
+
+
+@pytest.mark.parametrize("role", ["service_role", "sales_manager"])
+def test_direct_writes_work_on_a_fresh_connection(authenticator_url: str, cast, role: str) -> None:
+    """No cached plan from an earlier RPC call may hide a missing permission in a trigger."""
+    import json
+
+    import psycopg
+
+    actor = SERVICE if role == "service_role" else cast.sales_manager
+    with psycopg.connect(authenticator_url) as conn:
+        try:
+            conn.execute(
+                "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+                (actor.role, json.dumps(actor.claims())),
+            )
+            if role == "service_role":
+                row = conn.execute(
+                    "insert into public.traffic_leads (name, phone, email) values ('Direct', '8 701 999 00 11',"
+                    " ' Direct@Example.KZ') returning phone_normalized, email_normalized, no_identifier"
+                ).fetchone()
+                assert row == ("+77019990011", "direct@example.kz", False)
+            else:
+                conn.execute("select 1 from public.traffic_leads limit 1")
+                updated = conn.execute(
+                    "update public.traffic_leads set name = name where id in"
+                    " (select id from public.traffic_leads limit 1) returning id"
+                ).fetchall()
+                assert isinstance(updated, list)
+        finally:
+            conn.rollback()

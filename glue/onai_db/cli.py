@@ -109,7 +109,7 @@ def local_psql(ctx: typer.Context, db: DbOption = local_mod.DEFAULT_DB) -> None:
 
 # Command groups that live in their own modules register themselves here; each module
 # exposes ``register(app: typer.Typer) -> None``.
-COMMAND_MODULES: tuple[str, ...] = ("legacy", "consolidate")
+COMMAND_MODULES: tuple[str, ...] = ("policies", "types", "worker", "monitor", "legacy", "consolidate")
 
 
 def _register_commands() -> None:

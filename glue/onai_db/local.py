@@ -246,8 +246,7 @@ class LocalStack:
             new_port = self.pick_port(state.port + 1)
             self.echo(f"port {state.port} is busy; using {new_port}")
             state.port = new_port
-        log = self.root / "postgres.log"
-        self.root.mkdir(parents=True, exist_ok=True)
+        log = data_dir.parent / "postgres.log"
         log.touch()
         if os.geteuid() == 0:
             shutil.chown(log, user=user)

@@ -48,12 +48,12 @@ def applied_versions(url: str) -> set[str]:
 
 
 def supabase_cli(project_dir: Path) -> list[str]:
-    """The pinned CLI from node_modules (``npm ci`` installs it)."""
+    """The pinned CLI from node_modules (``npm install`` puts it there)."""
     local_bin = project_dir / "node_modules" / ".bin" / "supabase"
     if local_bin.exists():
         return [str(local_bin)]
     raise MissingDependencyError(
-        "the Supabase CLI is not installed in node_modules: run `npm ci` in the checkout "
+        "the Supabase CLI is not installed in node_modules: run `npm install` in the checkout "
         "(Node 20 and npm are needed)"
     )
 

@@ -39,16 +39,20 @@ grant select, insert, update, delete on public.app_user_roles to service_role;
 -- the API roles wider access to the table.
 create or replace function private.has_role(p_role public.app_role)
 returns boolean
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  select exists (
+begin
+  -- plpgsql, not sql: its query plan is cached for the session instead of being planned
+  -- on every call, and every policy calls this once per statement
+  return exists (
     select 1
     from public.app_user_roles as r
     where r.user_id = (select auth.uid()) and r.role = p_role
-  )
+  );
+end;
 $$;
 
 comment on function private.has_role(public.app_role) is

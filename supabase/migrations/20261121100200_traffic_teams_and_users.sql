@@ -46,12 +46,14 @@ grant select, insert, update, delete on public.traffic_users to authenticated, s
 -- without that table's RLS (otherwise the policy would recurse).
 create or replace function private.current_team_id()
 returns uuid
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  select u.team_id from public.traffic_users as u where u.id = (select auth.uid())
+begin
+  return (select u.team_id from public.traffic_users as u where u.id = (select auth.uid()));
+end;
 $$;
 
 comment on function private.current_team_id() is

@@ -25,16 +25,20 @@ grant select, insert, update, delete on public.traffic_user_utm_sources to authe
 -- table's RLS, so the policy below does one cheap lookup per statement.
 create or replace function private.team_member_ids()
 returns uuid[]
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  select coalesce(pg_catalog.array_agg(u.id), '{}'::uuid [])
-  from public.traffic_users as u
-  where
-    u.id = (select auth.uid())
-    or (u.team_id is not null and u.team_id = (select private.current_team_id()))
+begin
+  return (
+    select coalesce(pg_catalog.array_agg(u.id), '{}'::uuid [])
+    from public.traffic_users as u
+    where
+      u.id = (select auth.uid())
+      or (u.team_id is not null and u.team_id = (select private.current_team_id()))
+  );
+end;
 $$;
 
 comment on function private.team_member_ids() is

@@ -14,9 +14,11 @@ parallel safe
 set search_path = ''
 as $$
   select case
-    when v ~ '^[a-z0-9.!#$%&''*+/=?^_`{|}~-]+@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$'
+    when
+      v ~ '^[a-z0-9!#$%&''*+/=?^_`{|}~.-]+@[a-z0-9-]+(\.[a-z0-9-]+)+$'
       and pg_catalog.length(v) <= 254
-      and v !~ '\.\.'
+      and pg_catalog.strpos(v, '..') = 0
+      and v !~ '(^\.|\.@|@-|-\.|\.-|-$)'
       then v
   end
   from (select pg_catalog.lower(pg_catalog.btrim(p_email, e' \t\r\n\u00a0<>"''')) as v) as s
@@ -27,8 +29,8 @@ comment on function private.normalize_email(text) is
 '(an invalid email is kept raw on the lead but is not an identifier).';
 
 revoke all on function private.normalize_email(text) from public;
--- traffic_leads.email_normalized is generated from it: whoever may write a lead must be
--- able to run it (the schema itself stays closed to the API roles).
+-- traffic_leads.email_normalized is derived from it by trigger: whoever may write a lead's
+-- email must be able to run it (the schema itself stays closed to the API roles).
 grant execute on function private.normalize_email(text) to authenticated, service_role;
 
 create or replace function private.canonical_lead_source(p_source text)
@@ -40,12 +42,13 @@ set search_path = ''
 as $$
   select case
     when k is null or k = '' then null
+    when k in ('profitest', 'expresscourse') then k
     when pg_catalog.replace(k, '_', '') ~ '^prof+i?t+e?st' then 'profitest'
     when k ~ '^(express|ekspress|экспресс)' then 'expresscourse'
     else k
   end
   from (
-    select pg_catalog.regexp_replace(pg_catalog.lower(pg_catalog.btrim(p_source)), '[\s-]+', '_', 'g') as k
+    select pg_catalog.translate(pg_catalog.lower(pg_catalog.btrim(p_source)), ' -', '__') as k
   ) as s
 $$;
 

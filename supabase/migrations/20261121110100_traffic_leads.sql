@@ -5,9 +5,12 @@
 -- could say which targetologist brought a lead. Seed 000: no unique constraints on
 -- email/phone, no phone normalisation, UTM lost between systems, missing indexes.
 --
--- Identity columns (phone_normalized, email_normalized) are generated from the raw
--- values, so they can never disagree with them; partial unique indexes make two live
--- leads with the same phone or email impossible. A merged lead is kept, pointing at
+-- Identity columns (phone_normalized, email_normalized, no_identifier) are derived from
+-- the raw values by a trigger on every write of phone or email, so they can never
+-- disagree with them (a plain trigger rather than generated columns: generated columns
+-- are recomputed on every UPDATE, and most updates — flags, stages — never touch
+-- identity). Partial unique indexes make two live leads with the same phone or email
+-- impossible. A merged lead is kept, pointing at
 -- the survivor through merged_into. Every column of the legacy landing_leads is here.
 
 -- Tables -------------------------------------------------------------------------------
@@ -17,9 +20,9 @@ create table public.traffic_leads (
   lead_no bigint generated always as identity unique,
   name text check (pg_catalog.length(name) <= 200),
   email text check (pg_catalog.length(email) <= 320),
-  email_normalized text generated always as (private.normalize_email(email)) stored,
+  email_normalized text,
   phone text check (pg_catalog.length(phone) <= 64),
-  phone_normalized text generated always as (public.normalize_phone(phone)) stored,
+  phone_normalized text,
   source text check (pg_catalog.length(source) <= 100),
   source_raw text check (pg_catalog.length(source_raw) <= 100),
   metadata jsonb not null default '{}'::jsonb
@@ -57,9 +60,7 @@ create table public.traffic_leads (
   legacy_id text,
   merged_into uuid references public.traffic_leads (id),
   merged_at timestamptz,
-  no_identifier boolean generated always as (
-    public.normalize_phone(phone) is null and private.normalize_email(email) is null
-  ) stored,
+  no_identifier boolean not null default true,
   created_at timestamptz not null default pg_catalog.now(),
   updated_at timestamptz not null default pg_catalog.now(),
   constraint traffic_leads_merge_consistent check ((merged_into is null) = (merged_at is null)),
@@ -74,7 +75,7 @@ comment on column public.traffic_leads.lead_no is
 comment on column public.traffic_leads.email_normalized is
 'Email identity (trimmed, lower-case; NULL when the raw email is not a valid address).';
 comment on column public.traffic_leads.phone_normalized is
-'Phone identity: E.164 from normalize_phone(phone), or NULL.';
+'Phone identity: E.164 from normalize_phone(phone), or NULL (set by trigger).';
 comment on column public.traffic_leads.source is 'Canonical source (proftest spellings -> profitest).';
 comment on column public.traffic_leads.source_raw is 'The source exactly as first received.';
 comment on column public.traffic_leads.utm_source is
@@ -93,7 +94,10 @@ create unique index traffic_leads_live_phone_key on public.traffic_leads (phone_
 where merged_into is null and phone_normalized is not null;
 create unique index traffic_leads_live_email_key on public.traffic_leads (email_normalized)
 where merged_into is null and email_normalized is not null;
-create index traffic_leads_utm_source_created_at_idx on public.traffic_leads (utm_source, created_at);
+-- attribution and the dashboard: live leads of some UTM sources in a period, covering the
+-- funnel stages so the dashboard is an index-only scan
+create index traffic_leads_live_utm_source_created_at_idx on public.traffic_leads (utm_source, created_at)
+include (stages) where merged_into is null;
 create index traffic_leads_created_at_idx on public.traffic_leads (created_at);
 create index traffic_leads_merged_into_idx on public.traffic_leads (merged_into);
 create index traffic_leads_amocrm_unsynced_idx on public.traffic_leads (created_at)
@@ -125,14 +129,18 @@ grant select, insert, update, delete on public.traffic_leads to service_role;
 -- table's RLS, once per statement, so the lead policy is a plain index condition.
 create or replace function private.my_utm_sources()
 returns text[]
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  select coalesce(pg_catalog.array_agg(s.utm_source), '{}'::text [])
-  from public.traffic_user_utm_sources as s
-  where s.user_id = (select auth.uid())
+begin
+  return (
+    select coalesce(pg_catalog.array_agg(s.utm_source), '{}'::text [])
+    from public.traffic_user_utm_sources as s
+    where s.user_id = (select auth.uid())
+  );
+end;
 $$;
 
 comment on function private.my_utm_sources() is
@@ -140,6 +148,32 @@ comment on function private.my_utm_sources() is
 
 revoke all on function private.my_utm_sources() from public;
 grant execute on function private.my_utm_sources() to authenticated, service_role;
+
+-- security definer: the trigger fires for whoever writes a lead (service role, sales
+-- managers), and it calls private.normalize_email, in a schema the API roles cannot use.
+create or replace function private.set_lead_identity()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  new.phone_normalized := public.normalize_phone(new.phone);
+  new.email_normalized := private.normalize_email(new.email);
+  new.no_identifier := new.phone_normalized is null and new.email_normalized is null;
+  return new;
+end;
+$$;
+
+comment on function private.set_lead_identity() is
+'Trigger: derives phone_normalized, email_normalized and no_identifier from the raw phone and email.';
+
+revoke all on function private.set_lead_identity() from public;
+
+create trigger traffic_leads_set_identity
+before insert or update of phone, email, phone_normalized, email_normalized, no_identifier
+on public.traffic_leads
+for each row execute function private.set_lead_identity();
 
 create trigger traffic_leads_set_updated_at
 before update on public.traffic_leads

@@ -12,28 +12,6 @@
 -- after the other, and under READ COMMITTED (PostgREST's default) the second sees the
 -- first one's lead. Unique indexes on identifiers and live leads are the backstop.
 
-create or replace function private.check_text_arg(p_name text, p_value text, p_max integer)
-returns void
-language plpgsql
-immutable
-set search_path = ''
-as $$
-begin
-  if p_value is not null and pg_catalog.length(p_value) > p_max then
-    raise exception using
-      errcode = '22001',
-      message = pg_catalog.format('%s is too long: %s characters, at most %s are allowed',
-        p_name, pg_catalog.length(p_value), p_max),
-      hint = 'Values are never truncated; send a shorter value or put long text into p_metadata.';
-  end if;
-end;
-$$;
-
-comment on function private.check_text_arg(text, text, integer) is
-'Raises 22001 naming the argument when a text argument is longer than allowed.';
-
-revoke all on function private.check_text_arg(text, text, integer) from public;
-
 create or replace function public.find_or_create_unified_lead(
   p_name text default null,
   p_email text default null,
@@ -67,21 +45,22 @@ declare
   v_name text := nullif(pg_catalog.btrim(p_name), '');
   v_email_raw text := nullif(pg_catalog.btrim(p_email), '');
   v_phone_raw text := nullif(pg_catalog.btrim(p_phone), '');
-  v_phone text := public.normalize_phone(p_phone);
-  v_email text := private.normalize_email(p_email);
+  v_phone text;
+  v_email text;
+  v_source text;
   v_stage text := coalesce(nullif(pg_catalog.btrim(p_stage), ''), 'lead_captured');
   v_at timestamptz := coalesce(p_occurred_at, pg_catalog.now());
   v_has_utm boolean := coalesce(p_utm_source, p_utm_medium, p_utm_campaign, p_utm_content, p_utm_term) is not null;
   v_meta jsonb := coalesce(p_metadata, '{}'::jsonb);
-  v_keys text [];
-  v_key text;
+  v_too_long text;
   v_by_phone uuid;
   v_by_email uuid;
   v_lead uuid;
   v_loser uuid;
   v_created boolean := false;
   v_merged boolean := false;
-  v_recorded boolean := false;
+  v_recorded boolean;
+  v_no_identifier boolean;
 begin
   -- Validate: nothing is truncated, nothing malformed is stored.
   if v_name is null and v_email_raw is null and v_phone_raw is null then
@@ -90,16 +69,26 @@ begin
       message = 'find_or_create_unified_lead needs at least one of p_name, p_email, p_phone',
       hint = 'Pass the person''s phone or email (a name alone is stored but flagged as having no identifier).';
   end if;
-  perform private.check_text_arg('p_name', p_name, 200);
-  perform private.check_text_arg('p_email', p_email, 320);
-  perform private.check_text_arg('p_phone', p_phone, 64);
-  perform private.check_text_arg('p_source', p_source, 100);
-  perform private.check_text_arg('p_utm_source', p_utm_source, 255);
-  perform private.check_text_arg('p_utm_medium', p_utm_medium, 255);
-  perform private.check_text_arg('p_utm_campaign', p_utm_campaign, 255);
-  perform private.check_text_arg('p_utm_content', p_utm_content, 255);
-  perform private.check_text_arg('p_utm_term', p_utm_term, 255);
-  perform private.check_text_arg('p_event_key', p_event_key, 255);
+  v_too_long := case
+    when pg_catalog.length(p_name) > 200 then 'p_name:200:' || pg_catalog.length(p_name)
+    when pg_catalog.length(p_email) > 320 then 'p_email:320:' || pg_catalog.length(p_email)
+    when pg_catalog.length(p_phone) > 64 then 'p_phone:64:' || pg_catalog.length(p_phone)
+    when pg_catalog.length(p_source) > 100 then 'p_source:100:' || pg_catalog.length(p_source)
+    when pg_catalog.length(p_utm_source) > 255 then 'p_utm_source:255:' || pg_catalog.length(p_utm_source)
+    when pg_catalog.length(p_utm_medium) > 255 then 'p_utm_medium:255:' || pg_catalog.length(p_utm_medium)
+    when pg_catalog.length(p_utm_campaign) > 255 then 'p_utm_campaign:255:' || pg_catalog.length(p_utm_campaign)
+    when pg_catalog.length(p_utm_content) > 255 then 'p_utm_content:255:' || pg_catalog.length(p_utm_content)
+    when pg_catalog.length(p_utm_term) > 255 then 'p_utm_term:255:' || pg_catalog.length(p_utm_term)
+    when pg_catalog.length(p_event_key) > 255 then 'p_event_key:255:' || pg_catalog.length(p_event_key)
+  end;
+  if v_too_long is not null then
+    raise exception using
+      errcode = '22001',
+      message = pg_catalog.format('%s is too long: %s characters, at most %s are allowed',
+        pg_catalog.split_part(v_too_long, ':', 1), pg_catalog.split_part(v_too_long, ':', 3),
+        pg_catalog.split_part(v_too_long, ':', 2)),
+      hint = 'Values are never truncated; send a shorter value or put long text into p_metadata.';
+  end if;
   if pg_catalog.jsonb_typeof(v_meta) <> 'object' then
     raise exception using
       errcode = '22023',
@@ -125,46 +114,62 @@ begin
       hint = 'Pass NULL when the event has no idempotency key.';
   end if;
 
-  -- Serialize: the event key first, then the identifiers in sorted order.
+  v_phone := public.normalize_phone(v_phone_raw);
+  v_email := private.normalize_email(v_email_raw);
+  v_source := private.canonical_lead_source(p_source);
+
+  -- Serialize: the event key first, then the identifiers in sorted order (no cycles).
   if p_event_key is not null then
     perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('lead-event:' || p_event_key, 0));
-    select j.lead_id into v_lead from public.traffic_lead_journey as j where j.event_key = p_event_key;
+    select coalesce(l.merged_into, l.id), l.no_identifier into v_lead, v_no_identifier
+    from public.traffic_lead_journey as j
+    join public.traffic_leads as l on j.lead_id = l.id
+    where j.event_key = p_event_key;
     if found then
-      v_lead := private.live_lead(v_lead);
-      return query select v_lead, false, false, false, l.no_identifier
-      from public.traffic_leads as l where l.id = v_lead;
+      return query select v_lead, false, false, false, v_no_identifier;
       return;
     end if;
   end if;
-  select pg_catalog.array_agg(k order by k) into v_keys
-  from pg_catalog.unnest(array['lead-id:phone:' || v_phone, 'lead-id:email:' || v_email]) as k
-  where k is not null;
-  foreach v_key in array coalesce(v_keys, '{}'::text []) loop
-    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(v_key, 0));
-  end loop;
+  perform pg_catalog.pg_advisory_xact_lock(k.h)
+  from (
+    select pg_catalog.hashtextextended(x.key, 0) as h
+    from (values ('lead-id:phone:' || v_phone), ('lead-id:email:' || v_email)) as x (key)
+    where x.key is not null
+    order by x.key
+  ) as k;
 
-  -- Who is it? Identifiers first, live leads' own columns as a fallback.
-  if v_phone is not null then
-    select coalesce(
-      (select i.lead_id from private.traffic_lead_identifiers as i where i.kind = 'phone' and i.value = v_phone),
+  -- Who is it? Every identifier ever seen first; live leads' own columns as a fallback.
+  -- Merges re-point earlier losers, so merged_into is always one hop from a live lead.
+  select
+    coalesce(
+      (
+        select coalesce(l.merged_into, l.id)
+        from private.traffic_lead_identifiers as i
+        join public.traffic_leads as l on i.lead_id = l.id
+        where i.kind = 'phone' and i.value = v_phone
+      ),
       (select l.id from public.traffic_leads as l where l.phone_normalized = v_phone and l.merged_into is null)
-    ) into v_by_phone;
-    v_by_phone := private.live_lead(v_by_phone);
-  end if;
-  if v_email is not null then
-    select coalesce(
-      (select i.lead_id from private.traffic_lead_identifiers as i where i.kind = 'email' and i.value = v_email),
+    ),
+    coalesce(
+      (
+        select coalesce(l.merged_into, l.id)
+        from private.traffic_lead_identifiers as i
+        join public.traffic_leads as l on i.lead_id = l.id
+        where i.kind = 'email' and i.value = v_email
+      ),
       (select l.id from public.traffic_leads as l where l.email_normalized = v_email and l.merged_into is null)
-    ) into v_by_email;
-    v_by_email := private.live_lead(v_by_email);
-  end if;
+    )
+  into v_by_phone, v_by_email;
 
   if v_by_phone is not null and v_by_email is not null and v_by_phone <> v_by_email then
-    -- Two leads for one person: lock both (id order), merge into the older.
-    -- A concurrent merge may have folded either into a third lead: lock, re-resolve, repeat.
+    -- Two leads for one person: lock both (id order), merge into the older. A concurrent
+    -- merge may have folded either into a third lead meanwhile: re-resolve and repeat.
     loop
       perform 1 from public.traffic_leads as l where l.id in (v_by_phone, v_by_email) order by l.id for update;
-      exit when private.live_lead(v_by_phone) = v_by_phone and private.live_lead(v_by_email) = v_by_email;
+      exit when not exists (
+        select 1 from public.traffic_leads as l
+        where l.id in (v_by_phone, v_by_email) and l.merged_into is not null
+      );
       v_by_phone := private.live_lead(v_by_phone);
       v_by_email := private.live_lead(v_by_email);
     end loop;
@@ -183,25 +188,25 @@ begin
   elsif coalesce(v_by_phone, v_by_email) is not null then
     v_lead := coalesce(v_by_phone, v_by_email);
     loop
-      perform 1 from public.traffic_leads as l where l.id = v_lead for update;
-      exit when private.live_lead(v_lead) = v_lead;
-      v_lead := private.live_lead(v_lead);
+      select coalesce(l.merged_into, l.id) into v_loser from public.traffic_leads as l where l.id = v_lead for update;
+      exit when v_loser = v_lead;
+      v_lead := v_loser;
     end loop;
   else
-    insert into public.traffic_leads (
-      name, email, phone, source, source_raw, metadata,
+    insert into public.traffic_leads as t (
+      name, email, phone, source, source_raw, metadata, stages,
       first_utm_source, first_utm_medium, first_utm_campaign, first_utm_content, first_utm_term, first_touch_at,
       last_utm_source, last_utm_medium, last_utm_campaign, last_utm_content, last_utm_term, last_touch_at,
       created_at
     ) values (
-      v_name, v_email_raw, v_phone_raw, private.canonical_lead_source(p_source), p_source, v_meta,
+      v_name, v_email_raw, v_phone_raw, v_source, p_source, v_meta, array[v_stage],
       p_utm_source, p_utm_medium, p_utm_campaign, p_utm_content, p_utm_term,
       case when v_has_utm then v_at end,
       p_utm_source, p_utm_medium, p_utm_campaign, p_utm_content, p_utm_term,
       case when v_has_utm then v_at end,
       v_at
     )
-    returning id into v_lead;
+    returning t.id, t.no_identifier into v_lead, v_no_identifier;
     v_created := true;
   end if;
 
@@ -214,9 +219,11 @@ begin
         else coalesce(l.phone, v_phone_raw) end,
       email = case when l.email_normalized is null and v_email is not null then v_email_raw
         else coalesce(l.email, v_email_raw) end,
-      source = coalesce(l.source, private.canonical_lead_source(p_source)),
+      source = coalesce(l.source, v_source),
       source_raw = coalesce(l.source_raw, p_source),
       metadata = v_meta || l.metadata,
+      stages = case when v_stage = any(l.stages) then l.stages
+        else (select pg_catalog.array_agg(x order by x) from pg_catalog.unnest(l.stages || v_stage) as x) end,
       first_utm_source = case when v_has_utm and v_at < coalesce(l.first_touch_at, 'infinity')
         then p_utm_source else l.first_utm_source end,
       first_utm_medium = case when v_has_utm and v_at < coalesce(l.first_touch_at, 'infinity')
@@ -240,7 +247,8 @@ begin
         then p_utm_term else l.last_utm_term end,
       last_touch_at = case when v_has_utm then greatest(l.last_touch_at, v_at) else l.last_touch_at end,
       created_at = least(l.created_at, v_at)
-    where l.id = v_lead;
+    where l.id = v_lead
+    returning l.no_identifier into v_no_identifier;
   end if;
 
   insert into private.traffic_lead_identifiers (kind, value, lead_id)
@@ -253,7 +261,7 @@ begin
     lead_id, stage, source, utm_source, utm_medium, utm_campaign, utm_content, utm_term,
     input, metadata, event_key, occurred_at
   ) values (
-    v_lead, v_stage, private.canonical_lead_source(p_source),
+    v_lead, v_stage, v_source,
     p_utm_source, p_utm_medium, p_utm_campaign, p_utm_content, p_utm_term,
     pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
       'name', p_name, 'email', p_email, 'phone', p_phone, 'source', p_source
@@ -263,8 +271,7 @@ begin
   on conflict (event_key) do nothing;
   v_recorded := found;
 
-  return query select v_lead, v_created, v_merged, v_recorded, l.no_identifier
-  from public.traffic_leads as l where l.id = v_lead;
+  return query select v_lead, v_created, v_merged, v_recorded, v_no_identifier;
 end;
 $$;
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -77,6 +78,15 @@ ADAPTERS = {
             dict(zip(("winner_id", "loser_id"), list(LEAD_UTM)[:2], strict=True), reason="matrix probe")
         ],
         update_column="reason",
+        seed=_seed,
+    ),
+    "public.traffic_lead_daily_stats": TableAdapter(
+        key=("utm_source", "day", "stage"),
+        rules={"attributed": lambda actor, row, cast: _owns(actor, row["utm_source"] or None)},
+        insert_samples=lambda cast, actor: [
+            {"utm_source": "matrix_probe", "day": dt.date(2020, 1, 1), "stage": "", "leads": 1}
+        ],
+        update_column="leads",
         seed=_seed,
     ),
     "public.landing_leads": TableAdapter(rules={"attributed": _lead_attributed}, seed=_seed),

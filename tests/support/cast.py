@@ -78,13 +78,13 @@ MATRIX_ROLES = ("anon", "student", "targetologist", "sales_manager", "admin", "s
 def build_cast(conn: psycopg.Connection) -> Cast:
     """Create the cast in a committed transaction (``conn`` logs in as postgres)."""
     spec = {
-        "admin": ("admin@onai.academy", ("admin",), None),
-        "targetologist": ("arystan@onai.academy", ("targetologist",), TEAM_A),
-        "targetologist_a2": ("muha@onai.academy", ("targetologist",), TEAM_A),
-        "targetologist_b": ("kenesary@onai.academy", ("targetologist",), TEAM_B),
-        "sales_manager": ("sales@onai.academy", ("sales_manager",), None),
-        "student": ("student@example.kz", ("student",), None),
-        "nobody": ("nobody@example.kz", (), None),
+        "admin": ("admin@cast.onai.test", ("admin",), None),
+        "targetologist": ("arystan@cast.onai.test", ("targetologist",), TEAM_A),
+        "targetologist_a2": ("muha@cast.onai.test", ("targetologist",), TEAM_A),
+        "targetologist_b": ("kenesary@cast.onai.test", ("targetologist",), TEAM_B),
+        "sales_manager": ("sales@cast.onai.test", ("sales_manager",), None),
+        "student": ("student@cast.onai.test", ("student",), None),
+        "nobody": ("nobody@cast.onai.test", (), None),
     }
     actors: dict[str, Actor] = {}
     with conn.transaction():
@@ -115,7 +115,5 @@ def build_cast(conn: psycopg.Connection) -> Cast:
 
 def drop_cast(conn: psycopg.Connection) -> None:
     with conn.transaction():
-        conn.execute(
-            "delete from auth.users where email like '%%@onai.academy' or email like '%%@example.kz'"
-        )
+        conn.execute("delete from auth.users where email like '%%@cast.onai.test'")
         conn.execute("delete from public.traffic_teams where id in (%s, %s)", (TEAM_A, TEAM_B))

@@ -1,0 +1,162 @@
+"""Dashboard RPC: the 30-day traffic_dashboard for one targetologist on 1M leads / 3M journey
+rows, called as that targetologist (RLS) and as service_role (no RLS) in the same run.
+
+Data: 20 targetologists in 4 teams owning 2 UTM sources each; leads spread evenly over
+the last 365 days, 80% attributed; three journey events per lead.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import psycopg
+
+from bench.common import BenchContext, Result, summarize_ms
+
+TARGETOLOGISTS = 20
+ITERATIONS = 300
+
+
+def build(ctx: BenchContext, leads: int) -> list[uuid.UUID]:
+    """(Re)create the data set; returns the targetologists' ids."""
+    with psycopg.connect(ctx.url("supabase_admin"), autocommit=True) as conn:
+        conn.execute(
+            "truncate public.traffic_lead_journey, public.traffic_lead_merges,"
+            " private.traffic_lead_identifiers, public.traffic_leads"
+        )
+        conn.execute("delete from auth.users where email like 'bench-t%%@onai.academy'")
+        conn.execute("delete from public.traffic_teams where name like 'Bench team %%'")
+        teams = [
+            conn.execute(
+                "insert into public.traffic_teams (name) values (%s) returning id", (f"Bench team {t}",)
+            ).fetchone()[0]
+            for t in range(4)
+        ]
+        people: list[uuid.UUID] = []
+        for n in range(TARGETOLOGISTS):
+            uid = uuid.uuid4()
+            email = f"bench-t{n}@onai.academy"
+            conn.execute(
+                "insert into auth.users (id, email, aud, role) values (%s, %s, 'authenticated', 'authenticated')",
+                (uid, email),
+            )
+            conn.execute(
+                "insert into public.app_user_roles (user_id, role) values (%s, 'targetologist')", (uid,)
+            )
+            conn.execute(
+                "insert into public.traffic_users (id, email, full_name, team_id) values (%s, %s, %s, %s)",
+                (uid, email, f"Bench Targetologist {n}", teams[n % 4]),
+            )
+            for k in range(2):
+                conn.execute(
+                    "insert into public.traffic_user_utm_sources (utm_source, user_id) values (%s, %s)",
+                    (f"bench_src_{n}_{k}", uid),
+                )
+            people.append(uid)
+        # bulk load, as a restore would: the identity trigger's work is done inline
+        conn.execute("set session_replication_role = replica")
+        conn.execute(
+            """
+            insert into public.traffic_leads (name, phone, phone_normalized, email, email_normalized, no_identifier,
+              source, first_utm_source, last_utm_source, first_touch_at, last_touch_at, stages, created_at)
+            select 'Lead ' || g, '+7707' || lpad(g::text, 7, '0'), '+7707' || lpad(g::text, 7, '0'),
+                   null, null, false, 'profitest', src, src, ts, ts, st, ts
+            from (
+              select g,
+                case when g %% 5 = 0 then null else 'bench_src_' || (g %% %(t)s) || '_' || (g / %(t)s %% 2) end as src,
+                now() - (g::double precision / %(n)s) * interval '365 days' as ts,
+                case g %% 10
+                  when 0 then array['expresscourse_clicked', 'lead_captured', 'payment_succeeded']
+                  when 1 then array['expresscourse_clicked', 'expresscourse_submitted', 'lead_captured']
+                  when 2 then array['expresscourse_clicked', 'expresscourse_submitted', 'lead_captured']
+                  when 3 then array['expresscourse_clicked', 'lead_captured', 'proftest_submitted']
+                  when 4 then array['expresscourse_clicked', 'lead_captured', 'proftest_submitted']
+                  else array['lead_captured', 'proftest_submitted']
+                end as st
+              from generate_series(1, %(n)s) as g
+            ) as x
+            """,
+            {"n": leads, "t": TARGETOLOGISTS},
+        )
+        conn.execute(
+            """
+            insert into public.traffic_lead_journey (lead_id, stage, source, occurred_at)
+            select l.id, s.stage, 'profitest', l.created_at + s.ord * interval '1 hour'
+            from public.traffic_leads as l
+            cross join lateral (
+              select st.stage, st.ord::int from unnest(
+                l.stages || case when cardinality(l.stages) = 2 then array['proftest_submitted'] else '{}' end
+              ) with ordinality as st (stage, ord)
+            ) as s
+            """
+        )
+        conn.execute("set session_replication_role = origin")
+        conn.execute("select private.rebuild_lead_daily_stats()")
+        conn.execute("vacuum analyze public.traffic_leads")
+        conn.execute("vacuum analyze public.traffic_lead_daily_stats")
+        conn.execute("vacuum analyze public.traffic_lead_journey")
+        conn.execute("vacuum analyze public.traffic_user_utm_sources")
+        conn.execute("checkpoint")
+    return people
+
+
+def time_calls(ctx: BenchContext, role: str, claims: dict, sql: str, params: dict) -> list[float]:
+    samples = []
+    with ctx.connect("authenticator", autocommit=False) as conn:
+        for i in range(ITERATIONS + 20):
+            with conn.transaction():
+                conn.execute(
+                    "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+                    (role, json.dumps(claims)),
+                )
+                t0 = time.perf_counter()
+                rows = conn.execute(sql, params).fetchall()
+                elapsed = time.perf_counter() - t0
+            if i >= 20:  # warm-up excluded
+                samples.append(elapsed)
+    assert rows, "the dashboard returned nothing: the data set is wrong"
+    return samples
+
+
+def run(ctx: BenchContext) -> list[Result]:
+    leads = ctx.scale(1_000_000, 100_000)
+    people = build(ctx, leads)
+    who = people[3]
+    with ctx.connect() as conn:
+        journey = conn.execute("select count(*) from public.traffic_lead_journey").fetchone()[0]
+        window = conn.execute(
+            "select count(*) from public.traffic_lead_attribution where targetologist_id = %s"
+            " and created_at >= now() - interval '30 days'",
+            (who,),
+        ).fetchone()[0]
+    rls = time_calls(
+        ctx,
+        "authenticated",
+        {"role": "authenticated", "sub": str(who), "aud": "authenticated"},
+        "select * from public.traffic_dashboard(p_group_by => 'day')",
+        {},
+    )
+    service = time_calls(
+        ctx,
+        "service_role",
+        {"role": "service_role"},
+        "select * from public.traffic_dashboard(p_group_by => 'day', p_targetologist_id => %(who)s)",
+        {"who": who},
+    )
+    rls_s, service_s = summarize_ms(rls), summarize_ms(service)
+    result = Result(
+        bench="dashboard",
+        workload="traffic_dashboard 30 days by day, as the targetologist (RLS)",
+        baseline="the same call as service_role (no RLS), filtered to that targetologist",
+        scale=f"{leads} leads, {journey} journey rows, {window} leads in the window",
+        unit="ms (median)",
+        value=rls_s["median_ms"],
+        baseline_value=service_s["median_ms"],
+        higher_is_better=False,
+        target="median <= 2 ms; RLS overhead <= 1.5x",
+        details={"rls": rls_s, "service_role": service_s},
+    )
+    result.met = rls_s["median_ms"] <= 2.0 and rls_s["median_ms"] <= 1.5 * service_s["median_ms"]
+    return [result]

@@ -1,0 +1,158 @@
+"""Lead intake: find_or_create_unified_lead under 8 concurrent clients, 30% repeat people,
+beside a bare ``insert ... on conflict do nothing`` into a same-shaped table in the same run.
+
+Both sides run each call as a PostgREST request would: its own transaction on a
+connection logged in as ``authenticator``, ``set_config('role', 'service_role')`` and
+the claims, one statement, commit.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import threading
+import time
+
+from bench.common import BenchContext, Result, summarize_ms
+
+CLIENTS = 8
+CLAIMS = json.dumps({"role": "service_role"})
+
+
+def workload(total: int, seed: int = 7, offset: int = 1_000_000) -> list[dict]:
+    """``total`` calls; 30% of them are a person seen before, in another format."""
+    rng = random.Random(seed)
+    calls: list[dict] = []
+    people: list[int] = []
+    for i in range(total):
+        if people and rng.random() < 0.30:
+            person = rng.choice(people)
+            phone = f"8 701 {person % 10_000_000:07d}"
+        else:
+            person = offset + i
+            people.append(person)
+            phone = f"+7701{person % 10_000_000:07d}"
+        calls.append(
+            {
+                "p_name": f"Bench {person}",
+                "p_phone": phone,
+                "p_email": f"bench{person}@example.kz" if rng.random() < 0.5 else None,
+                "p_utm_source": rng.choice(("fb_a", "fb_b", "ig_c", None)),
+                "p_stage": rng.choice(
+                    ("proftest_submitted", "expresscourse_clicked", "expresscourse_submitted")
+                ),
+                "p_event_key": f"bench-{offset}-{i}",
+            }
+        )
+    return calls
+
+
+RPC_SQL = (
+    "select * from public.find_or_create_unified_lead(p_name := %(p_name)s, p_phone := %(p_phone)s,"
+    " p_email := %(p_email)s, p_utm_source := %(p_utm_source)s, p_stage := %(p_stage)s,"
+    " p_event_key := %(p_event_key)s)"
+)
+BARE_SQL = (
+    "insert into bench.bare_leads (name, phone, email, source, metadata) values"
+    " (%(p_name)s, %(p_phone)s, %(p_email)s, %(p_utm_source)s, '{}') on conflict (phone) do nothing"
+)
+
+
+def drive(ctx: BenchContext, calls: list[dict], stmt: str) -> tuple[float, list[float]]:
+    chunks = [calls[i::CLIENTS] for i in range(CLIENTS)]
+    latencies: list[list[float]] = [[] for _ in range(CLIENTS)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(CLIENTS + 1)
+
+    def client(n: int) -> None:
+        try:
+            with ctx.connect("authenticator", autocommit=False) as conn:
+                barrier.wait()
+                for args in chunks[n]:
+                    t0 = time.perf_counter()
+                    with conn.transaction():
+                        conn.execute(
+                            "select set_config('role', 'service_role', true), set_config('request.jwt.claims', %s, true)",
+                            (CLAIMS,),
+                        )
+                        conn.execute(stmt, args)
+                    latencies[n].append(time.perf_counter() - t0)
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return elapsed, [x for per in latencies for x in per]
+
+
+def run(ctx: BenchContext) -> list[Result]:
+    total = ctx.scale(40_000, 4_000)
+    calls = workload(total)
+    with ctx.connect() as conn:
+        conn.execute("create schema if not exists bench")
+        conn.execute("drop table if exists bench.bare_leads")
+        conn.execute(
+            "create table bench.bare_leads (id uuid primary key default gen_random_uuid(), name text,"
+            " phone text unique, email text, source text, metadata jsonb, created_at timestamptz default now())"
+        )
+        conn.execute("grant usage on schema bench to service_role")
+        conn.execute("grant insert, select on bench.bare_leads to service_role")
+        conn.execute(
+            "truncate public.traffic_lead_journey, public.traffic_lead_merges,"
+            " private.traffic_lead_identifiers, public.traffic_leads"
+        )
+    # three interleaved rounds per side, on disjoint people; medians are reported
+    rounds = 3
+    bare_runs, rpc_runs, calls_all = [], [], []
+    for r in range(rounds):
+        calls = workload(total, seed=7 + r, offset=1_000_000 * (r + 1))
+        calls_all.extend(calls)
+        bare_runs.append(drive(ctx, calls, BARE_SQL))
+        rpc_runs.append(drive(ctx, calls, RPC_SQL))
+    bare_s = statistics.median(t for t, _ in bare_runs)
+    rpc_s = statistics.median(t for t, _ in rpc_runs)
+    bare_lat = [x for _, lat in bare_runs for x in lat]
+    rpc_lat = [x for _, lat in rpc_runs for x in lat]
+    calls = calls_all
+    with ctx.connect() as conn:
+        duplicates = conn.execute(
+            "select count(*) from (select phone_normalized from public.traffic_leads where merged_into is null"
+            " and phone_normalized is not null group by 1 having count(*) > 1) d"
+        ).fetchone()[0]
+        people = len({c["p_name"] for c in calls})
+        live = conn.execute("select count(*) from public.traffic_leads where merged_into is null").fetchone()[
+            0
+        ]
+        events = conn.execute("select count(*) from public.traffic_lead_journey").fetchone()[0]
+    rpc_rate, bare_rate = total / rpc_s, total / bare_s
+    total_calls = len(calls)
+    result = Result(
+        bench="lead_intake",
+        workload="find_or_create_unified_lead, 8 clients, 30% repeat people",
+        baseline="bare insert ... on conflict do nothing, same shape, same clients",
+        scale=f"3 rounds x {total} calls, {people} people",
+        unit="calls/s",
+        value=round(rpc_rate, 1),
+        baseline_value=round(bare_rate, 1),
+        target=">= 0.4x the bare upsert; 0 duplicates",
+        details={
+            "rpc": summarize_ms(rpc_lat),
+            "bare": summarize_ms(bare_lat),
+            "duplicates": duplicates,
+            "live_leads": live,
+            "people": people,
+            "journey_events": events,
+        },
+    )
+    result.met = result.ratio >= 0.4 and duplicates == 0 and live == people and events == total_calls
+    return [result]

@@ -1,0 +1,88 @@
+"""normalize_phone over 1M realistic inputs vs a bare regexp_replace(x, '\\D', '', 'g').
+
+Issue 3's target: normalize_phone within 2x of the regexp_replace baseline over 1M inputs.
+Both run over the same unlogged table in the same session, alternating, several times;
+the medians are compared. Parallel query is off so that both measure per-row CPU, not the
+number of workers. A third figure, a do-nothing SQL function with ``set search_path = ''``,
+shows the floor every such function pays per call (it is not inlined).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import psycopg
+
+from bench.common import BenchContext, Result
+from onai_db.phone_samples import samples
+
+BENCH = "normalize_phone"
+REPETITIONS = 5
+TARGET_RATIO = 2.0
+
+BASELINE_SQL = "select count(pg_catalog.regexp_replace(x, '\\D', '', 'g')) from bench_phone_inputs"
+WORKLOAD_SQL = "select count(public.normalize_phone(x)) from bench_phone_inputs"
+FLOOR_SQL = "select count(pg_temp.bench_identity(x)) from bench_phone_inputs"
+FLOOR_FUNCTION = """
+create function pg_temp.bench_identity(phone text) returns text
+language sql immutable parallel safe set search_path = '' as $$ select phone $$
+"""
+
+
+def load(conn: psycopg.Connection, n: int) -> None:
+    conn.execute("drop table if exists bench_phone_inputs")
+    conn.execute("create unlogged table bench_phone_inputs (x text)")
+    with conn.cursor().copy("copy bench_phone_inputs (x) from stdin") as copy:
+        for value in samples(n):
+            copy.write_row((value,))
+    conn.execute("vacuum analyze bench_phone_inputs")
+
+
+def timed(conn: psycopg.Connection, stmt: str) -> float:
+    start = time.perf_counter()
+    conn.execute(stmt).fetchone()
+    return time.perf_counter() - start
+
+
+def run(ctx: BenchContext) -> list[Result]:
+    n = ctx.scale(1_000_000, 20_000)
+    scale = f"{n:,} inputs, {REPETITIONS} runs each, medians, no parallel workers"
+    with ctx.connect() as conn:
+        load(conn, n)
+        conn.execute("set max_parallel_workers_per_gather = 0")
+        conn.execute(FLOOR_FUNCTION)
+        normalized = conn.execute(
+            "select count(*) filter (where public.normalize_phone(x) is not null) from bench_phone_inputs"
+        ).fetchone()[0]
+        times: dict[str, list[float]] = {"baseline": [], "workload": [], "floor": []}
+        for _ in range(REPETITIONS):
+            times["baseline"].append(timed(conn, BASELINE_SQL))
+            times["workload"].append(timed(conn, WORKLOAD_SQL))
+            times["floor"].append(timed(conn, FLOOR_SQL))
+        conn.execute("drop table bench_phone_inputs")
+    median = {k: statistics.median(v) for k, v in times.items()}
+    ratio = median["workload"] / median["baseline"]
+    per_row_us = {k: round(v / n * 1e6, 3) for k, v in median.items()}
+    details = {
+        "runs_s": {k: [round(x, 3) for x in v] for k, v in times.items()},
+        "median_us_per_row": per_row_us,
+        "normalized_non_null": normalized,
+        "slowdown_vs_baseline": round(ratio, 2),
+        "set_search_path_function_floor_vs_baseline": round(median["floor"] / median["baseline"], 2),
+    }
+    return [
+        Result(
+            bench=BENCH,
+            workload="normalize_phone(x), count over the table",
+            baseline="regexp_replace(x, '\\D', '', 'g'), count over the table",
+            scale=scale,
+            unit="s",
+            value=round(median["workload"], 3),
+            baseline_value=round(median["baseline"], 3),
+            higher_is_better=False,
+            target="within 2x of regexp baseline",
+            met=ratio <= TARGET_RATIO,
+            details=details,
+        )
+    ]

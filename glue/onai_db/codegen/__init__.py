@@ -1,0 +1,1 @@
+"""Generators of SQL from third-party metadata (the output is committed as a migration)."""

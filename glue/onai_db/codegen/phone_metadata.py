@@ -1,0 +1,585 @@
+"""Generate the migration that defines ``public.normalize_phone`` from libphonenumber metadata.
+
+``python -m onai_db.codegen.phone_metadata > supabase/migrations/20261121110000_normalize_phone.sql``
+
+Everything the SQL needs to know about numbering plans is read here from the installed
+``phonenumbers`` package (the Python port of Google's libphonenumber metadata):
+
+- country code 7 (RU and KZ): the general patterns used when stripping the ``8`` trunk
+  prefix, the lengths that keep a stripped number, and one regular expression saying
+  whether a national significant number (NSN) is *valid* (RU when it starts with 3/4/8/9,
+  KZ when it starts with 7, matching one of the region's number types, lengths included);
+- every other country code: the code itself, its national prefix for parsing, its general
+  pattern, and its *possible* lengths (local-only lengths included, as
+  ``is_possible_number`` counts them).
+
+The SQL mirrors ``phonenumbers.parse(number, "KZ")`` step by step; see docs/phone.md.
+The header of the generated file names the phonenumbers version it came from, and
+``tests/test_normalize_phone.py`` fails when the committed migration differs from a fresh
+rendering with the installed version.
+"""
+
+from __future__ import annotations
+
+import re
+import re._parser as re_parser
+import sys
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import phonenumbers
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
+from phonenumbers.phonemetadata import PhoneNumberDesc
+from phonenumbers.phonenumberutil import (
+    ValidationResult,
+    _test_number_length,
+    region_code_for_country_code,
+)
+
+TEMPLATE_PATH = Path(__file__).with_name("normalize_phone.sql.in")
+MIGRATION = "supabase/migrations/20261121110000_normalize_phone.sql"
+MAX_NSN = 17  # libphonenumber's _MAX_LENGTH_FOR_NSN
+MIN_NSN = 2  # libphonenumber's _MIN_LENGTH_FOR_NSN
+LENGTH_PROBE = 30  # lengths 0..LENGTH_PROBE are classified one by one; longer ones like the last
+CHUNK = 100_000  # regex literals stay on one line (sqlfluff does not lint inside the $$ body)
+
+# Countries whose national prefix for parsing comes with a transform rule (AR, BR, JP, ...).
+# Their prefix is not stripped by the SQL (see docs/phone.md, "Known differences").
+TYPE_ATTRS = (
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+    "mobile",
+)
+
+# Characters folded before parsing: full-width digits and plus, unicode spaces, dashes
+# and brackets become their ASCII forms; zero-width characters and the soft hyphen are
+# dropped (translate() deletes characters that have no counterpart).
+FOLD_FROM = (
+    "０１２３４５６７８９＋（）［］．／"
+    "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u202f\u205f\u3000\t\n\r\u000b\u000c"
+    "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+    "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+)
+FOLD_TO = "0123456789+()[]./" + " " * 21 + "-" * 10
+
+# The whole (folded) input: a label without digits or '+', the number (optional leading
+# '+' signs, then digits and separators, ending with a digit), an optional extension,
+# trailing punctuation. Group 1 is the number.
+SEPARATORS = r" ().\[\]/"  # and "-", which goes last in a bracket expression
+EXTENSION = (
+    r"(?:[ ,;]*(?:[eE][xX][tT](?:[nN]|[eE][nN][sS][iI][oO][nN])?|[xX]|#|доб|Доб|ДОБ|добавочный)"
+    r"[.:= ]*[0-9]{1,10})"
+)
+TRAILING = SEPARATORS + r",;:!?#*'\""
+CORE_PATTERN = rf"^[^0-9+]*(\+*[0-9{SEPARATORS}-]*[0-9]){EXTENSION}?[{TRAILING}-]*$"
+
+
+def simple_input_regex() -> str:
+    """Inputs that are only digits and separators after an optional '+': the ASCII
+    separators and every character that folds to one (or is dropped by the fold)."""
+    folded = dict(zip(FOLD_FROM, FOLD_TO.ljust(len(FOLD_FROM), " "), strict=True))
+    extra = sorted(c for c, to in folded.items() if to in " -" and ord(c) > 127)
+    return "^[+]?[0-9 ()." + "".join(extra) + "-]*$"
+
+
+@dataclass(frozen=True)
+class Country:
+    code: int
+    region: str
+    metadata: PhoneMetadata
+
+    @property
+    def prefix_for_parsing(self) -> str | None:
+        npfp = self.metadata.national_prefix_for_parsing
+        if not npfp or self.metadata.national_prefix_transform_rule:
+            return None
+        return non_capturing(npfp)
+
+
+def non_capturing(pattern: str) -> str:
+    """Turn capturing groups into non-capturing ones (the SQL needs only the match)."""
+    return re.sub(r"\((?!\?)", "(?:", pattern)
+
+
+def countries() -> list[Country]:
+    found = []
+    for code in sorted(COUNTRY_CODE_TO_REGION_CODE):
+        region = region_code_for_country_code(code)
+        metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+        assert metadata is not None, f"no metadata for +{code}"
+        found.append(Country(code, region, metadata))
+    codes = [str(c.code) for c in found]
+    assert not [(a, b) for a in codes for b in codes if a != b and b.startswith(a)], "codes not prefix-free"
+    return found
+
+
+def transform_rule_codes() -> list[int]:
+    return [c.code for c in countries() if c.metadata.national_prefix_transform_rule]
+
+
+def lengths_where(metadata: PhoneMetadata, results: Iterable[int]) -> tuple[list[int], bool]:
+    """NSN lengths whose _test_number_length result is in ``results``; and whether every
+    length above LENGTH_PROBE is too (they all classify like LENGTH_PROBE)."""
+    wanted = set(results)
+    hits = [n for n in range(LENGTH_PROBE + 1) if _test_number_length("1" * n, metadata) in wanted]
+    return [n for n in hits if n < LENGTH_PROBE], LENGTH_PROBE in hits
+
+
+def lengths_regex(lengths: list[int], open_ended_from: int | None = None) -> str:
+    """``\\d{n}`` alternatives, runs of consecutive lengths as ``\\d{a,b}`` (``\\d{a,}`` when open)."""
+    runs: list[list[int]] = []
+    for n in sorted(lengths):
+        if runs and runs[-1][1] == n - 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    if open_ended_from is not None:
+        if runs and runs[-1][1] == open_ended_from - 1:
+            runs[-1][1] = -1
+        else:
+            runs.append([open_ended_from, -1])
+    parts = []
+    for low, high in runs:
+        if high == -1:
+            parts.append(rf"\d{{{low},}}")
+        elif low == high:
+            parts.append(rf"\d{{{low}}}")
+        else:
+            parts.append(rf"\d{{{low},{high}}}")
+    return "|".join(parts)
+
+
+POSSIBLE = (ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY)
+# parse() keeps a stripped national prefix unless the rest is one of these
+NOT_KEPT = (
+    ValidationResult.TOO_SHORT,
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
+    ValidationResult.INVALID_LENGTH,
+)
+KEPT = tuple(r for r in range(-1, 8) if r not in NOT_KEPT)
+
+
+def possible_lengths(metadata: PhoneMetadata) -> list[int]:
+    lengths, _ = lengths_where(metadata, POSSIBLE)
+    return [n for n in lengths if MIN_NSN <= n <= MAX_NSN]
+
+
+def kept_lengths_regex(metadata: PhoneMetadata) -> str:
+    lengths, open_ended = lengths_where(metadata, KEPT)
+    return lengths_regex(lengths, LENGTH_PROBE if open_ended else None)
+
+
+def desc_regex(desc: PhoneNumberDesc) -> str:
+    """A number matches the desc: one of its lengths and its pattern (a full match)."""
+    lengths = "|".join(rf"\d{{{n}}}" for n in desc.possible_length if n > 0)
+    lookahead = f"(?=(?:{lengths})$)" if lengths else ""
+    return f"{lookahead}(?:{desc.national_number_pattern})$"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a digit pattern can match, over-approximated: its first digits and its lengths."""
+
+    first: frozenset[str]
+    lengths: frozenset[int]
+
+
+def _shape_of_items(items: list) -> Shape | None:
+    first: set[str] = set()
+    lengths = {0}
+    for op, arg in items:
+        part = _shape_of_item(op, arg)
+        if part is None:
+            return None
+        if 0 in lengths:  # everything so far may be empty: this part's first digits count
+            first |= part.first
+        lengths = {a + b for a in lengths for b in part.lengths}
+    return Shape(frozenset(first), frozenset(lengths))
+
+
+def _shape_of_item(op: object, arg: object) -> Shape | None:
+    digits = frozenset("0123456789")
+    name = str(op)
+    if name == "LITERAL":
+        return Shape(frozenset({chr(arg)}), frozenset({1}))  # type: ignore[arg-type]
+    if name == "IN":
+        chars: set[str] = set()
+        for kind, value in arg:  # type: ignore[union-attr]
+            if str(kind) == "LITERAL":
+                chars.add(chr(value))
+            elif str(kind) == "RANGE":
+                chars |= {chr(c) for c in range(value[0], value[1] + 1)}
+            elif str(kind) == "CATEGORY" and str(value) == "CATEGORY_DIGIT":
+                chars |= digits
+            else:
+                return None
+        return Shape(frozenset(chars), frozenset({1}))
+    if name == "SUBPATTERN":
+        return _shape_of_items(list(arg[3]))  # type: ignore[index]
+    if name == "BRANCH":
+        parts = [_shape_of_items(list(b)) for b in arg[1]]  # type: ignore[index]
+        if any(p is None for p in parts):
+            return None
+        return Shape(
+            frozenset().union(*(p.first for p in parts if p)),
+            frozenset().union(*(p.lengths for p in parts if p)),
+        )
+    if name in ("MAX_REPEAT", "MIN_REPEAT"):
+        low, high, items = arg  # type: ignore[misc]
+        inner = _shape_of_items(list(items))
+        if inner is None or high > LENGTH_PROBE:
+            return None
+        lengths = {0}
+        total: set[int] = {0} if low == 0 else set()
+        for k in range(1, high + 1):
+            lengths = {a + b for a in lengths for b in inner.lengths}
+            if k >= low:
+                total |= lengths
+        return Shape(inner.first, frozenset(total))
+    return None
+
+
+def shape(pattern: str) -> Shape | None:
+    return _shape_of_items(list(re_parser.parse(pattern)))
+
+
+def general_branches(desc: PhoneNumberDesc) -> list[Shape] | None:
+    """The general pattern as ``[first digits]\\d{n}`` branches, when it has that form."""
+    tree = list(re_parser.parse(desc.national_number_pattern))
+    branches = [list(b) for b in tree[0][1][1]] if len(tree) == 1 and str(tree[0][0]) == "BRANCH" else [tree]
+    found = []
+    for branch in branches:
+        if len(branch) != 2:
+            return None
+        head, tail = _shape_of_items(branch[:1]), _shape_of_items(branch[1:])
+        if head is None or tail is None or head.lengths != {1} or len(tail.lengths) != 1:
+            return None
+        if tail.first != frozenset("0123456789"):
+            return None
+        found.append(Shape(head.first, frozenset(1 + n for n in tail.lengths)))
+    return found
+
+
+def covered(part: Shape, general: list[Shape], general_lengths: tuple[int, ...]) -> bool:
+    """Every string of ``part`` also matches the general desc (pattern and lengths)."""
+    return part.lengths <= set(general_lengths) and all(
+        any(c in g.first and n in g.lengths for g in general) for c in part.first for n in part.lengths
+    )
+
+
+def valid_regex_for(metadata: PhoneMetadata, leading: str, only: str | None = None) -> str:
+    """NSNs valid for the region among those starting with ``leading`` (its leading digits).
+
+    A number is valid when it matches the general desc and one of the type descs, lengths
+    included. Lookaheads are slow in PostgreSQL, so a length or general-desc lookahead is
+    written only when the shape of the type pattern does not already imply it, and a type
+    none of whose numbers starts with the leading digits is left out."""
+    lead = shape(leading)
+    assert lead is not None and lead.lengths == {1}
+    general = general_branches(metadata.general_desc)
+    alternatives = []
+    for attr in TYPE_ATTRS if only is None else (only,):
+        desc = getattr(metadata, attr)
+        if desc is None or not desc.national_number_pattern:
+            continue
+        part = shape(desc.national_number_pattern)
+        if part is not None and not (part.first & lead.first):
+            continue  # starts elsewhere: belongs to the other region of +7
+        pieces = []
+        if part is None or not part.first <= lead.first:
+            pieces.append(f"(?={leading})")
+        if (
+            part is None
+            or general is None
+            or not covered(part, general, metadata.general_desc.possible_length)
+        ):
+            pieces.append(f"(?={desc_regex(metadata.general_desc)})")
+        if part is None or not part.lengths <= set(desc.possible_length):
+            lengths = "|".join(rf"\d{{{n}}}" for n in desc.possible_length if n > 0)
+            pieces.append(f"(?=(?:{lengths})$)")
+        pieces.append(f"(?:{desc.national_number_pattern})")
+        alternatives.append("".join(pieces))
+    return "|".join(alternatives)
+
+
+def cc7_metadata() -> tuple[PhoneMetadata, PhoneMetadata]:
+    assert COUNTRY_CODE_TO_REGION_CODE[7] == ("RU", "KZ"), COUNTRY_CODE_TO_REGION_CODE[7]
+    ru = PhoneMetadata.metadata_for_region("RU")
+    kz = PhoneMetadata.metadata_for_region("KZ")
+    for md in (ru, kz):
+        # the SQL hard-codes these (8 trunk prefix, 8~10 international prefix)
+        assert md.national_prefix_for_parsing == "8" and not md.national_prefix_transform_rule
+        assert md.international_prefix == "810"
+    assert ru.leading_digits == "[3489]" and kz.leading_digits == "7"
+    return ru, kz
+
+
+def cc7_valid_regex() -> str:
+    """NSN valid for +7: RU when it starts with RU's leading digits, KZ likewise."""
+    ru, kz = cc7_metadata()
+    return f"^(?:{valid_regex_for(ru, ru.leading_digits)}|{valid_regex_for(kz, kz.leading_digits)})$"
+
+
+# What parse(number, "KZ") strips before the national significant number of a +7 number,
+# as alternatives of one anchored pattern (PostgreSQL takes the longest that matches; the
+# alternatives are written so that at most one does). Derived by hand from the metadata
+# facts asserted in cc7_prefix_regex and checked against phonenumbers by
+# check_cc7_prefix_rules for every first three digits and every length up to 20:
+CC7_PREFIX_RULES = (
+    # +7 then an 8 trunk prefix, which parse() strips when the rest has 10 or 14+ digits
+    r"[+]7(?:8(?=\d{10}$|\d{14,}$))?",
+    # national: the 8 trunk prefix, under the same condition
+    r"8(?=\d{10}$|\d{14,}$)",
+    # national 7...: taken as the country code when the rest is then viable for KZ
+    # ([78] + 9 digits, after an 8 trunk prefix is stripped) or the whole is too long
+    r"7(?=[78]\d{9}$)",
+    r"78(?=[78]\d{9}$)",
+    r"7(?=\d{14}$)",
+    r"7(?=[0-79]\d{14,}$)",
+    r"78(?=\d{14}$)",
+    r"788(?=\d{14,}$)",
+    r"78(?=[0-79]\d{14,}$)",
+)
+
+
+def cc7_prefix_regex() -> str:
+    ru, kz = cc7_metadata()
+    # the facts the rules rely on
+    assert kz.general_desc.national_number_pattern == r"8\d{13}|[78]\d{9}"
+    assert ru.general_desc.national_number_pattern == r"8\d{13}|[347-9]\d{9}"
+    assert tuple(kz.general_desc.possible_length) == tuple(ru.general_desc.possible_length) == (10, 14)
+    assert tuple(kz.general_desc.possible_length_local_only) == (5, 6, 7)
+    assert tuple(ru.general_desc.possible_length_local_only) == (7,)
+    return "^(?:" + "|".join(CC7_PREFIX_RULES) + ")"
+
+
+def strip_cc7_prefix(key: str) -> str:
+    """What the SQL does with cc7_prefix_regex: remove the longest matching alternative."""
+    matches = [m.end() for rule in CC7_PREFIX_RULES if (m := re.match(rule, key))]
+    assert len(matches) <= 1, (key, matches)
+    return key[matches[0] :] if matches else key
+
+
+def check_cc7_prefix_rules() -> list[str]:
+    """Keys ('+' + digits or national digits) where the rules and parse() disagree on the NSN.
+
+    parse() looks at no more than the first three digits and the length of a +7 or KZ
+    national number, so digits after the third are filled with 5."""
+    wrong = []
+    for length in range(1, 21):
+        for head in range(1000):
+            digits = (f"{head:03d}" + "5" * 20)[: max(length, 0)]
+            if len(digits) < length:
+                continue
+            keys = [digits, "+7" + digits[: max(0, length - 2)]]
+            for key in keys:
+                if not key.startswith("+") and (key.startswith("00") or re.match("810[1-9]", key)):
+                    continue  # international: the SQL turns these into '+' first
+                try:
+                    parsed = phonenumbers.parse(key, "KZ")
+                except phonenumbers.NumberParseException:
+                    continue  # no number: the NSN below is then never valid (too short or long)
+                if parsed.country_code != 7:
+                    continue
+                if phonenumbers.national_significant_number(parsed) != strip_cc7_prefix(key):
+                    wrong.append(key)
+    return wrong
+
+
+def kz_mobile_regex() -> str:
+    """Checked before cc7_valid_regex (most numbers are KZ mobiles, and this is faster)."""
+    _, kz = cc7_metadata()
+    mobile = valid_regex_for(kz, kz.leading_digits, only="mobile")
+    assert "(?=" not in mobile, "the KZ mobile pattern needs lookaheads now; drop this shortcut"
+    return f"^{mobile}$"
+
+
+def other_countries() -> list[Country]:
+    return [c for c in countries() if c.code != 7]
+
+
+def code_regex() -> str:
+    return "^(?:" + "|".join(str(c.code) for c in other_countries()) + ")"
+
+
+def split_top_level(pattern: str) -> list[str]:
+    """The alternatives of a pattern at parenthesis depth 0."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(pattern):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            parts.append(pattern[start:i])
+            start = i + 1
+    return [*parts, pattern[start:]]
+
+
+def balanced(pattern: str) -> bool:
+    depth = 0
+    for ch in pattern:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def exact_prefix(pattern: str) -> str:
+    """The national prefix pattern rewritten so that it matches exactly what Python's
+    re.match takes (greedy, first alternative first) and nothing shorter, whatever
+    follows: a trailing optional part ``A(?:X)?`` / ``Ax?`` becomes ``A(?:X)|A(?!X)``.
+    Needed because the SQL adds conditions after the prefix, and PostgreSQL would
+    otherwise settle for a shorter prefix that satisfies them."""
+    out = []
+    for alt in split_top_level(pattern):
+        group = re.fullmatch(r"(.*?)\(\?:(.*)\)\?", alt)
+        single = re.fullmatch(r"(.*?)(\\d|\[[^\]]*\]|[0-9])\?", alt)
+        if group and balanced(group.group(2)) and "(" not in group.group(1):
+            head, tail = group.group(1), group.group(2)
+            out.append(f"{head}(?:{tail})|{head}(?!{tail})")
+        elif single and "(" not in single.group(1):
+            head, tail = single.group(1), single.group(2)
+            out.append(f"{head}{tail}|{head}(?!{tail})")
+        else:
+            assert "?" not in alt.replace("(?:", "").replace("(?!", ""), f"optional part left in {pattern!r}"
+            out.append(alt)
+    return "|".join(out)
+
+
+def check_exact_prefixes(samples: int = 1000, seed: int = 5) -> list[tuple[int, str]]:
+    """(code, digits) where exact_prefix and Python's re.match take different prefixes,
+    over random digit strings (PostgreSQL's longest match is emulated by trying every
+    length)."""
+    import random
+
+    rng = random.Random(seed)
+    wrong = []
+    for country in other_countries():
+        npfp = country.prefix_for_parsing
+        if not npfp:
+            continue
+        exact = exact_prefix(npfp)
+        python = re.compile(npfp)
+        for _ in range(samples):
+            digits = "".join(rng.choice("0123456789" if rng.random() < 0.5 else "0118") for _ in range(8))
+            want = m.end() if (m := python.match(digits)) else None
+            ends = {
+                n
+                for n in range(len(digits) + 1)
+                if re.match(rf"(?:{exact})(?=\d{{{len(digits) - n}}}$)", digits)
+            }
+            got = max(ends) if ends else None
+            if len(ends) > 1 or got != want:
+                wrong.append((country.code, digits))
+    return wrong
+
+
+def strip_regex() -> str:
+    """Removes the national prefix parse() strips after another country code, as one
+    pattern: after the code (a lookbehind; codes are prefix-free), the prefix when the
+    number is not viable with it or is viable without it, and what remains has a length
+    parse() keeps."""
+    alternatives = []
+    for country in other_countries():
+        npfp = country.prefix_for_parsing
+        if not npfp:
+            continue
+        general = country.metadata.general_desc.national_number_pattern
+        kept = kept_lengths_regex(country.metadata)
+        if not kept:
+            continue
+        prefix = exact_prefix(npfp)
+        alternatives.append(
+            f"(?<=^{country.code})(?:(?!(?:{general})$)(?:{prefix})(?=(?:{kept})$)"
+            f"|(?:{prefix})(?=(?:{general})$)(?=(?:{kept})$))"
+        )
+    return "|".join(alternatives)
+
+
+def strip_candidates_regex() -> str:
+    """A cheap first test: the code of a country in strip_regex followed by its prefix."""
+    parts = [
+        f"{c.code}(?:{exact_prefix(c.prefix_for_parsing)})"
+        for c in other_countries()
+        if c.prefix_for_parsing and kept_lengths_regex(c.metadata)
+    ]
+    return "^(?:" + "|".join(parts) + ")"
+
+
+def possible_length_regex() -> str:
+    """``code:length`` of possible numbers, lengths as literals (bounded repeats such as
+    ``\\d{4,13}`` make PostgreSQL's matcher slow)."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for c in other_countries():
+        lengths = possible_lengths(c.metadata)
+        if lengths:
+            groups["|".join(str(n) for n in lengths)].append(c.code)
+    parts = [f"(?:{'|'.join(str(c) for c in codes)}):(?:{body})" for body, codes in sorted(groups.items())]
+    return "^(?:" + "|".join(parts) + ")$"
+
+
+def sql_literal(value: str, indent: int) -> str:
+    """A string literal split into concatenated pieces of at most CHUNK characters."""
+    pieces = [value[i : i + CHUNK] for i in range(0, len(value), CHUNK)] or [""]
+    pad = " " * indent
+    joined = f"\n{pad}|| ".join("'" + p.replace("'", "''") + "'" for p in pieces)
+    return joined if len(pieces) == 1 else f"({joined})"
+
+
+def unicode_literal(value: str) -> str:
+    """A U&'' literal with every non-ASCII or control character escaped."""
+    out = []
+    for ch in value:
+        if 32 <= ord(ch) < 127 and ch not in "\\'":
+            out.append(ch)
+        else:
+            assert ord(ch) <= 0xFFFF
+            out.append(f"\\{ord(ch):04X}")
+    return "U&'" + "".join(out) + "'"
+
+
+def render() -> str:
+    wrong_prefixes = check_exact_prefixes()
+    assert not wrong_prefixes, f"exact_prefix differs from re.match: {wrong_prefixes[:20]}"
+    wrong = check_cc7_prefix_rules()
+    assert not wrong, f"CC7_PREFIX_RULES disagree with phonenumbers {phonenumbers.__version__}: {wrong[:20]}"
+    template = TEMPLATE_PATH.read_text()
+    values = {
+        "version": phonenumbers.__version__,
+        "transform_codes": ", ".join(f"+{c}" for c in transform_rule_codes()),
+        "fold_from": unicode_literal(FOLD_FROM),
+        "simple_input": unicode_literal(simple_input_regex()),
+        "fold_to": unicode_literal(FOLD_TO),
+        "core": sql_literal(CORE_PATTERN, 10),
+        "cc7_valid": sql_literal(cc7_valid_regex(), 12),
+        "kz_mobile": f"'{kz_mobile_regex()}'",
+        "cc7_prefix": sql_literal(cc7_prefix_regex(), 14),
+        "strip": sql_literal(strip_regex(), 16),
+        "strip_candidates": sql_literal(strip_candidates_regex(), 16),
+        "possible_length": sql_literal(possible_length_regex(), 12),
+        "codes": sql_literal(code_regex(), 14),
+    }
+    for key, value in values.items():
+        template = template.replace("{{" + key + "}}", value)
+    assert "{{" not in template, "unfilled placeholder"
+    return template
+
+
+def main() -> int:
+    sys.stdout.write(render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

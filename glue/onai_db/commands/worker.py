@@ -1,0 +1,60 @@
+"""``onai-db worker``: run the outbox worker (thin: parse, call onai_db.worker, print)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..outbox import Outbox, connect
+from ..settings import Settings
+from ..worker import database_url, run_worker
+
+console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("worker")
+    def worker(
+        once: Annotated[bool, typer.Option("--once", help="Drain the due jobs, then exit.")] = False,
+        services: Annotated[
+            str | None,
+            typer.Option(
+                "--services", help="Comma-separated kinds: email,sms,telegram,amocrm (default: configured)."
+            ),
+        ] = None,
+        concurrency: Annotated[
+            int | None, typer.Option("--concurrency", min=1, max=64, help="Parallel jobs.")
+        ] = None,
+        dry_run: Annotated[
+            bool,
+            typer.Option(
+                "--dry-run", help="Answer every provider call with its success shape; send nothing."
+            ),
+        ] = False,
+        requeue_dead: Annotated[
+            bool, typer.Option("--requeue-dead", help="Revive dead jobs (of --services if given) and exit.")
+        ] = False,
+    ) -> None:
+        """Claim outbox jobs and send them (Resend, Mobizon, Telegram, AmoCRM)."""
+        settings = Settings.load()
+        kinds = [s.strip() for s in services.split(",") if s.strip()] if services else None
+        if requeue_dead:
+            with connect(database_url(settings)) as conn:
+                queue = Outbox(conn)
+                n = sum(queue.requeue_dead(kind=k) for k in kinds) if kinds else queue.requeue_dead()
+            console.print(f"requeued {n} dead job(s)")
+            return
+        report = run_worker(
+            settings,
+            once=once,
+            services=kinds,
+            concurrency=concurrency,
+            dry_run=dry_run,
+            echo=lambda m: console.print(f"[dim]{m}[/dim]"),
+        )
+        console.print(
+            f"claimed {report.claimed}: {report.succeeded} sent, {report.skipped} skipped/handled, "
+            f"{report.retried} to retry, {report.dead} dead, {report.lost} lease lost, {report.released} released"
+        )

@@ -1,0 +1,55 @@
+"""Queue the notifications for existing people: welcome e-mails for students, Telegram
+notices and AmoCRM sync for leads. Used by the demo and by backfills; each call is
+idempotent (the outbox keys are per user / per lead)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import psycopg
+
+
+@dataclass(frozen=True)
+class QueuedNotifications:
+    welcome_emails: int = 0
+    telegram_jobs: int = 0
+    amocrm_sync_jobs: int = 0
+
+
+def enqueue_welcome_emails(conn: psycopg.Connection, user_ids: Sequence[UUID] | None = None) -> int:
+    """One tripwire_welcome job per given user, or per auth user holding the student role."""
+    if user_ids is None:
+        rows = conn.execute(
+            "select user_id from public.app_user_roles where role = 'student' order by granted_at, user_id"
+        ).fetchall()
+        user_ids = [r[0] for r in rows]
+    for uid in user_ids:
+        conn.execute("select public.enqueue_account_email(%s, 'tripwire_welcome')", (uid,))
+    return len(user_ids)
+
+
+def enqueue_lead_notifications(
+    conn: psycopg.Connection, lead_ids: Sequence[UUID] | None = None
+) -> QueuedNotifications:
+    """Telegram "new lead" jobs for the given (or all live) leads, plus AmoCRM sync jobs for
+    every live unsynced lead."""
+    if lead_ids is None:
+        rows = conn.execute(
+            "select id from public.traffic_leads where merged_into is null order by created_at, id"
+        ).fetchall()
+        lead_ids = [r[0] for r in rows]
+    telegram = 0
+    for lid in lead_ids:
+        row = conn.execute("select public.enqueue_lead_notification(%s)", (lid,)).fetchone()
+        telegram += int(row[0]) if row else 0
+    row = conn.execute("select public.enqueue_amocrm_lead_sync()").fetchone()
+    return QueuedNotifications(telegram_jobs=telegram, amocrm_sync_jobs=int(row[0]) if row else 0)
+
+
+def enqueue_demo_notifications(conn: psycopg.Connection) -> QueuedNotifications:
+    """Welcome e-mails for every student plus lead notifications and AmoCRM sync for every lead."""
+    welcome = enqueue_welcome_emails(conn)
+    leads = enqueue_lead_notifications(conn)
+    return QueuedNotifications(welcome, leads.telegram_jobs, leads.amocrm_sync_jobs)

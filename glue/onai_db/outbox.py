@@ -1,0 +1,178 @@
+"""The outbox queue from Python: thin calls to the SQL API (20261121120200_outbox_api.sql).
+
+Every method is one statement on an autocommit connection, so each is its own
+transaction exactly as a PostgREST RPC would be. Connections made by :func:`connect`
+act as ``service_role`` (the only role the queue is granted to).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from .errors import DatabaseUnreachableError
+
+KINDS = ("email", "sms", "telegram", "amocrm")
+
+
+def connect(url: str, *, as_service_role: bool = True) -> psycopg.Connection:
+    """An autocommit connection; switched to ``service_role`` when the login may."""
+    try:
+        conn = psycopg.connect(url, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnreachableError(f"cannot connect to the database: {exc.__class__.__name__}") from None
+    if as_service_role:
+        row = conn.execute(
+            "select pg_catalog.pg_has_role(current_user, 'service_role', 'member')"
+            " from pg_catalog.pg_roles where rolname = 'service_role'"
+        ).fetchone()
+        if row and row[0]:
+            conn.execute("set role service_role")
+    return conn
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    status: str
+    attempts: int
+    max_attempts: int
+    run_after: datetime
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    last_error: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    logs_deleted: int
+    jobs_deleted: int
+
+
+class Outbox:
+    """Queue operations over one connection (not shared between threads)."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+
+    def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        idempotency_key: str,
+        run_after: datetime | None = None,
+        max_attempts: int = 8,
+    ) -> int:
+        row = self.conn.execute(
+            "select public.enqueue_outbox_job(%s::public.outbox_kind, %s, %s, %s, %s)",
+            (kind, Jsonb(payload), idempotency_key, run_after, max_attempts),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def claim(
+        self, worker: str, limit: int = 1, lease_seconds: float = 60.0, kinds: Sequence[str] | None = None
+    ) -> list[Job]:
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "select * from public.claim_outbox_jobs(%s, %s, %s, %s::public.outbox_kind[])",
+                (worker, limit, lease_seconds, list(kinds) if kinds else None),
+            )
+            return [Job.from_row(r) for r in cur.fetchall()]
+
+    def complete(
+        self,
+        worker: str,
+        ids: Sequence[int],
+        durations_ms: Sequence[int | None] | None = None,
+        provider_refs: Sequence[str | None] | None = None,
+        log_status: str = "success",
+        note: str | None = None,
+    ) -> list[int]:
+        rows = self.conn.execute(
+            "select * from public.complete_outbox_jobs(%s, %s, %s, %s, %s, %s)",
+            (
+                worker,
+                list(ids),
+                list(durations_ms) if durations_ms is not None else None,
+                list(provider_refs) if provider_refs is not None else None,
+                log_status,
+                note,
+            ),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def fail(
+        self,
+        job_id: int,
+        worker: str,
+        error: str,
+        *,
+        duration_ms: int | None = None,
+        retry_in_seconds: float | None = None,
+        permanent: bool = False,
+        count_attempt: bool = True,
+        backoff_base_seconds: float = 10.0,
+        backoff_cap_seconds: float = 3600.0,
+    ) -> str | None:
+        """The job's new status (pending / dead), or None when the lease was lost."""
+        row = self.conn.execute(
+            "select public.fail_outbox_job(%s, %s, %s, %s, %s, %s, %s, %s, %s)::text",
+            (
+                job_id,
+                worker,
+                error,
+                duration_ms,
+                retry_in_seconds,
+                permanent,
+                count_attempt,
+                backoff_base_seconds,
+                backoff_cap_seconds,
+            ),
+        ).fetchone()
+        return row[0] if row else None
+
+    def release(self, worker: str, ids: Sequence[int]) -> int:
+        row = self.conn.execute("select public.release_outbox_jobs(%s, %s)", (worker, list(ids))).fetchone()
+        return int(row[0]) if row else 0
+
+    def extend(self, worker: str, ids: Sequence[int], lease_seconds: float) -> int:
+        row = self.conn.execute(
+            "select public.extend_outbox_leases(%s, %s, %s)", (worker, list(ids), lease_seconds)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def requeue_dead(self, ids: Sequence[int] | None = None, kind: str | None = None) -> int:
+        row = self.conn.execute(
+            "select public.requeue_dead_outbox_jobs(%s, %s::public.outbox_kind)",
+            (list(ids) if ids is not None else None, kind),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def recover_expired(self) -> int:
+        row = self.conn.execute("select public.recover_expired_outbox_leases()").fetchone()
+        return int(row[0]) if row else 0
+
+    def prune(self, keep_days: int = 30) -> PruneResult:
+        row = self.conn.execute("select * from public.prune_integration_history(%s)", (keep_days,)).fetchone()
+        assert row is not None
+        return PruneResult(int(row[0]), int(row[1]))
+
+    def has_pg_cron(self) -> bool:
+        row = self.conn.execute(
+            "select exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron')"
+        ).fetchone()
+        return bool(row and row[0])

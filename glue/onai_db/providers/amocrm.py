@@ -1,0 +1,179 @@
+"""AmoCRM (Kommo) API v4: contacts, leads, stage moves, OAuth refresh.
+
+Base ``https://<subdomain>.amocrm.ru`` (``AMOCRM_BASE_URL`` or ``AMOCRM_SUBDOMAIN``).
+Requests carry ``Authorization: Bearer <access token>`` from ``integration_tokens``; a
+401 refreshes the token through the single-flight lease and retries once. Errors are
+``application/problem+json`` ``{title, type, status, detail, validation-errors?}``;
+429 = too many requests (7 rps per account is the commonly cited limit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ..integration_tokens import Token, TokenGrant, TokenStore
+from .base import (
+    AuthExpiredError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+    body_json,
+    request,
+    retry_after_header,
+)
+
+
+def _error(response: httpx.Response, what: str) -> Exception:
+    body = body_json(response)
+    detail = ""
+    if isinstance(body, dict):
+        detail = str(body.get("detail") or body.get("title") or "")
+        for item in body.get("validation-errors") or []:
+            for err in (item or {}).get("errors") or []:
+                detail += f" [{err.get('path', '?')}: {err.get('code', '?')}]"
+    status = response.status_code
+    message = f"amocrm {what}: HTTP {status} {detail}".rstrip()
+    if status == 401:
+        return AuthExpiredError(message)
+    if status == 429:
+        return RateLimitedError(message, retry_after_header(response, 1.0))
+    if status >= 500:
+        return TransientError(message)
+    return PermanentError(message)
+
+
+@dataclass
+class AmoCrmConfig:
+    base_url: str
+    client_id: str | None = None
+    client_secret: str | None = None
+    redirect_uri: str | None = None
+    pipeline_id: int | None = None
+    lesson_stages: dict[int, int] | None = None  # lesson number -> status id
+
+
+class AmoCrmClient:
+    def __init__(self, http: httpx.Client, config: AmoCrmConfig, tokens: TokenStore) -> None:
+        self.http = http
+        self.config = config
+        self.tokens = tokens
+        self._token: Token | None = None
+
+    # -- OAuth --------------------------------------------------------------------------
+
+    def _refresh_grant(self, refresh_token: str) -> TokenGrant:
+        cfg = self.config
+        if not (cfg.client_id and cfg.client_secret):
+            raise TransientError("amocrm: AMOCRM_CLIENT_ID / AMOCRM_CLIENT_SECRET are not set")
+        response = request(
+            self.http,
+            "amocrm",
+            "POST",
+            f"{cfg.base_url.rstrip('/')}/oauth2/access_token",
+            json={
+                "client_id": cfg.client_id,
+                "client_secret": cfg.client_secret,
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "redirect_uri": cfg.redirect_uri or "",
+            },
+        )
+        body = body_json(response)
+        if response.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
+            return TokenGrant(
+                str(body["access_token"]), body.get("refresh_token"), float(body.get("expires_in") or 86400)
+            )
+        err = _error(response, "token refresh")
+        # a rejected refresh token will not start working by itself: say so plainly
+        if isinstance(err, (PermanentError, AuthExpiredError)):
+            raise PermanentError(f"{err} (refresh token rejected: re-authorize the integration)")
+        raise err
+
+    def _current(self) -> Token:
+        token = self._token or self.tokens.load()
+        if token.expiring():
+            token = self.tokens.refresh(token, self._refresh_grant)
+        self._token = token
+        return token
+
+    def call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        """One API call; a 401 refreshes the token (once, across all workers) and retries."""
+        for attempt in (1, 2):
+            token = self._current()
+            response = request(
+                self.http,
+                "amocrm",
+                method,
+                f"{self.config.base_url.rstrip('/')}{path}",
+                headers={"Authorization": f"Bearer {token.access_token}"},
+                **kwargs,
+            )
+            if response.status_code in (200, 201, 204):
+                return response
+            err = _error(response, what)
+            if isinstance(err, AuthExpiredError) and attempt == 1:
+                self._token = self.tokens.refresh(token, self._refresh_grant)
+                continue
+            raise err
+        raise AssertionError("unreachable")
+
+    # -- entities -----------------------------------------------------------------------
+
+    def find_contact(self, query: str) -> int | None:
+        response = self.call("GET", "/api/v4/contacts", "contact search", params={"query": query, "limit": 1})
+        if response.status_code == 204:
+            return None
+        contacts = ((body_json(response) or {}).get("_embedded") or {}).get("contacts") or []
+        return int(contacts[0]["id"]) if contacts else None
+
+    @staticmethod
+    def _contact_fields(phone: str | None, email: str | None) -> list[dict]:
+        fields = []
+        if phone:
+            fields.append({"field_code": "PHONE", "values": [{"value": phone, "enum_code": "WORK"}]})
+        if email:
+            fields.append({"field_code": "EMAIL", "values": [{"value": email, "enum_code": "WORK"}]})
+        return fields
+
+    def upsert_contact(self, contact_id: int | None, name: str, phone: str | None, email: str | None) -> int:
+        body = {"name": name, "custom_fields_values": self._contact_fields(phone, email)}
+        if contact_id is not None:
+            self.call("PATCH", f"/api/v4/contacts/{contact_id}", "contact update", json=body)
+            return contact_id
+        response = self.call("POST", "/api/v4/contacts", "contact create", json=[body])
+        return _first_id(response, "contacts")
+
+    def upsert_lead(self, lead_id: int | None, name: str, contact_id: int, tags: list[str]) -> int:
+        body: dict[str, Any] = {"name": name}
+        if self.config.pipeline_id:
+            body["pipeline_id"] = self.config.pipeline_id
+        if tags:
+            body["_embedded"] = {"tags": [{"name": t} for t in tags]}
+        if lead_id is not None:
+            self.call("PATCH", f"/api/v4/leads/{lead_id}", "lead update", json=body)
+            return lead_id
+        body.setdefault("_embedded", {})["contacts"] = [{"id": contact_id}]
+        response = self.call("POST", "/api/v4/leads", "lead create", json=[body])
+        return _first_id(response, "leads")
+
+    def move_lead_stage(self, lead_id: int, lesson: int) -> None:
+        stages = self.config.lesson_stages or {}
+        status_id = stages.get(lesson)
+        if status_id is None:
+            raise PermanentError(
+                f"amocrm: no stage configured for lesson {lesson} (AMOCRM_STAGE_LESSON_{lesson})"
+            )
+        body: dict[str, Any] = {"status_id": status_id}
+        if self.config.pipeline_id:
+            body["pipeline_id"] = self.config.pipeline_id
+        self.call("PATCH", f"/api/v4/leads/{lead_id}", "stage move", json=body)
+
+
+def _first_id(response: httpx.Response, entity: str) -> int:
+    items = ((body_json(response) or {}).get("_embedded") or {}).get(entity) or []
+    if not items or "id" not in items[0]:
+        raise TransientError(f"amocrm: {entity} answer without an id")
+    return int(items[0]["id"])

@@ -1,0 +1,338 @@
+"""``onai-db worker``: claim outbox jobs, call the providers, record the outcome.
+
+N threads (``--concurrency``), each with its own connection, claim one job at a time
+(`for update skip locked` + a lease), run its handler, and complete or fail it. SIGTERM
+or SIGINT stops claiming: jobs in flight finish (bounded by the HTTP timeout) and any
+job claimed but not started is released. ``--once`` drains the due jobs and exits.
+Without pg_cron the worker also runs lease recovery and log retention itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+from psycopg.conninfo import conninfo_to_dict
+
+from .errors import ConfigError
+from .outbox import KINDS, Job, Outbox, connect
+from .outbox_handlers import HandlerContext, Handlers, ProviderConfig, require_kinds
+from .providers.base import Delivery, PermanentError, ProviderError, RateLimitedError
+from .redact import redact
+from .settings import Settings
+
+
+def _float(settings: Settings, name: str, default: float) -> float:
+    value = settings.get(name)
+    try:
+        return float(value) if value is not None else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+
+@dataclass
+class WorkerConfig:
+    db_url: str
+    kinds: list[str]
+    concurrency: int = 2
+    lease_seconds: float = 60.0
+    poll_seconds: float = 1.0
+    backoff_base_seconds: float = 10.0
+    backoff_cap_seconds: float = 3600.0
+    http_timeout_seconds: float = 10.0
+    retention_days: int = 30
+    housekeeping_seconds: float = 30.0
+    dry_run: bool = False
+    providers: ProviderConfig = field(default_factory=ProviderConfig)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        services: Sequence[str] | None = None,
+        concurrency: int | None = None,
+        dry_run: bool = False,
+        db_url: str | None = None,
+    ) -> WorkerConfig:
+        providers = ProviderConfig.from_settings(settings)
+        if dry_run:
+            providers = providers.for_dry_run()
+        if services:
+            unknown = sorted(set(services) - set(KINDS))
+            if unknown:
+                raise ConfigError(f"unknown service(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}")
+            kinds = list(dict.fromkeys(services))
+        else:
+            kinds = list(KINDS) if dry_run else providers.configured_kinds()
+        if not kinds:
+            raise ConfigError(
+                "no provider is configured: set RESEND_API_KEY, MOBIZON_API_KEY, TELEGRAM_*_BOT_TOKEN or AMOCRM_*"
+            )
+        require_kinds(providers, kinds, dry_run)
+        url = db_url or database_url(settings)
+        if dry_run and not _is_local(url) and settings.get("OUTBOX_ALLOW_DRY_RUN") != "1":
+            raise ConfigError(
+                "--dry-run marks jobs done without sending them; it runs only against a local database "
+                "(set OUTBOX_ALLOW_DRY_RUN=1 to override)"
+            )
+        return cls(
+            db_url=url,
+            kinds=kinds,
+            concurrency=max(1, concurrency or int(_float(settings, "OUTBOX_CONCURRENCY", 2))),
+            lease_seconds=_float(settings, "OUTBOX_LEASE_SECONDS", 60.0),
+            poll_seconds=_float(settings, "OUTBOX_POLL_SECONDS", 1.0),
+            backoff_base_seconds=_float(settings, "OUTBOX_BACKOFF_BASE_SECONDS", 10.0),
+            backoff_cap_seconds=_float(settings, "OUTBOX_BACKOFF_CAP_SECONDS", 3600.0),
+            http_timeout_seconds=_float(settings, "OUTBOX_HTTP_TIMEOUT_SECONDS", 10.0),
+            retention_days=int(_float(settings, "OUTBOX_RETENTION_DAYS", 30)),
+            housekeeping_seconds=_float(settings, "OUTBOX_HOUSEKEEPING_SECONDS", 30.0),
+            dry_run=dry_run,
+            providers=providers,
+        )
+
+
+def _is_local(url: str) -> bool:
+    host = conninfo_to_dict(url).get("host") or "localhost"
+    return all(h in ("localhost", "127.0.0.1", "::1") or h.startswith("/") for h in str(host).split(","))
+
+
+def database_url(settings: Settings) -> str:
+    """``ONAI_DB_URL`` (or an alias), else the local stack's database."""
+    url = settings.get("ONAI_DB_URL")
+    if url:
+        return url
+    from .local import DEFAULT_DB, LocalStack
+
+    return LocalStack(settings, echo=lambda _m: None).database_url(DEFAULT_DB)
+
+
+@dataclass
+class WorkerReport:
+    """What one run did."""
+
+    claimed: int = 0
+    succeeded: int = 0
+    skipped: int = 0
+    retried: int = 0
+    dead: int = 0
+    lost: int = 0  # lease lost before finishing (another worker took over)
+    released: int = 0
+    recovered: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+
+
+class Worker:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        transport: httpx.BaseTransport | None = None,
+        echo: Callable[[str], None] = lambda _m: None,
+    ) -> None:
+        self.config = config
+        self.transport = transport
+        self.echo = echo
+        self.stop = threading.Event()
+        self.report = WorkerReport()
+        self._lock = threading.Lock()
+        self._errors: list[Exception] = []
+        self._secrets = config.providers.secrets()
+        self.id_prefix = f"{socket.gethostname()}:{os.getpid()}"
+
+    # -- running ------------------------------------------------------------------------
+
+    def run(self, once: bool = False) -> WorkerReport:
+        restore = self._install_signals()
+        try:
+            self._housekeeping(force=True)
+            threads = [
+                threading.Thread(target=self._guarded_loop, args=(f"{self.id_prefix}:{i}", once), daemon=True)
+                for i in range(self.config.concurrency)
+            ]
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads):
+                for t in threads:
+                    t.join(timeout=min(self.config.housekeeping_seconds, 1.0))
+                if not once:
+                    self._housekeeping()
+            if self._errors:
+                raise self._errors[0]
+            return self.report
+        finally:
+            restore()
+
+    def _install_signals(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+        def on_signal(signum: int, _frame: object) -> None:
+            self.echo(f"signal {signum}: finishing jobs in flight, then exiting")
+            self.stop.set()
+
+        for s in previous:
+            signal.signal(s, on_signal)
+
+        def restore() -> None:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+        return restore
+
+    _last_housekeeping = 0.0
+    _last_prune = 0.0
+
+    def _housekeeping(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_housekeeping < self.config.housekeeping_seconds:
+            return
+        self._last_housekeeping = now
+        with connect(self.config.db_url) as conn:
+            queue = Outbox(conn)
+            if queue.has_pg_cron():
+                return  # the migration scheduled both jobs in pg_cron
+            recovered = queue.recover_expired()
+            with self._lock:
+                self.report.recovered += recovered
+            if force or now - self._last_prune > 86400:
+                self._last_prune = now
+                queue.prune(self.config.retention_days)
+
+    def _guarded_loop(self, worker_id: str, once: bool) -> None:
+        """A thread that dies (database gone, a bug) stops the others and fails the run."""
+        try:
+            self._loop(worker_id, once)
+        except Exception as exc:
+            with self._lock:
+                self._errors.append(exc)
+            self.stop.set()
+
+    def _loop(self, worker_id: str, once: bool) -> None:
+        cfg = self.config
+        timeout = httpx.Timeout(cfg.http_timeout_seconds)
+        with (
+            connect(cfg.db_url) as conn,
+            httpx.Client(timeout=timeout, transport=self.transport) as http,
+        ):
+            queue = Outbox(conn)
+            handlers = Handlers(cfg.providers, http, HandlerContext(conn, worker_id), dry_run=cfg.dry_run)
+            while not self.stop.is_set():
+                jobs = queue.claim(worker_id, 1, cfg.lease_seconds, cfg.kinds)
+                if not jobs:
+                    if once:
+                        return
+                    self.stop.wait(cfg.poll_seconds)
+                    continue
+                for n, job in enumerate(jobs):
+                    if self.stop.is_set():
+                        released = queue.release(worker_id, [j.id for j in jobs[n:]])
+                        with self._lock:
+                            self.report.released += released
+                        return
+                    self._run_job(queue, handlers, worker_id, job)
+
+    def _run_job(self, queue: Outbox, handlers: Handlers, worker_id: str, job: Job) -> None:
+        cfg = self.config
+        with self._lock:
+            self.report.claimed += 1
+            self.report.by_kind[job.kind] += 1
+        started = time.monotonic()
+        outcome: Delivery | None = None
+        error: ProviderError | None = None
+        heartbeat = _Heartbeat(queue, worker_id, job.id, cfg.lease_seconds)
+        try:
+            with heartbeat:
+                outcome = handlers.handle(job)
+        except ProviderError as exc:
+            error = exc
+        except Exception as exc:  # malformed payload: dead at once; anything else: retried, then dead
+            error = (
+                PermanentError(f"{type(exc).__name__} while handling the job")
+                if isinstance(exc, (KeyError, TypeError, ValueError))
+                else ProviderError(f"unexpected {type(exc).__name__}")
+            )
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        if outcome is not None:
+            status = "failed" if outcome.failed else ("skipped" if outcome.skipped else "success")
+            note = redact(outcome.note, self._secrets) if outcome.note else None
+            done = queue.complete(worker_id, [job.id], [elapsed_ms], [outcome.provider_ref], status, note)
+            with self._lock:
+                if not done:
+                    self.report.lost += 1
+                elif status == "success":
+                    self.report.succeeded += 1
+                else:
+                    self.report.skipped += 1
+            return
+        assert error is not None
+        message = redact(str(error), self._secrets)
+        rate_limited = isinstance(error, RateLimitedError)
+        new_status = queue.fail(
+            job.id,
+            worker_id,
+            message,
+            duration_ms=elapsed_ms,
+            retry_in_seconds=error.retry_after if isinstance(error, RateLimitedError) else None,
+            permanent=not error.retry,
+            count_attempt=not rate_limited,
+            backoff_base_seconds=cfg.backoff_base_seconds,
+            backoff_cap_seconds=cfg.backoff_cap_seconds,
+        )
+        with self._lock:
+            if new_status is None:
+                self.report.lost += 1
+            elif new_status == "dead":
+                self.report.dead += 1
+            else:
+                self.report.retried += 1
+
+
+class _Heartbeat:
+    """Extends the job's lease every third of the lease while its handler runs, so a slow
+    but alive provider call (several AmoCRM requests, a token refresh) keeps its job."""
+
+    def __init__(self, queue: Outbox, worker: str, job_id: int, lease_seconds: float) -> None:
+        self.queue, self.worker, self.job_id, self.lease = queue, worker, job_id, lease_seconds
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self.done.wait(self.lease / 3):
+            self.queue.extend(self.worker, [self.job_id], self.lease)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+def run_worker(
+    settings: Settings | None = None,
+    *,
+    once: bool = False,
+    services: Sequence[str] | None = None,
+    concurrency: int | None = None,
+    dry_run: bool = False,
+    db_url: str | None = None,
+    echo: Callable[[str], None] = lambda _m: None,
+) -> WorkerReport:
+    """The library behind ``onai-db worker``; ``dry_run`` answers every call with the
+    provider's documented success shape and sends nothing."""
+    settings = settings or Settings.load()
+    config = WorkerConfig.from_settings(settings, services, concurrency, dry_run, db_url)
+    transport = None
+    if dry_run:
+        from .providers.dryrun import transport as dry_transport
+
+        transport = dry_transport()
+    return Worker(config, transport, echo).run(once=once)

@@ -1,0 +1,214 @@
+"""AmoCRM: OAuth tokens refreshed once under concurrency (the refresh token is single
+use), lead sync creating contact + lead and marking the lead synced, lesson stage moves."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from onai_db.integration_tokens import TokenStore
+from onai_db.outbox import Outbox, connect
+from onai_db.outbox_handlers import ProviderConfig
+from onai_db.providers.amocrm import AmoCrmClient
+from onai_db.providers.base import PermanentError, RateLimitedError, TransientError
+from onai_db.worker import run_worker
+from support.fake_providers import FakeProviders, Reply
+from support.outbox_fixtures import worker_settings
+
+
+def _client(conn: psycopg.Connection, fake: FakeProviders, http: httpx.Client, worker: str) -> AmoCrmClient:
+    cfg = ProviderConfig.from_settings(worker_settings(fake, "unused")).amocrm
+    assert cfg is not None
+    return AmoCrmClient(http, cfg, TokenStore(conn, "amocrm", worker))
+
+
+def _store(conn: psycopg.Connection, access: str, refresh: str, expires_in: float) -> None:
+    conn.execute("select public.store_integration_token('amocrm', %s, %s, %s)", (access, refresh, expires_in))
+
+
+@pytest.mark.parametrize("stale", ["rejected-by-401", "expired-by-clock"])
+def test_concurrent_workers_refresh_the_token_exactly_once(
+    fake: FakeProviders, queue: Outbox, db_url: str, stale: str
+) -> None:
+    if stale == "rejected-by-401":
+        _store(queue.conn, "amo-access-revoked", "amo-refresh-1", 3600)  # looks valid, the API says 401
+    else:
+        _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)  # expired by our clock
+    n = 8
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def move(i: int) -> None:
+        try:
+            with connect(db_url) as conn, httpx.Client(timeout=5) as http:
+                client = _client(conn, fake, http, f"w{i}")
+                barrier.wait()
+                client.move_lead_stage(9000 + i, 1)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=move, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert len(fake.calls("amocrm_token")) == 1 and fake.amo_refreshes == 1
+    patches = [c for c in fake.calls("amocrm_leads") if c.method == "PATCH"]
+    ok = [c for c in patches if c.headers["Authorization"] == "Bearer amo-access-2"]
+    assert len(ok) == n and all(c.json() == {"status_id": 101, "pipeline_id": 7001} for c in ok)
+    row = queue.conn.execute(
+        "select access_token, refresh_token, token_version, refresh_owner from public.integration_tokens"
+    ).fetchone()
+    assert row == ("amo-access-2", "amo-refresh-2", 2, None)
+
+
+def test_a_rejected_refresh_token_fails_permanently_and_frees_the_lease(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    _store(queue.conn, "amo-access-old", "amo-refresh-already-used", -10)
+    with (
+        connect(db_url) as conn,
+        httpx.Client(timeout=5) as http,
+        pytest.raises(PermanentError, match="re-authorize"),
+    ):
+        _client(conn, fake, http, "w1").move_lead_stage(1, 2)
+    row = queue.conn.execute(
+        "select refresh_owner, last_refresh_error from public.integration_tokens"
+    ).fetchone()
+    assert row[0] is None and "HTTP 400" in row[1] and "amo-refresh" not in row[1]
+
+
+def test_refresh_lease_states(queue: Outbox) -> None:
+    _store(queue.conn, "a1", "r1", 3600)
+    begin = "select public.begin_integration_token_refresh('amocrm', %s, %s, 30)"
+    assert queue.conn.execute(begin, ("w1", 1)).fetchone()[0] == "acquired"
+    assert queue.conn.execute(begin, ("w2", 1)).fetchone()[0] == "busy"
+    queue.conn.execute("select public.store_integration_token('amocrm', 'a2', 'r2', 3600, 'w1')")
+    assert queue.conn.execute(begin, ("w2", 1)).fetchone()[0] == "refreshed"
+    with pytest.raises(psycopg.errors.NoDataFound):
+        queue.conn.execute("select public.begin_integration_token_refresh('nope', 'w', 1, 30)")
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (
+            Reply(
+                400,
+                {
+                    "title": "Bad Request",
+                    "type": "https://httpstatus.es/400",
+                    "status": 400,
+                    "detail": "Request validation failed",
+                    "validation-errors": [
+                        {
+                            "request_id": "0",
+                            "errors": [{"code": "NotSupportedChoice", "path": "status_id", "detail": "x"}],
+                        }
+                    ],
+                },
+            ),
+            PermanentError,
+        ),
+        (Reply(500, {"title": "Internal Server Error", "status": 500, "detail": "oops"}), TransientError),
+        (
+            Reply(
+                429,
+                {"title": "Too Many Requests", "status": 429, "detail": "Too Many Requests"},
+                {"retry-after": "2"},
+            ),
+            RateLimitedError,
+        ),
+        (Reply(200, delay=1.0), TransientError),
+    ],
+    ids=["4xx", "5xx", "429", "timeout"],
+)
+def test_api_errors_are_classified(
+    fake: FakeProviders, queue: Outbox, db_url: str, reply: Reply, error: type
+) -> None:
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    fake.script("amocrm_leads", reply)
+    with connect(db_url) as conn, httpx.Client(timeout=0.3) as http, pytest.raises(error) as err:
+        _client(conn, fake, http, "w").move_lead_stage(77, 3)
+    assert "amo-access" not in str(err.value)
+    if error is PermanentError:
+        assert "status_id: NotSupportedChoice" in str(err.value)
+    if error is RateLimitedError:
+        assert err.value.retry_after == 2
+
+
+@pytest.fixture()
+def lead(owner_conn: psycopg.Connection) -> Iterator[uuid.UUID]:
+    suffix = uuid.uuid4().hex[:6]
+    phone = f"+7701{int(suffix, 16) % 10**7:07d}"
+    lead_id = owner_conn.execute(
+        "insert into public.traffic_leads (name, phone, email, source, first_utm_source)"
+        " values ('Даурен', %s, %s, 'expresscourse', 'fb_arystan') returning id",
+        (phone, f"lead-{suffix}@example.kz"),
+    ).fetchone()[0]
+    yield lead_id
+    owner_conn.execute("delete from private.traffic_lead_identifiers where lead_id = %s", (lead_id,))
+    owner_conn.execute("delete from public.traffic_leads where id = %s", (lead_id,))
+
+
+def test_lead_sync_creates_contact_and_lead_and_marks_the_lead_synced(
+    fake: FakeProviders, queue: Outbox, db_url: str, lead: uuid.UUID
+) -> None:
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    before = queue.conn.execute("select unsynced, not_queued from public.amocrm_sync_backlog").fetchone()
+    assert before[0] >= 1 and before[1] >= 1
+    assert queue.conn.execute("select public.enqueue_amocrm_lead_sync()").fetchone()[0] >= 1
+    assert queue.conn.execute("select public.enqueue_amocrm_lead_sync()").fetchone()[0] >= 1  # idempotent
+    assert (
+        queue.conn.execute(
+            "select count(*) from public.outbox_jobs where idempotency_key = %s", (f"amocrm_sync/{lead}",)
+        ).fetchone()[0]
+        == 1
+    )
+    # the lead create fails once: the retry must reuse the contact created the first time
+    fake.script("amocrm_leads", Reply(502, {"title": "Bad Gateway", "status": 502}))
+    run_worker(worker_settings(fake, db_url), once=True, services=["amocrm"])
+    contacts = [c for c in fake.calls("amocrm_contacts") if c.method == "POST"]
+    print(
+        queue.conn.execute("select * from public.integration_logs").fetchall(),
+        [(c.method, c.path) for c in fake.requests],
+    )
+    assert len(contacts) == 1
+    body = contacts[0].json()[0]
+    assert body["name"] == "Даурен" and body["custom_fields_values"][0]["field_code"] == "PHONE"
+    creates = [
+        c
+        for c in fake.calls("amocrm_leads")
+        if c.method == "POST" and c.json()[0]["name"].startswith("Даурен")
+    ]
+    assert len(creates) == 2
+    sent = creates[1].json()[0]
+    assert sent["pipeline_id"] == 7001 and sent["_embedded"]["contacts"][0]["id"] > 0
+    assert {t["name"] for t in sent["_embedded"]["tags"]} == {"expresscourse", "fb_arystan"}
+    row = queue.conn.execute(
+        "select amocrm_synced, amocrm_synced_at is not null, amocrm_contact_id, amocrm_lead_id"
+        " from public.traffic_leads where id = %s",
+        (lead,),
+    ).fetchone()
+    assert row[0] and row[1] and row[2] == sent["_embedded"]["contacts"][0]["id"] and row[3] > 0
+    after = queue.conn.execute("select unsynced from public.amocrm_sync_backlog").fetchone()[0]
+    assert after == before[0] - 1
+
+
+def test_lesson_stage_jobs_move_the_deal(fake: FakeProviders, queue: Outbox, db_url: str) -> None:
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    queue.conn.execute("select public.enqueue_amocrm_lesson_stage(555, 2)")
+    queue.conn.execute("select public.enqueue_amocrm_lesson_stage(555, 2)")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="lesson number"):
+        queue.conn.execute("select public.enqueue_amocrm_lesson_stage(555, 4)")
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["amocrm"])
+    assert report.succeeded == 1
+    (patch,) = fake.calls("amocrm_leads")
+    assert patch.method == "PATCH" and patch.path == "/api/v4/leads/555"
+    assert patch.json() == {"status_id": 102, "pipeline_id": 7001}

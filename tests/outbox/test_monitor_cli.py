@@ -1,0 +1,171 @@
+"""``onai-db monitor`` and ``onai-db worker`` as commands, the monitoring views, the demo
+library functions, and the pg_cron schedule (in the cluster's ``postgres`` database)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from onai_db.cli import app
+from onai_db.local import DEFAULT_DB, LocalStack
+from onai_db.monitor import render, snapshot
+from onai_db.notifications import enqueue_demo_notifications
+from onai_db.outbox import Outbox
+from support.cast import create_auth_user
+from support.fake_providers import FakeProviders, Reply
+from support.outbox_fixtures import worker_env, worker_settings
+
+runner = CliRunner()
+
+
+def _activity(queue: Outbox, fake: FakeProviders, db_url: str) -> None:
+    """One sent SMS, one dead SMS, one pending e-mail, Telegram groups in both states."""
+    from onai_db.worker import run_worker
+
+    queue.enqueue("sms", {"to": "+77011234567", "text": "ok"}, "mon/ok")
+    queue.enqueue("sms", {"to": "+77011234567", "text": "bad"}, "mon/dead", max_attempts=1)
+    fake.script("mobizon", Reply(200, {"code": 0, "data": {"messageId": "1"}, "message": ""}))
+    fake.script("mobizon", Reply(200, {"code": 1, "data": {"recipient": "invalid"}, "message": "Ошибка"}))
+    run_worker(worker_settings(fake, db_url, OUTBOX_CONCURRENCY="1"), once=True, services=["sms"])
+    queue.enqueue("email", {"template": "password_changed", "to": "a@example.kz"}, "mon/pending")
+    queue.conn.execute(
+        "insert into public.telegram_groups (chat_id, group_type, is_active, deactivated_at, deactivation_reason)"
+        " values (-1, 'leads', true, null, null), (-2, 'leads', false, now(), 'Forbidden: bot was kicked')"
+    )
+
+
+def test_snapshot_and_render(fake: FakeProviders, queue: Outbox, db_url: str) -> None:
+    _activity(queue, fake, db_url)
+    snap = snapshot(queue.conn)
+    sms = next(r for r in snap.queue if r["kind"] == "sms")
+    email = next(r for r in snap.queue if r["kind"] == "email")
+    assert (sms["done"], sms["dead"], email["pending"], email["due"]) == (1, 1, 1, 1)
+    assert email["oldest_pending_age"].total_seconds() >= 0
+    (mobizon,) = [r for r in snap.daily if r["service_name"] == "mobizon"]
+    assert (mobizon["successes"], mobizon["failures"]) == (1, 1)
+    assert snap.errors[0]["error_message"] == "mobizon: code 1 fields: recipient"
+    assert [d["idempotency_key"] for d in snap.dead] == ["mon/dead"]
+    assert snap.telegram == [
+        {
+            "group_type": "leads",
+            "active": 1,
+            "deactivated": 1,
+            "last_deactivated_at": snap.telegram[0]["last_deactivated_at"],
+        }
+    ]
+    console = Console(record=True, width=160)
+    render(snap, console)
+    text = console.export_text()
+    for needle in ("Outbox queue", "mobizon", "mobizon: code 1 fields: recipient", "mon/dead", "AmoCRM:"):
+        assert needle in text
+
+
+def test_monitor_command_json(fake: FakeProviders, queue: Outbox, db_url: str) -> None:
+    _activity(queue, fake, db_url)
+    result = runner.invoke(app, ["monitor", "--json"], env={"ONAI_DB_URL": db_url})
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert {r["kind"] for r in doc["queue"]} == {"email", "sms", "telegram", "amocrm"}
+    assert doc["dead"][0]["idempotency_key"] == "mon/dead"
+    table = runner.invoke(app, ["monitor"], env={"ONAI_DB_URL": db_url, "COLUMNS": "200"})
+    assert table.exit_code == 0 and "Dead jobs" in table.output and "mon/dead" in table.output
+
+
+def test_worker_command_once_and_requeue(fake: FakeProviders, queue: Outbox, db_url: str) -> None:
+    queue.enqueue("sms", {"to": "+77011234567", "text": "cli"}, "cli/1", max_attempts=1)
+    fake.script("mobizon", Reply(500, raw=b"oops"))
+    env = worker_env(fake, db_url)
+    result = runner.invoke(app, ["worker", "--once", "--services", "sms"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "1 dead" in result.output
+    result = runner.invoke(app, ["worker", "--requeue-dead", "--services", "sms"], env=env)
+    assert "requeued 1 dead job" in result.output
+    result = runner.invoke(app, ["worker", "--once", "--services", "sms", "--concurrency", "2"], env=env)
+    assert "1 sent" in result.output
+    bad = runner.invoke(app, ["worker", "--once", "--services", "fax"], env=env)
+    assert bad.exit_code != 0
+
+
+def test_dry_run_refuses_a_remote_database(fake: FakeProviders) -> None:
+    from onai_db.errors import ConfigError
+    from onai_db.worker import WorkerConfig
+
+    remote = "postgresql://postgres:x@db.example.supabase.co:5432/postgres"
+    settings = worker_settings(fake, remote)
+    with pytest.raises(ConfigError, match="local database"):
+        WorkerConfig.from_settings(settings, dry_run=True)
+    assert WorkerConfig.from_settings(settings, dry_run=False).db_url == remote
+
+
+@pytest.fixture()
+def demo_people(owner_conn: psycopg.Connection) -> Iterator[tuple[uuid.UUID, uuid.UUID]]:
+    email = f"demo-{uuid.uuid4().hex[:8]}@example.kz"
+    uid = create_auth_user(owner_conn, email, ("student",))
+    lead = owner_conn.execute(
+        "insert into public.traffic_leads (name, phone, source) values ('Demo', %s, 'profitest') returning id",
+        (f"+7705{uuid.uuid4().int % 10**7:07d}",),
+    ).fetchone()[0]
+    yield uid, lead
+    owner_conn.execute("delete from private.traffic_lead_identifiers where lead_id = %s", (lead,))
+    owner_conn.execute("delete from public.traffic_leads where id = %s", (lead,))
+    owner_conn.execute("delete from auth.users where id = %s", (uid,))
+
+
+def test_demo_enqueue_and_dry_run_worker(
+    fake: FakeProviders, queue: Outbox, db_url: str, demo_people: tuple[uuid.UUID, uuid.UUID], cast: object
+) -> None:
+    uid, lead = demo_people
+    queue.conn.execute(
+        "insert into public.telegram_groups (chat_id, group_type) values (-501, 'leads'), (-502, 'leads_profitest')"
+    )
+    queued = enqueue_demo_notifications(queue.conn)
+    assert queued.welcome_emails >= 2  # the cast's student and ours
+    key = f"tripwire_welcome/{uid}"
+    assert (
+        queue.conn.execute(
+            "select count(*) from public.outbox_jobs where idempotency_key = %s", (key,)
+        ).fetchone()[0]
+        == 1
+    )
+    assert queued.telegram_jobs >= 2 and queued.amocrm_sync_jobs >= 1
+    total = queue.conn.execute("select count(*) from public.outbox_jobs").fetchone()[0]
+    again = enqueue_demo_notifications(queue.conn)
+    assert (
+        again == queued
+        and total == queue.conn.execute("select count(*) from public.outbox_jobs").fetchone()[0]
+    )
+    text = queue.conn.execute(
+        "select payload ->> 'text' from public.outbox_jobs where idempotency_key = %s",
+        (f"lead_notification/{lead}/-502/leads_profitest",),
+    ).fetchone()[0]
+    assert text.startswith("Новый лид (ПРОФТЕСТ)")
+    # a dry run sends nothing anywhere and finishes every job
+    result = runner.invoke(app, ["worker", "--once", "--dry-run"], env={"ONAI_DB_URL": db_url})
+    assert result.exit_code == 0, result.output
+    assert fake.requests == []
+    left = queue.conn.execute("select count(*) from public.outbox_jobs where status <> 'done'").fetchone()[0]
+    assert left == 0
+    assert queue.conn.execute(
+        "select amocrm_synced from public.traffic_leads where id = %s", (lead,)
+    ).fetchone()[0]
+
+
+def test_pg_cron_schedules_housekeeping_where_it_exists(stack: LocalStack, queue: Outbox) -> None:
+    # the test database has no pg_cron: the migration applied and scheduled nothing
+    assert not queue.has_pg_cron()
+    # the cluster's postgres database (what `onai-db local up` builds) has pg_cron
+    stack.up(DEFAULT_DB)
+    with psycopg.connect(stack.database_url(DEFAULT_DB), autocommit=True) as conn:
+        jobs = dict(
+            conn.execute("select jobname, command from cron.job where jobname like 'onai-%'").fetchall()
+        )
+    assert jobs == {
+        "onai-outbox-recover-leases": "select public.recover_expired_outbox_leases()",
+        "onai-integration-retention": "select * from public.prune_integration_history(30)",
+    }

@@ -1,0 +1,248 @@
+"""The outbox queue in SQL: enqueue, claim with leases, complete, fail with backoff, dead,
+requeue, lease recovery, release, retention; and bad input rejected clearly."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from onai_db.outbox import Outbox, connect
+
+
+def _status(conn: psycopg.Connection, job_id: int) -> dict:
+    row = conn.execute(
+        "select status::text, attempts, run_after - now() as wait, lease_owner, last_error"
+        " from public.outbox_jobs where id = %s",
+        (job_id,),
+    ).fetchone()
+    assert row is not None
+    return {
+        "status": row[0],
+        "attempts": row[1],
+        "wait": row[2].total_seconds() if row[2] is not None else None,  # run_after is NULL unless pending
+        "owner": row[3],
+        "error": row[4],
+    }
+
+
+def _logs(conn: psycopg.Connection, job_id: int) -> list[tuple]:
+    return conn.execute(
+        "select service_name, action, status, attempt, error_message from public.integration_logs"
+        " where job_id = %s order by id",
+        (job_id,),
+    ).fetchall()
+
+
+def test_enqueue_is_idempotent_per_key(queue: Outbox) -> None:
+    first = queue.enqueue("email", {"template": "password_changed", "to": "a@example.kz"}, "pw/1")
+    again = queue.enqueue("email", {"template": "password_changed", "to": "other@example.kz"}, "pw/1")
+    assert first == again
+    assert queue.conn.execute("select count(*) from public.outbox_jobs").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("key", ["password", "generated_password", "action_link", "access_token"])
+def test_payloads_with_secrets_are_refused(queue: Outbox, key: str) -> None:
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
+        queue.enqueue("email", {"to": "a@example.kz", key: "x"}, f"secret/{key}")
+    assert err.value.diag.message_hint and "ids and template names" in err.value.diag.message_hint
+
+
+def test_the_table_itself_refuses_secret_payloads(queue: Outbox) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation):
+        queue.conn.execute(
+            "insert into public.outbox_jobs (kind, payload, idempotency_key)"
+            " values ('email', '{\"generated_password\": \"x\"}', 'direct/1')"
+        )
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("select public.enqueue_outbox_job('sms', '[]'::jsonb, 'k')", "JSON object payload"),
+        ("select public.enqueue_outbox_job('sms', '{}'::jsonb, '')", "idempotency key"),
+        ("select public.enqueue_outbox_job('sms', '{}'::jsonb, 'k', null, 0)", "max_attempts"),
+        ("select * from public.claim_outbox_jobs('', 1, 10)", "worker id"),
+        ("select * from public.claim_outbox_jobs('w', 0, 10)", "claim limit"),
+        ("select * from public.claim_outbox_jobs('w', 1, 0)", "lease"),
+        ("select * from public.prune_integration_history(0)", "one day"),
+    ],
+)
+def test_bad_arguments_raise_22023_with_a_message(queue: Outbox, call: str, message: str) -> None:
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+        queue.conn.execute(call)
+
+
+def test_claim_leases_due_jobs_oldest_first_and_not_future_ones(queue: Outbox) -> None:
+    a = queue.enqueue("sms", {"to": "+77011234567", "text": "a"}, "a")
+    b = queue.enqueue("sms", {"to": "+77011234567", "text": "b"}, "b")
+    queue.conn.execute(
+        "update public.outbox_jobs set run_after = now() + interval '1 hour' where id = %s", (b,)
+    )
+    jobs = queue.claim("w1", 10, 30)
+    assert [j.id for j in jobs] == [a]
+    job = jobs[0]
+    assert job.status == "running" and job.attempts == 1 and job.lease_owner == "w1"
+    assert queue.claim("w2", 10, 30) == []
+
+
+def test_claim_can_filter_kinds(queue: Outbox) -> None:
+    queue.enqueue("sms", {"to": "+77011234567", "text": "a"}, "sms/1")
+    mail = queue.enqueue("email", {"template": "password_changed", "to": "a@example.kz"}, "mail/1")
+    assert [j.id for j in queue.claim("w", 10, 30, ["email"])] == [mail]
+
+
+def test_complete_needs_the_lease_and_logs_one_row(queue: Outbox) -> None:
+    job = queue.claim("w1", 1, 30) if queue.enqueue("sms", {"to": "+7", "text": "t"}, "c/1") else []
+    assert queue.complete("intruder", [job[0].id]) == []
+    assert queue.complete("w1", [job[0].id], [12], ["msg-1"]) == [job[0].id]
+    assert _status(queue.conn, job[0].id)["status"] == "done"
+    assert _logs(queue.conn, job[0].id) == [("mobizon", "send_sms", "success", 1, None)]
+    assert queue.complete("w1", [job[0].id]) == []  # a second completion changes nothing
+
+
+def test_failures_back_off_exponentially_with_jitter_then_die(queue: Outbox) -> None:
+    job_id = queue.enqueue("telegram", {"chat_id": 1, "text": "t"}, "f/1", max_attempts=3)
+    waits = []
+    for attempt in (1, 2, 3):
+        queue.conn.execute("update public.outbox_jobs set run_after = now() where id = %s", (job_id,))
+        (job,) = queue.claim("w", 1, 30)
+        assert job.attempts == attempt
+        status = queue.fail(
+            job_id,
+            "w",
+            f"telegram: HTTP 502 attempt {attempt}",
+            backoff_base_seconds=10,
+            backoff_cap_seconds=25,
+        )
+        waits.append(_status(queue.conn, job_id)["wait"])  # None once dead
+        assert status == ("dead" if attempt == 3 else "pending")
+    # equal jitter: between half and all of min(cap, base * 2^(attempt-1))
+    assert 5 - 1 <= waits[0] <= 10 + 1
+    assert 10 - 1 <= waits[1] <= 20 + 1
+    state = _status(queue.conn, job_id)
+    assert state["status"] == "dead" and state["error"] == "telegram: HTTP 502 attempt 3"
+    logs = _logs(queue.conn, job_id)
+    assert [(r[2], r[3]) for r in logs] == [("failed", 1), ("failed", 2), ("failed", 3)]
+    assert logs[0][4] == "telegram: HTTP 502 attempt 1"
+
+
+def test_permanent_failure_is_dead_at_once_and_rate_limit_keeps_the_attempt(queue: Outbox) -> None:
+    a = queue.enqueue("email", {"template": "x", "to": "a@example.kz"}, "p/1")
+    queue.claim("w", 1, 30)
+    assert queue.fail(a, "w", "resend: HTTP 422 validation_error", permanent=True) == "dead"
+    b = queue.enqueue("telegram", {"chat_id": 1, "text": "t"}, "p/2")
+    queue.claim("w", 1, 30)
+    assert queue.fail(b, "w", "telegram: HTTP 429", retry_in_seconds=7, count_attempt=False) == "pending"
+    state = _status(queue.conn, b)
+    assert state["attempts"] == 0 and 6 <= state["wait"] <= 7.5
+
+
+def test_fail_without_the_lease_changes_nothing(queue: Outbox) -> None:
+    job_id = queue.enqueue("sms", {"to": "+7", "text": "t"}, "nl/1")
+    queue.claim("w1", 1, 30)
+    assert queue.fail(job_id, "w2", "boom") is None
+    assert _status(queue.conn, job_id)["status"] == "running"
+    assert _logs(queue.conn, job_id) == []
+
+
+def test_requeue_dead_revives_with_fresh_attempts(queue: Outbox) -> None:
+    job_id = queue.enqueue("sms", {"to": "+7", "text": "t"}, "rq/1", max_attempts=1)
+    queue.claim("w", 1, 30)
+    assert queue.fail(job_id, "w", "mobizon: code 8") == "dead"
+    assert queue.requeue_dead(kind="email") == 0
+    assert queue.requeue_dead([job_id]) == 1
+    state = _status(queue.conn, job_id)
+    assert state["status"] == "pending" and state["attempts"] == 0 and state["wait"] <= 0.5
+
+
+def test_an_expired_lease_is_recovered_logged_and_claimable(queue: Outbox) -> None:
+    job_id = queue.enqueue("sms", {"to": "+7", "text": "t"}, "exp/1")
+    queue.claim("lost-worker", 1, 30)
+    queue.conn.execute(
+        "update public.outbox_jobs set lease_expires_at = now() - interval '1 second' where id = %s",
+        (job_id,),
+    )
+    assert queue.claim("w2", 1, 30) == []  # still leased until recovered
+    assert queue.recover_expired() == 1
+    (job,) = queue.claim("w2", 1, 30)
+    assert job.id == job_id and job.attempts == 2 and job.lease_owner == "w2"
+    assert _logs(queue.conn, job_id) == [
+        (
+            "outbox",
+            "lease_expired",
+            "failed",
+            1,
+            "lease of worker lost-worker expired before the job finished",
+        )
+    ]
+    # the lost worker can no longer finish it
+    assert queue.complete("lost-worker", [job_id]) == []
+
+
+def test_an_expired_lease_on_the_last_attempt_ends_dead(queue: Outbox) -> None:
+    job_id = queue.enqueue("sms", {"to": "+7", "text": "t"}, "exp/2", max_attempts=1)
+    queue.claim("lost", 1, 30)
+    queue.conn.execute(
+        "update public.outbox_jobs set lease_expires_at = now() - interval '1 second' where id = %s",
+        (job_id,),
+    )
+    assert queue.recover_expired() == 1
+    assert _status(queue.conn, job_id)["status"] == "dead"
+
+
+def test_release_and_extend(queue: Outbox) -> None:
+    job_id = queue.enqueue("sms", {"to": "+7", "text": "t"}, "rel/1")
+    queue.claim("w", 1, 1)
+    assert queue.extend("other", [job_id], 600) == 0
+    assert queue.extend("w", [job_id], 600) == 1
+    lease = queue.conn.execute(
+        "select lease_expires_at - now() from public.outbox_jobs where id = %s", (job_id,)
+    ).fetchone()[0]
+    assert lease.total_seconds() > 500
+    assert queue.release("w", [job_id]) == 1
+    state = _status(queue.conn, job_id)
+    assert state["status"] == "pending" and state["attempts"] == 0 and state["owner"] is None
+
+
+def test_retention_prunes_old_logs_and_done_jobs_only(
+    queue: Outbox, clean_outbox: psycopg.Connection
+) -> None:
+    done = queue.enqueue("sms", {"to": "+7", "text": "t"}, "ret/1")
+    queue.claim("w", 1, 30)
+    queue.complete("w", [done])
+    dead = queue.enqueue("sms", {"to": "+7", "text": "t"}, "ret/2", max_attempts=1)
+    queue.claim("w", 1, 30)
+    queue.fail(dead, "w", "x")
+    # logs are append-only for the service role: age them as the owner
+    clean_outbox.execute("update public.integration_logs set created_at = now() - interval '40 days'")
+    queue.conn.execute(
+        "update public.outbox_jobs set completed_at = now() - interval '40 days' where id = %s", (done,)
+    )
+    result = queue.prune(30)
+    assert (result.logs_deleted, result.jobs_deleted) == (2, 1)
+    left = queue.conn.execute("select id from public.outbox_jobs").fetchall()
+    assert left == [(dead,)]
+
+
+def test_concurrent_claimers_never_get_the_same_job(db_url: str, queue: Outbox) -> None:
+    for i in range(400):
+        queue.enqueue("sms", {"to": "+7", "text": str(i)}, f"cc/{i}")
+    seen: list[list[int]] = [[] for _ in range(4)]
+
+    def claimer(n: int) -> None:
+        with connect(db_url) as conn:
+            q = Outbox(conn)
+            while jobs := q.claim(f"w{n}", 7, 30):
+                seen[n].extend(j.id for j in jobs)
+                q.complete(f"w{n}", [j.id for j in jobs])
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [i for ids in seen for i in ids]
+    assert len(everything) == 400 and len(set(everything)) == 400
+    assert queue.conn.execute("select count(*) from public.integration_logs").fetchone()[0] == 400

@@ -1,0 +1,246 @@
+"""Each provider client against its documented answers: success, 4xx, 5xx, timeout, 429
+(and the provider-specific cases: Resend idempotency conflicts, Mobizon result codes,
+Telegram chat gone / migrated, GoTrue links, AmoCRM problem+json)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from onai_db.providers.base import Delivery, PermanentError, RateLimitedError, TransientError
+from onai_db.providers.email_templates import render
+from onai_db.providers.mobizon import MobizonClient
+from onai_db.providers.resend import ResendClient
+from onai_db.providers.supabase_auth import SupabaseAuthClient
+from onai_db.providers.telegram import ChatGoneError, ChatMigratedError, TelegramClient
+from onai_db.redact import redact
+from support.fake_providers import LEADS_BOT, MOBIZON_KEY, RESEND_KEY, SERVICE_KEY, FakeProviders, Reply
+
+TIMEOUT = 0.3
+
+
+@pytest.fixture()
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=TIMEOUT) as client:
+        yield client
+
+
+def resend_call(fake: FakeProviders, http: httpx.Client) -> Delivery:
+    email = render("password_changed", {"to": "a@example.kz"}, platform_url="https://x")
+    return ResendClient(http, RESEND_KEY, "onAI <p@onai.academy>", fake.url).send(
+        "a@example.kz", email, "pw/1"
+    )
+
+
+def mobizon_call(fake: FakeProviders, http: httpx.Client) -> Delivery:
+    return MobizonClient(http, MOBIZON_KEY, fake.url).send("+7 701 123 45 67", "Ваша комиссия 5000 KZT")
+
+
+def telegram_call(fake: FakeProviders, http: httpx.Client) -> Delivery:
+    return TelegramClient(http, fake.url).send_message(LEADS_BOT, -1001234567890, "Новый лид")
+
+
+def gotrue_call(fake: FakeProviders, http: httpx.Client) -> str:
+    return SupabaseAuthClient(http, fake.url, SERVICE_KEY).recovery_link("a@example.kz")
+
+
+CALLS: dict[str, tuple[str, Callable]] = {
+    "resend": ("resend", resend_call),
+    "mobizon": ("mobizon", mobizon_call),
+    "telegram": ("telegram", telegram_call),
+    "gotrue": ("gotrue", gotrue_call),
+}
+
+FOUR_XX = {
+    "resend": Reply(422, {"statusCode": 422, "name": "validation_error", "message": "Invalid `to` field."}),
+    "mobizon": Reply(
+        200, {"code": 1, "data": {"recipient": "Неверный номер"}, "message": "Ошибка валидации"}
+    ),
+    "telegram": Reply(
+        400, {"ok": False, "error_code": 400, "description": "Bad Request: message text is empty"}
+    ),
+    "gotrue": Reply(
+        422, {"code": 422, "error_code": "validation_failed", "msg": "Unable to validate email address"}
+    ),
+}
+FIVE_XX = {
+    "resend": Reply(500, {"statusCode": 500, "name": "internal_server_error", "message": "Unexpected error"}),
+    "mobizon": Reply(502, raw=b"<html>502 Bad Gateway</html>"),
+    "telegram": Reply(502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}),
+    "gotrue": Reply(500, {"code": 500, "error_code": "unexpected_failure", "msg": "Internal Server Error"}),
+}
+TOO_MANY = {
+    "resend": Reply(
+        429,
+        {"statusCode": 429, "name": "rate_limit_exceeded", "message": "Too many requests."},
+        {"retry-after": "2", "ratelimit-limit": "2", "ratelimit-remaining": "0", "ratelimit-reset": "2"},
+    ),
+    "mobizon": Reply(429, raw=b"Too Many Requests", headers={"retry-after": "3"}),
+    "telegram": Reply(
+        429,
+        {
+            "ok": False,
+            "error_code": 429,
+            "description": "Too Many Requests: retry after 5",
+            "parameters": {"retry_after": 5},
+        },
+    ),
+    "gotrue": Reply(
+        429, {"code": 429, "error_code": "over_request_rate_limit", "msg": "Rate limit"}, {"retry-after": "4"}
+    ),
+}
+RETRY_AFTER = {"resend": 2, "mobizon": 3, "telegram": 5, "gotrue": 4}
+
+
+@pytest.mark.parametrize("provider", sorted(CALLS))
+def test_success(fake: FakeProviders, http: httpx.Client, provider: str) -> None:
+    route, call = CALLS[provider]
+    result = call(fake, http)
+    (req,) = fake.calls(route)
+    if provider == "gotrue":
+        assert result == fake.links[0]
+        assert req.json() == {"type": "recovery", "email": "a@example.kz"}
+        assert (
+            req.headers["apikey"] == SERVICE_KEY and req.headers["Authorization"] == f"Bearer {SERVICE_KEY}"
+        )
+        return
+    assert isinstance(result, Delivery) and result.provider_ref and not result.skipped
+    if provider == "resend":
+        assert req.headers["Idempotency-Key"] == "pw/1"
+        assert req.headers["Authorization"] == f"Bearer {RESEND_KEY}"
+        assert req.json()["to"] == ["a@example.kz"]
+    if provider == "mobizon":
+        assert req.query["apiKey"] == [MOBIZON_KEY] and req.query["output"] == ["json"]
+        assert req.form()["recipient"] == ["77011234567"]
+    if provider == "telegram":
+        assert req.path == f"/bot{LEADS_BOT}/sendMessage" and req.json()["chat_id"] == -1001234567890
+
+
+@pytest.mark.parametrize("provider", sorted(CALLS))
+def test_4xx_is_permanent(fake: FakeProviders, http: httpx.Client, provider: str) -> None:
+    route, call = CALLS[provider]
+    fake.script(route, FOUR_XX[provider])
+    with pytest.raises(PermanentError) as err:
+        call(fake, http)
+    assert not err.value.retry
+
+
+@pytest.mark.parametrize("provider", sorted(CALLS))
+def test_5xx_is_transient(fake: FakeProviders, http: httpx.Client, provider: str) -> None:
+    route, call = CALLS[provider]
+    fake.script(route, FIVE_XX[provider])
+    with pytest.raises(TransientError) as err:
+        call(fake, http)
+    assert err.value.retry and "5" in str(err.value)
+
+
+@pytest.mark.parametrize("provider", sorted(CALLS))
+def test_timeout_is_transient_and_says_so(fake: FakeProviders, http: httpx.Client, provider: str) -> None:
+    route, call = CALLS[provider]
+    fake.script(route, Reply(200, {"ok": True}, delay=TIMEOUT * 3))
+    with pytest.raises(TransientError, match="timeout"):
+        call(fake, http)
+
+
+@pytest.mark.parametrize("provider", sorted(CALLS))
+def test_429_says_when_to_retry(fake: FakeProviders, http: httpx.Client, provider: str) -> None:
+    route, call = CALLS[provider]
+    fake.script(route, TOO_MANY[provider])
+    with pytest.raises(RateLimitedError) as err:
+        call(fake, http)
+    assert err.value.retry_after == RETRY_AFTER[provider]
+
+
+@pytest.mark.parametrize("provider", sorted(CALLS))
+def test_errors_never_carry_credentials(fake: FakeProviders, http: httpx.Client, provider: str) -> None:
+    route, call = CALLS[provider]
+    for reply in (FOUR_XX[provider], FIVE_XX[provider], TOO_MANY[provider], Reply(200, delay=TIMEOUT * 3)):
+        fake.script(route, reply)
+        with pytest.raises(Exception) as err:
+            call(fake, http)
+        text = str(err.value)
+        for secret in (RESEND_KEY, MOBIZON_KEY, LEADS_BOT, SERVICE_KEY, fake.url):
+            assert secret not in text
+
+
+def test_resend_idempotency_conflicts(fake: FakeProviders, http: httpx.Client) -> None:
+    fake.script(
+        "resend",
+        Reply(409, {"statusCode": 409, "name": "concurrent_idempotent_requests", "message": "in progress"}),
+        Reply(409, {"statusCode": 409, "name": "invalid_idempotent_request", "message": "different payload"}),
+    )
+    with pytest.raises(TransientError, match="concurrent_idempotent_requests"):
+        resend_call(fake, http)
+    delivered = resend_call(fake, http)
+    assert delivered.skipped and "earlier attempt" in (delivered.note or "")
+
+
+def test_resend_daily_quota_waits_long_without_a_header(fake: FakeProviders, http: httpx.Client) -> None:
+    fake.script("resend", Reply(429, {"statusCode": 429, "name": "daily_quota_exceeded", "message": "quota"}))
+    with pytest.raises(RateLimitedError) as err:
+        resend_call(fake, http)
+    assert err.value.retry_after == 3600
+
+
+def test_mobizon_other_codes_are_retried_and_bad_numbers_refused(
+    fake: FakeProviders, http: httpx.Client
+) -> None:
+    fake.script("mobizon", Reply(200, {"code": 8, "data": [], "message": "Недостаточно средств"}))
+    with pytest.raises(TransientError, match="code 8"):
+        mobizon_call(fake, http)
+    with pytest.raises(PermanentError):
+        MobizonClient(http, MOBIZON_KEY, fake.url).send("12", "x")
+    assert len(fake.calls("mobizon")) == 1
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(
+            403,
+            {
+                "ok": False,
+                "error_code": 403,
+                "description": "Forbidden: bot was kicked from the supergroup chat",
+            },
+        ),
+        Reply(403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}),
+        Reply(400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}),
+    ],
+    ids=["kicked", "blocked", "chat-not-found"],
+)
+def test_telegram_chat_gone(fake: FakeProviders, http: httpx.Client, reply: Reply) -> None:
+    fake.script("telegram", reply)
+    with pytest.raises(ChatGoneError) as err:
+        telegram_call(fake, http)
+    assert not err.value.retry and reply.json["description"] in str(err.value)
+
+
+def test_telegram_group_upgraded_to_supergroup(fake: FakeProviders, http: httpx.Client) -> None:
+    fake.script(
+        "telegram",
+        Reply(
+            400,
+            {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: group chat was upgraded to a supergroup chat",
+                "parameters": {"migrate_to_chat_id": -1009876543210},
+            },
+        ),
+    )
+    with pytest.raises(ChatMigratedError) as err:
+        telegram_call(fake, http)
+    assert err.value.new_chat_id == -1009876543210
+
+
+def test_redact_removes_known_and_pattern_secrets() -> None:
+    text = (
+        f"GET https://api.telegram.org/bot{LEADS_BOT}/sendMessage?apiKey={MOBIZON_KEY} "
+        f"Bearer abc.def token=xyz {RESEND_KEY} https://p.supabase.co/auth/v1/verify?token=1&type=recovery"
+    )
+    out = redact(text, [MOBIZON_KEY])
+    for secret in (LEADS_BOT, MOBIZON_KEY, "abc.def", "token=xyz", RESEND_KEY, "verify?token=1"):
+        assert secret not in out

@@ -1,0 +1,334 @@
+"""The worker end to end against the fake providers: welcome e-mail with a set-password
+link and no stored secret, SMS, Telegram fan-out and deactivation, retries, poison jobs,
+429 snoozes, two workers on one queue, housekeeping without pg_cron."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from onai_db.errors import ConfigError
+from onai_db.local import pg_bindir
+from onai_db.outbox import Outbox
+from onai_db.settings import Settings
+from onai_db.worker import Worker, WorkerConfig, run_worker
+from support.cast import create_auth_user
+from support.fake_providers import FakeProviders, Reply
+from support.outbox_fixtures import worker_settings
+
+
+@pytest.fixture()
+def student(owner_conn: psycopg.Connection) -> Iterator[tuple[uuid.UUID, str]]:
+    email = f"welcome-{uuid.uuid4().hex[:8]}@example.kz"
+    with owner_conn.transaction():
+        uid = create_auth_user(owner_conn, email, ("student",))
+        owner_conn.execute(
+            'update auth.users set raw_user_meta_data = \'{"full_name": "Айгерим"}\' where id = %s', (uid,)
+        )
+    yield uid, email
+    owner_conn.execute("delete from auth.users where id = %s", (uid,))
+
+
+def _job(conn: psycopg.Connection, key: str) -> dict:
+    row = conn.execute(
+        "select id, status::text, attempts, last_error from public.outbox_jobs where idempotency_key = %s",
+        (key,),
+    ).fetchone()
+    assert row is not None, key
+    return {"id": row[0], "status": row[1], "attempts": row[2], "error": row[3]}
+
+
+def _logs(conn: psycopg.Connection, job_id: int) -> list[tuple]:
+    return conn.execute(
+        "select service_name, action, status, attempt, error_message, provider_ref from public.integration_logs"
+        " where job_id = %s order by id",
+        (job_id,),
+    ).fetchall()
+
+
+def _dump(settings: Settings, db_url: str) -> str:
+    """The whole test database as SQL text (data only)."""
+    pg_dump = pg_bindir(settings) / "pg_dump"
+    exe = str(pg_dump) if pg_dump.exists() else shutil.which("pg_dump")
+    assert exe, "pg_dump not found"
+    out = subprocess.run(
+        [exe, "--data-only", "--no-owner", db_url], capture_output=True, text=True, check=True
+    )
+    return out.stdout
+
+
+def test_welcome_email_carries_a_set_password_link_and_nothing_stores_it(
+    fake: FakeProviders, queue: Outbox, db_url: str, student: tuple[uuid.UUID, str]
+) -> None:
+    uid, email = student
+    job_id = queue.conn.execute(
+        "select public.enqueue_account_email(%s, 'tripwire_welcome')", (uid,)
+    ).fetchone()[0]
+    payload = queue.conn.execute(
+        "select payload from public.outbox_jobs where id = %s", (job_id,)
+    ).fetchone()[0]
+    assert payload == {"template": "tripwire_welcome", "user_id": str(uid), "to": email, "name": "Айгерим"}
+
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["email"])
+    assert report.succeeded == 1
+
+    (link,) = fake.links
+    (auth_call,) = fake.calls("gotrue")
+    assert auth_call.json()["email"] == email and auth_call.json()["type"] == "recovery"
+    (sent,) = fake.calls("resend")
+    body = sent.json()
+    assert sent.headers["Idempotency-Key"] == f"tripwire_welcome/{uid}"
+    assert body["to"] == [email] and "Айгерим" in body["html"]
+    assert link in body["text"] and link.replace("&", "&amp;") in body["html"]
+    assert "парол" in body["text"].lower() and "generated_password" not in body["html"]
+
+    state = _job(queue.conn, f"tripwire_welcome/{uid}")
+    assert state["status"] == "done"
+    (log,) = _logs(queue.conn, job_id)
+    assert log[:4] == ("resend", "send_email", "success", 1) and log[5]
+    token = link.split("token=")[1].split("&")[0]
+    dump = _dump(Settings.load(), db_url)
+    assert email in dump  # the dump does contain the job: the grep below is meaningful
+    assert token not in dump and link not in dump
+
+
+def test_a_failed_link_request_is_retried_and_never_sends_without_a_link(
+    fake: FakeProviders, queue: Outbox, db_url: str, student: tuple[uuid.UUID, str]
+) -> None:
+    uid, _ = student
+    queue.conn.execute("select public.enqueue_account_email(%s, 'tripwire_welcome')", (uid,))
+    fake.script("gotrue", Reply(500, {"code": 500, "error_code": "unexpected_failure", "msg": "boom"}))
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["email"])
+    assert (report.retried, report.succeeded) == (1, 1)
+    assert len(fake.calls("resend")) == 1 and len(fake.calls("gotrue")) == 2
+    job = _job(queue.conn, f"tripwire_welcome/{uid}")
+    assert [r[2] for r in _logs(queue.conn, job["id"])] == ["failed", "success"]
+
+
+def test_email_changed_goes_to_the_old_address(
+    fake: FakeProviders, queue: Outbox, db_url: str, student: tuple[uuid.UUID, str]
+) -> None:
+    uid, email = student
+    queue.conn.execute(
+        "select public.enqueue_account_email(%s, 'email_changed', 'change-1', 'old@example.kz')", (uid,)
+    )
+    run_worker(worker_settings(fake, db_url), once=True, services=["email"])
+    (sent,) = fake.calls("resend")
+    assert sent.json()["to"] == ["old@example.kz"] and email in sent.json()["text"]
+    assert fake.calls("gotrue") == []
+
+
+def test_sms_retry_then_success(fake: FakeProviders, queue: Outbox, db_url: str) -> None:
+    job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "Комиссия 5000 KZT"}, "sale/1")
+    fake.script("mobizon", Reply(503, raw=b"unavailable"))
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["sms"])
+    assert (report.retried, report.succeeded) == (1, 1)
+    logs = _logs(queue.conn, job_id)
+    assert [(r[2], r[3]) for r in logs] == [("failed", 1), ("success", 2)]
+    assert logs[0][4] == "mobizon: HTTP 503" and logs[1][5]
+
+
+def test_a_poison_job_ends_dead_after_max_attempts_with_every_error_logged(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "x"}, "poison/1", max_attempts=3)
+    fake.script("mobizon", *[Reply(200, {"code": 999, "data": [], "message": "Internal error"})] * 3)
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["sms"])
+    assert (report.retried, report.dead) == (2, 1)
+    job = _job(queue.conn, "poison/1")
+    assert job["status"] == "dead" and job["attempts"] == 3 and job["error"] == "mobizon: code 999"
+    assert [(r[2], r[3], r[4]) for r in _logs(queue.conn, job_id)] == [
+        ("failed", n, "mobizon: code 999") for n in (1, 2, 3)
+    ]
+    dead = queue.conn.execute("select id from public.outbox_dead_jobs").fetchall()
+    assert dead == [(job_id,)]
+
+
+def test_telegram_fans_out_and_deactivates_a_group_that_kicked_the_bot(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    queue.conn.execute(
+        "insert into public.telegram_groups (chat_id, group_type, title) values"
+        " (-1001, 'leads', 'Sales A'), (-1002, 'leads', 'Sales B'), (-1003, 'admin', 'Admins')"
+    )
+    n = queue.conn.execute(
+        "select public.enqueue_telegram_notification(array['leads'], 'Новый лид', 'lead/42')"
+    ).fetchone()[0]
+    assert n == 2
+    fake.script(
+        "telegram",
+        Reply(
+            403,
+            {
+                "ok": False,
+                "error_code": 403,
+                "description": "Forbidden: bot was kicked from the supergroup chat",
+            },
+        ),
+    )
+    report = run_worker(
+        worker_settings(fake, db_url, OUTBOX_CONCURRENCY="1"), once=True, services=["telegram"]
+    )
+    assert report.succeeded == 1 and report.skipped == 1
+    assert sorted(c.json()["chat_id"] for c in fake.calls("telegram")) == [-1002, -1001]
+    kicked = fake.calls("telegram")[0].json()["chat_id"]  # the first send got the 403
+    group = queue.conn.execute(
+        "select is_active, deactivation_reason from public.telegram_groups where chat_id = %s", (kicked,)
+    ).fetchone()
+    assert group == (False, "telegram: HTTP 403 Forbidden: bot was kicked from the supergroup chat")
+    gone = _job(queue.conn, f"lead/42/{kicked}/leads")
+    assert gone["status"] == "done"
+    (log,) = _logs(queue.conn, gone["id"])
+    assert log[2] == "failed" and "group deactivated" in log[4]
+    stats = queue.conn.execute(
+        "select group_type, active, deactivated from public.telegram_group_stats order by 1"
+    ).fetchall()
+    assert stats == [("admin", 1, 0), ("leads", 1, 1)]
+    # a later notification no longer targets the deactivated group
+    assert (
+        queue.conn.execute(
+            "select public.enqueue_telegram_notification(array['leads'], 'x', 'lead/43')"
+        ).fetchone()[0]
+        == 1
+    )
+
+
+def test_telegram_429_waits_retry_after_without_spending_an_attempt(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    job_id = queue.enqueue("telegram", {"chat_id": -1001, "text": "t", "bot": "leads"}, "tg/429")
+    fake.script(
+        "telegram",
+        Reply(
+            429,
+            {
+                "ok": False,
+                "error_code": 429,
+                "description": "Too Many Requests: retry after 30",
+                "parameters": {"retry_after": 30},
+            },
+        ),
+    )
+    run_worker(worker_settings(fake, db_url), once=True, services=["telegram"])
+    row = queue.conn.execute(
+        "select status::text, attempts, extract(epoch from run_after - now()) from public.outbox_jobs where id = %s",
+        (job_id,),
+    ).fetchone()
+    assert row[0] == "pending" and row[1] == 0 and 28 <= float(row[2]) <= 30.5
+    assert _logs(queue.conn, job_id)[0][4] == "telegram: HTTP 429 Too Many Requests: retry after 30"
+
+
+def test_telegram_group_migrated_to_a_supergroup_is_followed(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    queue.conn.execute("insert into public.telegram_groups (chat_id, group_type) values (-2001, 'leads')")
+    queue.conn.execute("select public.enqueue_telegram_notification(array['leads'], 'hi', 'mig/1')")
+    fake.script(
+        "telegram",
+        Reply(
+            400,
+            {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: group chat was upgraded to a supergroup chat",
+                "parameters": {"migrate_to_chat_id": -1002001},
+            },
+        ),
+    )
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["telegram"])
+    assert report.succeeded == 1
+    assert [c.json()["chat_id"] for c in fake.calls("telegram")] == [-2001, -1002001]
+    assert queue.conn.execute("select chat_id from public.telegram_groups").fetchall() == [(-1002001,)]
+
+
+def test_two_workers_on_one_queue_never_process_a_job_twice(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    for i in range(120):
+        queue.enqueue("sms", {"to": "+77011234567", "text": f"msg {i}"}, f"two/{i}")
+    settings = worker_settings(fake, db_url, OUTBOX_CONCURRENCY="3")
+    workers = [Worker(WorkerConfig.from_settings(settings, ["sms"])) for _ in range(2)]
+    threads = [threading.Thread(target=w.run, kwargs={"once": True}) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    texts = Counter(c.form()["text"][0] for c in fake.calls("mobizon"))
+    assert len(texts) == 120 and set(texts.values()) == {1}
+    assert all(w.report.claimed > 0 for w in workers), [w.report.claimed for w in workers]
+    assert sum(w.report.succeeded for w in workers) == 120
+    counts = queue.conn.execute(
+        "select count(*) filter (where status = 'done'), (select count(*) from public.integration_logs)"
+        " from public.outbox_jobs"
+    ).fetchone()
+    assert counts == (120, 120)
+
+
+def test_without_pg_cron_the_worker_recovers_leases_and_prunes_logs(
+    fake: FakeProviders, queue: Outbox, db_url: str, clean_outbox: psycopg.Connection
+) -> None:
+    assert not queue.has_pg_cron()
+    job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "x"}, "hk/1")
+    queue.claim("vanished-worker", 1, 30)
+    clean_outbox.execute("update public.outbox_jobs set lease_expires_at = now() - interval '1 minute'")
+    clean_outbox.execute(
+        "insert into public.integration_logs (service_name, action, status, created_at)"
+        " values ('mobizon', 'send_sms', 'success', now() - interval '90 days')"
+    )
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["sms"])
+    assert report.recovered == 1 and report.succeeded == 1
+    assert _job(queue.conn, "hk/1")["status"] == "done"
+    assert [r[1:3] for r in _logs(queue.conn, job_id)] == [
+        ("lease_expired", "failed"),
+        ("send_sms", "success"),
+    ]
+    old = queue.conn.execute(
+        "select count(*) from public.integration_logs where created_at < now() - interval '30 days'"
+    )
+    assert old.fetchone()[0] == 0
+
+
+def test_a_service_without_settings_is_a_config_error(fake: FakeProviders, db_url: str) -> None:
+    env = worker_settings(fake, db_url).env
+    settings = Settings(
+        project_dir=Settings.load().project_dir, env={k: v for k, v in env.items() if k != "MOBIZON_API_KEY"}
+    )
+    with pytest.raises(ConfigError, match="MOBIZON_API_KEY"):
+        WorkerConfig.from_settings(settings, ["sms"])
+    with pytest.raises(ConfigError, match="unknown service"):
+        WorkerConfig.from_settings(settings, ["fax"])
+    assert "sms" not in WorkerConfig.from_settings(settings).kinds
+
+
+def test_a_slow_call_keeps_its_job_through_the_lease_heartbeat(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "slow"}, "slow/1")
+    fake.script("mobizon", Reply(200, {"code": 0, "data": {"messageId": "9"}, "message": ""}, delay=2.0))
+    # lease 0.6 s, housekeeping every 0.3 s: without the heartbeat the job would be recovered mid-call
+    settings = worker_settings(
+        fake, db_url, OUTBOX_LEASE_SECONDS="0.6", OUTBOX_HTTP_TIMEOUT_SECONDS="5", OUTBOX_CONCURRENCY="1"
+    )
+    worker = Worker(WorkerConfig.from_settings(settings, ["sms"]))
+    stopper = threading.Timer(3.5, worker.stop.set)
+    stopper.start()
+    report = worker.run()
+    stopper.cancel()
+    assert (report.succeeded, report.lost, report.recovered) == (1, 0, 0)
+    assert _job(queue.conn, "slow/1") == {"id": job_id, "status": "done", "attempts": 1, "error": None}
+    assert len(fake.calls("mobizon")) == 1
+
+
+def test_a_worker_whose_database_vanishes_fails_loudly(fake: FakeProviders) -> None:
+    settings = worker_settings(fake, "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    from onai_db.errors import DatabaseUnreachableError
+
+    with pytest.raises(DatabaseUnreachableError):
+        run_worker(settings, once=True, services=["sms"])

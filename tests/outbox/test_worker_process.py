@@ -1,0 +1,103 @@
+"""The worker as a real process: killed with SIGKILL mid-job the job is retried after its
+lease and not lost; SIGTERM lets the job in flight finish and exits cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+
+from onai_db.outbox import Outbox
+from support.fake_providers import FakeProviders, Reply
+from support.outbox_fixtures import worker_env
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture()
+def spawn(fake: FakeProviders, db_url: str) -> Iterator[Callable[..., subprocess.Popen]]:
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: str, **env: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "onai_db.cli", "worker", *args],
+            env={**os.environ, **worker_env(fake, db_url, **env)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _job(conn: psycopg.Connection, job_id: int) -> tuple:
+    return conn.execute(
+        "select status::text, attempts, lease_owner from public.outbox_jobs where id = %s", (job_id,)
+    ).fetchone()
+
+
+def test_a_worker_killed_mid_job_loses_nothing(fake: FakeProviders, queue: Outbox, spawn: Callable) -> None:
+    job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "kill me"}, "kill/1")
+    fake.script("mobizon", Reply(200, {"code": 0, "data": {"messageId": "1"}, "message": ""}, delay=30))
+    first = spawn(
+        "--services",
+        "sms",
+        "--concurrency",
+        "1",
+        OUTBOX_LEASE_SECONDS="1.5",
+        OUTBOX_HTTP_TIMEOUT_SECONDS="60",
+    )
+    _wait_for(lambda: len(fake.calls("mobizon")) == 1, 20, "the first worker to call Mobizon")
+    status, attempts, owner = _job(queue.conn, job_id)
+    assert (status, attempts) == ("running", 1) and owner.split(":")[1] == str(first.pid)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+
+    second = spawn("--services", "sms", "--concurrency", "1", OUTBOX_LEASE_SECONDS="1.5")
+    _wait_for(lambda: _job(queue.conn, job_id)[0] == "done", 20, "the job to be retried and finished")
+    assert _job(queue.conn, job_id)[:2] == ("done", 2)
+    assert len(fake.calls("mobizon")) == 2
+    logs = queue.conn.execute(
+        "select service_name, action, status, attempt from public.integration_logs where job_id = %s order by id",
+        (job_id,),
+    ).fetchall()
+    assert logs == [("outbox", "lease_expired", "failed", 1), ("mobizon", "send_sms", "success", 2)]
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=15) == 0
+
+
+def test_sigterm_finishes_the_job_in_flight_then_exits(
+    fake: FakeProviders, queue: Outbox, spawn: Callable
+) -> None:
+    job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "finish me"}, "term/1")
+    later = queue.enqueue("sms", {"to": "+77011234567", "text": "not started"}, "term/2")
+    queue.conn.execute(
+        "update public.outbox_jobs set run_after = now() + interval '2 seconds' where id = %s", (later,)
+    )
+    fake.script("mobizon", Reply(200, {"code": 0, "data": {"messageId": "7"}, "message": ""}, delay=1.0))
+    proc = spawn("--services", "sms", "--concurrency", "1", OUTBOX_HTTP_TIMEOUT_SECONDS="10")
+    _wait_for(lambda: len(fake.calls("mobizon")) == 1, 20, "the worker to call Mobizon")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    assert _job(queue.conn, job_id) == ("done", 1, None)
+    assert _job(queue.conn, later) == ("pending", 0, None)
+    assert "1 sent" in proc.stderr.read()

@@ -1,0 +1,112 @@
+"""The role model: who may grant and revoke, and that revocation bites on the next request."""
+
+from __future__ import annotations
+
+import pytest
+
+from support.cast import Cast
+from support.postgrest import SERVICE, ApiError, PostgrestSession
+
+
+def roles_of(api: PostgrestSession, user_id) -> set[str]:
+    rows = api.query(
+        SERVICE, "select role::text as role from public.app_user_roles where user_id = %s", [user_id]
+    )
+    return {r["role"] for r in rows}
+
+
+def test_admin_grants_and_revokes_roles_of_others(api: PostgrestSession, cast: Cast) -> None:
+    api.query(
+        cast.admin,
+        "insert into public.app_user_roles (user_id, role) values (%s, 'sales_manager')",
+        [cast.nobody.user_id],
+    )
+    row = api.query(
+        SERVICE, "select granted_by from public.app_user_roles where user_id = %s", [cast.nobody.user_id]
+    )
+    assert row == [{"granted_by": cast.admin.user_id}]
+    deleted = api.query(
+        cast.admin,
+        "delete from public.app_user_roles where user_id = %s returning role::text",
+        [cast.nobody.user_id],
+    )
+    assert deleted == [{"role": "sales_manager"}]
+
+
+@pytest.mark.parametrize("label", ["admin", "targetologist", "sales_manager", "student", "nobody"])
+def test_nobody_grants_themselves_a_role(api: PostgrestSession, cast: Cast, label: str) -> None:
+    actor = getattr(cast, label)
+    with pytest.raises(ApiError) as err:
+        api.query(
+            actor, "insert into public.app_user_roles (user_id, role) values (%s, 'admin')", [actor.user_id]
+        )
+    assert err.value.code == "42501" and err.value.status == 403
+    assert "admin" not in roles_of(api, actor.user_id) or label == "admin"
+
+
+def test_admin_cannot_forge_granted_by(api: PostgrestSession, cast: Cast) -> None:
+    with pytest.raises(ApiError) as err:
+        api.query(
+            cast.admin,
+            "insert into public.app_user_roles (user_id, role, granted_by) values (%s, 'student', %s)",
+            [cast.nobody.user_id, cast.sales_manager.user_id],
+        )
+    assert err.value.code == "42501"
+
+
+def test_non_admins_cannot_grant_to_others(api: PostgrestSession, cast: Cast) -> None:
+    for actor in (cast.sales_manager, cast.targetologist, cast.student):
+        with pytest.raises(ApiError):
+            api.query(
+                actor,
+                "insert into public.app_user_roles (user_id, role) values (%s, 'student')",
+                [cast.nobody.user_id],
+            )
+
+
+def test_revocation_is_effective_on_the_very_next_request(api: PostgrestSession, cast: Cast) -> None:
+    who = cast.targetologist  # the JWT stays the same throughout
+    before = api.query(who, "select count(*) as n from public.traffic_teams")[0]["n"]
+    assert before == 1
+    api.query(
+        SERVICE,
+        "delete from public.app_user_roles where user_id = %s and role = 'targetologist'",
+        [who.user_id],
+    )
+    after = api.query(who, "select count(*) as n from public.traffic_teams")[0]["n"]
+    assert after == 0
+    api.query(
+        SERVICE,
+        "insert into public.app_user_roles (user_id, role) values (%s, 'targetologist')",
+        [who.user_id],
+    )
+    assert api.query(who, "select count(*) as n from public.traffic_teams")[0]["n"] == 1
+
+
+def test_roles_in_the_jwt_are_not_trusted(api: PostgrestSession, cast: Cast) -> None:
+    """app_metadata claims saying admin do not make anyone an admin: the table decides."""
+    from dataclasses import replace
+
+    forged = replace(
+        cast.student,
+        extra_claims={"app_metadata": {"role": "admin", "roles": ["admin"]}, "user_role": "admin"},
+    )
+    assert api.query(forged, "select count(*) as n from public.traffic_users")[0]["n"] == 0
+
+
+def test_deleting_an_auth_user_removes_their_roles_and_profile(
+    api: PostgrestSession, cast: Cast, owner_conn
+) -> None:
+    from support.cast import create_auth_user
+
+    with owner_conn.transaction():
+        uid = create_auth_user(owner_conn, "temp-targetologist@example.kz", ("targetologist",))
+        owner_conn.execute(
+            "insert into public.traffic_users (id, email, full_name) values (%s, 'temp-targetologist@example.kz', 'Temp')",
+            [uid],
+        )
+    owner_conn.execute("delete from auth.users where id = %s", [uid])
+    assert roles_of(api, uid) == set()
+    assert (
+        api.query(SERVICE, "select count(*) as n from public.traffic_users where id = %s", [uid])[0]["n"] == 0
+    )

@@ -1,0 +1,108 @@
+"""The local stack on bad days: busy port, crashed server, failing migration, missing binaries.
+
+Runs a second, throw-away cluster from a copy of the project (so a deliberately broken
+migration never touches the real one).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from onai_db.errors import MigrationError
+from onai_db.local import LocalStack
+from onai_db.settings import Settings, find_project_dir
+
+ROOT = find_project_dir()
+
+
+@pytest.fixture(scope="module")
+def scratch_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = tmp_path_factory.mktemp("project")
+    shutil.copytree(
+        ROOT / "supabase", project / "supabase", ignore=shutil.ignore_patterns(".temp", ".branches")
+    )
+    (project / "node_modules").symlink_to(ROOT / "node_modules")
+    return project
+
+
+@pytest.fixture(scope="module")
+def busy_socket() -> Iterator[int]:
+    """A listening socket on a loopback port, so the stack must choose another."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def scratch(scratch_project: Path, busy_socket: int) -> Iterator[LocalStack]:
+    env = dict(os.environ, ONAI_DB_PORT=str(busy_socket))
+    stack = LocalStack(Settings(project_dir=scratch_project, env=env), echo=lambda _m: None)
+    try:
+        yield stack
+    finally:
+        stack.purge()
+
+
+def test_up_on_a_busy_port_picks_another(scratch: LocalStack, busy_socket: int) -> None:
+    state = scratch.up()
+    assert state.port != busy_socket
+    status = scratch.status()
+    assert status.running and status.pending == [] and len(status.applied) >= 5
+    assert scratch.up().port == state.port  # re-running changes nothing
+
+
+def test_a_crashed_server_is_recovered(scratch: LocalStack) -> None:
+    state = scratch.up()
+    pid = int((Path(state.data_dir) / "postmaster.pid").read_text().splitlines()[0])
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        subprocess.run(["sleep", "0.1"], check=True)
+    assert not scratch.running()
+    scratch.up()
+    with psycopg.connect(scratch.database_url()) as conn:
+        assert conn.execute("select count(*) from public.traffic_leads").fetchone() == (0,)
+
+
+def test_a_failing_migration_names_the_file_and_keeps_the_previous_state(
+    scratch: LocalStack, scratch_project: Path
+) -> None:
+    scratch.up()
+    bad = scratch_project / "supabase" / "migrations" / "29991231000000_broken.sql"
+    bad.write_text("create table public.ok_part (id int);\nselect * from public.no_such_table;\n")
+    try:
+        with pytest.raises(MigrationError) as err:
+            scratch.up()
+        assert err.value.file == "29991231000000_broken.sql"
+        assert "no_such_table" in str(err.value) and "42P01" in str(err.value)
+        status = scratch.status()
+        assert status.pending == ["29991231000000_broken.sql"]
+        with psycopg.connect(scratch.database_url()) as conn:
+            assert conn.execute("select to_regclass('public.ok_part')").fetchone() == (None,)
+            assert conn.execute("select to_regclass('public.traffic_leads')").fetchone() is not None
+    finally:
+        bad.unlink()
+
+
+def test_missing_postgres_binaries_stop_with_one_clear_line() -> None:
+    proc = subprocess.run(
+        ["make", "-s", "check-postgres", "PG_BINDIR=/nonexistent"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode != 0
+    assert proc.stdout.strip() == (
+        "PostgreSQL 15 server binaries not found: apt-get install postgresql-15 postgresql-contrib"
+    )
