@@ -26,7 +26,7 @@ local_app = typer.Typer(
 app.add_typer(local_app, name="local")
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[str, typer.Option("--db", help="Database name in the local cluster.")]
 
@@ -109,7 +109,7 @@ def local_psql(ctx: typer.Context, db: DbOption = local_mod.DEFAULT_DB) -> None:
 
 # Command groups that live in their own modules register themselves here; each module
 # exposes ``register(app: typer.Typer) -> None``.
-COMMAND_MODULES: tuple[str, ...] = ("policies", "types", "worker", "monitor", "legacy", "consolidate")
+COMMAND_MODULES: tuple[str, ...] = ("policies", "types", "demo", "legacy", "consolidate", "worker", "monitor")
 
 
 def _register_commands() -> None:

@@ -127,6 +127,12 @@ class WorkerReport:
     recovered: int = 0
     by_kind: Counter[str] = field(default_factory=Counter)
 
+    def summary(self) -> str:
+        return (
+            f"claimed {self.claimed}: {self.succeeded} sent, {self.skipped} skipped/handled, "
+            f"{self.retried} to retry, {self.dead} dead, {self.lost} lease lost, {self.released} released"
+        )
+
 
 class Worker:
     def __init__(

@@ -10,7 +10,6 @@ from typing import Annotated
 import psycopg
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from ..consolidate import ConsolidationOptions, run_consolidation
 from ..consolidate.demo import attribution_summary
@@ -18,6 +17,7 @@ from ..consolidate.render import render_attribution, render_report
 from ..consolidate.runner import PHASES, preflight
 from ..errors import ConfigError
 from ..local import LocalStack
+from ..progress import phase_progress
 from ..settings import Settings
 
 console = Console(width=None if Console().is_terminal else 130)
@@ -66,24 +66,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("no source: pass --source or set LANDING_DB_URL")
         tgt = _target_url(settings, target)
         preflight(src, tgt)  # bad input: one line, before any progress output
-        with Progress(
-            TextColumn("{task.description:<9}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=as_json,
-            transient=False,
-        ) as bar:
-            tasks: dict[str, TaskID] = {p: bar.add_task(p, total=None, start=False) for p in PHASES}
-
-            def progress(phase: str, advance: int, total: int | None) -> None:
-                task = tasks[phase]
-                bar.start_task(task)
-                if total is not None:
-                    bar.update(task, total=total)
-                bar.advance(task, advance)
-
+        with phase_progress(PHASES, err_console, disable=as_json) as progress:
             report = run_consolidation(
                 ConsolidationOptions(
                     source_url=src,
@@ -95,9 +78,6 @@ def register(app: typer.Typer) -> None:
                     progress=progress,
                 )
             )
-            for task in tasks.values():
-                t = bar.tasks[task]
-                bar.update(task, total=t.total or t.completed or 1, completed=t.total or t.completed or 1)
         rows = []
         if attribution and not dry_run:
             with psycopg.connect(tgt) as conn:

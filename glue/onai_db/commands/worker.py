@@ -54,7 +54,4 @@ def register(app: typer.Typer) -> None:
             dry_run=dry_run,
             echo=lambda m: console.print(f"[dim]{m}[/dim]"),
         )
-        console.print(
-            f"claimed {report.claimed}: {report.succeeded} sent, {report.skipped} skipped/handled, "
-            f"{report.retried} to retry, {report.dead} dead, {report.lost} lease lost, {report.released} released"
-        )
+        console.print(report.summary())

@@ -1,65 +1,23 @@
-"""Demo helpers: deterministic targetologists owning the generator's UTM sources, and
+"""Demo helpers: the seed people (supabase/seed.sql) owning the generator's UTM sources, and
 the per-targetologist attribution summary of consolidated leads."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 import psycopg
 
-DEMO_TEAMS = {
-    uuid.UUID("00000000-0000-4000-d000-00000000000a"): "Demo Team Almaty",
-    uuid.UUID("00000000-0000-4000-d000-00000000000b"): "Demo Team Astana",
-}
-# (user id, email, full name, team, owned utm_sources) - sources as the generator sends them, lower-cased
-DEMO_TARGETOLOGISTS = (
-    (uuid.UUID("00000000-0000-4000-d000-000000000001"), "arystan@demo.onai.academy", "Arystan",
-     "Demo Team Almaty", ("fb_arystan", "ig_arystan")),
-    (uuid.UUID("00000000-0000-4000-d000-000000000002"), "muha@demo.onai.academy", "Muha",
-     "Demo Team Almaty", ("fb_muha",)),
-    (uuid.UUID("00000000-0000-4000-d000-000000000003"), "kenesary@demo.onai.academy", "Kenesary",
-     "Demo Team Astana", ("fb_kenesary",)),
-    (uuid.UUID("00000000-0000-4000-d000-000000000004"), "aida@demo.onai.academy", "Aida",
-     "Demo Team Astana", ("tiktok_aida",)),
-)  # fmt: skip
+from ..settings import find_project_dir
 
 
 def seed_demo_targetologists(conn: psycopg.Connection) -> int:
-    """Create (idempotently) the demo teams, targetologists (auth users, as GoTrue
-    would) and their UTM sources in the target; returns the number of sources owned."""
+    """Apply ``supabase/seed.sql`` (idempotent): the audit's Traffic people, two teams and
+    the UTM sources the legacy generator uses; returns the number of owned sources."""
+    seed = (find_project_dir() / "supabase" / "seed.sql").read_text()
     with conn.transaction():
-        for tid, name in DEMO_TEAMS.items():
-            conn.execute(
-                "insert into public.traffic_teams (id, name) values (%s, %s) on conflict (id) do nothing",
-                (tid, name),
-            )
-        for uid, email, full_name, team, sources in DEMO_TARGETOLOGISTS:
-            conn.execute(
-                "insert into auth.users (id, aud, role, email, email_confirmed_at, raw_app_meta_data,"
-                " raw_user_meta_data, created_at, updated_at)"
-                " values (%s, 'authenticated', 'authenticated', %s, now(),"
-                ' \'{"provider":"email","providers":["email"]}\', \'{}\', now(), now())'
-                " on conflict (id) do nothing",
-                (uid, email),
-            )
-            conn.execute(
-                "insert into public.app_user_roles (user_id, role) values (%s, 'targetologist') on conflict do nothing",
-                (uid,),
-            )
-            conn.execute(
-                "insert into public.traffic_users (id, email, full_name, team_id)"
-                " select %s, %s, %s, t.id from public.traffic_teams as t where t.name = %s"
-                " on conflict (id) do nothing",
-                (uid, email, full_name, team),
-            )
-            for source in sources:
-                conn.execute(
-                    "insert into public.traffic_user_utm_sources (utm_source, user_id) values (%s, %s)"
-                    " on conflict (utm_source) do nothing",
-                    (source, uid),
-                )
-    return sum(len(t[4]) for t in DEMO_TARGETOLOGISTS)
+        conn.execute(seed)
+    row = conn.execute("select count(*) from public.traffic_user_utm_sources").fetchone()
+    return int(row[0]) if row else 0
 
 
 @dataclass

@@ -46,7 +46,7 @@ SOURCES = (
 # utm_source values as landing pages sent them (case and whitespace vary); the demo
 # seeding gives the first five an owner, "google_brand" and "partner_x" have none.
 UTM_SOURCES = (
-    "fb_arystan", "FB_Arystan", "ig_arystan", "fb_muha", " fb_muha", "fb_kenesary", "tiktok_aida",
+    "fb_arystan", "FB_Arystan", "ig_arystan", "fb_muha", " fb_muha", "fb_kenesary", "fb_traft4",
     "google_brand", "partner_x",
 )  # fmt: skip
 UTM_MEDIUMS = ("cpc", "paid_social", "stories", "reels")
