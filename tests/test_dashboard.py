@@ -75,7 +75,7 @@ def test_dashboard_counts_by_day_targetologist_and_team(api: PostgrestSession, c
     }
     assert by_t["unattributed"]["leads"] == 2
     by_team = {r["label"]: r["leads"] for r in api.rpc(SERVICE, "traffic_dashboard", p_group_by="team")}
-    assert by_team == {"Team Almaty": 7, "Team Astana": 2, "unattributed": 2}
+    assert by_team == {"Cast Team A": 7, "Cast Team B": 2, "unattributed": 2}
     team_a = api.rpc(SERVICE, "traffic_dashboard", p_group_by="targetologist", p_team_id=TEAM_A)
     assert {r["bucket"] for r in team_a} == {
         str(cast.targetologist.user_id),

@@ -89,7 +89,7 @@ def build_cast(conn: psycopg.Connection) -> Cast:
     actors: dict[str, Actor] = {}
     with conn.transaction():
         conn.execute(
-            "insert into public.traffic_teams (id, name) values (%s, 'Team Almaty'), (%s, 'Team Astana')",
+            "insert into public.traffic_teams (id, name) values (%s, 'Cast Team A'), (%s, 'Cast Team B')",
             (TEAM_A, TEAM_B),
         )
         for label, (email, roles, team) in spec.items():
