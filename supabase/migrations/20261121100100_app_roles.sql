@@ -61,6 +61,29 @@ comment on function private.has_role(public.app_role) is
 revoke all on function private.has_role(public.app_role) from public;
 grant execute on function private.has_role(public.app_role) to authenticated, service_role;
 
+-- security definer: as has_role, reads app_user_roles without its RLS.
+create or replace function private.is_staff()
+returns boolean
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  return exists (
+    select 1
+    from public.app_user_roles as r
+    where r.user_id = (select auth.uid()) and r.role in ('admin', 'sales_manager')
+  );
+end;
+$$;
+
+comment on function private.is_staff() is
+'True for admins and sales managers, who see every lead and person. Use as (select private.is_staff()).';
+
+revoke all on function private.is_staff() from public;
+grant execute on function private.is_staff() to authenticated, service_role;
+
 -- RLS ----------------------------------------------------------------------------------
 
 alter table public.app_user_roles enable row level security;

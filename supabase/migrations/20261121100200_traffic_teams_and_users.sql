@@ -80,8 +80,7 @@ on public.traffic_teams
 for select
 to authenticated
 using (
-  (select private.has_role('admin'))
-  or (select private.has_role('sales_manager'))
+  (select private.is_staff())
   or ((select private.has_role('targetologist')) and id = (select private.current_team_id()))
 );
 
@@ -109,8 +108,7 @@ on public.traffic_users
 for select
 to authenticated
 using (
-  (select private.has_role('admin'))
-  or (select private.has_role('sales_manager'))
+  (select private.is_staff())
   or (
     (select private.has_role('targetologist'))
     and (id = (select auth.uid()) or team_id = (select private.current_team_id()))

@@ -54,8 +54,7 @@ on public.traffic_user_utm_sources
 for select
 to authenticated
 using (
-  (select private.has_role('admin'))
-  or (select private.has_role('sales_manager'))
+  (select private.is_staff())
   or (
     (select private.has_role('targetologist'))
     and array[user_id] <@ (select private.team_member_ids())

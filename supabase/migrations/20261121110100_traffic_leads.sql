@@ -138,13 +138,19 @@ begin
   return (
     select coalesce(pg_catalog.array_agg(s.utm_source), '{}'::text [])
     from public.traffic_user_utm_sources as s
-    where s.user_id = (select auth.uid())
+    where
+      s.user_id = (select auth.uid())
+      and exists (
+        select 1 from public.app_user_roles as r
+        where r.user_id = s.user_id and r.role = 'targetologist'
+      )
   );
 end;
 $$;
 
 comment on function private.my_utm_sources() is
-'UTM sources owned by the requesting targetologist. Use as (select private.my_utm_sources()).';
+'UTM sources owned by the requesting user while they hold the targetologist role (empty otherwise). '
+'Use as (select private.my_utm_sources()).';
 
 revoke all on function private.my_utm_sources() from public;
 grant execute on function private.my_utm_sources() to authenticated, service_role;
@@ -188,17 +194,13 @@ on public.traffic_leads
 for select
 to authenticated
 using (
-  (select private.has_role('admin'))
-  or (select private.has_role('sales_manager'))
-  or (
-    (select private.has_role('targetologist'))
-    and utm_source = any((select private.my_utm_sources())::text[])
-  )
+  (select private.is_staff())
+  or utm_source = any((select private.my_utm_sources())::text[])
 );
 
 create policy "sales managers and admins work leads"
 on public.traffic_leads
 for update
 to authenticated
-using ((select private.has_role('admin')) or (select private.has_role('sales_manager')))
-with check ((select private.has_role('admin')) or (select private.has_role('sales_manager')));
+using ((select private.is_staff()))
+with check ((select private.is_staff()));

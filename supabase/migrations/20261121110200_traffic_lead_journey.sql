@@ -53,15 +53,11 @@ on public.traffic_lead_journey
 for select
 to authenticated
 using (
-  (select private.has_role('admin'))
-  or (select private.has_role('sales_manager'))
-  or (
-    (select private.has_role('targetologist'))
-    and lead_id in (
-      select l.id
-      from public.traffic_leads as l
-      where l.utm_source = any((select private.my_utm_sources())::text[])
-    )
+  (select private.is_staff())
+  or lead_id in (
+    select l.id
+    from public.traffic_leads as l
+    where l.utm_source = any((select private.my_utm_sources())::text[])
   )
 );
 

@@ -32,7 +32,7 @@ create policy "staff see lead merges"
 on public.traffic_lead_merges
 for select
 to authenticated
-using ((select private.has_role('admin')) or (select private.has_role('sales_manager')));
+using ((select private.is_staff()));
 
 -- Helpers ----------------------------------------------------------------------------------
 

@@ -189,10 +189,6 @@ on public.traffic_lead_daily_stats
 for select
 to authenticated
 using (
-  (select private.has_role('admin'))
-  or (select private.has_role('sales_manager'))
-  or (
-    (select private.has_role('targetologist'))
-    and utm_source = any((select private.my_utm_sources())::text[])
-  )
+  (select private.is_staff())
+  or utm_source = any((select private.my_utm_sources())::text[])
 );
