@@ -27,15 +27,15 @@ def available() -> list[str]:
 
 def render_table() -> str:
     lines = [
-        "| benchmark | workload | baseline | scale | workload value | baseline value | ratio | target | met |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| benchmark | workload | baseline | scale | workload value | baseline value | ratio | target | met | measured |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     machine_line = ""
     for path in sorted(RESULTS_DIR.glob("*.json")):
         doc = json.loads(path.read_text())
         m = doc["machine"]
         machine_line = (
-            f"Measured {doc['measured_at']} on {m['cpu_count']} cores, {m['memory_gib']} GiB, "
+            f"Machine: {m['cpu_count']} cores, {m['memory_gib']} GiB, "
             f"{m['platform']}, PostgreSQL {doc['postgres']}, Python {m['python']}."
         )
         for r in doc["results"]:
@@ -43,7 +43,7 @@ def render_table() -> str:
             lines.append(
                 f"| {r['bench']} | {r['workload']} | {r['baseline']} | {r['scale']} | "
                 f"{r['value']:.4g} {r['unit']} | {r['baseline_value']:.4g} {r['unit']} | "
-                f"{r['ratio']:.3g}x | {r['target'] or '-'} | {met} |"
+                f"{r['ratio']:.3g}x | {r['target'] or '-'} | {met} | {doc['measured_at']} |"
             )
     return "\n".join([machine_line, "", *lines])
 
