@@ -177,9 +177,22 @@ comment on function private.set_lead_identity() is
 revoke all on function private.set_lead_identity() from public;
 
 create trigger traffic_leads_set_identity
-before insert or update of phone, email, phone_normalized, email_normalized, no_identifier
-on public.traffic_leads
+before insert on public.traffic_leads
 for each row execute function private.set_lead_identity();
+
+-- on update only when an identity column really changes (most updates fill other gaps)
+create trigger traffic_leads_reset_identity
+before update of phone, email, phone_normalized, email_normalized, no_identifier
+on public.traffic_leads
+for each row
+when (
+  old.phone is distinct from new.phone
+  or old.email is distinct from new.email
+  or old.phone_normalized is distinct from new.phone_normalized
+  or old.email_normalized is distinct from new.email_normalized
+  or old.no_identifier is distinct from new.no_identifier
+)
+execute function private.set_lead_identity();
 
 create trigger traffic_leads_set_updated_at
 before update on public.traffic_leads

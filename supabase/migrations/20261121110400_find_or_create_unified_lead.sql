@@ -118,29 +118,32 @@ begin
   v_email := private.normalize_email(v_email_raw);
   v_source := private.canonical_lead_source(p_source);
 
-  -- Serialize: the event key first, then the identifiers in sorted order (no cycles).
-  if p_event_key is not null then
-    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('lead-event:' || p_event_key, 0));
-    select coalesce(l.merged_into, l.id), l.no_identifier into v_lead, v_no_identifier
-    from public.traffic_lead_journey as j
-    join public.traffic_leads as l on j.lead_id = l.id
-    where j.event_key = p_event_key;
-    if found then
-      return query select v_lead, false, false, false, v_no_identifier;
-      return;
-    end if;
-  end if;
+  -- Serialize, in one statement: the event key first, then the identifiers in sorted
+  -- order, so two calls can never wait on each other in a cycle.
   perform pg_catalog.pg_advisory_xact_lock(k.h)
   from (
     select pg_catalog.hashtextextended(x.key, 0) as h
-    from (values ('lead-id:phone:' || v_phone), ('lead-id:email:' || v_email)) as x (key)
+    from (
+      values
+      (0, 'lead-event:' || p_event_key),
+      (1, 'lead-id:phone:' || v_phone),
+      (1, 'lead-id:email:' || v_email)
+    ) as x (rank, key)
     where x.key is not null
-    order by x.key
+    order by x.rank, x.key
   ) as k;
 
-  -- Who is it? Every identifier ever seen first; live leads' own columns as a fallback.
-  -- Merges re-point earlier losers, so merged_into is always one hop from a live lead.
+  -- Who is it? A replayed event key answers at once. Otherwise every identifier ever
+  -- seen first, live leads' own columns as a fallback. Merges re-point earlier losers,
+  -- so merged_into is always one hop from a live lead. (One statement, taken after the
+  -- locks, so it sees what the previous holder committed.)
   select
+    (
+      select coalesce(l.merged_into, l.id)
+      from public.traffic_lead_journey as j
+      join public.traffic_leads as l on j.lead_id = l.id
+      where j.event_key = p_event_key
+    ),
     coalesce(
       (
         select coalesce(l.merged_into, l.id)
@@ -159,7 +162,17 @@ begin
       ),
       (select l.id from public.traffic_leads as l where l.email_normalized = v_email and l.merged_into is null)
     )
-  into v_by_phone, v_by_email;
+  into v_lead, v_by_phone, v_by_email;
+  if v_lead is not null then
+    select l.no_identifier into v_no_identifier from public.traffic_leads as l where l.id = v_lead;
+    lead_id := v_lead;
+    created := false;
+    merged := false;
+    event_recorded := false;
+    no_identifier := v_no_identifier;
+    return next;
+    return;
+  end if;
 
   if v_by_phone is not null and v_by_email is not null and v_by_phone <> v_by_email then
     -- Two leads for one person: lock both (id order), merge into the older. A concurrent
@@ -271,7 +284,12 @@ begin
   on conflict (event_key) do nothing;
   v_recorded := found;
 
-  return query select v_lead, v_created, v_merged, v_recorded, v_no_identifier;
+  lead_id := v_lead;
+  created := v_created;
+  merged := v_merged;
+  event_recorded := v_recorded;
+  no_identifier := v_no_identifier;
+  return next;
 end;
 $$;
 
