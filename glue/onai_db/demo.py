@@ -55,10 +55,10 @@ class DemoResult:
     seconds: float
 
 
-def visible_leads(url: str) -> list[tuple[str, int | str]]:
+def visible_leads(authenticator_url: str) -> list[tuple[str, int | str]]:
     """How many live leads each role sees, one PostgREST-style request each."""
     out: list[tuple[str, int | str]] = []
-    with psycopg.connect(url.replace("postgres:postgres@", "authenticator@")) as conn:
+    with psycopg.connect(authenticator_url) as conn:
         for label, role, sub in VIEWERS:
             claims = {"role": role, **({"sub": sub, "aud": "authenticated"} if sub else {})}
             try:
@@ -132,7 +132,7 @@ def run_demo(
     seen = Table(title="What each role sees of public.landing_leads (RLS, as PostgREST runs it)")
     seen.add_column("request as")
     seen.add_column("live leads visible", justify="right")
-    for label, n in visible_leads(url):
+    for label, n in visible_leads(state.url("authenticator", dbname)):
         seen.add_row(label, str(n))
     console.print(seen)
     console.print(f"backup of the Landing tables: {_relative(backup_dir, settings.project_dir)}")
