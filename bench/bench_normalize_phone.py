@@ -3,8 +3,9 @@
 Issue 3's target: normalize_phone within 2x of the regexp_replace baseline over 1M inputs.
 Both run over the same unlogged table in the same session, alternating, several times;
 the medians are compared. Parallel query is off so that both measure per-row CPU, not the
-number of workers. A third figure, a do-nothing SQL function with ``set search_path = ''``,
-shows the floor every such function pays per call (it is not inlined).
+number of workers. A third figure, a do-nothing PL/pgSQL function with
+``set search_path = ''`` (the standards require the clause), shows the floor every such
+function pays per call: the SET clause alone is about half the baseline on PostgreSQL 15.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ WORKLOAD_SQL = "select count(public.normalize_phone(x)) from bench_phone_inputs"
 FLOOR_SQL = "select count(pg_temp.bench_identity(x)) from bench_phone_inputs"
 FLOOR_FUNCTION = """
 create function pg_temp.bench_identity(phone text) returns text
-language sql immutable parallel safe set search_path = '' as $$ select phone $$
+language plpgsql immutable strict parallel safe set search_path = '' as $$ begin return phone; end $$
 """
 
 

@@ -1,17 +1,18 @@
 """Generate the migration that defines ``public.normalize_phone`` from libphonenumber metadata.
 
-``python -m onai_db.codegen.phone_metadata > supabase/migrations/20261121110000_normalize_phone.sql``
+``python -m onai_db.codegen.phone_metadata > supabase/migrations/20261122100000_normalize_phone_plpgsql.sql``
 
 Everything the SQL needs to know about numbering plans is read here from the installed
 ``phonenumbers`` package (the Python port of Google's libphonenumber metadata):
 
 - country code 7 (RU and KZ): the general patterns used when stripping the ``8`` trunk
-  prefix, the lengths that keep a stripped number, and one regular expression saying
-  whether a national significant number (NSN) is *valid* (RU when it starts with 3/4/8/9,
-  KZ when it starts with 7, matching one of the region's number types, lengths included);
+  prefix, the lengths that keep a stripped number, and per first digit a regular
+  expression saying whether a national significant number (NSN) is *valid* (RU when it
+  starts with 3/4/8/9, KZ when it starts with 7, matching one of the region's number
+  types, lengths included), and the first three digits of valid KZ mobiles (the fast path);
 - every other country code: the code itself, its national prefix for parsing, its general
   pattern, and its *possible* lengths (local-only lengths included, as
-  ``is_possible_number`` counts them).
+  ``is_possible_number`` counts them), as jsonb maps keyed by the code.
 
 The SQL mirrors ``phonenumbers.parse(number, "KZ")`` step by step; see docs/phone.md.
 The header of the generated file names the phonenumbers version it came from, and
@@ -21,10 +22,10 @@ rendering with the installed version.
 
 from __future__ import annotations
 
+import random
 import re
 import re._parser as re_parser
 import sys
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,9 @@ from phonenumbers.phonenumberutil import (
 )
 
 TEMPLATE_PATH = Path(__file__).with_name("normalize_phone.sql.in")
-MIGRATION = "supabase/migrations/20261121110000_normalize_phone.sql"
+MIGRATION = "supabase/migrations/20261122100000_normalize_phone_plpgsql.sql"
+# The first, plain SQL version (frozen like every applied migration; not rendered any more).
+FIRST_MIGRATION = "supabase/migrations/20261121110000_normalize_phone.sql"
 MAX_NSN = 17  # libphonenumber's _MAX_LENGTH_FOR_NSN
 MIN_NSN = 2  # libphonenumber's _MIN_LENGTH_FOR_NSN
 LENGTH_PROBE = 30  # lengths 0..LENGTH_PROBE are classified one by one; longer ones like the last
@@ -82,6 +85,135 @@ EXTENSION = (
 )
 TRAILING = SEPARATORS + r",;:!?#*'\""
 CORE_PATTERN = rf"^[^0-9+]*(\+*[0-9{SEPARATORS}-]*[0-9]){EXTENSION}?[{TRAILING}-]*$"
+# The SQL tests the whole shape without a capture (captures are slow in PostgreSQL's
+# matcher), then removes the label (^[^0-9+]+) and what follows the number (CORE_TAIL:
+# its leftmost match is the extension and punctuation, as the number ends with a digit
+# and neither may contain one before the extension's keyword).
+CORE_MATCH = CORE_PATTERN.replace("(\\+*", "(?:\\+*", 1)
+CORE_TAIL = rf"{EXTENSION}?[{TRAILING}-]*$"
+
+
+# The separators the fast path of the function removes with replace() (cheaper than any
+# regular expression): the ASCII ones and the unicode spaces and dashes that numbers
+# copied from documents and web pages carry most. Every one of them is in
+# simple_input_regex, so the fast path sees exactly the digits the general path would.
+FAST_SEPARATORS = " -().\u00a0\u2009\u202f\u2011\u2013\u2014\u2212"
+
+
+def fast_strip_sql(argument: str) -> str:
+    """Nested replace() calls removing FAST_SEPARATORS from ``argument``."""
+    simple = re.compile(simple_input_regex())
+    expr = argument
+    for ch in FAST_SEPARATORS:
+        assert simple.match(ch), f"{ch!r} is not a separator of simple_input_regex"
+        expr = f"pg_catalog.replace({expr}, {unicode_literal(ch)}, '')"
+    return expr
+
+
+def kz_mobile_prefixes() -> list[str]:
+    """The first three digits of valid KZ mobile NSNs, when validity depends on nothing
+    else (any seven digits after them): what the fast path of the function checks."""
+    pattern = re.compile(kz_mobile_regex())
+    rng = random.Random(7)
+    prefixes = []
+    for head in range(1000):
+        tails = [
+            "0000000",
+            "9999999",
+            *("".join(rng.choice("0123456789") for _ in range(7)) for _ in range(20)),
+        ]
+        verdicts = {bool(pattern.match(f"{head:03d}{tail}")) for tail in tails}
+        assert len(verdicts) == 1, (
+            f"KZ mobile validity depends on more than the first three digits ({head:03d})"
+        )
+        other_lengths = (t for tail in tails for t in (tail[:5], tail[:6], tail + "0"))
+        assert not any(pattern.match(f"{head:03d}{t}") for t in other_lengths), "validity depends on length"
+        if verdicts == {True}:
+            prefixes.append(f"{head:03d}")
+    assert prefixes and all(p.startswith("7") for p in prefixes), prefixes
+    return prefixes
+
+
+def fast_kz_mobile(digits: str, prefixes: set[str]) -> bool:
+    """The SQL's step 1 test, with PostgreSQL's right() / left() (a negative count drops
+    that many characters from the end; strings shorter than the count are kept whole)."""
+
+    def right(s: str, n: int) -> str:
+        return s[-n:] if len(s) >= n else s
+
+    def left_drop(s: str, n: int) -> str:
+        return s[: len(s) - n] if len(s) > n else ""
+
+    return (
+        len(digits) >= 10
+        and right(digits, 7).lstrip("0123456789") == ""
+        and right(digits, 10)[:3] in prefixes
+        and left_drop(digits, 10) in ("", "+7", "7", "8")
+    )
+
+
+def nsn_by_length(key: str) -> str:
+    """The SQL's step 3 (the key after the international prefixes became '+'): the usual
+    lengths by hand, the others by the prefix rules. check_nsn_by_length proves it equal
+    to strip_cc7_prefix."""
+    if len(key) == 12 and key.startswith("+7"):
+        return key[2:]
+    if len(key) == 11 and key.startswith(("8", "77", "78")):
+        return key[1:]
+    if len(key) == 10 and not key.startswith("+"):
+        return key
+    return strip_cc7_prefix(key)
+
+
+def international_key(key: str) -> str:
+    """The SQL's '+' rule: '+' signs, a leading 00 or 8 10 (not followed by 0)."""
+    if key.startswith("+"):
+        return "+" + key.lstrip("+")
+    if key.startswith("00"):
+        return "+" + key[2:]
+    if re.match("810[1-9]", key):
+        return "+" + key[3:]
+    return key
+
+
+def check_nsn_by_length() -> list[str]:
+    """Keys where nsn_by_length and strip_cc7_prefix differ, or where the fast path
+    (a KZ mobile after +7 / 8 / 7 / nothing) returns what the general path would not.
+    Every first four digits and every length from 1 to 16, with and without '+7'."""
+    prefixes = set(kz_mobile_prefixes())
+    wrong = []
+    for length in range(1, 17):
+        for head in range(10_000):
+            digits = (f"{head:04d}" + "5" * 20)[:length]
+            for key in (digits, "+7" + digits):
+                general = international_key(key)
+                if general.startswith("+") and not general.startswith("+7"):
+                    nsn = None
+                else:
+                    nsn = strip_cc7_prefix(general)
+                    if nsn_by_length(general) != nsn:
+                        wrong.append(key)
+                if fast_kz_mobile(key, prefixes) and nsn != key[-10:]:
+                    wrong.append(key)
+    return wrong
+
+
+def fold_ascii_sql(argument: str) -> str:
+    """FOLD_FROM / FOLD_TO for ASCII input: only the control characters change."""
+    expr = argument
+    for src, dst in zip(FOLD_FROM, FOLD_TO.ljust(len(FOLD_FROM)), strict=True):
+        if ord(src) < 128:
+            assert src in "\t\n\r\x0b\x0c" and dst == " ", (src, dst)
+            expr = f"pg_catalog.replace({expr}, {unicode_literal(src)}, ' ')"
+    return expr
+
+
+def number_strip_sql(argument: str) -> str:
+    """Nested replace() calls removing the separators a number part may hold."""
+    expr = argument
+    for ch in SEPARATORS.replace("\\", "") + "-":
+        expr = f"pg_catalog.replace({expr}, {unicode_literal(ch)}, '')"
+    return expr
 
 
 def simple_input_regex() -> str:
@@ -352,6 +484,32 @@ CC7_PREFIX_RULES = (
 )
 
 
+def cc7_valid_by_digit() -> dict[str, str]:
+    """cc7_valid_regex split by the first digit of the NSN (each much smaller, and
+    PostgreSQL's matcher pays per call for the size of a pattern); checked equal."""
+    ru, kz = cc7_metadata()
+    found = {}
+    for digit in "0123456789":
+        for region in (ru, kz):
+            if re.fullmatch(region.leading_digits, digit):
+                found[digit] = f"^(?:{valid_regex_for(region, digit)})$"
+    whole = re.compile(cc7_valid_regex())
+    parts = {d: re.compile(r) for d, r in found.items()}
+    rng = random.Random(11)
+    for _ in range(200_000):
+        nsn = "".join(rng.choice("0123456789") for _ in range(rng.choice((10, 10, 10, 9, 11, 14))))
+        part = parts.get(nsn[0])
+        assert bool(whole.match(nsn)) == bool(part and part.match(nsn)), nsn
+    return found
+
+
+def cc7_valid_by_digit_sql() -> str:
+    return "\n".join(
+        f"        when '{digit}' then v_nsn ~ {sql_literal(regex, 8)}"
+        for digit, regex in cc7_valid_by_digit().items()
+    )
+
+
 def cc7_prefix_regex() -> str:
     ru, kz = cc7_metadata()
     # the facts the rules rely on
@@ -406,10 +564,6 @@ def kz_mobile_regex() -> str:
 
 def other_countries() -> list[Country]:
     return [c for c in countries() if c.code != 7]
-
-
-def code_regex() -> str:
-    return "^(?:" + "|".join(str(c.code) for c in other_countries()) + ")"
 
 
 def split_top_level(pattern: str) -> list[str]:
@@ -485,48 +639,37 @@ def check_exact_prefixes(samples: int = 1000, seed: int = 5) -> list[tuple[int, 
     return wrong
 
 
-def strip_regex() -> str:
-    """Removes the national prefix parse() strips after another country code, as one
-    pattern: after the code (a lookbehind; codes are prefix-free), the prefix when the
-    number is not viable with it or is viable without it, and what remains has a length
-    parse() keeps."""
-    alternatives = []
+def json_literal(value: object) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+
+
+def country_lengths() -> dict[str, str]:
+    """Every other country code -> its possible NSN lengths as ",n,m," (empty: none)."""
+    return {
+        str(c.code): "," + ",".join(str(n) for n in possible_lengths(c.metadata)) + ","
+        for c in other_countries()
+    }
+
+
+def country_prefixes() -> dict[str, list[str]]:
+    """Country code -> [the first digits of its national prefix (a cheap first test),
+    the pattern that removes the prefix when parse() would]."""
+    found = {}
     for country in other_countries():
         npfp = country.prefix_for_parsing
-        if not npfp:
+        kept = kept_lengths_regex(country.metadata)
+        if not npfp or not kept:
             continue
         general = country.metadata.general_desc.national_number_pattern
-        kept = kept_lengths_regex(country.metadata)
-        if not kept:
-            continue
         prefix = exact_prefix(npfp)
-        alternatives.append(
-            f"(?<=^{country.code})(?:(?!(?:{general})$)(?:{prefix})(?=(?:{kept})$)"
-            f"|(?:{prefix})(?=(?:{general})$)(?=(?:{kept})$))"
-        )
-    return "|".join(alternatives)
-
-
-def strip_candidates_regex() -> str:
-    """A cheap first test: the code of a country in strip_regex followed by its prefix."""
-    parts = [
-        f"{c.code}(?:{exact_prefix(c.prefix_for_parsing)})"
-        for c in other_countries()
-        if c.prefix_for_parsing and kept_lengths_regex(c.metadata)
-    ]
-    return "^(?:" + "|".join(parts) + ")"
-
-
-def possible_length_regex() -> str:
-    """``code:length`` of possible numbers, lengths as literals (bounded repeats such as
-    ``\\d{4,13}`` make PostgreSQL's matcher slow)."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for c in other_countries():
-        lengths = possible_lengths(c.metadata)
-        if lengths:
-            groups["|".join(str(n) for n in lengths)].append(c.code)
-    parts = [f"(?:{'|'.join(str(c) for c in codes)}):(?:{body})" for body, codes in sorted(groups.items())]
-    return "^(?:" + "|".join(parts) + ")$"
+        first = shape(npfp)
+        found[str(country.code)] = [
+            "".join(sorted(first.first)) if first is not None else "0123456789",
+            f"^(?:(?!(?:{general})$)(?:{prefix})(?=(?:{kept})$)|(?:{prefix})(?=(?:{general})$)(?=(?:{kept})$))",
+        ]
+    return found
 
 
 def sql_literal(value: str, indent: int) -> str:
@@ -554,21 +697,27 @@ def render() -> str:
     assert not wrong_prefixes, f"exact_prefix differs from re.match: {wrong_prefixes[:20]}"
     wrong = check_cc7_prefix_rules()
     assert not wrong, f"CC7_PREFIX_RULES disagree with phonenumbers {phonenumbers.__version__}: {wrong[:20]}"
+    wrong = check_nsn_by_length()
+    assert not wrong, f"the fast +7 steps differ from the prefix rules: {wrong[:20]}"
     template = TEMPLATE_PATH.read_text()
     values = {
         "version": phonenumbers.__version__,
+        "migration": MIGRATION,
+        "fast_strip": fast_strip_sql("p_phone"),
+        "kz_mobile_prefixes": "'{" + ",".join(kz_mobile_prefixes()) + "}'",
         "transform_codes": ", ".join(f"+{c}" for c in transform_rule_codes()),
         "fold_from": unicode_literal(FOLD_FROM),
         "simple_input": unicode_literal(simple_input_regex()),
         "fold_to": unicode_literal(FOLD_TO),
-        "core": sql_literal(CORE_PATTERN, 10),
-        "cc7_valid": sql_literal(cc7_valid_regex(), 12),
+        "core": sql_literal(CORE_MATCH, 4),
+        "cc7_valid_by_digit": cc7_valid_by_digit_sql(),
         "kz_mobile": f"'{kz_mobile_regex()}'",
-        "cc7_prefix": sql_literal(cc7_prefix_regex(), 14),
-        "strip": sql_literal(strip_regex(), 16),
-        "strip_candidates": sql_literal(strip_candidates_regex(), 16),
-        "possible_length": sql_literal(possible_length_regex(), 12),
-        "codes": sql_literal(code_regex(), 14),
+        "cc7_prefix": sql_literal(cc7_prefix_regex(), 4),
+        "country_lengths": sql_literal(json_literal(country_lengths()), 4),
+        "country_prefixes": sql_literal(json_literal(country_prefixes()), 4),
+        "fold_ascii": fold_ascii_sql("p_phone"),
+        "core_tail": sql_literal(CORE_TAIL, 4),
+        "number_strip": number_strip_sql("v_key"),
     }
     for key, value in values.items():
         template = template.replace("{{" + key + "}}", value)
