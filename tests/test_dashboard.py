@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import psycopg
 import pytest
 
 from support.cast import TEAM_A, Cast
@@ -13,7 +14,9 @@ from support.postgrest import SERVICE, ApiError, PostgrestSession
 
 def stats(api: PostgrestSession) -> set[tuple]:
     rows = api.query(
-        SERVICE, "select utm_source, day, stage, leads from public.traffic_lead_daily_stats where leads <> 0"
+        SERVICE,
+        "select utm_source, day, stage, sum(leads)::bigint as leads from public.traffic_lead_daily_stats"
+        " group by 1, 2, 3 having sum(leads) <> 0",
     )
     return {(r["utm_source"], r["day"], r["stage"], r["leads"]) for r in rows}
 
@@ -55,6 +58,50 @@ def test_stats_stay_exact_through_every_write_path(api: PostgrestSession, cast: 
     assert stats(api) == rebuilt(api)
     api.query(SERVICE, "delete from public.traffic_leads where id = %s", [doomed[0]["id"]])
     assert stats(api) == rebuilt(api)
+
+
+def test_concurrent_writers_do_not_wait_for_one_stats_row(db_url: str, api: PostgrestSession) -> None:
+    """Two open transactions recording new leads of one source, day and stage: the second
+    does not wait for the first (each adds to its own shard), and the sums stay exact."""
+    opened: list[psycopg.Connection] = []
+    try:
+        while len({c.info.backend_pid % 16 for c in opened}) < 2:
+            conn = psycopg.connect(db_url)
+            if opened and conn.info.backend_pid % 16 == opened[0].info.backend_pid % 16:
+                conn.close()
+                continue
+            opened.append(conn)
+        first, second = opened[0], opened[-1]
+        call = (
+            "select lead_id from public.find_or_create_unified_lead("
+            "p_phone := %s, p_utm_source := 'fb_shard_probe', p_stage := 'proftest_submitted',"
+            " p_occurred_at := '2020-03-01 12:00+05')"  # outside every dashboard window of the other tests
+        )
+        first.execute(call, (unique_phone(),))
+        second.execute("set lock_timeout = '2s'")
+        second.execute(call, (unique_phone(),))  # would time out on a shared counter row
+        second.commit()
+        first.commit()
+    finally:
+        for conn in opened:
+            conn.close()
+    try:
+        counted = {(r[0], r[2]): r[3] for r in stats(api) if r[0] == "fb_shard_probe"}
+        assert counted == {("fb_shard_probe", ""): 2, ("fb_shard_probe", "proftest_submitted"): 2}
+        assert stats(api) == rebuilt(api)
+        shards = api.query(
+            SERVICE,
+            "select count(distinct shard) as n from public.traffic_lead_daily_stats"
+            " where utm_source = 'fb_shard_probe'",
+        )
+        assert shards == [{"n": 2}]
+    finally:  # committed: remove them again (other tests count committed leads)
+        with psycopg.connect(db_url, autocommit=True) as conn, conn.transaction():
+            probe = "(select id from public.traffic_leads where utm_source = 'fb_shard_probe')"
+            conn.execute(f"delete from public.traffic_lead_journey where lead_id in {probe}")
+            conn.execute(f"delete from private.traffic_lead_identifiers where lead_id in {probe}")
+            conn.execute("delete from public.traffic_leads where utm_source = 'fb_shard_probe'")
+    assert stats(api) == rebuilt(api)  # the deletion subtracted them again
 
 
 def test_dashboard_counts_by_day_targetologist_and_team(api: PostgrestSession, cast: Cast) -> None:

@@ -208,18 +208,21 @@ class PublicTelegramGroupsUpdate(TypedDict):
 class PublicTrafficLeadDailyStats(BaseModel):
     day: datetime.date = Field(alias="day")
     leads: int = Field(alias="leads")
+    shard: int = Field(alias="shard")
     stage: str = Field(alias="stage")
     utm_source: str = Field(alias="utm_source")
 
 class PublicTrafficLeadDailyStatsInsert(TypedDict):
     day: Annotated[datetime.date, Field(alias="day")]
     leads: Annotated[int, Field(alias="leads")]
+    shard: NotRequired[Annotated[int, Field(alias="shard")]]
     stage: Annotated[str, Field(alias="stage")]
     utm_source: Annotated[str, Field(alias="utm_source")]
 
 class PublicTrafficLeadDailyStatsUpdate(TypedDict):
     day: NotRequired[Annotated[datetime.date, Field(alias="day")]]
     leads: NotRequired[Annotated[int, Field(alias="leads")]]
+    shard: NotRequired[Annotated[int, Field(alias="shard")]]
     stage: NotRequired[Annotated[str, Field(alias="stage")]]
     utm_source: NotRequired[Annotated[str, Field(alias="utm_source")]]
 

@@ -81,7 +81,7 @@ ADAPTERS = {
         seed=_seed,
     ),
     "public.traffic_lead_daily_stats": TableAdapter(
-        key=("utm_source", "day", "stage"),
+        key=("utm_source", "day", "stage", "shard"),
         rules={"attributed": lambda actor, row, cast: _owns(actor, row["utm_source"] or None)},
         insert_samples=lambda cast, actor: [
             {"utm_source": "matrix_probe", "day": dt.date(2020, 1, 1), "stage": "", "leads": 1}

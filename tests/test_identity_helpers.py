@@ -1,0 +1,101 @@
+"""private.normalize_email and private.canonical_lead_source: examples, and the PL/pgSQL
+versions (20261122100100) equal to the first, plain SQL ones (20261121110050)."""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from onai_db.settings import find_project_dir
+
+FIRST = "supabase/migrations/20261121110050_lead_identity_helpers.sql"
+
+
+def first_version(name: str) -> str:
+    """The first definition of private.<name>, renamed into pg_temp."""
+    text = (find_project_dir() / FIRST).read_text()
+    match = re.search(rf"create or replace function private\.{name}\(.*?\n\$\$;\n", text, re.S)
+    assert match, name
+    return match.group(0).replace(f"private.{name}(", f"pg_temp.first_{name}(")
+
+
+@pytest.fixture(scope="module")
+def helpers(owner_conn: psycopg.Connection) -> psycopg.Connection:
+    for name in ("normalize_email", "canonical_lead_source"):
+        owner_conn.execute(first_version(name))
+    return owner_conn
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("  Aigerim.S@Example.KZ ", "aigerim.s@example.kz"),
+        ("<bench1@example.kz>", "bench1@example.kz"),
+        ("no-at-sign.example.kz", None),
+        ("two..dots@example.kz", None),
+        ("x@-example.kz", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_normalize_email_examples(helpers: psycopg.Connection, raw: str | None, expected: str | None) -> None:
+    assert helpers.execute("select private.normalize_email(%s)", (raw,)).fetchone()[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("proftest", "profitest"),
+        (" ProfTest ", "profitest"),
+        ("prof_test", "profitest"),
+        ("profitest", "profitest"),
+        ("Express-Course", "expresscourse"),
+        ("экспресс курс", "expresscourse"),
+        ("fb ads", "fb_ads"),
+        ("  ", None),
+        (None, None),
+    ],
+)
+def test_canonical_lead_source_examples(
+    helpers: psycopg.Connection, raw: str | None, expected: str | None
+) -> None:
+    assert helpers.execute("select private.canonical_lead_source(%s)", (raw,)).fetchone()[0] == expected
+
+
+def test_declared_plpgsql_immutable_strict(helpers: psycopg.Connection) -> None:
+    rows = helpers.execute(
+        """
+        select p.proname, l.lanname, p.provolatile, p.proisstrict, p.proparallel, p.proconfig
+        from pg_catalog.pg_proc as p join pg_catalog.pg_language as l on l.oid = p.prolang
+        where p.oid in ('private.normalize_email(text)'::regprocedure,
+                        'private.canonical_lead_source(text)'::regprocedure)
+        order by 1
+        """
+    ).fetchall()
+    assert [r[1:] for r in rows] == [("plpgsql", "i", True, "s", ['search_path=""'])] * 2
+
+
+texts = st.one_of(
+    st.none(),
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40),
+    st.from_regex(r"\s*[A-Za-z0-9._%+-]{0,12}@?[A-Za-z0-9.-]{0,12}\.?[A-Za-z]{0,4}\s*", fullmatch=True),
+    st.sampled_from(["Proftest", "PROF TEST", "proff-tesst", "Ekspress", "express_course", "tilda", " "]),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=texts)
+def test_same_results_as_the_first_versions(helpers: psycopg.Connection, value: str | None) -> None:
+    row = helpers.execute(
+        """
+        select private.normalize_email(%(v)s), pg_temp.first_normalize_email(%(v)s),
+               private.canonical_lead_source(%(v)s), pg_temp.first_canonical_lead_source(%(v)s)
+        """,
+        {"v": value},
+    ).fetchone()
+    assert row[0] == row[1]
+    assert row[2] == row[3]
