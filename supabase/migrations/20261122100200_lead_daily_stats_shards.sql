@@ -26,6 +26,8 @@ comment on column public.traffic_lead_daily_stats.shard is
 comment on column public.traffic_lead_daily_stats.leads is
 'This shard''s share of the count (may be negative after deletions); sum over shards for the count.';
 
+-- security definer (as before): the counts are derived data that no API role may write, yet
+-- any role allowed to change a lead (service role, sales managers) must keep them exact.
 create or replace function private.maintain_lead_daily_stats()
 returns trigger
 language plpgsql
@@ -74,6 +76,7 @@ comment on function private.maintain_lead_daily_stats() is
 'Statement trigger on traffic_leads inserts, deletes and truncates: adds (or, for deletions, subtracts) '
 'the rows'' contributions to traffic_lead_daily_stats in one set-based statement, in the writer''s shard.';
 
+-- security definer: as above, derived counts that API roles may not write directly.
 create or replace function private.move_lead_daily_stats()
 returns trigger
 language plpgsql
