@@ -87,6 +87,25 @@ def test_claim_leases_due_jobs_oldest_first_and_not_future_ones(queue: Outbox) -
     assert queue.claim("w2", 10, 30) == []
 
 
+def test_claim_returns_a_batch_oldest_run_after_first(queue: Outbox) -> None:
+    ids = [queue.enqueue("sms", {"to": "+77011234567", "text": t}, f"order-{t}") for t in "abc"]
+    # first the oldest job is the most overdue, then the newest: the order follows run_after, not id
+    for minutes, job_id in zip((1, 2, 3), ids, strict=True):
+        queue.conn.execute(
+            "update public.outbox_jobs set run_after = now() - make_interval(mins => %s) where id = %s",
+            (4 - minutes, job_id),
+        )
+    jobs = queue.claim("w1", 10, 30)
+    assert [j.id for j in jobs] == ids
+    for minutes, job_id in zip((3, 2, 1), ids, strict=True):
+        queue.conn.execute(
+            "update public.outbox_jobs set status = 'pending', lease_owner = null, lease_expires_at = null,"
+            " run_after = now() - make_interval(mins => %s) where id = %s",
+            (4 - minutes, job_id),
+        )
+    assert [j.id for j in queue.claim("w1", 2, 30)] == ids[2:0:-1]
+
+
 def test_claim_can_filter_kinds(queue: Outbox) -> None:
     queue.enqueue("sms", {"to": "+77011234567", "text": "a"}, "sms/1")
     mail = queue.enqueue("email", {"template": "password_changed", "to": "a@example.kz"}, "mail/1")
