@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onai_db.codegen import phone_metadata
+from onai_db.codegen import digit_language, phone_metadata
 from onai_db.phone_samples import (
     DASHES,
     KZ_MOBILE_PREFIXES,
@@ -308,15 +308,57 @@ def test_fast_steps_match_the_prefix_rules() -> None:
     assert phone_metadata.check_nsn_by_length() == []
 
 
+def test_cc7_validity_table_is_the_pattern() -> None:
+    """The +7 validity table against the metadata's pattern: every ten-digit number by its
+    first six digits (no pattern looks deeper) with two different tails, and the
+    fourteen-digit ones by their first five."""
+    pattern = re.compile(phone_metadata.cc7_valid_regex())
+    table = phone_metadata.cc7_valid_table()
+    assert set(table) == {10, 14}
+    for length, depth in ((10, 6), (14, 5)):
+        buckets = digit_language.buckets(table[length])
+        wrong = [
+            nsn
+            for head in range(10**depth)
+            for nsn in (f"{head:0{depth}d}".ljust(length, tail) for tail in "09")
+            if bool(pattern.match(nsn)) != digit_language.in_buckets(buckets, nsn)
+        ]
+        assert wrong == []
+
+
+# The shortcuts of the generated body next to each other: labels (with full-width digits,
+# which are not a label), trailing punctuation (after unicode separators too), the 7 / 8 /
+# 8 10 / 00 prefixes before RU and KZ numbers, and inputs with nothing left after trimming.
+EDGE_INPUTS = [
+    f"{label}{prefix}{number}{trailer}"
+    for label in ("", "tel:", "Тел. ", "\t", "(моб) ", "１ ", "x", "#", "№ ", "+ ", "\u200b")
+    for prefix in ("", "+7 ", "8 ", "7 ", "8 10 7 ", "00 7 ", "+8 ", "810", "+")
+    for number in (
+        "701 123 45 67",
+        "727 272 12 34",
+        "916 123-45-67",
+        "495 123 45 67",
+        "811 234 56 78",
+        "８７０１２３４５６７",
+        "996 555 123 456",
+        "70112345",
+        "7011234567 8",
+    )
+    for trailer in ("", ";", " )", ".\u00a0", "\u00a0;", " доб. 12", "!", "-", "Айгуль")
+] + ["", " ", "()", "-", "---", "+", "tel:", ";", "8", "+7", "7 ", "８", "тел. ;"]
+
+
 def test_same_results_as_the_first_plain_sql_version(owner_conn: psycopg.Connection) -> None:
-    """The PL/pgSQL body replaced the plain SQL one of the first migration (frozen, like
-    every applied migration): both, side by side, over a corpus larger than the oracle's."""
+    """The generated body replaced the plain SQL one of the first migration (frozen, like
+    every applied migration): both, side by side, over a corpus larger than the oracle's
+    and the edge cases of the shortcuts."""
     first = (find_project_dir() / phone_metadata.FIRST_MIGRATION).read_text()
     body = first[first.index("create or replace function") : first.index("comment on function")]
     owner_conn.execute(body.replace("public.normalize_phone(", "pg_temp.normalize_phone_first("))
     owner_conn.execute("create temporary table phone_inputs (x text)")
+    assert len(EDGE_INPUTS) > 7_000
     with owner_conn.cursor().copy("copy phone_inputs (x) from stdin") as copy:
-        for value in samples(60_000, seed=7):
+        for value in [*samples(60_000, seed=7), *EDGE_INPUTS]:
             copy.write_row((value,))
     differ = owner_conn.execute(
         """

@@ -1,15 +1,16 @@
 """Generate the migration that defines ``public.normalize_phone`` from libphonenumber metadata.
 
-``python -m onai_db.codegen.phone_metadata > supabase/migrations/20261122100000_normalize_phone_plpgsql.sql``
+``python -m onai_db.codegen.phone_metadata > supabase/migrations/20261122110000_normalize_phone_prefix_tables.sql``
 
 Everything the SQL needs to know about numbering plans is read here from the installed
 ``phonenumbers`` package (the Python port of Google's libphonenumber metadata):
 
 - country code 7 (RU and KZ): the general patterns used when stripping the ``8`` trunk
-  prefix, the lengths that keep a stripped number, and per first digit a regular
-  expression saying whether a national significant number (NSN) is *valid* (RU when it
-  starts with 3/4/8/9, KZ when it starts with 7, matching one of the region's number
-  types, lengths included), and the first three digits of valid KZ mobiles (the fast path);
+  prefix, the lengths that keep a stripped number, and whether a national significant
+  number (NSN) is *valid* (RU when it starts with 3/4/8/9, KZ when it starts with 7,
+  matching one of the region's number types, lengths included) as a table of the first
+  digits that make a number of each length valid (``digit_language``: the exact set the
+  pattern matches, no sampling), looked up in jsonb by the first three digits;
 - every other country code: the code itself, its national prefix for parsing, its general
   pattern, and its *possible* lengths (local-only lengths included, as
   ``is_possible_number`` counts them), as jsonb maps keyed by the code.
@@ -22,6 +23,7 @@ rendering with the installed version.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import re._parser as re_parser
@@ -39,8 +41,10 @@ from phonenumbers.phonenumberutil import (
     region_code_for_country_code,
 )
 
+from onai_db.codegen.digit_language import buckets, in_buckets, matches, prefix_table
+
 TEMPLATE_PATH = Path(__file__).with_name("normalize_phone.sql.in")
-MIGRATION = "supabase/migrations/20261122100000_normalize_phone_plpgsql.sql"
+MIGRATION = "supabase/migrations/20261122110000_normalize_phone_prefix_tables.sql"
 # The first, plain SQL version (frozen like every applied migration; not rendered any more).
 FIRST_MIGRATION = "supabase/migrations/20261121110000_normalize_phone.sql"
 MAX_NSN = 17  # libphonenumber's _MAX_LENGTH_FOR_NSN
@@ -84,6 +88,8 @@ EXTENSION = (
     r"[.:= ]*[0-9]{1,10})"
 )
 TRAILING = SEPARATORS + r",;:!?#*'\""
+# The same characters, plainly (for rtrim): the punctuation that may follow a number.
+TRAILING_CHARS = " ().[]/,;:!?#*'\"-"
 CORE_PATTERN = rf"^[^0-9+]*(\+*[0-9{SEPARATORS}-]*[0-9]){EXTENSION}?[{TRAILING}-]*$"
 # The SQL tests the whole shape without a capture (captures are slow in PostgreSQL's
 # matcher), then removes the label (^[^0-9+]+) and what follows the number (CORE_TAIL:
@@ -117,46 +123,41 @@ def fast_strip_sql(argument: str) -> str:
     return nested_replace_sql(argument, FAST_SEPARATORS)
 
 
-def kz_mobile_prefixes() -> list[str]:
-    """The first three digits of valid KZ mobile NSNs, when validity depends on nothing
-    else (any seven digits after them): what the fast path of the function checks."""
-    pattern = re.compile(kz_mobile_regex())
-    rng = random.Random(7)
-    prefixes = []
-    for head in range(1000):
-        tails = [
-            "0000000",
-            "9999999",
-            *("".join(rng.choice("0123456789") for _ in range(7)) for _ in range(20)),
-        ]
-        verdicts = {bool(pattern.match(f"{head:03d}{tail}")) for tail in tails}
-        assert len(verdicts) == 1, (
-            f"KZ mobile validity depends on more than the first three digits ({head:03d})"
-        )
-        other_lengths = (t for tail in tails for t in (tail[:5], tail[:6], tail + "0"))
-        assert not any(pattern.match(f"{head:03d}{t}") for t in other_lengths), "validity depends on length"
-        if verdicts == {True}:
-            prefixes.append(f"{head:03d}")
-    assert prefixes and all(p.startswith("7") for p in prefixes), prefixes
-    return prefixes
+def _right(s: str, n: int) -> str:
+    """PostgreSQL's right(s, n): the last n characters, or all of a shorter string."""
+    return s[-n:] if len(s) >= n else s
 
 
-def fast_kz_mobile(digits: str, prefixes: set[str]) -> bool:
-    """The SQL's step 1 test, with PostgreSQL's right() / left() (a negative count drops
-    that many characters from the end; strings shorter than the count are kept whole)."""
+def _left_drop(s: str, n: int) -> str:
+    """PostgreSQL's left(s, -n): all but the last n characters ('' when shorter)."""
+    return s[: len(s) - n] if len(s) > n else ""
 
-    def right(s: str, n: int) -> str:
-        return s[-n:] if len(s) >= n else s
 
-    def left_drop(s: str, n: int) -> str:
-        return s[: len(s) - n] if len(s) > n else ""
-
+def fast_cc7_shape(digits: str) -> bool:
+    """The SQL's step 1 test without its validity lookup: ten digits at the end, after
+    +7, 8, nothing, or 7 when they start with 7 or 8. check_nsn_by_length proves that for
+    every such key the general steps take exactly those ten digits as the NSN."""
     return (
         len(digits) >= 10
-        and right(digits, 7).lstrip("0123456789") == ""
-        and right(digits, 10)[:3] in prefixes
-        and left_drop(digits, 10) in ("", "+7", "7", "8")
+        and _right(digits, 10).lstrip("0123456789") == ""
+        and (_left_drop(digits, 10) in ("", "+7", "8") or _left_drop(digits, 9) in ("77", "78"))
     )
+
+
+FAST_CC7_SQL = """if pg_catalog.length(v_digits) >= 10
+  and pg_catalog.ltrim(pg_catalog.right(v_digits, 10), '0123456789') = ''
+  and (pg_catalog.left(v_digits, -10) in ('', '+7', '8') or pg_catalog.left(v_digits, -9) in ('77', '78'))
+  and {valid} then
+  return '+7' || pg_catalog.right(v_digits, 10);
+end if;"""
+
+
+def fast_cc7_sql(indent: int) -> str:
+    """Step 1's test (fast_cc7_shape and a valid ten-digit NSN), indented."""
+    table = cc7_valid_table()
+    assert 10 in table, "no valid ten-digit +7 numbers?"
+    sql = FAST_CC7_SQL.format(valid=bucket_test_sql(buckets(table[10]), "pg_catalog.right(v_digits, 10)", 4))
+    return "\n".join(" " * indent + line for line in sql.splitlines())
 
 
 def nsn_by_length(key: str) -> str:
@@ -184,10 +185,11 @@ def international_key(key: str) -> str:
 
 
 def check_nsn_by_length() -> list[str]:
-    """Keys where nsn_by_length and strip_cc7_prefix differ, or where the fast path
-    (a KZ mobile after +7 / 8 / 7 / nothing) returns what the general path would not.
-    Every first four digits and every length from 1 to 16, with and without '+7'."""
-    prefixes = set(kz_mobile_prefixes())
+    """Keys where nsn_by_length and strip_cc7_prefix differ, or where the fast path's
+    shape (fast_cc7_shape) holds but the general steps would take another NSN than the
+    last ten digits. Every first four digits and every length from 1 to 16, with and
+    without '+7' (parse() looks at no more than the first digits and the length)."""
+    valid = cc7_valid_table()[10]
     wrong = []
     for length in range(1, 17):
         for head in range(10_000):
@@ -200,8 +202,12 @@ def check_nsn_by_length() -> list[str]:
                     nsn = strip_cc7_prefix(general)
                     if nsn_by_length(general) != nsn:
                         wrong.append(key)
-                if fast_kz_mobile(key, prefixes) and nsn != key[-10:]:
-                    wrong.append(key)
+                # the exceptions (a leading 00 or 8 10 taken as international) start
+                # NSNs that are never valid, so the validity lookup keeps them out
+                if fast_cc7_shape(key) and nsn != key[-10:]:
+                    known = digits[max(len(digits) - 10, 0) : 4]  # the NSN's digits from head
+                    if any(p.startswith(known) or known.startswith(p) for p in valid):
+                        wrong.append(key)
     return wrong
 
 
@@ -219,6 +225,43 @@ def fold_ascii_sql(argument: str) -> str:
 def number_strip_sql(argument: str) -> str:
     """Nested replace() calls removing the separators a number part may hold."""
     return nested_replace_sql(argument, SEPARATORS.replace("\\", "") + "-")
+
+
+def label_regex() -> str:
+    """A label before the number, on the unfolded input: every character up to the first
+    one that is, or folds to, a digit or '+' (what the general steps drop as a label)."""
+    to_number = "".join(c for c, to in zip(FOLD_FROM, FOLD_TO, strict=False) if to in "0123456789+")
+    assert to_number == "０１２３４５６７８９＋", to_number
+    return "^[^0-9+" + to_number + "]+"
+
+
+def trimmed_strip_sql(argument: str) -> str:
+    """The fast strip of ``argument`` without its label and trailing punctuation."""
+    trailing = re.compile(f"[{TRAILING}-]")
+    assert {chr(c) for c in range(128) if trailing.fullmatch(chr(c))} == set(TRAILING_CHARS)
+    label = unicode_literal(label_regex())
+    inner = f"pg_catalog.rtrim(pg_catalog.regexp_replace({argument}, {label}, ''), {sql_literal(TRAILING_CHARS, 0)})"
+    return fast_strip_sql(inner)
+
+
+DIGITS_ONLY_SQL = (
+    "pg_catalog.ltrim(v_digits, '0123456789') = ''\n{pad}or (v_digits like '+%' and"
+    " pg_catalog.ltrim(pg_catalog.substr(v_digits, 2), '0123456789') = '')"
+)
+# international_key for a key that is digits with at most one leading '+'
+INTERNATIONAL_DIGITS_SQL = """case
+{pad}  when v_digits like '00%' then '+' || pg_catalog.substr(v_digits, 3)
+{pad}  when v_digits like '810_%' and v_digits not like '8100%' then '+' || pg_catalog.substr(v_digits, 4)
+{pad}  else v_digits
+{pad}end"""
+# international_key: '+' signs, a leading 00, or the 8 10 international prefix (not
+# followed by 0) mean '+'
+INTERNATIONAL_KEY_SQL = """case
+{pad}  when v_key like '+%' then '+' || pg_catalog.ltrim(v_key, '+')
+{pad}  when v_key like '00%' then '+' || pg_catalog.substr(v_key, 3)
+{pad}  when v_key like '810_%' and v_key not like '8100%' then '+' || pg_catalog.substr(v_key, 4)
+{pad}  else v_key
+{pad}end"""
 
 
 def simple_input_regex() -> str:
@@ -489,30 +532,51 @@ CC7_PREFIX_RULES = (
 )
 
 
-def cc7_valid_by_digit() -> dict[str, str]:
-    """cc7_valid_regex split by the first digit of the NSN (each much smaller, and
-    PostgreSQL's matcher pays per call for the size of a pattern); checked equal."""
-    ru, kz = cc7_metadata()
-    found = {}
-    for digit in "0123456789":
-        for region in (ru, kz):
-            if re.fullmatch(region.leading_digits, digit):
-                found[digit] = f"^(?:{valid_regex_for(region, digit)})$"
-    whole = re.compile(cc7_valid_regex())
-    parts = {d: re.compile(r) for d, r in found.items()}
+@functools.cache
+def cc7_valid_table() -> dict[int, list[str]]:
+    """cc7_valid_regex as a prefix table (digit_language.prefix_table: exact), checked
+    against the pattern over 100,000 numbers, mostly the table's own prefixes and near
+    misses of them, of every length from 8 to 15."""
+    pattern = cc7_valid_regex()
+    table = prefix_table(pattern)
+    compiled = re.compile(pattern)
+    heads = [p for prefixes in table.values() for p in prefixes]
+    tables = {length: buckets(prefixes) for length, prefixes in table.items()}
     rng = random.Random(11)
-    for _ in range(200_000):
-        nsn = "".join(rng.choice("0123456789") for _ in range(rng.choice((10, 10, 10, 9, 11, 14))))
-        part = parts.get(nsn[0])
-        assert bool(whole.match(nsn)) == bool(part and part.match(nsn)), nsn
-    return found
+    for _ in range(100_000):
+        head = rng.choice(heads) if rng.random() < 0.8 else ""
+        if head and rng.random() < 0.3:  # one digit changed: a near miss
+            i = rng.randrange(len(head))
+            head = head[:i] + rng.choice("0123456789") + head[i + 1 :]
+        length = rng.choice((*table, *range(8, 16)))
+        nsn = (head + "".join(rng.choice("0123456789") for _ in range(length)))[:length]
+        want = bool(compiled.match(nsn))
+        assert matches(table, nsn) == want, nsn
+        assert in_buckets(tables.get(len(nsn), {}), nsn) == want, nsn
+    return table
 
 
-def cc7_valid_by_digit_sql() -> str:
-    return "\n".join(
-        f"        when '{digit}' then v_nsn ~ {sql_literal(regex, 8)}"
-        for digit, regex in cc7_valid_by_digit().items()
+def bucket_test_sql(table: dict[str, str], argument: str, indent: int) -> str:
+    """SQL true when ``argument`` (all digits) is in the bucket table (see
+    digit_language.buckets), NULL when its first three digits are not."""
+    literal = sql_literal(json_literal(table), indent) + "::jsonb"
+    lookup = f"{literal} ->> pg_catalog.left({argument}, 3)"
+    depths = sorted({len(p) for value in table.values() for p in value.strip(",").split(",") if p})
+    if not depths:
+        return f"({lookup}) = ''"
+    deeper = " + ".join(
+        f"pg_catalog.strpos({lookup}, ',' || pg_catalog.left({argument}, {n}) || ',')" for n in depths
     )
+    return f"(({lookup}) = '' or {deeper} > 0)"
+
+
+def cc7_valid_nsn_sql() -> str:
+    """Step 3's validity test of v_nsn (all digits by then): the table for its length."""
+    whens = "\n".join(
+        f"      when {length} then {bucket_test_sql(buckets(prefixes), 'v_nsn', 8)}"
+        for length, prefixes in cc7_valid_table().items()
+    )
+    return f"(\n      case pg_catalog.length(v_nsn)\n{whens}\n      else false\n      end\n    )"
 
 
 def cc7_prefix_regex() -> str:
@@ -557,14 +621,6 @@ def check_cc7_prefix_rules() -> list[str]:
                 if phonenumbers.national_significant_number(parsed) != strip_cc7_prefix(key):
                     wrong.append(key)
     return wrong
-
-
-def kz_mobile_regex() -> str:
-    """Checked before cc7_valid_regex (most numbers are KZ mobiles, and this is faster)."""
-    _, kz = cc7_metadata()
-    mobile = valid_regex_for(kz, kz.leading_digits, only="mobile")
-    assert "(?=" not in mobile, "the KZ mobile pattern needs lookaheads now; drop this shortcut"
-    return f"^{mobile}$"
 
 
 def other_countries() -> list[Country]:
@@ -709,19 +765,23 @@ def render() -> str:
         "version": phonenumbers.__version__,
         "migration": MIGRATION,
         "fast_strip": fast_strip_sql("p_phone"),
-        "kz_mobile_prefixes": "'{" + ",".join(kz_mobile_prefixes()) + "}'",
+        "fast_cc7": fast_cc7_sql(2),
+        "fast_cc7_indented": fast_cc7_sql(4),
+        "digits_only": DIGITS_ONLY_SQL.replace("{pad}", "    "),
+        "international_digits": INTERNATIONAL_DIGITS_SQL.replace("{pad}", "    "),
+        "international_key": INTERNATIONAL_KEY_SQL.replace("{pad}", "      "),
+        "trimmed_strip": trimmed_strip_sql("p_phone"),
         "transform_codes": ", ".join(f"+{c}" for c in transform_rule_codes()),
         "fold_from": unicode_literal(FOLD_FROM),
         "simple_input": unicode_literal(simple_input_regex()),
         "fold_to": unicode_literal(FOLD_TO),
-        "core": sql_literal(CORE_MATCH, 4),
-        "cc7_valid_by_digit": cc7_valid_by_digit_sql(),
-        "kz_mobile": f"'{kz_mobile_regex()}'",
+        "core": sql_literal(CORE_MATCH, 6),
+        "cc7_valid_nsn": cc7_valid_nsn_sql(),
         "cc7_prefix": sql_literal(cc7_prefix_regex(), 4),
         "country_lengths": sql_literal(json_literal(country_lengths()), 4),
         "country_prefixes": sql_literal(json_literal(country_prefixes()), 4),
         "fold_ascii": fold_ascii_sql("p_phone"),
-        "core_tail": sql_literal(CORE_TAIL, 4),
+        "core_tail": sql_literal(CORE_TAIL, 6),
         "number_strip": number_strip_sql("v_key"),
     }
     for key, value in values.items():
