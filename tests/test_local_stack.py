@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from onai_db.errors import MigrationError
-from onai_db.local import LocalStack
+from onai_db.local import SUPABASE_SMALL_INSTANCE, LocalStack
 from onai_db.settings import Settings, find_project_dir
 
 ROOT = find_project_dir()
@@ -60,6 +60,14 @@ def test_up_on_a_busy_port_picks_another(scratch: LocalStack, busy_socket: int) 
     status = scratch.status()
     assert status.running and status.pending == [] and len(status.applied) >= 5
     assert scratch.up().port == state.port  # re-running changes nothing
+
+
+def test_a_new_cluster_is_configured_like_a_supabase_small_instance(scratch: LocalStack) -> None:
+    scratch.up()
+    with psycopg.connect(scratch.database_url()) as conn:
+        for line in SUPABASE_SMALL_INSTANCE:
+            name, value = (part.strip().strip("'") for part in line.split("=", 1))
+            assert conn.execute("select current_setting(%s)", (name,)).fetchone() == (value,), name
 
 
 def test_a_crashed_server_is_recovered(scratch: LocalStack) -> None:

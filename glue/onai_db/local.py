@@ -37,6 +37,24 @@ INSTALL_HINT = (
 )
 
 
+# postgresql.conf of hosted Supabase's "Small" compute (2 cores, 2 GB), as Supabase
+# published it with its pgvector benchmarks: the instance's 512MB of shared buffers, and
+# checkpoints, sorts and plans as on the platform.
+SUPABASE_SMALL_INSTANCE = (
+    "shared_buffers = '512MB'",
+    "effective_cache_size = '1536MB'",
+    "maintenance_work_mem = '128MB'",
+    "work_mem = '5MB'",
+    "wal_buffers = '16MB'",
+    "min_wal_size = '1GB'",
+    "max_wal_size = '4GB'",
+    "checkpoint_completion_target = 0.9",
+    "random_page_cost = 1.1",
+    "effective_io_concurrency = 200",
+    "default_statistics_target = 100",
+)
+
+
 @dataclass
 class StackState:
     """What ``.local/stack.json`` records about the cluster."""
@@ -209,7 +227,10 @@ class LocalStack:
             "listen_addresses = '127.0.0.1'",
             "unix_socket_directories = ''",
             "max_connections = 200",
-            "shared_buffers = '512MB'",
+            # memory, WAL and planner settings of a hosted Supabase "Small" instance (2 cores,
+            # 2 GB), as Supabase configures it: PostgreSQL's own defaults (max_wal_size 1GB)
+            # would checkpoint every few seconds under bulk writes that Supabase absorbs
+            *SUPABASE_SMALL_INSTANCE,
             "fsync = on",
             "synchronous_commit = on",
             "log_min_messages = warning",
