@@ -457,7 +457,7 @@ def covered(part: Shape, general: list[Shape], general_lengths: tuple[int, ...])
     )
 
 
-def valid_regex_for(metadata: PhoneMetadata, leading: str, only: str | None = None) -> str:
+def valid_regex_for(metadata: PhoneMetadata, leading: str) -> str:
     """NSNs valid for the region among those starting with ``leading`` (its leading digits).
 
     A number is valid when it matches the general desc and one of the type descs, lengths
@@ -468,7 +468,7 @@ def valid_regex_for(metadata: PhoneMetadata, leading: str, only: str | None = No
     assert lead is not None and lead.lengths == {1}
     general = general_branches(metadata.general_desc)
     alternatives = []
-    for attr in TYPE_ATTRS if only is None else (only,):
+    for attr in TYPE_ATTRS:
         desc = getattr(metadata, attr)
         if desc is None or not desc.national_number_pattern:
             continue
