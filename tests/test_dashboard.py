@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections import Counter
+from decimal import ROUND_HALF_UP, Decimal
+from itertools import pairwise
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
-from support.cast import TEAM_A, Cast
+from support.cast import TEAM_A, TEAM_B, Cast
 from support.leads import lead, record, seed_attributed_leads, unique_phone
-from support.postgrest import SERVICE, ApiError, PostgrestSession
+from support.postgrest import SERVICE, Actor, ApiError, PostgrestSession
+
+FUNNEL = (
+    "lead_captured",
+    "proftest_submitted",
+    "expresscourse_clicked",
+    "expresscourse_submitted",
+    "payment_started",
+    "payment_succeeded",
+)
 
 
 def stats(api: PostgrestSession) -> set[tuple]:
@@ -139,6 +154,94 @@ def test_precounted_and_live_paths_agree(api: PostgrestSession, cast: Cast, grou
         fast = api.rpc(actor, "traffic_dashboard", p_group_by=group_by)
         live = api.rpc(actor, "traffic_dashboard", p_group_by=group_by, p_live=True)
         assert fast == live, actor.label
+
+
+def expected_dashboard(rows: list[dict], group_by: str, timezone: str) -> list[dict[str, Any]]:
+    """The dashboard computed in Python from traffic_lead_attribution rows: the oracle."""
+    zone = ZoneInfo(timezone)
+    until = dt.datetime.now(zone).date()
+    since = until - dt.timedelta(days=29)
+    buckets: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        day = r["created_at"].astimezone(zone).date()
+        if not since <= day <= until:
+            continue
+        if group_by == "day":
+            key = label = day.isoformat()
+        elif group_by == "targetologist":
+            key = str(r["targetologist_id"]) if r["targetologist_id"] else "unattributed"
+            label = r["targetologist_name"] or "unattributed"
+        else:
+            key = str(r["team_id"]) if r["team_id"] else "unattributed"
+            label = r["team_name"] or "unattributed"
+        b = buckets.setdefault(key, {"bucket": key, "label": label, "leads": 0, "stages": Counter()})
+        b["leads"] += 1
+        b["stages"].update(r["stages"])
+    out = []
+    for key in sorted(buckets):
+        b = buckets[key]
+        conversion = {
+            f"{a}->{z}": float(
+                (Decimal(b["stages"][z]) / Decimal(b["stages"][a])).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+            )
+            for a, z in pairwise(FUNNEL)
+            if b["stages"][a] > 0
+        }
+        out.append({**b, "stages": dict(b["stages"]), "conversion": conversion})
+    return out
+
+
+def scoped(rows: list[dict], targetologist: uuid.UUID | None, team: uuid.UUID | None) -> list[dict]:
+    if targetologist is not None:
+        return [r for r in rows if r["targetologist_id"] == targetologist]
+    if team is not None:
+        return [r for r in rows if r["team_id"] == team]
+    return rows
+
+
+def test_dashboard_matches_the_attribution_view_for_every_role_grouping_and_filter(
+    api: PostgrestSession, cast: Cast
+) -> None:
+    """Every call on one connection, as PostgREST reuses its connections: each statement of
+    the function is planned once (a generic plan) and must be right for every actor,
+    grouping, filter and path that follows, whatever came first."""
+    seed_attributed_leads(api, cast)
+    actors: list[Actor] = [cast.targetologist, SERVICE, cast.admin, cast.sales_manager, cast.student]
+    filters: list[tuple[uuid.UUID | None, uuid.UUID | None]] = [
+        (cast.targetologist.user_id, None),
+        (None, None),
+        (None, TEAM_A),
+        (cast.targetologist_b.user_id, None),
+        (None, TEAM_B),
+    ]
+    calls = 0
+    for actor in actors:
+        visible = api.query(actor, "select * from public.traffic_lead_attribution")
+        for group_by in ("targetologist", "day", "team"):
+            for targetologist, team in filters:
+                for live, timezone in (
+                    (False, "Asia/Almaty"),
+                    (True, "Asia/Almaty"),
+                    (False, "Europe/Moscow"),
+                ):
+                    got = api.rpc(
+                        actor,
+                        "traffic_dashboard",
+                        p_group_by=group_by,
+                        p_targetologist_id=targetologist,
+                        p_team_id=team,
+                        p_live=live,
+                        p_timezone=timezone,
+                    )
+                    want = expected_dashboard(scoped(visible, targetologist, team), group_by, timezone)
+                    where = (actor.label, group_by, targetologist, team, live, timezone)
+                    assert [{**r, "conversion": pytest.approx(r["conversion"])} for r in want] == got, where
+                    calls += 1
+    assert calls == 5 * 3 * 5 * 3
+    # the oracle is not vacuous: staff see every seeded lead, the student none
+    everyone = api.rpc(SERVICE, "traffic_dashboard", p_group_by="team")
+    assert sum(r["leads"] for r in everyone) >= 11
+    assert api.rpc(cast.student, "traffic_dashboard") == []
 
 
 def test_targetologist_sees_only_their_leads(api: PostgrestSession, cast: Cast) -> None:

@@ -1,0 +1,68 @@
+"""Index hygiene (issue 3, item 8; STYLE: index every column a policy filters on).
+
+Read from the catalog of the migrated test database, so a new migration that adds a policy
+on an unindexed column, or an index another one already covers, fails here.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+# Columns of a policy's own table in its USING / WITH CHECK expressions: the Var nodes of the
+# stored expression tree with varno 1 (the table) at query level 0 (not a subquery's column).
+POLICY_COLUMNS = r"""
+select distinct p.polrelid::regclass::text as tbl, a.attname::text as col,
+  exists (
+    select 1 from pg_catalog.pg_index as i where i.indrelid = p.polrelid and i.indkey[0] = a.attnum
+  ) as leads_an_index
+from pg_catalog.pg_policy as p
+cross join lateral pg_catalog.regexp_matches(
+  coalesce(p.polqual::text, '') || coalesce(p.polwithcheck::text, ''),
+  '\{VAR :varno 1 :varattno (\d+) :vartype \d+ :vartypmod -?\d+ :varcollid \d+ :varlevelsup 0 ', 'g'
+) as m
+join pg_catalog.pg_attribute as a on a.attrelid = p.polrelid and a.attnum = m[1]::int
+"""
+
+# A non-unique btree index whose key columns are a prefix of another btree index's keys on the
+# same table, with the same predicate and no expressions, answers nothing the other cannot.
+REDUNDANT_INDEXES = """
+select a.indexrelid::regclass::text as redundant, b.indexrelid::regclass::text as covered_by
+from pg_catalog.pg_index as a
+join pg_catalog.pg_index as b on a.indrelid = b.indrelid and a.indexrelid <> b.indexrelid
+join pg_catalog.pg_class as t on a.indrelid = t.oid
+join pg_catalog.pg_class as ai on a.indexrelid = ai.oid
+join pg_catalog.pg_class as bi on b.indexrelid = bi.oid
+where
+  t.relnamespace::regnamespace::text in ('public', 'private')
+  and not a.indisunique
+  and a.indexprs is null and b.indexprs is null
+  and coalesce(a.indpred::text, '') = coalesce(b.indpred::text, '')
+  and ai.relam = bi.relam
+  and a.indnkeyatts <= b.indnkeyatts
+  and (a.indkey::int2 [])[0:a.indnkeyatts - 1] = (b.indkey::int2 [])[0:a.indnkeyatts - 1]
+"""
+
+
+def test_every_column_a_policy_filters_on_leads_an_index(owner_conn: psycopg.Connection) -> None:
+    rows = owner_conn.execute(POLICY_COLUMNS).fetchall()
+    found = {(tbl, col) for tbl, col, _ in rows}
+    # the reading of the expression trees finds the policies' columns (not vacuous)
+    assert {
+        ("traffic_leads", "utm_source"),
+        ("traffic_lead_journey", "lead_id"),
+        ("app_user_roles", "user_id"),
+    } <= found
+    unindexed = sorted((tbl, col) for tbl, col, indexed in rows if not indexed)
+    assert unindexed == [], f"policy columns without an index that leads with them: {unindexed}"
+
+
+def test_no_index_duplicates_another(owner_conn: psycopg.Connection) -> None:
+    assert owner_conn.execute(REDUNDANT_INDEXES).fetchall() == []
+
+
+def test_the_redundancy_check_finds_a_redundant_index(owner_conn: psycopg.Connection) -> None:
+    """The check above is not vacuous: an index covered by a wider one is reported."""
+    with owner_conn.transaction(force_rollback=True):
+        owner_conn.execute("create index probe_wider on public.traffic_leads (created_at, id)")
+        found = owner_conn.execute(REDUNDANT_INDEXES).fetchall()
+    assert found == [("traffic_leads_created_at_idx", "probe_wider")]
