@@ -66,3 +66,25 @@ def test_the_redundancy_check_finds_a_redundant_index(owner_conn: psycopg.Connec
         owner_conn.execute("create index probe_wider on public.traffic_leads (created_at, id)")
         found = owner_conn.execute(REDUNDANT_INDEXES).fetchall()
     assert found == [("traffic_leads_created_at_idx", "probe_wider")]
+
+
+def test_merge_chain_lookups_use_the_partial_merged_into_index(owner_conn: psycopg.Connection) -> None:
+    """The index holds merged leads only, and the lookups of a merge still use it: the planner
+    proves `merged_into = $1` implies `merged_into is not null` (a generic plan, as in
+    merge_leads and the foreign key check)."""
+    pred = owner_conn.execute(
+        "select pg_catalog.pg_get_expr(indpred, indrelid) from pg_catalog.pg_index"
+        " where indexrelid = 'public.traffic_leads_merged_into_idx'::regclass"
+    ).fetchone()
+    assert pred == ("(merged_into IS NOT NULL)",)
+    with owner_conn.transaction(force_rollback=True):
+        owner_conn.execute("set local enable_seqscan = off")
+        owner_conn.execute("set local plan_cache_mode = force_generic_plan")
+        owner_conn.execute(
+            "prepare merged_into_probe (uuid) as select id from public.traffic_leads where merged_into = $1"
+        )
+        plan = "\n".join(
+            r[0] for r in owner_conn.execute("explain execute merged_into_probe (gen_random_uuid())")
+        )
+        owner_conn.execute("deallocate merged_into_probe")
+    assert "traffic_leads_merged_into_idx" in plan, plan
