@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from collections import Counter
 from decimal import ROUND_HALF_UP, Decimal
@@ -298,3 +299,119 @@ def test_legacy_views_keep_the_seed_shapes(api: PostgrestSession, cast: Cast) ->
     assert row == [{"source": "proftest"}]  # old code filtering on the legacy spelling keeps working
     journey_cols = api.query(SERVICE, "select * from public.lead_journey limit 1")[0].keys()
     assert set(journey_cols) == {"id", "lead_id", "stage", "source", "metadata", "created_at"}
+
+
+FOLD_PROBE = "fb_fold_probe"
+PROBE_CALL = (
+    "select lead_id from public.find_or_create_unified_lead("
+    "p_phone := %s, p_utm_source := 'fb_fold_probe', p_stage := 'proftest_submitted', p_occurred_at := %s)"
+)
+
+
+def _connect_on_shards(db_url: str, count: int) -> list[psycopg.Connection]:
+    """``count`` connections whose backends write to different non-zero stats shards."""
+    conns: list[psycopg.Connection] = []
+    spare: list[psycopg.Connection] = []
+    while len(conns) < count:
+        conn = psycopg.connect(db_url)
+        shard = conn.info.backend_pid % 16
+        if shard == 0 or shard in {c.info.backend_pid % 16 for c in conns}:
+            spare.append(conn)  # keep it open so the next backend gets another pid
+            continue
+        conns.append(conn)
+    for conn in spare:
+        conn.close()
+    return conns
+
+
+def _probe_rows(db_url: str) -> list[tuple]:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(
+            "select day, stage, shard, leads from public.traffic_lead_daily_stats"
+            " where utm_source = %s order by 1, 2, 3",
+            (FOLD_PROBE,),
+        ).fetchall()
+
+
+def _remove_probe(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn, conn.transaction():
+        probe = f"(select id from public.traffic_leads where utm_source = '{FOLD_PROBE}')"
+        conn.execute(f"delete from public.traffic_lead_journey where lead_id in {probe}")
+        conn.execute(f"delete from private.traffic_lead_identifiers where lead_id in {probe}")
+        conn.execute("delete from public.traffic_leads where utm_source = %s", (FOLD_PROBE,))
+        conn.execute("select private.fold_lead_daily_stats()")
+
+
+def test_nightly_fold_leaves_one_row_per_count_of_past_days(db_url: str, api: PostgrestSession) -> None:
+    """Past days end up in shard 0 with the same sums; today keeps its shards; a second fold
+    has nothing to do."""
+    old_day = dt.datetime(2020, 4, 2, 12, tzinfo=dt.UTC)
+    today = dt.datetime.now(dt.UTC)
+    writers = _connect_on_shards(db_url, 2)
+    try:
+        for conn in writers:
+            for when in (old_day, today):
+                conn.execute(PROBE_CALL, (unique_phone(), when))
+            conn.commit()
+        before = _probe_rows(db_url)
+        assert {shard for day, _, shard, _ in before if day == old_day.date()} == {
+            c.info.backend_pid % 16 for c in writers
+        }
+        with psycopg.connect(db_url, autocommit=True) as owner:
+            folded = owner.execute("select private.fold_lead_daily_stats()").fetchone()[0]
+            assert folded >= 2  # at least the probe's two counts of the old day
+            after = _probe_rows(db_url)
+            assert [r for r in after if r[0] == old_day.date()] == [
+                (old_day.date(), "", 0, 2),
+                (old_day.date(), "proftest_submitted", 0, 2),
+            ]
+            today_local = dt.datetime.now(ZoneInfo("Asia/Almaty")).date()
+            assert [r for r in after if r[0] == today_local] == [r for r in before if r[0] == today_local]
+            assert len({r[2] for r in after if r[0] == today_local}) == 2  # today keeps its shards
+            assert stats(api) == rebuilt(api)
+            assert owner.execute("select private.fold_lead_daily_stats()").fetchone()[0] == 0
+    finally:
+        for conn in writers:
+            conn.close()
+        _remove_probe(db_url)
+    assert stats(api) == rebuilt(api)
+
+
+def test_fold_waits_for_an_open_intake_and_keeps_its_count(db_url: str, api: PostgrestSession) -> None:
+    """An intake call still open on a past day's shard row: the fold waits for it (row locks
+    in key order, no deadlock, no table lock) and the sums stay exact."""
+    old_day = dt.datetime(2020, 4, 3, 12, tzinfo=dt.UTC)
+    (writer,) = _connect_on_shards(db_url, 1)
+    outcome: list[object] = []
+    try:
+        writer.execute(PROBE_CALL, (unique_phone(), old_day))
+        writer.commit()
+        writer.execute(PROBE_CALL, (unique_phone(), old_day))  # updates its shard's row; open
+
+        def fold() -> None:
+            try:
+                with psycopg.connect(db_url, autocommit=True) as owner:
+                    owner.execute("set lock_timeout = '20s'")
+                    outcome.append(owner.execute("select private.fold_lead_daily_stats()").fetchone()[0])
+            except Exception as exc:  # reported by the assertion below
+                outcome.append(exc)
+
+        folding = threading.Thread(target=fold)
+        folding.start()
+        folding.join(timeout=1.0)
+        assert folding.is_alive(), f"the fold did not wait for the open intake call: {outcome}"
+        # meanwhile intake for today goes on: the fold locks rows, not the table
+        with psycopg.connect(db_url) as other:
+            other.execute("set lock_timeout = '2s'")
+            other.execute(PROBE_CALL, (unique_phone(), dt.datetime.now(dt.UTC)))
+            other.commit()
+        writer.commit()
+        folding.join(timeout=20)
+        assert not folding.is_alive() and outcome and isinstance(outcome[0], int), outcome
+        rows = _probe_rows(db_url)
+        assert sum(r[3] for r in rows if r[1] == "") == 3
+        assert stats(api) == rebuilt(api)
+    finally:
+        writer.close()
+        _remove_probe(db_url)
+    assert stats(api) == rebuilt(api)

@@ -4,7 +4,8 @@ N threads (``--concurrency``), each with its own connection, claim one job at a 
 (`for update skip locked` + a lease), run its handler, and complete or fail it. SIGTERM
 or SIGINT stops claiming: jobs in flight finish (bounded by the HTTP timeout) and any
 job claimed but not started is released. ``--once`` drains the due jobs and exits.
-Without pg_cron the worker also runs lease recovery and log retention itself.
+Without pg_cron the worker also runs lease recovery, log retention and the nightly fold of
+the lead stats (``private.fold_lead_daily_stats``) itself.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from .errors import ConfigError
@@ -203,13 +205,25 @@ class Worker:
         with connect(self.config.db_url) as conn:
             queue = Outbox(conn)
             if queue.has_pg_cron():
-                return  # the migration scheduled both jobs in pg_cron
+                return  # the migrations scheduled these jobs in pg_cron
             recovered = queue.recover_expired()
             with self._lock:
                 self.report.recovered += recovered
             if force or now - self._last_prune > 86400:
                 self._last_prune = now
                 queue.prune(self.config.retention_days)
+                self._fold_lead_stats()
+
+    def _fold_lead_stats(self) -> None:
+        """As the login role (the function is the database owner's, not the API's); a login
+        that may not run it gets a warning, the worker carries on."""
+        with connect(self.config.db_url, as_service_role=False) as conn:
+            try:
+                fold_lead_stats(conn)
+            except psycopg.errors.InsufficientPrivilege as exc:
+                self.echo(
+                    f"lead stats not folded: {exc.diag.message_primary} (connect as postgres, or use pg_cron)"
+                )
 
     def _guarded_loop(self, worker_id: str, once: bool) -> None:
         """A thread that dies (database gone, a bug) stops the others and fails the run."""
@@ -342,3 +356,10 @@ def run_worker(
 
         transport = dry_transport()
     return Worker(config, transport, echo).run(once=once)
+
+
+def fold_lead_stats(conn: psycopg.Connection) -> int:
+    """Fold the shards of past days in traffic_lead_daily_stats (what pg_cron's
+    onai-lead-stats-fold does nightly); returns the number of rows written."""
+    row = conn.execute("select private.fold_lead_daily_stats()").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0

@@ -168,4 +168,5 @@ def test_pg_cron_schedules_housekeeping_where_it_exists(stack: LocalStack, queue
     assert jobs == {
         "onai-outbox-recover-leases": "select public.recover_expired_outbox_leases()",
         "onai-integration-retention": "select * from public.prune_integration_history(30)",
+        "onai-lead-stats-fold": "select private.fold_lead_daily_stats()",
     }

@@ -295,6 +295,40 @@ def test_without_pg_cron_the_worker_recovers_leases_and_prunes_logs(
     assert old.fetchone()[0] == 0
 
 
+def test_without_pg_cron_the_worker_folds_the_lead_stats_of_past_days(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """The nightly fold (pg_cron's onai-lead-stats-fold) runs in the worker's daily
+    housekeeping, as the login role: the worker itself acts as service_role."""
+    assert not queue.has_pg_cron()
+    with psycopg.connect(db_url, autocommit=True) as owner:
+        owner.execute(
+            "insert into public.traffic_lead_daily_stats (utm_source, day, stage, shard, leads)"
+            " values ('fb_worker_fold', '2020-05-05', '', 3, 2), ('fb_worker_fold', '2020-05-05', '', 7, 1)"
+        )
+        try:
+            run_worker(worker_settings(fake, db_url), once=True, services=["sms"])
+            rows = owner.execute(
+                "select shard, leads from public.traffic_lead_daily_stats where utm_source = 'fb_worker_fold'"
+            ).fetchall()
+            assert rows == [(0, 3)]
+        finally:
+            owner.execute("delete from public.traffic_lead_daily_stats where utm_source = 'fb_worker_fold'")
+
+
+def test_a_login_that_may_not_fold_gets_a_warning_and_the_worker_carries_on(
+    fake: FakeProviders, queue: Outbox, authenticator_url: str
+) -> None:
+    said: list[str] = []
+    key = f"fold-warn/{uuid.uuid4()}"
+    queue.enqueue("sms", {"to": "+77011234567", "text": "x"}, key)
+    report = run_worker(
+        worker_settings(fake, authenticator_url), once=True, services=["sms"], echo=said.append
+    )
+    assert report.succeeded >= 1 and _job(queue.conn, key)["status"] == "done"
+    assert any(m.startswith("lead stats not folded: permission denied") for m in said), said
+
+
 def test_a_service_without_settings_is_a_config_error(fake: FakeProviders, db_url: str) -> None:
     env = worker_settings(fake, db_url).env
     settings = Settings(
