@@ -97,7 +97,7 @@ def _drain(ctx: BenchContext, claim: str, complete: str, service_role: bool) -> 
 
 def run(ctx: BenchContext) -> list[Result]:
     jobs = ctx.scale(100_000, 10_000)
-    rounds = 1 if ctx.quick else 3
+    rounds = 1 if ctx.quick else 5  # the ratio moves by ±5% between rounds on this machine
     outbox_rates: list[float] = []
     minimal_rates: list[float] = []
     for _ in range(rounds):
