@@ -76,18 +76,37 @@ def test_stats_stay_exact_through_every_write_path(api: PostgrestSession, cast: 
     assert stats(api) == rebuilt(api)
 
 
+def _connect_on_shards(db_url: str, count: int) -> list[psycopg.Connection]:
+    """``count`` connections whose backends write to different non-zero stats shards."""
+    conns: list[psycopg.Connection] = []
+    spare: list[psycopg.Connection] = []
+    while len(conns) < count:
+        conn = psycopg.connect(db_url)
+        shard = conn.info.backend_pid % 16
+        if shard == 0 or shard in {c.info.backend_pid % 16 for c in conns}:
+            spare.append(conn)  # keep it open so the next backend gets another pid
+            continue
+        conns.append(conn)
+    for conn in spare:
+        conn.close()
+    return conns
+
+
+def _remove_probe(db_url: str, source: str) -> None:
+    """Delete the committed leads of a probe UTM source (other tests count committed leads)."""
+    with psycopg.connect(db_url, autocommit=True) as conn, conn.transaction():
+        probe = "(select id from public.traffic_leads where utm_source = %s)"
+        conn.execute(f"delete from public.traffic_lead_journey where lead_id in {probe}", (source,))
+        conn.execute(f"delete from private.traffic_lead_identifiers where lead_id in {probe}", (source,))
+        conn.execute("delete from public.traffic_leads where utm_source = %s", (source,))
+
+
 def test_concurrent_writers_do_not_wait_for_one_stats_row(db_url: str, api: PostgrestSession) -> None:
     """Two open transactions recording new leads of one source, day and stage: the second
     does not wait for the first (each adds to its own shard), and the sums stay exact."""
-    opened: list[psycopg.Connection] = []
+    opened = _connect_on_shards(db_url, 2)
     try:
-        while len({c.info.backend_pid % 16 for c in opened}) < 2:
-            conn = psycopg.connect(db_url)
-            if opened and conn.info.backend_pid % 16 == opened[0].info.backend_pid % 16:
-                conn.close()
-                continue
-            opened.append(conn)
-        first, second = opened[0], opened[-1]
+        first, second = opened
         call = (
             "select lead_id from public.find_or_create_unified_lead("
             "p_phone := %s, p_utm_source := 'fb_shard_probe', p_stage := 'proftest_submitted',"
@@ -111,12 +130,8 @@ def test_concurrent_writers_do_not_wait_for_one_stats_row(db_url: str, api: Post
             " where utm_source = 'fb_shard_probe'",
         )
         assert shards == [{"n": 2}]
-    finally:  # committed: remove them again (other tests count committed leads)
-        with psycopg.connect(db_url, autocommit=True) as conn, conn.transaction():
-            probe = "(select id from public.traffic_leads where utm_source = 'fb_shard_probe')"
-            conn.execute(f"delete from public.traffic_lead_journey where lead_id in {probe}")
-            conn.execute(f"delete from private.traffic_lead_identifiers where lead_id in {probe}")
-            conn.execute("delete from public.traffic_leads where utm_source = 'fb_shard_probe'")
+    finally:  # committed: remove them again
+        _remove_probe(db_url, "fb_shard_probe")
     assert stats(api) == rebuilt(api)  # the deletion subtracted them again
 
 
@@ -308,22 +323,6 @@ PROBE_CALL = (
 )
 
 
-def _connect_on_shards(db_url: str, count: int) -> list[psycopg.Connection]:
-    """``count`` connections whose backends write to different non-zero stats shards."""
-    conns: list[psycopg.Connection] = []
-    spare: list[psycopg.Connection] = []
-    while len(conns) < count:
-        conn = psycopg.connect(db_url)
-        shard = conn.info.backend_pid % 16
-        if shard == 0 or shard in {c.info.backend_pid % 16 for c in conns}:
-            spare.append(conn)  # keep it open so the next backend gets another pid
-            continue
-        conns.append(conn)
-    for conn in spare:
-        conn.close()
-    return conns
-
-
 def _probe_rows(db_url: str) -> list[tuple]:
     with psycopg.connect(db_url) as conn:
         return conn.execute(
@@ -331,15 +330,6 @@ def _probe_rows(db_url: str) -> list[tuple]:
             " where utm_source = %s order by 1, 2, 3",
             (FOLD_PROBE,),
         ).fetchall()
-
-
-def _remove_probe(db_url: str) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn, conn.transaction():
-        probe = f"(select id from public.traffic_leads where utm_source = '{FOLD_PROBE}')"
-        conn.execute(f"delete from public.traffic_lead_journey where lead_id in {probe}")
-        conn.execute(f"delete from private.traffic_lead_identifiers where lead_id in {probe}")
-        conn.execute("delete from public.traffic_leads where utm_source = %s", (FOLD_PROBE,))
-        conn.execute("select private.fold_lead_daily_stats()")
 
 
 def test_nightly_fold_leaves_one_row_per_count_of_past_days(db_url: str, api: PostgrestSession) -> None:
@@ -373,7 +363,7 @@ def test_nightly_fold_leaves_one_row_per_count_of_past_days(db_url: str, api: Po
     finally:
         for conn in writers:
             conn.close()
-        _remove_probe(db_url)
+        _remove_probe(db_url, FOLD_PROBE)
     assert stats(api) == rebuilt(api)
 
 
@@ -413,5 +403,5 @@ def test_fold_waits_for_an_open_intake_and_keeps_its_count(db_url: str, api: Pos
         assert stats(api) == rebuilt(api)
     finally:
         writer.close()
-        _remove_probe(db_url)
+        _remove_probe(db_url, FOLD_PROBE)
     assert stats(api) == rebuilt(api)
