@@ -242,3 +242,71 @@ def test_direct_writes_work_on_a_fresh_connection(authenticator_url: str, cast, 
                 assert isinstance(updated, list)
         finally:
             conn.rollback()
+
+
+def _stage_candidates() -> list[str]:
+    """Edge cases of the snake_case stage rule and random strings around its limits."""
+    import random
+
+    rnd = random.Random(20261122)
+    edges = [
+        "a",
+        "z",
+        "a" * 63,
+        "a" * 64,
+        "a" + "_" * 62,
+        "a" + "9" * 63,
+        "_a",
+        "1a",
+        "A",
+        "aB",
+        "a-b",
+        "a b",
+        "a\n",
+        "\na",
+        "é",
+        "aé",
+        "a.b",
+        "payment_done",
+        "proftest_submitted",
+        "",
+        " a",
+    ]
+    alphabet = "az09_AZé- ."
+    randoms = [
+        "".join(rnd.choice(alphabet) for _ in range(rnd.choice([0, 1, 2, 5, 61, 62, 63, 64, 65, 70])))
+        for _ in range(300)
+    ]
+    # mostly valid shapes near the length limit, where the two forms could disagree
+    near = [
+        "a" + "".join(rnd.choice("abz09_") for _ in range(n)) for n in (60, 61, 62, 63, 64) for _ in range(20)
+    ]
+    return edges + randoms + near
+
+
+def test_journey_stage_check_accepts_exactly_what_the_original_pattern_did(db_url: str) -> None:
+    """20261122130000 replaced `^[a-z][a-z0-9_]{0,62}$` (slow) by `^[a-z][a-z0-9_]*$` and a
+    length test; the old pattern is the oracle for which stages a direct write may use."""
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        lead_id = conn.execute(
+            "insert into public.traffic_leads (name) values ('stage check') returning id"
+        ).fetchone()[0]
+        disagreements = []
+        for candidate in _stage_candidates():
+            expected = conn.execute("select %s ~ '^[a-z][a-z0-9_]{0,62}$'", [candidate]).fetchone()[0]
+            try:
+                with conn.transaction():
+                    conn.execute(
+                        "insert into public.traffic_lead_journey (lead_id, stage) values (%s, %s)",
+                        [lead_id, candidate],
+                    )
+                accepted = True
+            except psycopg.errors.CheckViolation as err:
+                assert err.diag.constraint_name == "traffic_lead_journey_values_check"
+                accepted = False
+            if accepted != expected:
+                disagreements.append((candidate, expected, accepted))
+        conn.rollback()
+    assert not disagreements, disagreements
