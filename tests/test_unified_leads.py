@@ -310,3 +310,125 @@ def test_journey_stage_check_accepts_exactly_what_the_original_pattern_did(db_ur
                 disagreements.append((candidate, expected, accepted))
         conn.rollback()
     assert not disagreements, disagreements
+
+
+def test_empty_utm_fields_are_no_touch_and_do_not_take_the_attribution(api: PostgrestSession) -> None:
+    """Forms post every UTM field, usually empty: '' is NULL, and only a touch naming a
+    utm_source is a first or last touch (20261122130100)."""
+    phone = unique_phone()
+    blank = {"p_utm_source": "", "p_utm_medium": " ", "p_utm_campaign": ""}
+    first = record(api, p_phone=phone, **blank)
+    record(api, p_phone=phone, p_utm_source=" FB_Arystan ", p_utm_campaign="nov")
+    record(api, p_phone=phone, **blank)
+    record(api, p_phone=phone, p_utm_medium="cpc")  # no source: not a touch either
+    row = lead(api, first["lead_id"])
+    assert (row["utm_source"], row["first_utm_source"], row["first_utm_campaign"]) == (
+        "fb_arystan",
+        "FB_Arystan",
+        "nov",
+    )
+    assert (row["last_utm_source"], row["last_utm_campaign"], row["last_utm_medium"]) == (
+        "FB_Arystan",
+        "nov",
+        None,
+    )
+    events = journey(api, first["lead_id"])
+    assert [(j["utm_source"], j["utm_medium"]) for j in events] == [
+        (None, None),
+        ("FB_Arystan", None),
+        (None, None),
+        (None, "cpc"),
+    ]
+
+
+def test_a_new_lead_without_a_utm_source_has_no_touch(api: PostgrestSession) -> None:
+    row = lead(api, record(api, p_phone=unique_phone(), p_utm_medium="cpc", p_utm_campaign="nov")["lead_id"])
+    assert row["first_touch_at"] is None and row["first_utm_medium"] is None and row["utm_source"] is None
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        "'-infinity'::timestamptz",
+        "'infinity'::timestamptz",
+        "'1969-12-31 23:59:59+00'",
+        "now() + interval '2 days'",
+    ],
+)
+def test_an_absurd_event_time_is_rejected(api: PostgrestSession, occurred_at: str) -> None:
+    with pytest.raises(ApiError) as err:
+        api.query(
+            SERVICE,
+            "select * from public.find_or_create_unified_lead(p_phone => %s,"
+            f" p_occurred_at => {occurred_at})",
+            [unique_phone()],
+        )
+    assert err.value.code == "22023" and "p_occurred_at" in err.value.message and err.value.hint
+
+
+def test_event_times_in_range_are_accepted(api: PostgrestSession) -> None:
+    for at in (dt.datetime(1970, 1, 1, tzinfo=dt.UTC), dt.datetime.now(dt.UTC) + dt.timedelta(hours=20)):
+        assert record(api, p_phone=unique_phone(), p_occurred_at=at)["created"]
+
+
+def _blob(n: int) -> str:
+    """n characters that do not compress, so the stored size is about n bytes."""
+    return "".join(uuid.uuid4().hex for _ in range(n // 32 + 1))[:n]
+
+
+def test_gap_filling_never_pushes_metadata_past_its_limit(api: PostgrestSession) -> None:
+    phone = unique_phone()
+    first = record(api, p_phone=phone, p_metadata={"a": _blob(45_000)})
+    second = record(api, p_phone=phone, p_metadata={"b": _blob(45_000)}, p_event_key=f"big-{phone}")
+    assert second["lead_id"] == first["lead_id"] and second["event_recorded"]
+    row = lead(api, first["lead_id"])
+    assert set(row["metadata"]) == {"a"}  # the lead keeps its own
+    assert "b" in journey(api, first["lead_id"])[-1]["metadata"]  # the event's is in its journey row
+    small = record(api, p_phone=phone, p_metadata={"c": 1})
+    assert small["event_recorded"] and set(lead(api, first["lead_id"])["metadata"]) == {"a", "c"}
+
+
+def test_a_merge_never_fails_on_the_size_of_the_merged_metadata(api: PostgrestSession) -> None:
+    phone, email = unique_phone(), f"big-{uuid.uuid4().hex[:8]}@example.kz"
+    older = record(api, p_phone=phone, p_metadata={"a": _blob(45_000)})
+    younger = record(api, p_email=email, p_metadata={"b": _blob(45_000)})
+    both = record(api, p_phone=phone, p_email=email, p_stage="payment_succeeded")
+    assert both["merged"] and both["lead_id"] == older["lead_id"]
+    assert set(lead(api, older["lead_id"])["metadata"]) == {"a"}
+    loser = lead(api, younger["lead_id"])
+    assert loser["merged_into"] == older["lead_id"] and set(loser["metadata"]) == {"b"}
+
+
+def test_repair_of_stored_touches_follows_the_new_rule(api: PostgrestSession) -> None:
+    """20261122130200 run again over leads stored under the old rule: first/last touch
+    recomputed from the journey, and a lead with no source-naming event keeps no touch."""
+    from pathlib import Path
+
+    phone, other = unique_phone(), unique_phone()
+    t0 = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
+    row = record(api, p_phone=phone, p_occurred_at=t0)
+    record(
+        api, p_phone=phone, p_utm_source="fb_muha", p_utm_term="x", p_occurred_at=t0 + dt.timedelta(hours=1)
+    )
+    record(api, p_phone=phone, p_utm_source="ig_muha", p_occurred_at=t0 + dt.timedelta(hours=2))
+    lonely = record(api, p_phone=other)
+    # what the old rule stored for such calls: a blank first touch, a blank last touch
+    for lead_id in (row["lead_id"], lonely["lead_id"]):
+        api.query(
+            SERVICE,
+            "update public.traffic_leads set first_utm_source = '', first_utm_term = null, first_touch_at = %s,"
+            " last_utm_source = '', last_touch_at = %s where id = %s",
+            [t0 - dt.timedelta(days=1), t0 + dt.timedelta(days=1), lead_id],
+        )
+    assert lead(api, row["lead_id"])["utm_source"] == ""
+    repair = Path(__file__).parents[1] / "supabase/migrations/20261122130200_repair_lead_touches.sql"
+    api.query(SERVICE, repair.read_text())
+    fixed = lead(api, row["lead_id"])
+    assert (fixed["utm_source"], fixed["first_utm_term"], fixed["first_touch_at"]) == (
+        "fb_muha",
+        "x",
+        t0 + dt.timedelta(hours=1),
+    )
+    assert (fixed["last_utm_source"], fixed["last_touch_at"]) == ("ig_muha", t0 + dt.timedelta(hours=2))
+    alone = lead(api, lonely["lead_id"])
+    assert alone["first_touch_at"] is None and alone["last_touch_at"] is None and alone["utm_source"] is None
