@@ -187,9 +187,12 @@ def expected_dashboard(rows: list[dict], group_by: str, timezone: str) -> list[d
         elif group_by == "targetologist":
             key = str(r["targetologist_id"]) if r["targetologist_id"] else "unattributed"
             label = r["targetologist_name"] or "unattributed"
+        elif r["team_id"]:
+            key, label = str(r["team_id"]), r["team_name"]
+        elif r["targetologist_id"]:  # attributed to a targetologist who is in no team
+            key, label = "no_team", "no team"
         else:
-            key = str(r["team_id"]) if r["team_id"] else "unattributed"
-            label = r["team_name"] or "unattributed"
+            key = label = "unattributed"
         b = buckets.setdefault(key, {"bucket": key, "label": label, "leads": 0, "stages": Counter()})
         b["leads"] += 1
         b["stages"].update(r["stages"])
@@ -208,11 +211,13 @@ def expected_dashboard(rows: list[dict], group_by: str, timezone: str) -> list[d
 
 
 def scoped(rows: list[dict], targetologist: uuid.UUID | None, team: uuid.UUID | None) -> list[dict]:
-    if targetologist is not None:
-        return [r for r in rows if r["targetologist_id"] == targetologist]
-    if team is not None:
-        return [r for r in rows if r["team_id"] == team]
-    return rows
+    """Both filters together: the targetologist's leads, and only when they are in the team."""
+    return [
+        r
+        for r in rows
+        if (targetologist is None or r["targetologist_id"] == targetologist)
+        and (team is None or r["team_id"] == team)
+    ]
 
 
 def test_dashboard_matches_the_attribution_view_for_every_role_grouping_and_filter(
@@ -229,6 +234,8 @@ def test_dashboard_matches_the_attribution_view_for_every_role_grouping_and_filt
         (None, TEAM_A),
         (cast.targetologist_b.user_id, None),
         (None, TEAM_B),
+        (cast.targetologist.user_id, TEAM_A),  # both filters: the targetologist is in that team
+        (cast.targetologist.user_id, TEAM_B),  # ... and is not: nothing
     ]
     calls = 0
     for actor in actors:
@@ -253,7 +260,7 @@ def test_dashboard_matches_the_attribution_view_for_every_role_grouping_and_filt
                     where = (actor.label, group_by, targetologist, team, live, timezone)
                     assert [{**r, "conversion": pytest.approx(r["conversion"])} for r in want] == got, where
                     calls += 1
-    assert calls == 5 * 3 * 5 * 3
+    assert calls == 5 * 3 * 7 * 3
     # the oracle is not vacuous: staff see every seeded lead, the student none
     everyone = api.rpc(SERVICE, "traffic_dashboard", p_group_by="team")
     assert sum(r["leads"] for r in everyone) >= 11
@@ -282,6 +289,9 @@ def test_targetologist_sees_only_their_leads(api: PostgrestSession, cast: Cast) 
         ({"p_from": dt.date(2026, 2, 1), "p_to": dt.date(2026, 1, 1)}, "invalid period"),
         ({"p_from": dt.date(2024, 1, 1), "p_to": dt.date(2026, 1, 1)}, "invalid period"),
         ({"p_timezone": "Mars/Olympus"}, "unknown time zone"),
+        ({"p_timezone": None}, "must not be NULL"),
+        ({"p_group_by": None}, "must not be NULL"),
+        ({"p_live": None}, "must not be NULL"),
     ],
 )
 def test_dashboard_rejects_bad_input(api: PostgrestSession, cast: Cast, args: dict, needle: str) -> None:
@@ -405,3 +415,29 @@ def test_fold_waits_for_an_open_intake_and_keeps_its_count(db_url: str, api: Pos
         writer.close()
         _remove_probe(db_url, FOLD_PROBE)
     assert stats(api) == rebuilt(api)
+
+
+def test_team_grouping_keeps_a_teamless_targetologists_leads_apart_from_unattributed(
+    api: PostgrestSession, cast: Cast
+) -> None:
+    seed_attributed_leads(api, cast)
+    api.query(
+        SERVICE,
+        "update public.traffic_users set team_id = null where id = %s",
+        [cast.targetologist_b.user_id],
+    )
+    try:
+        visible = api.query(SERVICE, "select * from public.traffic_lead_attribution")
+        want = expected_dashboard(visible, "team", "Asia/Almaty")
+        assert "no_team" in {r["bucket"] for r in want} and "unattributed" in {r["bucket"] for r in want}
+        for live in (False, True):
+            got = api.rpc(SERVICE, "traffic_dashboard", p_group_by="team", p_live=live)
+            assert [{**r, "conversion": pytest.approx(r["conversion"])} for r in want] == got
+            labels = {r["bucket"]: r["label"] for r in got}
+            assert labels["no_team"] == "no team" and labels["unattributed"] == "unattributed"
+    finally:
+        api.query(
+            SERVICE,
+            "update public.traffic_users set team_id = %s where id = %s",
+            [TEAM_B, cast.targetologist_b.user_id],
+        )
