@@ -257,6 +257,8 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
     target = fresh_target(stack, "cons_bad")
     with pytest.raises(DatabaseUnreachableError, match="cannot connect to the source"):
         consolidate("postgresql://postgres:postgres@127.0.0.1:1/nope", target, tmp_path)
+    with pytest.raises(DatabaseUnreachableError, match="cannot connect to the source"):
+        consolidate("not-a-url", target, tmp_path)
     # a source without the legacy tables (the target itself)
     with pytest.raises(ConsolidationError, match="missing table"):
         consolidate(target, target, tmp_path)
@@ -308,3 +310,118 @@ def test_cli_legacy_create_and_json_report(stack: LocalStack, tmp_path: Path) ->
     again = json.loads(second.stdout)
     assert second.returncode == 0 and not again["changed"] and again["resumed_from"] is None
     assert again["fingerprint"] == report["fingerprint"]
+
+
+def _blob(n: int) -> str:
+    """n characters that do not compress (so the stored size is about n bytes)."""
+    import uuid
+
+    return "".join(uuid.uuid4().hex for _ in range(n // 32 + 1))[:n]
+
+
+def test_rows_breaking_the_targets_checks_are_quarantined_and_the_run_completes(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """One out-of-range legacy value must not stop the migration: the row goes to the
+    quarantine with its reason (every reason fits the quarantine's 200 characters)."""
+    source = fresh_source(stack, "cons_checks", rows=30, seed=3)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "insert into landing_leads (name, phone, click_count) values ('Negative', '+77015550101', -1)"
+        )
+        conn.execute(
+            "insert into landing_leads (name, phone, metadata) values ('Huge', '+77015550102',"
+            " jsonb_build_object('blob', %s::text))",
+            (_blob(70_000),),
+        )
+        lead = conn.execute(
+            "select id from landing_leads where name is not null order by id limit 1"
+        ).fetchone()[0]
+        conn.execute(
+            "insert into lead_journey (lead_id, stage, source) values (%s, 'proftest_submitted', %s),"
+            " (%s, %s, 'proftest')",
+            (lead, "s" * 150, lead, "Not A Stage! " * 16),
+        )
+        good = conn.execute(
+            "insert into lead_journey (lead_id, stage, source) values (%s, 'expresscourse_clicked', 'proftest')"
+            " returning id",
+            (lead,),
+        ).fetchone()[0]
+        conn.execute(
+            "insert into lead_journey (lead_id, stage, metadata) values (%s, 'payment_started',"
+            " jsonb_build_object('blob', %s::text))",
+            (lead, _blob(70_000)),
+        )
+    target = fresh_target(stack, "cons_checks_t")
+    report = consolidate(source, target, tmp_path)
+    assert report.ok, report.to_json()
+    with psycopg.connect(target) as conn:
+        reasons = {r[0] for r in conn.execute("select reason from private.consolidation_quarantine")}
+        imported = conn.execute(
+            "select count(*) from public.traffic_lead_journey where event_key = %s",
+            (f"legacy:lead_journey:{good}",),
+        ).fetchone()
+    assert {
+        "click_count is negative",
+        "metadata larger than 64 KiB",
+        "source longer than 100 characters",
+    } <= reasons
+    assert any(
+        r.startswith("stage 'Not A Stage!") and r.endswith("is not a valid stage name") for r in reasons
+    )
+    assert imported == (1,)  # the person's good journey rows still arrive
+
+
+def test_quarantined_rows_leave_the_quarantine_when_a_later_run_imports_them(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    import uuid
+
+    source = fresh_source(stack, "cons_late", rows=20, seed=5)
+    late = uuid.uuid4()
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("insert into lead_journey (lead_id, stage) values (%s, 'proftest_submitted')", (late,))
+    target = fresh_target(stack, "cons_late_t")
+    assert consolidate(source, target, tmp_path / "1").ok
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "insert into landing_leads (id, name, phone) values (%s, 'Late', '+77015550103')", (late,)
+        )
+    report = consolidate(source, target, tmp_path / "2")
+    assert report.ok, report.to_json()
+    assert report.changes["quarantine_released"] >= 1
+    with psycopg.connect(target) as conn:
+        left = conn.execute(
+            "select count(*) from private.consolidation_quarantine as q join private.consolidation_raw_lead_journey"
+            " as j on q.source_table = 'lead_journey' and q.legacy_id = j.id::text where j.lead_id = %s",
+            (str(late),),
+        ).fetchone()
+        arrived = conn.execute(
+            "select count(*) from public.traffic_lead_journey where legacy_source_table = 'lead_journey'"
+            " and lead_id = (select lead_id from private.legacy_lead_map where legacy_id = %s)",
+            (str(late),),
+        ).fetchone()
+    assert left == (0,) and arrived == (1,)
+
+
+def test_a_backup_directory_in_use_keeps_its_backup(stack: LocalStack, source: str, tmp_path: Path) -> None:
+    """Re-running the same command must not overwrite (or truncate) the backup taken before
+    the target was first touched: the next one goes to a subdirectory."""
+    import hashlib
+
+    target = fresh_target(stack, "cons_backup_t")
+    first = consolidate(source, target, tmp_path)
+    backup = tmp_path / "backup"
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in backup.glob("*.*")}
+    assert "manifest.json" in before and len(before) == 6
+    second = consolidate(source, target, tmp_path)
+    assert first.ok and second.ok
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in backup.glob("*.*")}
+    assert after == before
+    subdirs = [p for p in backup.iterdir() if p.is_dir()]
+    assert len(subdirs) == 1 and not subdirs[0].name.startswith(".incomplete")
+    manifest = json.loads((subdirs[0] / "manifest.json").read_text())
+    assert manifest["directory"] == str(subdirs[0])
+    for info in manifest["tables"].values():
+        data = (subdirs[0] / info["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == info["sha256"] and len(data) == info["bytes"]

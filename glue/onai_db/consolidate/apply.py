@@ -22,10 +22,28 @@ def _first(expr: str, where: str, order: str = "b.fill_rank") -> str:
 
 _UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 
+
+def _stage_reason(raw: str) -> str:
+    """The quarantine reason for an invalid stage (the value cut to 80 characters)."""
+    return f"'stage ' || coalesce(quote_literal(left({raw}, 80)), 'NULL') || ' is not a valid stage name'"
+
+
+def _journey_problem(stage_ok: str, stage_raw: str, source: str, meta: str) -> str:
+    """Why a legacy journey row cannot be written (NULL when it can): the target's checks,
+    tested before the insert so one bad row is quarantined instead of failing the run."""
+    utm = ", ".join(f"length(nullif(btrim({meta} ->> '{c}'), ''))" for c in _UTM)
+    return f"""(case
+    when not {stage_ok} then {_stage_reason(stage_raw)}
+    when length({source}) > 100 then 'source longer than 100 characters'
+    when greatest({utm}) > 255 then 'utm value longer than 255 characters'
+    when pg_column_size({meta}) > 65536 then 'metadata larger than 64 KiB'
+  end)"""
+
+
 BATCH_ROWS = """
 create temp table b on commit drop as
 select s.*, p.comp, p.comp_size, p.fill_rank, p.creator, p.existing_leads,
-  coalesce(s.utm_source, s.utm_medium, s.utm_campaign, s.utm_content, s.utm_term) is not null as has_utm
+  s.utm_source is not null as has_utm
 from private.consolidation_stage_plan as p
 join private.consolidation_stage_leads as s on s.ord = p.ord
 where p.batch_no = %(batch)s
@@ -90,29 +108,40 @@ where b.comp_size > 1
 group by b.comp
 """
 
+# a person's metadata: every row's keys, first seen wins; when that union passes the 64 KiB
+# limit, the first row's own (the other rows keep theirs in the backup and the journey input)
 BATCH_META = """
 create temp table bm on commit drop as
-select x.comp, jsonb_object_agg(x.key, x.value) as metadata
+select u.comp, case when pg_column_size(u.metadata) <= 65536 then u.metadata else f.metadata end as metadata
 from (
-  select distinct on (b.comp, e.key) b.comp, e.key, e.value
-  from b cross join lateral jsonb_each(b.metadata) as e
-  where b.comp_size > 1
-  order by b.comp, e.key, b.fill_rank
-) as x
-group by x.comp
+  select x.comp, jsonb_object_agg(x.key, x.value) as metadata
+  from (
+    select distinct on (b.comp, e.key) b.comp, e.key, e.value
+    from b cross join lateral jsonb_each(b.metadata) as e
+    where b.comp_size > 1
+    order by b.comp, e.key, b.fill_rank
+  ) as x
+  group by x.comp
+) as u
+join (
+  select distinct on (b.comp) b.comp, b.metadata from b where b.comp_size > 1 order by b.comp, b.fill_rank
+) as f on f.comp = u.comp
 """
 
 BATCH_JOURNEY = f"""
 create temp table bj on commit drop as
-select b.comp, j.id as legacy_id, j.lead_id, j.stage as stage_raw, st.stage, coalesce(st.ok, false) as stage_ok,
-  j.source, so.canonical as source_canonical, {_jmeta("p.mj")} as metadata,
-  coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
-from b
-join private.consolidation_raw_lead_journey as j on j.lead_id = b.legacy_id
-cross join lateral (select j.metadata::jsonb as mj) as p
-left join private.consolidation_map_stage as st on st.raw = j.stage
-left join private.consolidation_map_source as so on so.raw = j.source
-where b.src = 'landing_leads'
+select x.*, {_journey_problem("x.stage_ok", "x.stage_raw", "x.source_canonical", "x.metadata")} as problem
+from (
+  select b.comp, j.id as legacy_id, j.lead_id, j.stage as stage_raw, st.stage, coalesce(st.ok, false) as stage_ok,
+    j.source, so.canonical as source_canonical, {_jmeta("p.mj")} as metadata,
+    coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
+  from b
+  join private.consolidation_raw_lead_journey as j on j.lead_id = b.legacy_id
+  cross join lateral (select j.metadata::jsonb as mj) as p
+  left join private.consolidation_map_stage as st on st.raw = j.stage
+  left join private.consolidation_map_source as so on so.raw = j.source
+  where b.src = 'landing_leads'
+) as x
 """
 
 BATCH_STAGES = """
@@ -121,7 +150,7 @@ select x.comp, array_agg(distinct x.stage order by x.stage) as stages
 from (
   select b.comp, 'lead_captured' as stage from b
   union all
-  select bj.comp, bj.stage from bj where bj.stage_ok
+  select bj.comp, bj.stage from bj where bj.problem is null
 ) as x
 group by x.comp
 """
@@ -180,7 +209,8 @@ set
     else coalesce(t.email, c.email) end,
   source = coalesce(t.source, c.source),
   source_raw = coalesce(t.source_raw, c.source_raw),
-  metadata = coalesce(c.metadata, m.metadata, '{{}}'::jsonb) || t.metadata,
+  metadata = case when pg_column_size(coalesce(c.metadata, m.metadata, '{{}}'::jsonb) || t.metadata) <= 65536
+    then coalesce(c.metadata, m.metadata, '{{}}'::jsonb) || t.metadata else t.metadata end,
   amocrm_lead_id = coalesce(t.amocrm_lead_id, c.amocrm_lead_id),
   amocrm_contact_id = coalesce(t.amocrm_contact_id, c.amocrm_contact_id),
   amocrm_synced = t.amocrm_synced or c.amocrm_synced,
@@ -248,16 +278,15 @@ select
   jsonb_strip_nulls(jsonb_build_object('source', j.source, 'stage', j.stage_raw)),
   j.metadata, 'legacy:lead_journey:' || j.legacy_id, j.occurred_at, 'lead_journey', j.legacy_id
 from bj as j join bl as l on l.comp = j.comp
-where j.stage_ok
+where j.problem is null
 """
 
 QUARANTINE_BATCH_JOURNEY = """
 insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
-select 'lead_journey', j.legacy_id, 'stage ' || coalesce(quote_literal(j.stage_raw), 'NULL') || ' is not a valid stage name',
-  to_jsonb(r), %(run)s
+select 'lead_journey', j.legacy_id, j.problem, to_jsonb(r), %(run)s
 from bj as j
 join private.consolidation_raw_lead_journey as r on r.id = j.legacy_id
-where not j.stage_ok
+where j.problem is not null
 on conflict (source_table, legacy_id) do nothing
 """
 
@@ -295,25 +324,28 @@ from (
 join private.legacy_lead_map as m on m.source_table = 'landing_leads' and m.legacy_id = x.lead_id
 join public.traffic_leads as ml on ml.id = m.lead_id
 left join private.consolidation_map_source as so on so.raw = x.source
-where x.stage_ok
+where {_journey_problem("x.stage_ok", "x.stage_raw", "so.canonical", "x.meta")} is null
   and m.run_id <> %(run)s
 on conflict (event_key) do nothing
 """
 
-QUARANTINE_JOURNEY = """
+QUARANTINE_JOURNEY = f"""
 insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
 select 'lead_journey', j.id,
-  case
+  left(case
     when j.lead_id is null then 'lead_id is null'
     when lq.reason is not null then 'its lead landing_leads ' || j.lead_id || ' is quarantined: ' || lq.reason
     when not exists (select 1 from private.consolidation_raw_landing_leads as l where l.id = j.lead_id)
       then 'lead ' || j.lead_id || ' not found in landing_leads'
-    when not exists (select 1 from private.consolidation_map_stage as st where st.raw = j.stage and st.ok)
-      then 'stage ' || coalesce(quote_literal(j.stage), 'NULL') || ' is not a valid stage name'
-    else 'lead ' || j.lead_id || ' was not imported'
-  end,
+    else coalesce(
+      {_journey_problem("coalesce(st.ok, false)", "j.stage", "so.canonical", _jmeta("j.metadata::jsonb"))},
+      'lead ' || j.lead_id || ' was not imported'
+    )
+  end, 200),
   to_jsonb(j), %(run)s
 from private.consolidation_raw_lead_journey as j
+left join private.consolidation_map_stage as st on st.raw = j.stage
+left join private.consolidation_map_source as so on so.raw = j.source
 left join private.consolidation_quarantine as lq on lq.source_table = 'landing_leads' and lq.legacy_id = j.lead_id
 left join private.legacy_lead_map as m on m.source_table = 'landing_leads' and m.legacy_id = j.lead_id
 where (m.legacy_id is null or m.run_id <> %(run)s)
@@ -339,13 +371,13 @@ on conflict (legacy_id) do nothing
 QUARANTINE_NOTIFICATIONS = """
 insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
 select 'scheduled_notifications', n.id,
-  case
+  left(case
     when n.lead_id is null then 'lead_id is null'
     when lq.reason is not null then 'its lead landing_leads ' || n.lead_id || ' is quarantined: ' || lq.reason
     when not exists (select 1 from private.consolidation_raw_landing_leads as l where l.id = n.lead_id)
       then 'lead ' || n.lead_id || ' not found in landing_leads'
     else 'lead ' || n.lead_id || ' was not imported'
-  end,
+  end, 200),
   to_jsonb(n), %(run)s
 from private.consolidation_raw_scheduled_notifications as n
 left join private.consolidation_quarantine as lq on lq.source_table = 'landing_leads' and lq.legacy_id = n.lead_id
@@ -401,6 +433,28 @@ def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResul
 
 def quarantine_lead_rows(conn: psycopg.Connection, run_id: int) -> int:
     return conn.execute(QUARANTINE_LEADS, {"run": run_id}).rowcount  # type: ignore[arg-type]
+
+
+# rows quarantined by an earlier run and imported since (their lead arrived in Landing and
+# the same command ran again) leave the quarantine, so no row is counted twice
+RESOLVED_QUARANTINE = """
+delete from private.consolidation_quarantine as q
+where
+  (q.source_table = 'lead_journey' and exists (
+    select 1 from public.traffic_lead_journey as t where t.event_key = 'legacy:lead_journey:' || q.legacy_id
+  ))
+  or (q.source_table = 'scheduled_notifications' and exists (
+    select 1 from private.legacy_scheduled_notifications as n where n.legacy_id = q.legacy_id
+  ))
+  or (q.source_table in ('landing_leads', 'lead_tracking', 'unified_lead_tracking') and exists (
+    select 1 from private.legacy_lead_map as m where m.source_table = q.source_table and m.legacy_id = q.legacy_id
+  ))
+"""
+
+
+def release_resolved_quarantine(conn: psycopg.Connection) -> int:
+    """Quarantined rows that a later run imported; returns how many left the quarantine."""
+    return conn.execute(RESOLVED_QUARANTINE).rowcount  # type: ignore[arg-type]
 
 
 def finish_journey(conn: psycopg.Connection, run_id: int) -> tuple[int, int]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -48,20 +50,44 @@ class Manifest:
         }
 
 
+def _final_directory(directory: Path, stamp: str) -> Path:
+    """Where a finished backup goes: ``directory`` itself, unless it already holds a finished
+    backup (a manifest), which is never overwritten: then a subdirectory named by the time."""
+    if not (directory / "manifest.json").exists():
+        return directory
+    final = directory / stamp
+    n = 1
+    while final.exists():
+        n += 1
+        final = directory / f"{stamp}-{n}"
+    return final
+
+
 def backup_tables(
     conn: psycopg.Connection, columns: dict[str, list[str]], directory: Path, progress: Progress
 ) -> Manifest:
     """COPY each table (ordered by id, all columns) to ``<dir>/<table>.csv`` in one
-    REPEATABLE READ snapshot, so the files are mutually consistent."""
+    REPEATABLE READ snapshot, so the files are mutually consistent.
+
+    The files are written to ``<dir>/.incomplete-…`` and moved into place only when every
+    table is written, manifest last, so a run killed mid-backup never leaves a truncated
+    file beside a manifest. A directory that already holds a finished backup keeps it: the
+    new one goes to ``<dir>/<UTC time>/``, and the manifest says where."""
     directory.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(directory=str(directory), taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    for stale in directory.glob(".incomplete-*"):  # left by a run killed mid-backup
+        shutil.rmtree(stale, ignore_errors=True)
+    taken_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    work = directory / f".incomplete-{stamp}-{os.getpid()}"
+    work.mkdir()
+    files: dict[str, BackupFile] = {}
     conn.rollback()
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     try:
         with conn.transaction():
             conn.execute("set transaction read only")
             for table, cols in columns.items():
-                path = directory / f"{table}.csv"
+                path = work / f"{table}.csv"
                 h = hashlib.sha256()
                 size = 0
                 query = sql.SQL(
@@ -76,8 +102,20 @@ def backup_tables(
                             size += len(data)
                     rows = cur.rowcount
                 progress("backup", 1, len(columns))
-                manifest.tables[table] = BackupFile(table, path.name, rows, size, h.hexdigest(), cols)
+                files[table] = BackupFile(table, path.name, rows, size, h.hexdigest(), cols)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     finally:
         conn.isolation_level = None
-    (directory / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=2), encoding="utf-8")
+    final = _final_directory(directory, stamp)
+    manifest = Manifest(directory=str(final), taken_at=taken_at, tables=files)
+    (work / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=2), encoding="utf-8")
+    if final == directory:
+        for info in files.values():
+            os.replace(work / info.file, final / info.file)
+        os.replace(work / "manifest.json", final / "manifest.json")
+        work.rmdir()
+    else:
+        os.replace(work, final)
     return manifest

@@ -51,7 +51,7 @@ def _redact(url: str) -> str:
 def connect(url: str, what: str, autocommit: bool = False) -> psycopg.Connection:
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
-    except psycopg.OperationalError as exc:
+    except psycopg.Error as exc:  # unreachable, refused, or not a connection string at all
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnreachableError(
             f"cannot connect to the {what} database {_redact(url)}: {first}"

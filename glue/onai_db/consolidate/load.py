@@ -74,6 +74,8 @@ select
     when length(u.source) > 100 then 'source longer than 100 characters'
     when greatest(length(u.utm_source), length(u.utm_medium), length(u.utm_campaign), length(u.utm_content),
       length(u.utm_term)) > 255 then 'utm value longer than 255 characters'
+    when u.click_count < 0 then 'click_count is negative'
+    when pg_column_size(u.metadata) > 65536 then 'metadata larger than 64 KiB'
   end
 from (
   select
@@ -129,7 +131,7 @@ MAP_SQL = (
     "drop table if exists private.consolidation_map_stage",
     f"""
     create unlogged table private.consolidation_map_stage as
-    select x.raw, n.stage, n.stage ~ '^[a-z][a-z0-9_]{{0,62}}$' as ok
+    select x.raw, n.stage, n.stage ~ '^[a-z][a-z0-9_]*$' and length(n.stage) <= 63 as ok
     from (select distinct stage as raw from private.consolidation_raw_lead_journey where stage is not null) as x
     cross join lateral (select {STAGE_EXPR.format(s="x.raw")} as stage) as n
     """,

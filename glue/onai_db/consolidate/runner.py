@@ -212,6 +212,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
             "journey_rows": 0,
             "quarantined": quarantined,
             "notifications": 0,
+            "quarantine_released": 0,
         }
         jobs = 1 if opts.dry_run else max(1, min(opts.jobs, plan.batches))
         for r in _apply_batches(tgt, opts.target_url, run_id, plan.batches, jobs, commit):
@@ -234,6 +235,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         imported, q = apply.import_notifications(tgt, run_id)
         changes["notifications"] += imported
         changes["quarantined"] += q
+        changes["quarantine_released"] += apply.release_resolved_quarantine(tgt)
         phase("verify")
         commit()
         progress("journey", 1, 2)
