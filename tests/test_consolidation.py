@@ -268,6 +268,12 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
         conn.execute("alter table lead_journey drop column stage")
     with pytest.raises(ConsolidationError, match="lead_journey has an unexpected schema"):
         consolidate(wrong, target, tmp_path)
+    # ... or a column of a type the import cannot cast (JSON kept as free text)
+    typed = fresh_source(stack, "cons_typed", rows=10, seed=1)
+    with psycopg.connect(typed, autocommit=True) as conn:
+        conn.execute("alter table landing_leads alter column metadata type text using 'utm_source=fb'")
+    with pytest.raises(ConsolidationError, match="column metadata is text, expected json or jsonb"):
+        consolidate(typed, target, tmp_path)
     # a target without the migrations
     stack.create_database("cons_bare", drop=True)
     with pytest.raises(ConsolidationError, match="lacks the onai-db migrations"):

@@ -28,6 +28,22 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }  # fmt: skip
 
+_JSON = ("json", "jsonb")
+_TIME = ("timestamp with time zone", "timestamp without time zone", "date")
+_INT = ("smallint", "integer", "bigint")
+# columns the import casts, and the source types it accepts for them (information_schema
+# data_type); anything else is refused before a row is written instead of failing mid-run
+COLUMN_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
+    "landing_leads": {
+        "metadata": _JSON, "created_at": _TIME, "amocrm_lead_id": _INT, "amocrm_contact_id": _INT,
+        "amocrm_synced": ("boolean",), "email_sent": ("boolean",), "sms_sent": ("boolean",), "click_count": _INT,
+    },
+    "lead_tracking": {"created_at": _TIME},
+    "unified_lead_tracking": {"metadata": _JSON, "created_at": _TIME},
+    "lead_journey": {"metadata": _JSON, "created_at": _TIME},
+    "scheduled_notifications": {"payload": _JSON, "scheduled_for": _TIME, "sent_at": _TIME, "created_at": _TIME},
+}  # fmt: skip
+
 # objects the target must have: the unified-leads migrations and ours
 TARGET_OBJECTS = (
     "public.traffic_leads",
@@ -61,13 +77,15 @@ def connect(url: str, what: str, autocommit: bool = False) -> psycopg.Connection
 def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
     """The source's column lists per legacy table; raises when a table or column is missing."""
     rows = conn.execute(
-        "select table_name, array_agg(column_name::text order by ordinal_position) "
+        "select table_name, array_agg(column_name::text order by ordinal_position),"
+        " array_agg(data_type::text order by ordinal_position) "
         "from information_schema.columns where table_schema = 'public' and table_name = any(%s) "
         "group by table_name",
         (list(LEGACY_TABLES),),
     ).fetchall()
     conn.rollback()
-    columns = {name: list(cols) for name, cols in rows}
+    columns = {name: list(cols) for name, cols, _types in rows}
+    types = {name: dict(zip(cols, kinds, strict=True)) for name, cols, kinds in rows}
     missing = [t for t in LEGACY_TABLES if t not in columns]
     if missing:
         raise ConsolidationError(
@@ -79,6 +97,13 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
             raise ConsolidationError(
                 f"source table {table} has an unexpected schema: no column(s) {', '.join(lacking)}"
             )
+    for table, expected in COLUMN_TYPES.items():
+        for column, accepted in expected.items():
+            if types[table][column] not in accepted:
+                raise ConsolidationError(
+                    f"source table {table} has an unexpected schema: column {column} is "
+                    f"{types[table][column]}, expected {' or '.join(accepted)}"
+                )
     return columns
 
 
