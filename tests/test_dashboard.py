@@ -326,6 +326,42 @@ def test_legacy_views_keep_the_seed_shapes(api: PostgrestSession, cast: Cast) ->
     assert set(journey_cols) == {"id", "lead_id", "stage", "source", "metadata", "created_at"}
 
 
+def test_legacy_views_give_old_code_the_seed_values(api: PostgrestSession) -> None:
+    """20261122130500: seed 000's synced_to_amocrm, UTM in metadata where the Landing app kept
+    it, and the same source spelling in both views."""
+    row = record(
+        api,
+        p_phone=unique_phone(),
+        p_source="proftest",
+        p_utm_source="FB_Anna",
+        p_utm_campaign="nov",
+        p_metadata={"page": "/proftest"},
+        p_stage="proftest_submitted",
+    )
+    landing = api.query(
+        SERVICE,
+        "select metadata, synced_to_amocrm, legacy_id from public.landing_leads where id = %s",
+        [row["lead_id"]],
+    )
+    assert landing == [
+        {
+            "metadata": {"utm_source": "FB_Anna", "utm_campaign": "nov", "page": "/proftest"},
+            "synced_to_amocrm": False,
+            "legacy_id": None,
+        }
+    ]
+    counts = api.query(
+        SERVICE, "select synced_to_amocrm, count(*) as n from public.landing_leads group by synced_to_amocrm"
+    )
+    assert {r["synced_to_amocrm"] for r in counts} <= {True, False}
+    journey = api.query(
+        SERVICE,
+        "select source from public.lead_journey where lead_id = %s and source = 'proftest'",
+        [row["lead_id"]],
+    )
+    assert journey == [{"source": "proftest"}]
+
+
 FOLD_PROBE = "fb_fold_probe"
 PROBE_CALL = (
     "select lead_id from public.find_or_create_unified_lead("

@@ -537,7 +537,8 @@ class PublicLandingLeads(BaseModel):
     email_clicked_at: Optional[datetime.datetime] = Field(alias="email_clicked_at")
     email_sent: bool = Field(alias="email_sent")
     id: uuid.UUID = Field(alias="id")
-    metadata: JsonValue = Field(alias="metadata")
+    legacy_id: Optional[str] = Field(alias="legacy_id")
+    metadata: Optional[JsonValue] = Field(alias="metadata")
     name: Optional[str] = Field(alias="name")
     phone: Optional[str] = Field(alias="phone")
     phone_normalized: Optional[str] = Field(alias="phone_normalized")
@@ -545,6 +546,7 @@ class PublicLandingLeads(BaseModel):
     sms_clicked_at: Optional[datetime.datetime] = Field(alias="sms_clicked_at")
     sms_sent: bool = Field(alias="sms_sent")
     source: Optional[str] = Field(alias="source")
+    synced_to_amocrm: bool = Field(alias="synced_to_amocrm")
     updated_at: datetime.datetime = Field(alias="updated_at")
     utm_source: Optional[str] = Field(alias="utm_source")
 
