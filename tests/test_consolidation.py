@@ -431,3 +431,65 @@ def test_a_backup_directory_in_use_keeps_its_backup(stack: LocalStack, source: s
     for info in manifest["tables"].values():
         data = (subdirs[0] / info["file"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == info["sha256"] and len(data) == info["bytes"]
+
+
+def test_leads_created_in_traffic_during_the_run_join_their_person(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Traffic stays live during a run. After the identity plan, find_or_create_unified_lead
+    creates one lead with a person's only phone (the plan took it for new: the batch must not
+    fail) and one with another person's second phone (the batch cannot claim it: the person
+    must not stay split). Each person ends as one live lead."""
+    from onai_db.consolidate import apply
+
+    source = fresh_source(stack, "cons_live", rows=20, seed=11)
+    main, first, second, email = "+77015550201", "+77015550202", "+77015550203", "split@example.kz"
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("insert into landing_leads (name, phone) values ('Main', %s)", (main,))
+        conn.execute(
+            "insert into landing_leads (name, phone, email) values ('Split', %s, %s)", (first, email)
+        )
+        conn.execute(
+            "insert into lead_tracking (name, phone, email) values ('Split', %s, %s)", (second, email)
+        )
+    target = fresh_target(stack, "cons_live_t")
+    original = apply.apply_batch
+    written: list[str] = []
+
+    def first_batch_after_a_live_write(
+        conn: psycopg.Connection, run_id: int, batch: int
+    ) -> apply.BatchResult:
+        if not written:
+            with psycopg.connect(target, autocommit=True) as live:
+                for phone in (main, second):
+                    live.execute(
+                        "select public.find_or_create_unified_lead(p_phone => %s, p_name => 'App')", (phone,)
+                    )
+                    written.append(phone)
+        return original(conn, run_id, batch)
+
+    monkeypatch.setattr(apply, "apply_batch", first_batch_after_a_live_write)
+    report = consolidate(source, target, tmp_path, jobs=1)
+    assert report.ok, report.to_json()
+    assert report.changes["persons_rejoined"] == 2
+    with psycopg.connect(target) as conn:
+        for phones in ((main,), (first, second)):
+            live = conn.execute(
+                "select count(distinct x.lead_id) from ("
+                " select private.live_lead(i.lead_id) as lead_id from private.traffic_lead_identifiers as i"
+                " where i.kind = 'phone' and i.value = any(%s)"
+                " union all select private.live_lead(l.id) from public.traffic_leads as l"
+                " where l.name = 'App' and l.phone = any(%s)) as x",
+                (list(phones), list(phones)),
+            ).fetchone()
+            assert live == (1,), phones  # one live lead, and the concurrent lead is (or joined) it
+        mapped = conn.execute(
+            "select count(distinct private.live_lead(lead_id)) from private.legacy_lead_map m"
+            " join private.consolidation_stage_leads s on s.src = m.source_table and s.legacy_id = m.legacy_id"
+            " where s.email_n = %s",
+            (email,),
+        ).fetchone()
+        assert mapped == (1,)
+    # and a second run finds nothing to do
+    again = consolidate(source, target, tmp_path / "again")
+    assert again.ok and not again.changed, again.changes

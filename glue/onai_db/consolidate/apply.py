@@ -16,6 +16,11 @@ def _jmeta(parsed: str) -> str:
     )
 
 
+def _live_of(alias: str) -> str:
+    """The live lead of a traffic_leads row (itself unless merged)."""
+    return f"case when {alias}.merged_into is null then {alias}.id else private.live_lead({alias}.id) end"
+
+
 def _first(expr: str, where: str, order: str = "b.fill_rank") -> str:
     return f"(array_agg({expr} order by {order}) filter (where {where}))[1]"
 
@@ -187,6 +192,38 @@ left join bm as m on m.comp = c.comp
 left join bs as s on s.comp = c.comp
 where not l.existed
 order by c.comp
+on conflict do nothing
+"""
+
+# Traffic stays live during a run: a lead created by find_or_create_unified_lead after the
+# identity plan can hold an identifier the plan took for new, and the insert above skips
+# that person (the live-identifier unique indexes). Such persons are joined to the live
+# leads now holding their identifiers (merged into the oldest when several), and filled
+# like any existing lead.
+BATCH_SKIPPED = f"""
+create temp table bx on commit drop as
+select l.comp, array_agg(distinct o.lead_id) as owners
+from bl as l
+join b on b.comp = l.comp
+cross join lateral (
+  select {_live_of("t")} as lead_id
+  from public.traffic_leads as t
+  where t.merged_into is null and (t.phone_normalized = b.phone_n or t.email_normalized = b.email_n)
+  union
+  select private.live_lead(i.lead_id)
+  from private.traffic_lead_identifiers as i
+  where (i.kind = 'phone' and i.value = b.phone_n) or (i.kind = 'email' and i.value = b.email_n)
+) as o
+where not l.existed and not exists (select 1 from public.traffic_leads as t where t.id = l.lead_id)
+group by l.comp
+"""
+
+BATCH_JOIN_SKIPPED = """
+update bl
+set lead_id = private.consolidation_merge_group(x.owners, '{"by": "onai-db consolidate", "concurrent": true}'::jsonb),
+  existed = true
+from bx as x
+where bl.comp = x.comp
 """
 
 _fill_first = ",\n  ".join(
@@ -397,6 +434,7 @@ class BatchResult:
     leads_filled: int = 0
     journey_rows: int = 0
     quarantined: int = 0
+    leads_joined: int = 0  # persons whose lead a concurrent writer created during the run
 
 
 def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResult:
@@ -414,6 +452,11 @@ def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResul
     conn.execute(BATCH_LEADS if has_existing else BATCH_NEW_LEADS)  # type: ignore[arg-type]
     conn.execute("analyze bl")
     r.leads_created = conn.execute(INSERT_LEADS).rowcount  # type: ignore[arg-type]
+    expected = conn.execute("select count(*) from bl where not existed").fetchone()
+    if expected and r.leads_created < expected[0]:  # persons a concurrent writer got to first
+        conn.execute(BATCH_SKIPPED)  # type: ignore[arg-type]
+        r.leads_joined = conn.execute(BATCH_JOIN_SKIPPED).rowcount  # type: ignore[arg-type]
+        has_existing = True
     if has_existing:
         r.leads_filled = conn.execute(UPDATE_EXISTING).rowcount  # type: ignore[arg-type]
     conn.execute(INSERT_IDENTIFIERS)  # type: ignore[arg-type]
@@ -426,7 +469,7 @@ def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResul
         (run_id, batch, r.rows, r.leads_created, r.journey_rows),
     )
     conn.execute(
-        "drop table b, bc, bm, bj, bs, bl"
+        "drop table if exists b, bc, bm, bj, bs, bl, bx"
     )  # (a dry run never commits, so on commit drop never fires)
     return r
 
@@ -450,6 +493,50 @@ where
     select 1 from private.legacy_lead_map as m where m.source_table = q.source_table and m.legacy_id = q.legacy_id
   ))
 """
+
+
+# After the batches: a person whose identifier a concurrent writer put on another live
+# lead (an identifier the batch then could not claim) has two live leads. Every legacy row's
+# live lead is compared with the live leads holding its identifiers; each such pair is
+# merged into the older lead, as find_or_create_unified_lead would on the next call.
+SPLIT_PERSONS = f"""
+select distinct x.mapped, x.holder
+from (
+  select {_live_of("ml")} as mapped, {_live_of("il")} as holder
+  from private.consolidation_stage_leads as s
+  join private.legacy_lead_map as m on m.source_table = s.src and m.legacy_id = s.legacy_id
+  join public.traffic_leads as ml on ml.id = m.lead_id
+  join private.traffic_lead_identifiers as i on i.kind = 'phone' and i.value = s.phone_n
+  join public.traffic_leads as il on il.id = i.lead_id
+  union all
+  select {_live_of("ml")}, {_live_of("il")}
+  from private.consolidation_stage_leads as s
+  join private.legacy_lead_map as m on m.source_table = s.src and m.legacy_id = s.legacy_id
+  join public.traffic_leads as ml on ml.id = m.lead_id
+  join private.traffic_lead_identifiers as i on i.kind = 'email' and i.value = s.email_n
+  join public.traffic_leads as il on il.id = i.lead_id
+) as x
+where x.mapped <> x.holder
+"""
+
+
+def reconcile_split_persons(conn: psycopg.Connection) -> int:
+    """Merges the leads of persons split by a concurrent writer; returns the merges."""
+    merged = 0
+    for mapped, holder in conn.execute(SPLIT_PERSONS).fetchall():  # type: ignore[arg-type]
+        row = conn.execute(
+            "select count(*) filter (where merged_into is null) from public.traffic_leads"
+            " where id in (private.live_lead(%s), private.live_lead(%s))",
+            (mapped, holder),
+        ).fetchone()
+        if row and row[0] == 2:
+            conn.execute(
+                "select private.consolidation_merge_group(array[private.live_lead(%s), private.live_lead(%s)],"
+                ' \'{"by": "onai-db consolidate", "concurrent": true}\'::jsonb)',
+                (mapped, holder),
+            )
+            merged += 1
+    return merged
 
 
 def release_resolved_quarantine(conn: psycopg.Connection) -> int:

@@ -213,6 +213,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
             "quarantined": quarantined,
             "notifications": 0,
             "quarantine_released": 0,
+            "persons_rejoined": 0,
         }
         jobs = 1 if opts.dry_run else max(1, min(opts.jobs, plan.batches))
         for r in _apply_batches(tgt, opts.target_url, run_id, plan.batches, jobs, commit):
@@ -221,6 +222,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
             changes["rows_mapped"] += r.rows
             changes["journey_rows"] += r.journey_rows
             changes["quarantined"] += r.quarantined
+            changes["persons_rejoined"] += r.leads_joined
             progress("leads", r.rows, plan.rows)
         if plan.batches == 0:
             progress("leads", 0, 0)
@@ -236,6 +238,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         changes["notifications"] += imported
         changes["quarantined"] += q
         changes["quarantine_released"] += apply.release_resolved_quarantine(tgt)
+        changes["persons_rejoined"] += apply.reconcile_split_persons(tgt)
         phase("verify")
         commit()
         progress("journey", 1, 2)
