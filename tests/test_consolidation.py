@@ -493,3 +493,22 @@ def test_leads_created_in_traffic_during_the_run_join_their_person(
     # and a second run finds nothing to do
     again = consolidate(source, target, tmp_path / "again")
     assert again.ok and not again.changed, again.changes
+
+
+def test_ties_in_time_are_broken_by_the_legacy_id_as_a_number(stack: LocalStack, tmp_path: Path) -> None:
+    source = fresh_source(stack, "cons_ties", rows=10, seed=13)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "insert into lead_tracking (id, name, email, utm_source, created_at) values"
+            " (10000000, 'Later id', 'tie@example.kz', 'second', '2025-03-01 10:00+00'),"
+            " (9999999, 'Earlier id', 'tie@example.kz', 'first', '2025-03-01 10:00+00')"
+        )
+    target = fresh_target(stack, "cons_ties_t")
+    assert consolidate(source, target, tmp_path).ok
+    with psycopg.connect(target) as conn:
+        row = conn.execute(
+            "select l.name, l.first_utm_source, l.last_utm_source, m.outcome from public.traffic_leads as l"
+            " join private.legacy_lead_map as m on m.lead_id = l.id and m.legacy_id = '9999999'"
+            " where l.email_normalized = 'tie@example.kz'"
+        ).fetchone()
+    assert row == ("Earlier id", "first", "second", "migrated")

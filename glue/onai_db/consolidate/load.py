@@ -59,7 +59,7 @@ insert into private.consolidation_stage_leads (
   phone_n, email_n, problem
 )
 select
-  row_number() over (order by u.created_at, u.src_rank, u.legacy_id),
+  row_number() over (order by u.created_at, u.src_rank, length(u.legacy_id), u.legacy_id),  -- ids 9 < 10
   u.src, u.legacy_id, u.name, u.email, u.phone, u.source, ms.canonical,
   u.utm_source, u.utm_medium, u.utm_campaign, u.utm_content, u.utm_term,
   u.metadata, u.amocrm_lead_id, u.amocrm_contact_id, u.amocrm_synced, u.email_sent, u.sms_sent, u.click_count,
