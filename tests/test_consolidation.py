@@ -340,8 +340,8 @@ def test_rows_breaking_the_targets_checks_are_quarantined_and_the_run_completes(
             " jsonb_build_object('blob', %s::text))",
             (_blob(70_000),),
         )
-        lead = conn.execute(
-            "select id from landing_leads where name is not null order by id limit 1"
+        lead = conn.execute(  # a clean lead of its own, so its journey reasons are the rows' own
+            "insert into landing_leads (name, phone) values ('Host', '+77015550104') returning id"
         ).fetchone()[0]
         conn.execute(
             "insert into lead_journey (lead_id, stage, source) values (%s, 'proftest_submitted', %s),"

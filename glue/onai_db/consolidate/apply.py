@@ -33,10 +33,16 @@ def _stage_reason(raw: str) -> str:
     return f"'stage ' || coalesce(quote_literal(left({raw}, 80)), 'NULL') || ' is not a valid stage name'"
 
 
-def _journey_problem(stage_ok: str, stage_raw: str, source: str, meta: str) -> str:
+def _journey_utm(meta: str, c: str) -> str:
+    """A UTM field of a legacy journey row, from its metadata (trimmed, '' is NULL)."""
+    return f"nullif(btrim({meta} ->> '{c}'), '')"
+
+
+def _journey_problem(stage_ok: str, stage_raw: str, source: str, meta: str, utm_of: str | None = None) -> str:
     """Why a legacy journey row cannot be written (NULL when it can): the target's checks,
-    tested before the insert so one bad row is quarantined instead of failing the run."""
-    utm = ", ".join(f"length(nullif(btrim({meta} ->> '{c}'), ''))" for c in _UTM)
+    tested before the insert so one bad row is quarantined instead of failing the run.
+    ``utm_of``: a row alias whose utm_* columns hold the extracted values (else extracted)."""
+    utm = ", ".join(f"length({utm_of}.{c})" if utm_of else f"length({_journey_utm(meta, c)})" for c in _UTM)
     return f"""(case
     when not {stage_ok} then {_stage_reason(stage_raw)}
     when length({source}) > 100 then 'source longer than 100 characters'
@@ -135,8 +141,11 @@ join (
 
 BATCH_JOURNEY = f"""
 create temp table bj on commit drop as
-select x.*, {_journey_problem("x.stage_ok", "x.stage_raw", "x.source_canonical", "x.metadata")} as problem
+-- (offset 0: each level's values are computed once per row, not again where they are used)
+select x.*, {_journey_problem("x.stage_ok", "x.stage_raw", "x.source_canonical", "x.metadata", "x")} as problem
 from (
+  select y.*, {", ".join(_journey_utm("y.metadata", c) + " as " + c for c in _UTM)}
+  from (
   select b.comp, j.id as legacy_id, j.lead_id, j.stage as stage_raw, st.stage, coalesce(st.ok, false) as stage_ok,
     j.source, so.canonical as source_canonical, {_jmeta("p.mj")} as metadata,
     coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
@@ -146,6 +155,9 @@ from (
   left join private.consolidation_map_stage as st on st.raw = j.stage
   left join private.consolidation_map_source as so on so.raw = j.source
   where b.src = 'landing_leads'
+  offset 0
+  ) as y
+  offset 0
 ) as x
 """
 
@@ -192,7 +204,6 @@ left join bm as m on m.comp = c.comp
 left join bs as s on s.comp = c.comp
 where not l.existed
 order by c.comp
-on conflict do nothing
 """
 
 # Traffic stays live during a run: a lead created by find_or_create_unified_lead after the
@@ -267,18 +278,36 @@ left join bm as m on m.comp = c.comp
 where l.existed and t.id = l.lead_id
 """
 
-INSERT_IDENTIFIERS = """
-insert into private.traffic_lead_identifiers (kind, value, lead_id)
-select distinct on (x.kind, x.value) x.kind, x.value, x.lead_id
-from (
-  select 'phone' as kind, b.phone_n as value, l.lead_id, b.fill_rank
-  from b join bl as l on l.comp = b.comp where b.phone_n is not null
-  union all
-  select 'email', b.email_n, l.lead_id, b.fill_rank
-  from b join bl as l on l.comp = b.comp where b.email_n is not null
-) as x
-order by x.kind, x.value, x.fill_rank
-on conflict (kind, value) do nothing
+# The batch's identifiers; returns (the person's lead, the live lead) for every identifier
+# another live lead already holds: a concurrent writer used it during the run (the statement
+# reads the table as it was before its own inserts). Those pairs are merged at the end of the
+# batch, once its journey is in place.
+INSERT_IDENTIFIERS = f"""
+with wanted as (
+  select distinct on (x.kind, x.value) x.kind, x.value, x.lead_id
+  from (
+    select 'phone' as kind, b.phone_n as value, l.lead_id, b.fill_rank
+    from b join bl as l on l.comp = b.comp where b.phone_n is not null
+    union all
+    select 'email', b.email_n, l.lead_id, b.fill_rank
+    from b join bl as l on l.comp = b.comp where b.email_n is not null
+  ) as x
+  order by x.kind, x.value, x.fill_rank
+),
+
+added as (
+  insert into private.traffic_lead_identifiers (kind, value, lead_id)
+  select w.kind, w.value, w.lead_id from wanted as w
+  on conflict (kind, value) do nothing
+  returning kind, value
+)
+
+select distinct w.lead_id, {_live_of("t")} as holder
+from wanted as w
+left join added as a on a.kind = w.kind and a.value = w.value
+join private.traffic_lead_identifiers as i on i.kind = w.kind and i.value = w.value
+join public.traffic_leads as t on t.id = i.lead_id
+where a.kind is null and {_live_of("t")} <> w.lead_id
 """
 
 INSERT_MAP = """
@@ -309,9 +338,7 @@ select * from (
 union all
 select
   l.lead_id, j.stage, j.source_canonical,
-  nullif(btrim(j.metadata ->> 'utm_source'), ''), nullif(btrim(j.metadata ->> 'utm_medium'), ''),
-  nullif(btrim(j.metadata ->> 'utm_campaign'), ''), nullif(btrim(j.metadata ->> 'utm_content'), ''),
-  nullif(btrim(j.metadata ->> 'utm_term'), ''),
+  j.utm_source, j.utm_medium, j.utm_campaign, j.utm_content, j.utm_term,
   jsonb_strip_nulls(jsonb_build_object('source', j.source, 'stage', j.stage_raw)),
   j.metadata, 'legacy:lead_journey:' || j.legacy_id, j.occurred_at, 'lead_journey', j.legacy_id
 from bj as j join bl as l on l.comp = j.comp
@@ -451,18 +478,24 @@ def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResul
     has_existing = bool(existing and existing[0])
     conn.execute(BATCH_LEADS if has_existing else BATCH_NEW_LEADS)  # type: ignore[arg-type]
     conn.execute("analyze bl")
-    r.leads_created = conn.execute(INSERT_LEADS).rowcount  # type: ignore[arg-type]
-    expected = conn.execute("select count(*) from bl where not existed").fetchone()
-    if expected and r.leads_created < expected[0]:  # persons a concurrent writer got to first
+    try:
+        with conn.transaction():  # a savepoint: the usual case pays no conflict check
+            r.leads_created = conn.execute(INSERT_LEADS).rowcount  # type: ignore[arg-type]
+        skipped = False
+    except psycopg.errors.UniqueViolation:  # persons a concurrent writer got to first
+        r.leads_created = conn.execute(INSERT_LEADS + "on conflict do nothing").rowcount  # type: ignore[operator]
+        skipped = True
+    if skipped:
         conn.execute(BATCH_SKIPPED)  # type: ignore[arg-type]
         r.leads_joined = conn.execute(BATCH_JOIN_SKIPPED).rowcount  # type: ignore[arg-type]
         has_existing = True
     if has_existing:
         r.leads_filled = conn.execute(UPDATE_EXISTING).rowcount  # type: ignore[arg-type]
-    conn.execute(INSERT_IDENTIFIERS)  # type: ignore[arg-type]
+    held_elsewhere = conn.execute(INSERT_IDENTIFIERS).fetchall()  # type: ignore[arg-type]
     conn.execute(INSERT_MAP, p)  # type: ignore[arg-type]
     r.journey_rows = conn.execute(INSERT_JOURNEY).rowcount  # type: ignore[arg-type]
     r.quarantined = conn.execute(QUARANTINE_BATCH_JOURNEY, p).rowcount  # type: ignore[arg-type]
+    r.leads_joined += merge_pairs(conn, held_elsewhere)
     conn.execute(
         "insert into private.consolidation_batches (run_id, phase, batch_no, rows_in, leads_created, journey_rows)"
         " values (%s, 'leads', %s, %s, %s, %s)",
@@ -495,48 +528,45 @@ where
 """
 
 
-# After the batches: a person whose identifier a concurrent writer put on another live
-# lead (an identifier the batch then could not claim) has two live leads. Every legacy row's
-# live lead is compared with the live leads holding its identifiers; each such pair is
-# merged into the older lead, as find_or_create_unified_lead would on the next call.
+# After the batches: a lead that another writer created or changed during the run (it has
+# no legacy provenance) while a batch was claiming the same person's identifier can be live
+# beside the person's lead, its own phone or email held by that lead. Such leads are merged
+# into the older one, as the next find_or_create_unified_lead call would.
 SPLIT_PERSONS = f"""
-select distinct x.mapped, x.holder
-from (
-  select {_live_of("ml")} as mapped, {_live_of("il")} as holder
-  from private.consolidation_stage_leads as s
-  join private.legacy_lead_map as m on m.source_table = s.src and m.legacy_id = s.legacy_id
-  join public.traffic_leads as ml on ml.id = m.lead_id
-  join private.traffic_lead_identifiers as i on i.kind = 'phone' and i.value = s.phone_n
-  join public.traffic_leads as il on il.id = i.lead_id
-  union all
-  select {_live_of("ml")}, {_live_of("il")}
-  from private.consolidation_stage_leads as s
-  join private.legacy_lead_map as m on m.source_table = s.src and m.legacy_id = s.legacy_id
-  join public.traffic_leads as ml on ml.id = m.lead_id
-  join private.traffic_lead_identifiers as i on i.kind = 'email' and i.value = s.email_n
-  join public.traffic_leads as il on il.id = i.lead_id
-) as x
-where x.mapped <> x.holder
+select distinct t.id, {_live_of("h")}
+from public.traffic_leads as t
+join private.traffic_lead_identifiers as i
+  on (i.kind = 'phone' and i.value = t.phone_normalized) or (i.kind = 'email' and i.value = t.email_normalized)
+join public.traffic_leads as h on h.id = i.lead_id
+where
+  t.merged_into is null and t.legacy_source_table is null
+  and t.updated_at >= (select r.started_at from private.consolidation_runs as r where r.id = %(run)s)
+  and {_live_of("h")} <> t.id
 """
 
 
-def reconcile_split_persons(conn: psycopg.Connection) -> int:
-    """Merges the leads of persons split by a concurrent writer; returns the merges."""
+def merge_pairs(conn: psycopg.Connection, pairs: list[tuple[object, object]]) -> int:
+    """Merges each pair of one person's leads into the older (when both are still live)."""
     merged = 0
-    for mapped, holder in conn.execute(SPLIT_PERSONS).fetchall():  # type: ignore[arg-type]
+    for a, b in pairs:
         row = conn.execute(
             "select count(*) filter (where merged_into is null) from public.traffic_leads"
             " where id in (private.live_lead(%s), private.live_lead(%s))",
-            (mapped, holder),
+            (a, b),
         ).fetchone()
         if row and row[0] == 2:
             conn.execute(
                 "select private.consolidation_merge_group(array[private.live_lead(%s), private.live_lead(%s)],"
-                ' \'{"by": "onai-db consolidate", "concurrent": true}\'::jsonb)',
-                (mapped, holder),
+                """ '{"by": "onai-db consolidate", "concurrent": true}'::jsonb)""",
+                (a, b),
             )
             merged += 1
     return merged
+
+
+def reconcile_split_persons(conn: psycopg.Connection, run_id: int) -> int:
+    """Merges leads other writers created during the run beside a person's lead."""
+    return merge_pairs(conn, conn.execute(SPLIT_PERSONS, {"run": run_id}).fetchall())  # type: ignore[arg-type]
 
 
 def release_resolved_quarantine(conn: psycopg.Connection) -> int:
