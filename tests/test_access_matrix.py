@@ -60,3 +60,20 @@ def test_cells(api: PostgrestSession, cast: Cast, name: str, role: str) -> None:
             check_insert(api, name, adapter, rule, actor, cast)
         else:
             check_row_writes(api, name, adapter, op, rule, actor, cast)
+
+
+def test_api_roles_cannot_truncate_or_attach_to_any_table(owner_conn: psycopg.Connection) -> None:
+    """TRUNCATE bypasses RLS: anon and authenticated hold it, TRIGGER or REFERENCES on no
+    table or view in an exposed schema, including tables created after the migrations."""
+    query = (
+        "select c.oid::regclass::text, r.rolname, p.privilege_type"
+        " from pg_class as c cross join pg_roles as r"
+        " cross join unnest(array['TRUNCATE', 'TRIGGER', 'REFERENCES']) as p (privilege_type)"
+        " where c.relnamespace::regnamespace::text = any(%s) and c.relkind in ('r', 'v', 'm', 'p', 'f')"
+        " and r.rolname in ('anon', 'authenticated') and has_table_privilege(r.oid, c.oid, p.privilege_type)"
+    )
+    schemas = list(exposed_schemas(PROJECT))
+    assert owner_conn.execute(query, (schemas,)).fetchall() == []
+    with owner_conn.transaction(force_rollback=True):
+        owner_conn.execute("create table public.probe_default_privileges (id int)")
+        assert owner_conn.execute(query, (schemas,)).fetchall() == []
