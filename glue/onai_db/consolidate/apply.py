@@ -146,16 +146,16 @@ select x.*, {_journey_problem("x.stage_ok", "x.stage_raw", "x.source_canonical",
 from (
   select y.*, {", ".join(_journey_utm("y.metadata", c) + " as " + c for c in _UTM)}
   from (
-  select b.comp, j.id as legacy_id, j.lead_id, j.stage as stage_raw, st.stage, coalesce(st.ok, false) as stage_ok,
-    j.source, so.canonical as source_canonical, {_jmeta("p.mj")} as metadata,
-    coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
-  from b
-  join private.consolidation_raw_lead_journey as j on j.lead_id = b.legacy_id
-  cross join lateral (select j.metadata::jsonb as mj) as p
-  left join private.consolidation_map_stage as st on st.raw = j.stage
-  left join private.consolidation_map_source as so on so.raw = j.source
-  where b.src = 'landing_leads'
-  offset 0
+    select b.comp, j.id as legacy_id, j.lead_id, j.stage as stage_raw, st.stage, coalesce(st.ok, false) as stage_ok,
+      j.source, so.canonical as source_canonical, {_jmeta("p.mj")} as metadata,
+      coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
+    from b
+    join private.consolidation_raw_lead_journey as j on j.lead_id = b.legacy_id
+    cross join lateral (select j.metadata::jsonb as mj) as p
+    left join private.consolidation_map_stage as st on st.raw = j.stage
+    left join private.consolidation_map_source as so on so.raw = j.source
+    where b.src = 'landing_leads'
+    offset 0
   ) as y
   offset 0
 ) as x
@@ -362,7 +362,7 @@ where s.problem is not null
 on conflict (source_table, legacy_id) do nothing
 """
 
-_live = "case when ml.merged_into is null then ml.id else private.live_lead(ml.id) end"
+_live = _live_of("ml")
 
 REMAINING_JOURNEY = f"""
 insert into public.traffic_lead_journey (
