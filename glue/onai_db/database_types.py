@@ -504,6 +504,7 @@ class PublicTrafficUsersUpdate(TypedDict):
 
 class PublicAmocrmSyncBacklog(BaseModel):
     dead: Optional[int] = Field(alias="dead")
+    legacy_not_queued: Optional[int] = Field(alias="legacy_not_queued")
     not_queued: Optional[int] = Field(alias="not_queued")
     oldest_unsynced_at: Optional[datetime.datetime] = Field(alias="oldest_unsynced_at")
     queued: Optional[int] = Field(alias="queued")

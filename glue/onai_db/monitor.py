@@ -146,3 +146,8 @@ def render(snap: MonitorSnapshot, console: Console) -> None:
         f"AmoCRM: {a['unsynced']} live leads not synced (oldest {oldest}); "
         f"{a['queued']} queued, {a['dead']} dead, {a['not_queued']} not queued yet"
     )
+    if a.get("legacy_not_queued"):
+        console.print(
+            f"  {a['legacy_not_queued']} of those not queued were imported from Landing and wait for a decision: "
+            "select enqueue_amocrm_lead_sync(p_include_legacy => true) queues them (runbook, after the cut-over)"
+        )

@@ -31,10 +31,10 @@ def enqueue_welcome_emails(conn: psycopg.Connection, user_ids: Sequence[UUID] | 
 
 
 def enqueue_lead_notifications(
-    conn: psycopg.Connection, lead_ids: Sequence[UUID] | None = None
+    conn: psycopg.Connection, lead_ids: Sequence[UUID] | None = None, include_legacy: bool = False
 ) -> QueuedNotifications:
     """Telegram "new lead" jobs for the given (or all live) leads, plus AmoCRM sync jobs for
-    every live unsynced lead."""
+    every live unsynced lead (leads imported from Landing only with ``include_legacy``)."""
     if lead_ids is None:
         rows = conn.execute(
             "select id from public.traffic_leads where merged_into is null order by created_at, id"
@@ -44,12 +44,15 @@ def enqueue_lead_notifications(
     for lid in lead_ids:
         row = conn.execute("select public.enqueue_lead_notification(%s)", (lid,)).fetchone()
         telegram += int(row[0]) if row else 0
-    row = conn.execute("select public.enqueue_amocrm_lead_sync()").fetchone()
+    row = conn.execute(
+        "select public.enqueue_amocrm_lead_sync(p_include_legacy => %s)", (include_legacy,)
+    ).fetchone()
     return QueuedNotifications(telegram_jobs=telegram, amocrm_sync_jobs=int(row[0]) if row else 0)
 
 
 def enqueue_demo_notifications(conn: psycopg.Connection) -> QueuedNotifications:
-    """Welcome e-mails for every student plus lead notifications and AmoCRM sync for every lead."""
+    """Welcome e-mails for every student plus lead notifications and AmoCRM sync for every lead
+    (the demo's leads are imported from its Landing fixture, so imported leads are included)."""
     welcome = enqueue_welcome_emails(conn)
-    leads = enqueue_lead_notifications(conn)
+    leads = enqueue_lead_notifications(conn, include_legacy=True)
     return QueuedNotifications(welcome, leads.telegram_jobs, leads.amocrm_sync_jobs)

@@ -212,3 +212,41 @@ def test_lesson_stage_jobs_move_the_deal(fake: FakeProviders, queue: Outbox, db_
     (patch,) = fake.calls("amocrm_leads")
     assert patch.method == "PATCH" and patch.path == "/api/v4/leads/555"
     assert patch.json() == {"status_id": 102, "pipeline_id": 7001}
+
+
+def test_leads_imported_from_landing_are_synced_only_when_asked(
+    queue: Outbox, owner_conn: psycopg.Connection, lead: uuid.UUID
+) -> None:
+    """After a cut-over, years-old Landing leads must not become new deals by default."""
+    imported = owner_conn.execute(
+        "insert into public.traffic_leads (name, legacy_source_table, legacy_id, created_at)"
+        " values ('Старый лид', 'landing_leads', %s, '2024-01-05') returning id",
+        (str(uuid.uuid4()),),
+    ).fetchone()[0]
+    try:
+
+        def queued(lead_id: uuid.UUID) -> int:
+            return queue.conn.execute(
+                "select count(*) from public.outbox_jobs where idempotency_key = %s",
+                (f"amocrm_sync/{lead_id}",),
+            ).fetchone()[0]
+
+        waiting = queue.conn.execute("select legacy_not_queued from public.amocrm_sync_backlog").fetchone()[0]
+        assert waiting >= 1
+        queue.conn.execute("select public.enqueue_amocrm_lead_sync(p_limit => 100000)")
+        assert queued(lead) == 1 and queued(imported) == 0
+        queue.conn.execute(
+            "select public.enqueue_amocrm_lead_sync(p_limit => 100000, p_include_legacy => true)"
+        )
+        assert queued(imported) == 1
+        assert (
+            queue.conn.execute("select legacy_not_queued from public.amocrm_sync_backlog").fetchone()[0]
+            == waiting - 1
+        )
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="p_include_legacy must not be NULL"):
+            queue.conn.execute("select public.enqueue_amocrm_lead_sync(p_include_legacy => null)")
+    finally:
+        owner_conn.execute(
+            "delete from public.outbox_jobs where idempotency_key = %s", (f"amocrm_sync/{imported}",)
+        )
+        owner_conn.execute("delete from public.traffic_leads where id = %s", (imported,))
