@@ -512,3 +512,113 @@ def test_ties_in_time_are_broken_by_the_legacy_id_as_a_number(stack: LocalStack,
             " where l.email_normalized = 'tie@example.kz'"
         ).fetchone()
     assert row == ("Earlier id", "first", "second", "migrated")
+
+
+def test_a_phone_to_fill_taken_during_the_run_joins_the_leads(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person already in Traffic by email; Landing knows their phone too. After the plan,
+    someone else's call creates a lead with that phone: filling the phone in would break the
+    one-live-lead-per-phone index, so the two leads are merged first and the run completes."""
+    from onai_db.consolidate import apply
+
+    source = fresh_source(stack, "cons_fill", rows=20, seed=17)
+    phone, email = "+77015550301", "fill@example.kz"
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("insert into landing_leads (name, phone, email) values ('Fill', %s, %s)", (phone, email))
+    target = fresh_target(stack, "cons_fill_t")
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute("select public.find_or_create_unified_lead(p_email => %s, p_name => 'Known')", (email,))
+    original = apply.apply_batch
+    written: list[bool] = []
+
+    def first_batch_after_a_live_write(
+        conn: psycopg.Connection, run_id: int, batch: int
+    ) -> apply.BatchResult:
+        if not written:
+            with psycopg.connect(target, autocommit=True) as live:
+                live.execute(
+                    "select public.find_or_create_unified_lead(p_phone => %s, p_name => 'App')", (phone,)
+                )
+            written.append(True)
+        return original(conn, run_id, batch)
+
+    monkeypatch.setattr(apply, "apply_batch", first_batch_after_a_live_write)
+    report = consolidate(source, target, tmp_path, jobs=1)
+    assert report.ok, report.to_json()
+    assert report.changes["persons_rejoined"] >= 1
+    with psycopg.connect(target) as conn:
+        live = conn.execute(
+            "select id, name, phone_normalized, email_normalized from public.traffic_leads"
+            " where merged_into is null and (phone_normalized = %s or email_normalized = %s)",
+            (phone, email),
+        ).fetchall()
+    assert len(live) == 1 and live[0][1:] == ("Known", phone, email)
+
+
+def test_a_lead_written_while_a_batch_commits_is_joined_even_after_a_crash(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """find_or_create_unified_lead called with a person's second phone while the batch that
+    claims it has not committed yet: the call waits on the batch's identifier, then creates a
+    lead of its own beside the person's. The run then crashes; the re-run must still join the
+    two (one live lead per person), as an uninterrupted run does."""
+    import threading
+
+    from onai_db.consolidate import apply
+
+    source = fresh_source(stack, "cons_window", rows=30, seed=19)
+    first, second, email = "+77015550401", "+77015550402", "window@example.kz"
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "insert into landing_leads (name, phone, email, created_at) values ('Window', %s, %s, '2020-01-01')",
+            (first, email),
+        )
+        conn.execute(
+            "insert into lead_tracking (name, phone, email, created_at) values ('Window', %s, %s, '2020-01-02')",
+            (second, email),
+        )
+    target = fresh_target(stack, "cons_window_t")
+    original = apply.apply_batch
+    calls: list[threading.Thread] = []
+
+    def write_while_the_batch_is_open(conn: psycopg.Connection, run_id: int, batch: int) -> apply.BatchResult:
+        if calls:  # the batch after the person's: the run dies here
+            raise RuntimeError("simulated crash")
+        result = original(conn, run_id, batch)
+        claimed = conn.execute(
+            "select count(*) from private.traffic_lead_identifiers where kind = 'phone' and value = %s",
+            (second,),
+        ).fetchone()
+        if claimed == (1,):
+
+            def call() -> None:
+                with psycopg.connect(target, autocommit=True) as live:
+                    live.execute(
+                        "select public.find_or_create_unified_lead(p_phone => %s, p_name => 'App')", (second,)
+                    )
+
+            calls.append(threading.Thread(target=call))
+            calls[0].start()
+            time.sleep(1.5)  # the call now waits on this batch's uncommitted identifier
+        return result
+
+    monkeypatch.setattr(apply, "apply_batch", write_while_the_batch_is_open)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        consolidate(source, target, tmp_path, batch_size=10, jobs=1)
+    assert calls, "the person's rows were in a batch before the last one"
+    calls[0].join(timeout=30)
+    with psycopg.connect(target) as conn:
+        assert conn.execute(
+            "select count(*) from public.traffic_leads where merged_into is null and name = 'App'"
+        ).fetchone() == (1,), "the concurrent call created its own lead beside the person's"
+    monkeypatch.setattr(apply, "apply_batch", original)
+    report = consolidate(source, target, tmp_path / "resume", batch_size=10, jobs=1)
+    assert report.ok, report.to_json()
+    with psycopg.connect(target) as conn:
+        live = conn.execute(
+            "select count(*) from public.traffic_leads where merged_into is null"
+            " and (phone_normalized in (%s, %s) or email_normalized = %s)",
+            (first, second, email),
+        ).fetchone()
+    assert live == (1,)

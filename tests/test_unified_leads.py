@@ -412,6 +412,13 @@ def test_repair_of_stored_touches_follows_the_new_rule(api: PostgrestSession) ->
     )
     record(api, p_phone=phone, p_utm_source="ig_muha", p_occurred_at=t0 + dt.timedelta(hours=2))
     lonely = record(api, p_phone=other)
+    # a row imported from Landing's lead_journey: UTM from its metadata, never a touch
+    api.query(
+        SERVICE,
+        "insert into public.traffic_lead_journey (lead_id, stage, utm_source, legacy_source_table, legacy_id)"
+        " values (%s, 'proftest_submitted', 'tiktok', 'lead_journey', '1')",
+        [lonely["lead_id"]],
+    )
     # what the old rule stored for such calls: a blank first touch, a blank last touch
     for lead_id in (row["lead_id"], lonely["lead_id"]):
         api.query(

@@ -5,7 +5,8 @@
 -- lead's attribution key (utm_source) was '' or NULL although a later touch named a source.
 -- For every live lead whose first or last touch names no source, both touches are
 -- recomputed from its journey (merged leads' events are on their live lead) by the rule
--- find_or_create_unified_lead now follows: only events naming a utm_source count, values
+-- find_or_create_unified_lead now follows: only events naming a utm_source count (not rows
+-- imported from Landing's lead_journey, which consolidation never counts either), values
 -- trimmed and '' read as NULL; the first touch is the earliest such event (the first
 -- recorded on ties), the last touch the latest (the last recorded on ties). A lead with no
 -- such event keeps no touch. The lead statistics follow through their trigger.
@@ -30,6 +31,9 @@ with touches as (
       or (l.last_touch_at is not null and nullif(btrim(l.last_utm_source), '') is null)
     )
     and nullif(btrim(j.utm_source), '') is not null
+    -- rows imported from Landing's lead_journey carry UTM from their metadata; like the
+    -- consolidation, they are no touch (its lead_captured events carry the lead rows' UTM)
+    and j.legacy_source_table is distinct from 'lead_journey'
 ),
 
 affected as (

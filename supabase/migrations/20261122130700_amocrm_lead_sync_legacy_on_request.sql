@@ -4,9 +4,14 @@
 -- its amocrm_synced flag as Landing had it; seed 000 (1.3) says nobody knows how many of
 -- them really reached AmoCRM. enqueue_amocrm_lead_sync() queued every live unsynced lead,
 -- oldest first, so the first call after a cut-over would push years-old leads into the
--- sales pipeline as new deals. Now it queues leads that came in through Traffic only;
--- p_include_legacy => true takes the imported ones too (an operator's decision, runbook).
--- amocrm_sync_backlog says how many imported leads wait for that decision.
+-- sales pipeline as new deals. Now it leaves out leads known only from Landing: imported
+-- (legacy_source_table set) and without any event recorded in Traffic itself (a journey row
+-- without legacy provenance). A lead the person came back to through Traffic, or one joined
+-- to a Landing person by consolidation or a merge, has such an event and is queued as before
+-- (a lead written into traffic_leads directly, never through find_or_create_unified_lead,
+-- and then joined to a Landing person counts as Landing-only).
+-- p_include_legacy => true takes the Landing-only leads too (an operator's decision, runbook).
+-- amocrm_sync_backlog says how many of them wait for that decision.
 
 drop function public.enqueue_amocrm_lead_sync(integer);
 
@@ -37,7 +42,14 @@ begin
     from public.traffic_leads as l
     where
       l.amocrm_synced = false and l.merged_into is null
-      and (p_include_legacy or l.legacy_source_table is null)
+      and (
+        p_include_legacy
+        or l.legacy_source_table is null
+        or exists (
+          select 1 from public.traffic_lead_journey as j
+          where j.lead_id = l.id and j.legacy_source_table is null
+        )
+      )
     order by l.created_at
     limit p_limit
   loop
@@ -68,11 +80,19 @@ select
   count(*) filter (where j.status in ('pending', 'running')) as queued,
   count(*) filter (where j.status = 'dead') as dead,
   count(*) filter (where j.id is null) as not_queued,
-  count(*) filter (where j.id is null and l.legacy_source_table is not null) as legacy_not_queued
+  -- not queued, imported, and without an event recorded in Traffic itself
+  count(*) filter (
+    where
+    j.id is null and l.legacy_source_table is not null
+    and not exists (
+      select 1 from public.traffic_lead_journey as x
+      where x.lead_id = l.id and x.legacy_source_table is null
+    )
+  ) as legacy_not_queued
 from public.traffic_leads as l
 left join public.outbox_jobs as j on j.idempotency_key = 'amocrm_sync/' || l.id
 where l.amocrm_synced = false and l.merged_into is null;
 
 comment on view public.amocrm_sync_backlog is
 'Live leads not yet in AmoCRM: how many, the oldest, how many are queued, dead or not queued, and how many '
-'of those not queued were imported from Landing (queued only by enqueue_amocrm_lead_sync(p_include_legacy => true)).';
+'of those not queued are known only from Landing (queued only by enqueue_amocrm_lead_sync(p_include_legacy => true)).';

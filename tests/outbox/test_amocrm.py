@@ -217,12 +217,22 @@ def test_lesson_stage_jobs_move_the_deal(fake: FakeProviders, queue: Outbox, db_
 def test_leads_imported_from_landing_are_synced_only_when_asked(
     queue: Outbox, owner_conn: psycopg.Connection, lead: uuid.UUID
 ) -> None:
-    """After a cut-over, years-old Landing leads must not become new deals by default."""
-    imported = owner_conn.execute(
-        "insert into public.traffic_leads (name, legacy_source_table, legacy_id, created_at)"
-        " values ('Старый лид', 'landing_leads', %s, '2024-01-05') returning id",
-        (str(uuid.uuid4()),),
-    ).fetchone()[0]
+    """After a cut-over, years-old Landing leads must not become new deals by default; a
+    Landing person who came back through Traffic (an event recorded in Traffic) is queued."""
+    imported, returned = (
+        owner_conn.execute(
+            "insert into public.traffic_leads (name, legacy_source_table, legacy_id, created_at)"
+            " values (%s, 'landing_leads', %s, '2024-01-05') returning id",
+            (name, str(uuid.uuid4())),
+        ).fetchone()[0]
+        for name in ("Старый лид", "Вернулся")
+    )
+    owner_conn.execute(
+        "insert into public.traffic_lead_journey (lead_id, stage, legacy_source_table, legacy_id)"
+        " values (%s, 'lead_captured', 'landing_leads', 'x'), (%s, 'lead_captured', 'landing_leads', 'y'),"
+        " (%s, 'proftest_submitted', null, null)",
+        (imported, returned, returned),
+    )
     try:
 
         def queued(lead_id: uuid.UUID) -> int:
@@ -234,7 +244,7 @@ def test_leads_imported_from_landing_are_synced_only_when_asked(
         waiting = queue.conn.execute("select legacy_not_queued from public.amocrm_sync_backlog").fetchone()[0]
         assert waiting >= 1
         queue.conn.execute("select public.enqueue_amocrm_lead_sync(p_limit => 100000)")
-        assert queued(lead) == 1 and queued(imported) == 0
+        assert queued(lead) == 1 and queued(returned) == 1 and queued(imported) == 0
         queue.conn.execute(
             "select public.enqueue_amocrm_lead_sync(p_limit => 100000, p_include_legacy => true)"
         )
@@ -246,7 +256,9 @@ def test_leads_imported_from_landing_are_synced_only_when_asked(
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="p_include_legacy must not be NULL"):
             queue.conn.execute("select public.enqueue_amocrm_lead_sync(p_include_legacy => null)")
     finally:
-        owner_conn.execute(
-            "delete from public.outbox_jobs where idempotency_key = %s", (f"amocrm_sync/{imported}",)
-        )
-        owner_conn.execute("delete from public.traffic_leads where id = %s", (imported,))
+        for lead_id in (imported, returned):
+            owner_conn.execute(
+                "delete from public.outbox_jobs where idempotency_key = %s", (f"amocrm_sync/{lead_id}",)
+            )
+            owner_conn.execute("delete from public.traffic_lead_journey where lead_id = %s", (lead_id,))
+            owner_conn.execute("delete from public.traffic_leads where id = %s", (lead_id,))

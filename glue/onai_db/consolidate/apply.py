@@ -229,6 +229,23 @@ where not l.existed and not exists (select 1 from public.traffic_leads as t wher
 group by l.comp
 """
 
+# The same for a person with existing leads whose phone or email a concurrent writer put on
+# another live lead: filling it in would break the live-identifier unique index, so that lead
+# is merged with theirs first (into the oldest).
+BATCH_REJOIN = f"""
+create temp table bx on commit drop as
+select l.comp, array_agg(distinct o.lead_id) || l.lead_id as owners
+from bl as l
+join b on b.comp = l.comp
+cross join lateral (
+  select {_live_of("t")} as lead_id
+  from public.traffic_leads as t
+  where t.merged_into is null and (t.phone_normalized = b.phone_n or t.email_normalized = b.email_n)
+) as o
+where l.existed and o.lead_id <> l.lead_id
+group by l.comp, l.lead_id
+"""
+
 BATCH_JOIN_SKIPPED = """
 update bl
 set lead_id = private.consolidation_merge_group(x.owners, '{"by": "onai-db consolidate", "concurrent": true}'::jsonb),
@@ -490,7 +507,14 @@ def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResul
         r.leads_joined = conn.execute(BATCH_JOIN_SKIPPED).rowcount  # type: ignore[arg-type]
         has_existing = True
     if has_existing:
-        r.leads_filled = conn.execute(UPDATE_EXISTING).rowcount  # type: ignore[arg-type]
+        try:
+            with conn.transaction():
+                r.leads_filled = conn.execute(UPDATE_EXISTING).rowcount  # type: ignore[arg-type]
+        except psycopg.errors.UniqueViolation:  # a concurrent writer took a phone or email to fill
+            conn.execute("drop table if exists bx")
+            conn.execute(BATCH_REJOIN)  # type: ignore[arg-type]
+            r.leads_joined += conn.execute(BATCH_JOIN_SKIPPED).rowcount  # type: ignore[arg-type]
+            r.leads_filled = conn.execute(UPDATE_EXISTING).rowcount  # type: ignore[arg-type]
     held_elsewhere = conn.execute(INSERT_IDENTIFIERS).fetchall()  # type: ignore[arg-type]
     conn.execute(INSERT_MAP, p)  # type: ignore[arg-type]
     r.journey_rows = conn.execute(INSERT_JOURNEY).rowcount  # type: ignore[arg-type]
@@ -528,10 +552,11 @@ where
 """
 
 
-# After the batches: a lead that another writer created or changed during the run (it has
-# no legacy provenance) while a batch was claiming the same person's identifier can be live
-# beside the person's lead, its own phone or email held by that lead. Such leads are merged
-# into the older one, as the next find_or_create_unified_lead call would.
+# After the batches: a lead that another writer created while a batch was claiming the same
+# person's identifier (it has no legacy provenance) can be live beside the person's lead, its
+# own phone or email held by that lead. Such leads are merged into the older one, as the next
+# find_or_create_unified_lead call would. No time window: a run that resumes an interrupted
+# one checks what happened during the interrupted one too.
 SPLIT_PERSONS = f"""
 select distinct t.id, {_live_of("h")}
 from public.traffic_leads as t
@@ -540,8 +565,7 @@ join private.traffic_lead_identifiers as i
 join public.traffic_leads as h on h.id = i.lead_id
 where
   t.merged_into is null and t.legacy_source_table is null
-  and t.updated_at >= (select r.started_at from private.consolidation_runs as r where r.id = %(run)s)
-  and {_live_of("h")} <> t.id
+  and h.legacy_source_table is not null and {_live_of("h")} <> t.id
 """
 
 
@@ -564,9 +588,9 @@ def merge_pairs(conn: psycopg.Connection, pairs: list[tuple[object, object]]) ->
     return merged
 
 
-def reconcile_split_persons(conn: psycopg.Connection, run_id: int) -> int:
-    """Merges leads other writers created during the run beside a person's lead."""
-    return merge_pairs(conn, conn.execute(SPLIT_PERSONS, {"run": run_id}).fetchall())  # type: ignore[arg-type]
+def reconcile_split_persons(conn: psycopg.Connection) -> int:
+    """Merges leads other writers created during a run beside a person's lead."""
+    return merge_pairs(conn, conn.execute(SPLIT_PERSONS).fetchall())  # type: ignore[arg-type]
 
 
 def release_resolved_quarantine(conn: psycopg.Connection) -> int:

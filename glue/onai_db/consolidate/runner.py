@@ -238,7 +238,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         changes["notifications"] += imported
         changes["quarantined"] += q
         changes["quarantine_released"] += apply.release_resolved_quarantine(tgt)
-        changes["persons_rejoined"] += apply.reconcile_split_persons(tgt, run_id)
+        changes["persons_rejoined"] += apply.reconcile_split_persons(tgt)
         phase("verify")
         commit()
         progress("journey", 1, 2)
