@@ -20,6 +20,7 @@ from support.consolidation import (
     consolidate,
     fresh_source,
     fresh_target,
+    live_writes_before_the_first_batch,
     persons_from_map,
     persons_from_replay,
     replay_one_by_one,
@@ -440,7 +441,6 @@ def test_leads_created_in_traffic_during_the_run_join_their_person(
     creates one lead with a person's only phone (the plan took it for new: the batch must not
     fail) and one with another person's second phone (the batch cannot claim it: the person
     must not stay split). Each person ends as one live lead."""
-    from onai_db.consolidate import apply
 
     source = fresh_source(stack, "cons_live", rows=20, seed=11)
     main, first, second, email = "+77015550201", "+77015550202", "+77015550203", "split@example.kz"
@@ -453,22 +453,7 @@ def test_leads_created_in_traffic_during_the_run_join_their_person(
             "insert into lead_tracking (name, phone, email) values ('Split', %s, %s)", (second, email)
         )
     target = fresh_target(stack, "cons_live_t")
-    original = apply.apply_batch
-    written: list[str] = []
-
-    def first_batch_after_a_live_write(
-        conn: psycopg.Connection, run_id: int, batch: int
-    ) -> apply.BatchResult:
-        if not written:
-            with psycopg.connect(target, autocommit=True) as live:
-                for phone in (main, second):
-                    live.execute(
-                        "select public.find_or_create_unified_lead(p_phone => %s, p_name => 'App')", (phone,)
-                    )
-                    written.append(phone)
-        return original(conn, run_id, batch)
-
-    monkeypatch.setattr(apply, "apply_batch", first_batch_after_a_live_write)
+    live_writes_before_the_first_batch(monkeypatch, target, (main, second))
     report = consolidate(source, target, tmp_path, jobs=1)
     assert report.ok, report.to_json()
     assert report.changes["persons_rejoined"] == 2
@@ -520,7 +505,6 @@ def test_a_phone_to_fill_taken_during_the_run_joins_the_leads(
     """A person already in Traffic by email; Landing knows their phone too. After the plan,
     someone else's call creates a lead with that phone: filling the phone in would break the
     one-live-lead-per-phone index, so the two leads are merged first and the run completes."""
-    from onai_db.consolidate import apply
 
     source = fresh_source(stack, "cons_fill", rows=20, seed=17)
     phone, email = "+77015550301", "fill@example.kz"
@@ -529,21 +513,7 @@ def test_a_phone_to_fill_taken_during_the_run_joins_the_leads(
     target = fresh_target(stack, "cons_fill_t")
     with psycopg.connect(target, autocommit=True) as conn:
         conn.execute("select public.find_or_create_unified_lead(p_email => %s, p_name => 'Known')", (email,))
-    original = apply.apply_batch
-    written: list[bool] = []
-
-    def first_batch_after_a_live_write(
-        conn: psycopg.Connection, run_id: int, batch: int
-    ) -> apply.BatchResult:
-        if not written:
-            with psycopg.connect(target, autocommit=True) as live:
-                live.execute(
-                    "select public.find_or_create_unified_lead(p_phone => %s, p_name => 'App')", (phone,)
-                )
-            written.append(True)
-        return original(conn, run_id, batch)
-
-    monkeypatch.setattr(apply, "apply_batch", first_batch_after_a_live_write)
+    live_writes_before_the_first_batch(monkeypatch, target, (phone,))
     report = consolidate(source, target, tmp_path, jobs=1)
     assert report.ok, report.to_json()
     assert report.changes["persons_rejoined"] >= 1

@@ -3,6 +3,7 @@ snapshot used to compare two consolidated databases (or one with a replay)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,25 @@ def replay_one_by_one(consolidated: psycopg.Connection, replay: psycopg.Connecti
             (stage, f"legacy:lead_journey:{jid}", f"legacy:landing_leads:{lead}", stage),
         )
     return len(rows)
+
+
+def live_writes_before_the_first_batch(monkeypatch: Any, target: str, phones: Sequence[str]) -> list[str]:
+    """Makes the next run call find_or_create_unified_lead (name 'App') once per phone on the
+    target right before its first batch, as a live Traffic would; returns the phones written."""
+    from onai_db.consolidate import apply
+
+    original = apply.apply_batch
+    written: list[str] = []
+
+    def first_batch_after_live_writes(conn: psycopg.Connection, run_id: int, batch: int) -> apply.BatchResult:
+        if not written:
+            with psycopg.connect(target, autocommit=True) as live:
+                for phone in phones:
+                    live.execute(
+                        "select public.find_or_create_unified_lead(p_phone => %s, p_name => 'App')", (phone,)
+                    )
+                    written.append(phone)
+        return original(conn, run_id, batch)
+
+    monkeypatch.setattr(apply, "apply_batch", first_batch_after_live_writes)
+    return written

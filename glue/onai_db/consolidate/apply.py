@@ -206,6 +206,13 @@ where not l.existed
 order by c.comp
 """
 
+# the live leads whose own phone or email is one of row b's identifiers
+_LIVE_HOLDERS = f"""
+  select {_live_of("t")} as lead_id
+  from public.traffic_leads as t
+  where t.merged_into is null and (t.phone_normalized = b.phone_n or t.email_normalized = b.email_n)
+"""
+
 # Traffic stays live during a run: a lead created by find_or_create_unified_lead after the
 # identity plan can hold an identifier the plan took for new, and the insert above skips
 # that person (the live-identifier unique indexes). Such persons are joined to the live
@@ -216,11 +223,7 @@ create temp table bx on commit drop as
 select l.comp, array_agg(distinct o.lead_id) as owners
 from bl as l
 join b on b.comp = l.comp
-cross join lateral (
-  select {_live_of("t")} as lead_id
-  from public.traffic_leads as t
-  where t.merged_into is null and (t.phone_normalized = b.phone_n or t.email_normalized = b.email_n)
-  union
+cross join lateral ({_LIVE_HOLDERS}  union
   select private.live_lead(i.lead_id)
   from private.traffic_lead_identifiers as i
   where (i.kind = 'phone' and i.value = b.phone_n) or (i.kind = 'email' and i.value = b.email_n)
@@ -237,11 +240,7 @@ create temp table bx on commit drop as
 select l.comp, array_agg(distinct o.lead_id) || l.lead_id as owners
 from bl as l
 join b on b.comp = l.comp
-cross join lateral (
-  select {_live_of("t")} as lead_id
-  from public.traffic_leads as t
-  where t.merged_into is null and (t.phone_normalized = b.phone_n or t.email_normalized = b.email_n)
-) as o
+cross join lateral ({_LIVE_HOLDERS}) as o
 where l.existed and o.lead_id <> l.lead_id
 group by l.comp, l.lead_id
 """
