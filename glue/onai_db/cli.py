@@ -7,12 +7,15 @@ import os
 import sys
 from typing import Annotated
 
+import psycopg
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import local as local_mod
-from .errors import OnaiDbError
+from .connection import describe_error
+from .errors import ConfigError, OnaiDbError
 from .settings import Settings
 
 app = typer.Typer(
@@ -97,6 +100,8 @@ def local_url(
     ] = "postgres",
 ) -> None:
     """Print the connection URL of the local database."""
+    if role not in local_mod.LOGIN_ROLES:
+        raise ConfigError(f"unknown role {role!r}: use one of {', '.join(local_mod.LOGIN_ROLES)}")
     typer.echo(_stack().database_url(db, role))
 
 
@@ -126,8 +131,11 @@ def main() -> None:
     try:
         app()
     except OnaiDbError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
+    except psycopg.Error as exc:  # a database error no command turned into an OnaiDbError
+        err_console.print(f"[red]error:[/red] {escape(describe_error(exc))}", highlight=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

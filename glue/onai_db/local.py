@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -20,14 +21,28 @@ from importlib import resources
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from . import migrate
-from .errors import MissingDependencyError, StackError
+from .errors import ConfigError, MissingDependencyError, StackError
 from .settings import Settings
 
 DEFAULT_PORT = 54322
 DEFAULT_DB = "postgres"
 SUPERUSER = "supabase_admin"
+LOGIN_ROLES = ("postgres", "authenticator", SUPERUSER)
+_DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
+
+
+def check_db_name(name: str) -> None:
+    """Local database names are plain identifiers: they go into URLs and SQL unquoted."""
+    if not _DB_NAME.fullmatch(name):
+        raise ConfigError(
+            f"invalid database name {name!r}: use letters, digits, '_' and '-', "
+            "starting with a letter or '_', at most 63 characters"
+        )
+
+
 PG_MAJOR = "15"
 INSTALL_HINT = (
     "PostgreSQL 15 server binaries not found: install them with "
@@ -64,6 +79,7 @@ class StackState:
     os_user: str
 
     def url(self, user: str = "postgres", dbname: str = DEFAULT_DB) -> str:
+        check_db_name(dbname)
         password = ":postgres" if user == "postgres" else ""
         return f"postgresql://{user}{password}@127.0.0.1:{self.port}/{dbname}?sslmode=disable"
 
@@ -331,7 +347,14 @@ class LocalStack:
         with self.admin_connect(dbname) as conn:
             conn.execute(sql)
 
+    def database_exists(self, dbname: str) -> bool:
+        with self.admin_connect("template1") as conn:
+            return (
+                conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone() is not None
+            )
+
     def create_database(self, dbname: str, drop: bool = False) -> None:
+        check_db_name(dbname)
         with self.admin_connect("template1") as conn:
             exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
             if exists and drop:
@@ -340,10 +363,10 @@ class LocalStack:
                     "where datname = %s and pid <> pg_backend_pid()",
                     (dbname,),
                 )
-                conn.execute(f'drop database "{dbname}"')
+                conn.execute(sql.SQL("drop database {}").format(sql.Identifier(dbname)))
                 exists = None
             if not exists:
-                conn.execute(f'create database "{dbname}"')
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
 
     def database_url(self, dbname: str = DEFAULT_DB, user: str = "postgres") -> str:
         return self.require_running().url(user, dbname)

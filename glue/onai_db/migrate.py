@@ -15,8 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-
+from .connection import connect
 from .errors import MigrationError, MissingDependencyError
 
 MIGRATION_RE = re.compile(r"^(\d+)_(.+)\.sql$")
@@ -40,7 +39,7 @@ def local_migrations(project_dir: Path) -> list[Migration]:
 
 
 def applied_versions(url: str) -> set[str]:
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True) as conn:
         exists = conn.execute("select to_regclass('supabase_migrations.schema_migrations')").fetchone()
         if not exists or exists[0] is None:
             return set()

@@ -16,17 +16,14 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from .errors import DatabaseUnreachableError
+from .connection import connect as open_connection
 
 KINDS = ("email", "sms", "telegram", "amocrm")
 
 
 def connect(url: str, *, as_service_role: bool = True) -> psycopg.Connection:
     """An autocommit connection; switched to ``service_role`` when the login may."""
-    try:
-        conn = psycopg.connect(url, autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnreachableError(f"cannot connect to the database: {exc.__class__.__name__}") from None
+    conn = open_connection(url, autocommit=True)
     if as_service_role:
         row = conn.execute(
             "select pg_catalog.pg_has_role(current_user, 'service_role', 'member')"

@@ -56,15 +56,15 @@ class ProviderConfig:
         sub = s.get("AMOCRM_SUBDOMAIN")
         if not base and sub:
             base = f"https://{sub}.amocrm.ru"
-        stages = {n: int(v) for n in (1, 2, 3) if (v := s.get(f"AMOCRM_STAGE_LESSON_{n}"))}
-        pipeline = s.get("AMOCRM_PIPELINE_ID")
+        stages = {n: v for n in (1, 2, 3) if (v := s.integer(f"AMOCRM_STAGE_LESSON_{n}")) is not None}
+        supabase_url, supabase_key = s.supabase_project()
         amo = (
             AmoCrmConfig(
                 base_url=base,
                 client_id=s.get("AMOCRM_CLIENT_ID"),
                 client_secret=s.get("AMOCRM_CLIENT_SECRET"),
                 redirect_uri=s.get("AMOCRM_REDIRECT_URI"),
-                pipeline_id=int(pipeline) if pipeline else None,
+                pipeline_id=s.integer("AMOCRM_PIPELINE_ID"),
                 lesson_stages=stages,
             )
             if base
@@ -74,8 +74,8 @@ class ProviderConfig:
             resend_api_url=s.get("RESEND_API_URL", RESEND_URL) or RESEND_URL,
             resend_api_key=s.get("RESEND_API_KEY"),
             resend_from=s.get("RESEND_FROM_EMAIL", DEFAULT_FROM) or DEFAULT_FROM,
-            supabase_url=s.get("SUPABASE_URL"),
-            supabase_service_key=s.get("SUPABASE_SERVICE_ROLE_KEY"),
+            supabase_url=supabase_url,
+            supabase_service_key=supabase_key,
             platform_url=s.get("PLATFORM_URL", DEFAULT_PLATFORM_URL) or DEFAULT_PLATFORM_URL,
             set_password_redirect=s.get("SET_PASSWORD_REDIRECT_URL"),
             mobizon_api_url=s.get("MOBIZON_API_URL", MOBIZON_URL) or MOBIZON_URL,
@@ -93,7 +93,10 @@ class ProviderConfig:
             if not self.resend_api_key:
                 need.append("RESEND_API_KEY")
             if not (self.supabase_url and self.supabase_service_key):
-                need.append("SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY (set-password links)")
+                need.append(
+                    "TRAFFIC_SUPABASE_URL + TRAFFIC_SERVICE_ROLE_KEY (or SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY;"
+                    " set-password links)"
+                )
         elif kind == "sms" and not self.mobizon_api_key:
             need.append("MOBIZON_API_KEY")
         elif kind == "telegram" and not self.telegram_bot_tokens:
@@ -178,7 +181,9 @@ class Handlers:
         link = None
         if template == "tripwire_welcome":
             if not (cfg.supabase_url and cfg.supabase_service_key):
-                raise TransientError("supabase_auth: SUPABASE_URL / SUPABASE_SERVICE_ROLE_KEY not set")
+                raise TransientError(
+                    "supabase_auth: TRAFFIC_SUPABASE_URL / TRAFFIC_SERVICE_ROLE_KEY (or SUPABASE_*) not set"
+                )
             auth = SupabaseAuthClient(self.http, cfg.supabase_url, cfg.supabase_service_key)
             link = auth.recovery_link(str(to), cfg.set_password_redirect)
         email = email_templates.render(

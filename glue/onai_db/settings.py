@@ -20,11 +20,7 @@ from .errors import ConfigError
 ALIASES: dict[str, tuple[str, ...]] = {
     "ONAI_DB_URL": ("TRAFFIC_DB_URL", "DATABASE_URL", "SUPABASE_DB_URL"),
     "LANDING_DB_URL": ("ONAI_DB_LANDING_URL",),
-    "SUPABASE_URL": ("TRAFFIC_SUPABASE_URL",),
-    "SUPABASE_SERVICE_ROLE_KEY": ("TRAFFIC_SERVICE_ROLE_KEY", "SUPABASE_KEY"),
-    "SUPABASE_ANON_KEY": ("TRAFFIC_SUPABASE_ANON_KEY",),
-    "LANDING_SUPABASE_URL": (),
-    "LANDING_SUPABASE_SERVICE_KEY": ("LANDING_SERVICE_ROLE_KEY",),
+    "SUPABASE_SERVICE_ROLE_KEY": ("SUPABASE_KEY",),
     # outbox worker: the legacy backend's bot names (MENTOR_BOT / ADMIN_BOT / LEADS_BOT)
     "TELEGRAM_LEADS_BOT_TOKEN": ("LEADS_BOT_TOKEN", "TELEGRAM_BOT_TOKEN"),
     "TELEGRAM_ADMIN_BOT_TOKEN": ("ADMIN_BOT_TOKEN",),
@@ -93,6 +89,27 @@ class Settings:
             names = ", ".join((name, *ALIASES.get(name, ())))
             raise ConfigError(f"{name} is not set (accepted names: {names}){'; ' + hint if hint else ''}")
         return value
+
+    def integer(self, name: str) -> int | None:
+        """An integer setting (AmoCRM ids, ...); anything else is a ConfigError naming it."""
+        value = self.get(name)
+        if value is None:
+            return None
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+
+    def supabase_project(self) -> tuple[str | None, str | None]:
+        """URL and service-role key of the Supabase project holding this database, as a pair.
+
+        onai-db's database is the Traffic project. In the seeds' ``backend/.env`` the plain
+        ``SUPABASE_URL`` / ``SUPABASE_SERVICE_ROLE_KEY`` name the *Main* platform project, so
+        ``TRAFFIC_SUPABASE_URL`` (with ``TRAFFIC_SERVICE_ROLE_KEY``) wins when it is set; a URL
+        of one project is never paired with the key of another."""
+        if traffic := self.get("TRAFFIC_SUPABASE_URL"):
+            return traffic, self.get("TRAFFIC_SERVICE_ROLE_KEY")
+        return self.get("SUPABASE_URL"), self.get("SUPABASE_SERVICE_ROLE_KEY")
 
     @property
     def local_dir(self) -> Path:

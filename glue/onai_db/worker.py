@@ -39,6 +39,14 @@ def _float(settings: Settings, name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
 
 
+def checked_kinds(services: Sequence[str]) -> list[str]:
+    """The requested kinds, deduplicated; an unknown one is a ConfigError naming the valid ones."""
+    unknown = sorted(set(services) - set(KINDS))
+    if unknown:
+        raise ConfigError(f"unknown service(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}")
+    return list(dict.fromkeys(services))
+
+
 @dataclass
 class WorkerConfig:
     db_url: str
@@ -67,10 +75,7 @@ class WorkerConfig:
         if dry_run:
             providers = providers.for_dry_run()
         if services:
-            unknown = sorted(set(services) - set(KINDS))
-            if unknown:
-                raise ConfigError(f"unknown service(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}")
-            kinds = list(dict.fromkeys(services))
+            kinds = checked_kinds(services)
         else:
             kinds = list(KINDS) if dry_run else providers.configured_kinds()
         if not kinds:

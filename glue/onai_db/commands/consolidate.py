@@ -60,6 +60,10 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Move Landing leads, journey and notifications into Traffic: backup, dedupe, verify, resumable."""
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, not {batch_size}")
+        if jobs < 1:
+            raise ConfigError(f"--jobs must be at least 1, not {jobs}")
         settings = Settings.load()
         src = source or settings.get("LANDING_DB_URL")
         if not src:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import psycopg
 import typer
 from rich.console import Console
 
+from ..connection import connect
+from ..errors import ConfigError
 from ..local import DEFAULT_DB, LocalStack
 from ..policies import coverage, exposed_schemas, load_matrix
 from ..render import matrix_table
@@ -19,16 +20,22 @@ console = Console()
 def register(app: typer.Typer) -> None:
     @app.command("policies")
     def policies_command(
-        db: Annotated[str, typer.Option("--db", help="Local database to check.")] = DEFAULT_DB,
-        url: Annotated[
-            str | None, typer.Option("--url", help="Any database URL (default: local stack).")
+        db: Annotated[
+            str | None,
+            typer.Option(
+                "--db", help=f"Local database to check [default: ONAI_DB_URL if set, else {DEFAULT_DB}]."
+            ),
         ] = None,
+        url: Annotated[str | None, typer.Option("--url", help="Any database URL.")] = None,
     ) -> None:
         """Print the access matrix and check that every exposed object is covered and protected."""
         settings = Settings.load()
         matrix = load_matrix(settings.project_dir)
-        target = url or settings.get("ONAI_DB_URL") or LocalStack(settings).database_url(db)
-        with psycopg.connect(target, autocommit=True) as conn:
+        if url and db:
+            raise ConfigError("pass --db or --url, not both")
+        env_url = None if db else settings.get("ONAI_DB_URL")
+        target = url or env_url or LocalStack(settings).database_url(db or DEFAULT_DB)
+        with connect(target, autocommit=True) as conn:
             report = coverage(conn, matrix, exposed_schemas(settings.project_dir))
         console.print(matrix_table(matrix))
         if report.ok:

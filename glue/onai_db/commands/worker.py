@@ -9,7 +9,7 @@ from rich.console import Console
 
 from ..outbox import Outbox, connect
 from ..settings import Settings
-from ..worker import database_url, run_worker
+from ..worker import checked_kinds, database_url, run_worker
 
 console = Console(stderr=True)
 
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Claim outbox jobs and send them (Resend, Mobizon, Telegram, AmoCRM)."""
         settings = Settings.load()
-        kinds = [s.strip() for s in services.split(",") if s.strip()] if services else None
+        kinds = checked_kinds([s.strip() for s in services.split(",") if s.strip()]) if services else None
         if requeue_dead:
             with connect(database_url(settings)) as conn:
                 queue = Outbox(conn)

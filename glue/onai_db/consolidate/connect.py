@@ -1,10 +1,10 @@
-"""Connections and preflight checks: a clear one-line error before anything is written."""
+"""Preflight checks: a clear one-line error before anything is written."""
 
 from __future__ import annotations
 
 import psycopg
 
-from ..errors import ConsolidationError, DatabaseUnreachableError
+from ..errors import ConsolidationError
 from ..legacy import LEGACY_TABLES
 
 # columns each legacy table must have (extra columns are backed up and ignored)
@@ -56,22 +56,6 @@ TARGET_OBJECTS = (
     "private.consolidation_stage_leads",
     "private.consolidation_stage_plan",
 )
-
-
-def _redact(url: str) -> str:
-    """host/db of a URL without credentials (never print a password)."""
-    tail = url.split("@", 1)[-1]
-    return tail.split("?", 1)[0]
-
-
-def connect(url: str, what: str, autocommit: bool = False) -> psycopg.Connection:
-    try:
-        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
-    except psycopg.Error as exc:  # unreachable, refused, or not a connection string at all
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnreachableError(
-            f"cannot connect to the {what} database {_redact(url)}: {first}"
-        ) from None
 
 
 def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:

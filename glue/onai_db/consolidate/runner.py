@@ -14,9 +14,10 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ..connection import connect
 from ..errors import ConsolidationError
 from . import apply, backup, identity, load
-from .connect import check_source, check_target, connect
+from .connect import check_source, check_target
 from .verify import Report, verify
 
 PHASES = ("backup", "stage", "identity", "leads", "journey", "verify")
@@ -146,6 +147,8 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
     rolled back at the end (the report says what would happen)."""
     if opts.batch_size < 1:
         raise ConsolidationError("--batch-size must be at least 1")
+    if opts.jobs < 1:
+        raise ConsolidationError("--jobs must be at least 1")
     progress = opts.progress
     src = connect(opts.source_url, "source (Landing)")
     tgt = connect(opts.target_url, "target (Traffic)")

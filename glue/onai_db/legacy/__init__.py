@@ -6,12 +6,45 @@ from importlib import resources
 
 import psycopg
 
+from ..errors import ConfigError
 from ..local import LocalStack
 from .generator import LEAD_TABLES, GeneratedCounts, generate
 
 LEGACY_TABLES: tuple[str, ...] = (*LEAD_TABLES, "lead_journey", "scheduled_notifications")
 
 __all__ = ["LEGACY_TABLES", "GeneratedCounts", "create_landing_db", "generate", "install_schema"]
+
+
+# what the database holds, when it exists: the onai-db migrations, the legacy lead table,
+# any table at all outside the system schemas
+_CONTENTS_SQL = """
+select
+  to_regnamespace('supabase_migrations') is not null or to_regclass('public.traffic_leads') is not null,
+  to_regclass('public.landing_leads') is not null,
+  exists (
+    select 1 from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
+    where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
+      and n.nspname not like 'pg\\_%'
+  )
+"""
+
+
+def refuse_to_replace(stack: LocalStack, dbname: str) -> None:
+    """``legacy create`` drops and recreates its database: only an earlier fixture (or an
+    empty database) may be replaced, never a migrated Traffic database or anything else."""
+    if not stack.database_exists(dbname):
+        return
+    with stack.admin_connect(dbname) as conn:
+        migrated, legacy, has_tables = conn.execute(_CONTENTS_SQL).fetchone() or (False, False, False)
+    if migrated:
+        raise ConfigError(
+            f"database {dbname!r} holds the onai-db migrations; `legacy create` would drop it: choose another --db"
+        )
+    if has_tables and not legacy:
+        raise ConfigError(
+            f"database {dbname!r} holds tables but no public.landing_leads, so it is not a legacy fixture; "
+            "`legacy create` would drop it: choose another --db"
+        )
 
 
 def install_schema(conn: psycopg.Connection) -> None:
@@ -25,7 +58,10 @@ def create_landing_db(
 ) -> tuple[str, GeneratedCounts]:
     """Create (or refresh) database ``dbname`` in the local cluster with the legacy
     schema and ``rows`` generated lead rows; returns (url, counts)."""
+    if rows < 0:
+        raise ConfigError(f"--rows must be 0 or more, not {rows}")
     stack.require_running()
+    refuse_to_replace(stack, dbname)
     stack.create_database(dbname, drop=True)
     with stack.admin_connect(dbname) as admin:
         admin.execute(f'alter database "{dbname}" owner to postgres')

@@ -1,0 +1,127 @@
+"""Bad input to the command line: one line on stderr, a non-zero exit, nothing destroyed.
+
+Each case runs the real entry point (``onai_db.cli.main``) in a subprocess, as an operator
+would, so the top-level error handling is part of what is tested.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from onai_db.errors import ConfigError
+from onai_db.local import LocalStack
+from onai_db.settings import Settings
+
+ROOT = Path(__file__).parents[1]
+# settings the developer's shell may carry that would change what a command connects to
+_SCRUB = ("ONAI_DB_URL", "TRAFFIC_DB_URL", "DATABASE_URL", "SUPABASE_DB_URL", "LANDING_DB_URL")
+
+
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    return subprocess.run(
+        [sys.executable, "-c", "from onai_db.cli import main; main()", *args],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+        env={**base, "COLUMNS": "400", **env},
+    )  # fmt: skip
+
+
+def one_line_error(out: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert out.returncode == code, out.stderr
+    text = out.stderr.strip()
+    assert text.startswith("error: ") and "\n" not in text, text
+    for needle in needles:
+        assert needle in text, text
+
+
+def test_unknown_database_is_one_line(stack: LocalStack, test_db: str) -> None:
+    one_line_error(cli("local", "status", "--db", "cli_no_such_db"), 1, "cli_no_such_db", "does not exist")
+    one_line_error(cli("policies", "--db", "cli_no_such_db"), 1, "cannot connect", "cli_no_such_db")
+    one_line_error(cli("policies", "--url", "not a url"), 1, "cannot connect")
+
+
+def test_explicit_db_wins_over_the_environment(stack: LocalStack, test_db: str) -> None:
+    env_url = stack.database_url("cli_no_such_db")
+    checked = cli("policies", "--db", test_db, TRAFFIC_DB_URL=env_url)
+    assert checked.returncode == 0, checked.stderr
+    assert "coverage ok" in checked.stdout
+    # without --db the environment's database is the one checked
+    one_line_error(cli("policies", TRAFFIC_DB_URL=env_url), 1, "cli_no_such_db")
+    one_line_error(cli("policies", "--db", test_db, "--url", env_url), 2, "not both")
+
+
+def test_database_names_and_roles_are_checked(stack: LocalStack) -> None:
+    one_line_error(cli("local", "up", "--db", 'x"; drop database postgres; --'), 2, "invalid database name")
+    one_line_error(cli("local", "url", "--role", "bogus"), 2, "unknown role 'bogus'")
+
+
+def test_legacy_create_never_replaces_a_traffic_database(stack: LocalStack, test_db: str) -> None:
+    one_line_error(
+        cli("legacy", "create", "--db", test_db, "--rows", "10"), 2, "holds the onai-db migrations"
+    )
+    stack.create_database("cli_other", drop=True)
+    with psycopg.connect(stack.database_url("cli_other", "supabase_admin"), autocommit=True) as conn:
+        conn.execute("create table public.keep_me (id int)")
+    one_line_error(cli("legacy", "create", "--db", "cli_other", "--rows", "10"), 2, "not a legacy fixture")
+    one_line_error(cli("legacy", "create", "--db", "cli_fixture", "--rows", "-5"), 2, "--rows")
+    with psycopg.connect(stack.database_url(test_db)) as conn:
+        assert conn.execute("select to_regclass('public.traffic_leads') is not null").fetchone() == (True,)
+    with psycopg.connect(stack.database_url("cli_other")) as conn:
+        assert conn.execute("select to_regclass('public.keep_me') is not null").fetchone() == (True,)
+    # an earlier fixture is refreshed as before
+    for _ in range(2):
+        made = cli("legacy", "create", "--db", "cli_fixture", "--rows", "10")
+        assert made.returncode == 0, made.stderr
+
+
+def test_a_database_without_the_migrations_names_the_likely_cause(stack: LocalStack) -> None:
+    stack.create_database("cli_bare", drop=True)
+    bare = stack.database_url("cli_bare")
+    one_line_error(cli("monitor", ONAI_DB_URL=bare), 1, "SQLSTATE", "onai-db migrations")
+    one_line_error(cli("worker", "--once", "--dry-run", "--services", "sms", ONAI_DB_URL=bare), 1, "SQLSTATE")
+
+
+def test_worker_settings_and_options_are_checked(stack: LocalStack, test_db: str) -> None:
+    url = stack.database_url(test_db)
+    one_line_error(
+        cli("worker", "--requeue-dead", "--services", "bogus", ONAI_DB_URL=url), 2, "unknown service"
+    )
+    bad_stage = {"ONAI_DB_URL": url, "AMOCRM_SUBDOMAIN": "x", "AMOCRM_STAGE_LESSON_1": "lesson one"}
+    one_line_error(cli("worker", "--once", "--services", "amocrm", **bad_stage), 2, "AMOCRM_STAGE_LESSON_1")
+
+
+def test_consolidate_options_are_checked_before_any_work(stack: LocalStack, test_db: str) -> None:
+    url = stack.database_url(test_db)
+    for option, value in (("--batch-size", "0"), ("--jobs", "-3")):
+        out = cli("consolidate", "--source", url, "--target", url, option, value)
+        one_line_error(out, 2, option)
+
+
+def test_supabase_project_url_and_key_come_as_a_pair(tmp_path: Path) -> None:
+    seed_env = {  # seed 000's backend/.env: the plain names are the Main platform project
+        "SUPABASE_URL": "https://main.supabase.co",
+        "SUPABASE_SERVICE_ROLE_KEY": "main-key",
+        "TRAFFIC_SUPABASE_URL": "https://traffic.supabase.co",
+        "TRAFFIC_SERVICE_ROLE_KEY": "traffic-key",
+    }
+    assert Settings(tmp_path, seed_env).supabase_project() == ("https://traffic.supabase.co", "traffic-key")
+    plain = {k: v for k, v in seed_env.items() if not k.startswith("TRAFFIC_")}
+    assert Settings(tmp_path, plain).supabase_project() == ("https://main.supabase.co", "main-key")
+    # a Traffic URL is never paired with another project's key
+    half = {**plain, "TRAFFIC_SUPABASE_URL": "https://traffic.supabase.co"}
+    assert Settings(tmp_path, half).supabase_project() == ("https://traffic.supabase.co", None)
+    assert Settings(tmp_path, {"SUPABASE_URL": "u", "SUPABASE_KEY": "k"}).supabase_project() == ("u", "k")
+
+
+def test_integer_settings_name_the_bad_value(tmp_path: Path) -> None:
+    settings = Settings(tmp_path, {"AMOCRM_PIPELINE_ID": " 42 ", "AMOCRM_STAGE_LESSON_1": "x1"})
+    assert settings.integer("AMOCRM_PIPELINE_ID") == 42
+    assert settings.integer("AMOCRM_STAGE_LESSON_2") is None
+    with pytest.raises(ConfigError, match="AMOCRM_STAGE_LESSON_1 must be a whole number, got 'x1'"):
+        settings.integer("AMOCRM_STAGE_LESSON_1")
