@@ -292,6 +292,11 @@ def test_targetologist_sees_only_their_leads(api: PostgrestSession, cast: Cast) 
         ({"p_timezone": None}, "must not be NULL"),
         ({"p_group_by": None}, "must not be NULL"),
         ({"p_live": None}, "must not be NULL"),
+        ({"p_to": dt.date(2026, 1, 1), "p_timezone": "Mars/Olympus"}, "unknown time zone"),
+        ({"p_to": "infinity"}, "invalid period"),
+        ({"p_from": "-infinity", "p_to": dt.date(2026, 1, 1)}, "invalid period"),
+        ({"p_to": "5874897-12-31"}, "invalid period"),
+        ({"p_from": dt.date(1969, 12, 31), "p_to": dt.date(1970, 1, 2)}, "invalid period"),
     ],
 )
 def test_dashboard_rejects_bad_input(api: PostgrestSession, cast: Cast, args: dict, needle: str) -> None:
@@ -477,3 +482,105 @@ def test_team_grouping_keeps_a_teamless_targetologists_leads_apart_from_unattrib
             "update public.traffic_users set team_id = %s where id = %s",
             [TEAM_B, cast.targetologist_b.user_id],
         )
+
+
+def _connect_on_one_home_shard(db_url: str, count: int) -> list[psycopg.Connection]:
+    """``count`` connections whose backend pids share one remainder modulo 16."""
+    by_home: dict[int, list[psycopg.Connection]] = {}
+    while True:
+        conn = psycopg.connect(db_url)
+        group = by_home.setdefault(conn.info.backend_pid % 16, [])
+        group.append(conn)
+        if len(group) == count:
+            for other in by_home.values():
+                if other is not group:
+                    for spare in other:
+                        spare.close()
+            return group
+
+
+def test_transactions_sharing_a_home_shard_neither_wait_nor_deadlock(
+    db_url: str, api: PostgrestSession
+) -> None:
+    """Two open transactions whose pids share a shard each record leads of two sources in
+    opposite orders (as two crossing merges move counts). With the shard of the backend pid
+    they took the two counter rows in opposite orders: the third call waited for the second
+    transaction, which would then wait for the first (40P01). A transaction claims a shard of
+    its own now, so none of the four calls waits (lock_timeout would fail it)."""
+    first, second = _connect_on_one_home_shard(db_url, 2)
+    call = (
+        "select lead_id from public.find_or_create_unified_lead(p_phone := %s, p_utm_source := %s,"
+        " p_stage := 'proftest_submitted', p_occurred_at := '2020-03-02 12:00+05')"
+    )
+    try:
+        for conn in (first, second):
+            conn.execute("set lock_timeout = '2s'")
+        first.execute(call, (unique_phone(), "fb_shard_cross_a"))
+        second.execute(call, (unique_phone(), "fb_shard_cross_b"))
+        first.execute(call, (unique_phone(), "fb_shard_cross_b"))
+        second.execute(call, (unique_phone(), "fb_shard_cross_a"))
+        claimed = {
+            c.execute("select current_setting('onai.lead_stats_shard')").fetchone()[0]
+            for c in (first, second)
+        }
+        assert len(claimed) == 2, claimed
+        first.commit()
+        second.commit()
+    finally:
+        for conn in (first, second):
+            conn.close()
+    try:
+        counted = {(r[0], r[2]): r[3] for r in stats(api) if r[0].startswith("fb_shard_cross_")}
+        assert counted == {
+            ("fb_shard_cross_a", ""): 2, ("fb_shard_cross_a", "proftest_submitted"): 2,
+            ("fb_shard_cross_b", ""): 2, ("fb_shard_cross_b", "proftest_submitted"): 2,
+        }  # fmt: skip
+        assert stats(api) == rebuilt(api)
+    finally:
+        _remove_probe(db_url, "fb_shard_cross_a")
+        _remove_probe(db_url, "fb_shard_cross_b")
+
+
+def test_a_stage_whose_shards_net_to_zero_is_left_out(db_url: str, api: PostgrestSession, cast: Cast) -> None:
+    """+1 in one shard and -1 in another (a lead counted by one writer and moved off the day by
+    another) is no stage at all, as on the live path; zero was dropped per shard, not per sum."""
+    day = dt.date(2001, 1, 1)  # no other test writes this day
+    rows = [
+        ("", 1, 1),
+        ("payment_succeeded", 1, 1),
+        ("payment_succeeded", 2, -1),
+        ("proftest_submitted", 1, 1),
+    ]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into public.traffic_lead_daily_stats (utm_source, day, stage, shard, leads)"
+                " values ('fb_zero_probe', %s, %s, %s, %s)",
+                [(day, stage, shard, n) for stage, shard, n in rows],
+            )
+        try:
+            answer = api.rpc(cast.admin, "traffic_dashboard", p_from=day, p_to=day)
+        finally:
+            conn.execute("delete from public.traffic_lead_daily_stats where utm_source = 'fb_zero_probe'")
+    assert [(r["bucket"], r["leads"], r["stages"]) for r in answer] == [
+        ("2001-01-01", 1, {"proftest_submitted": 1})
+    ]
+
+
+def test_deleting_journey_rows_takes_their_stages_off_the_lead_and_the_counts(
+    db_url: str, api: PostgrestSession
+) -> None:
+    phone, key = unique_phone(), f"pay-{uuid.uuid4().hex[:8]}"
+    args = {"p_phone": phone, "p_utm_source": "fb_delete_probe", "p_occurred_at": "2020-03-03 12:00+05"}
+    row = record(api, p_stage="proftest_submitted", **args)
+    record(api, p_stage="payment_succeeded", p_event_key=key, **args)
+    assert "payment_succeeded" in lead(api, row["lead_id"])["stages"]
+    try:
+        api.query(SERVICE, "delete from public.traffic_lead_journey where event_key = %s", [key])
+        assert lead(api, row["lead_id"])["stages"] == ["proftest_submitted"]
+        assert stats(api) == rebuilt(api)
+        assert ("fb_delete_probe", dt.date(2020, 3, 3), "payment_succeeded") not in {
+            r[:3] for r in stats(api)
+        }
+    finally:
+        _remove_probe(db_url, "fb_delete_probe")

@@ -213,6 +213,20 @@ def test_two_live_leads_cannot_share_a_phone_even_when_written_directly(api: Pos
     assert err.value.code == "23505"
 
 
+def test_a_merged_leads_own_phone_still_finds_the_person(api: PostgrestSession) -> None:
+    """A lead written straight into traffic_leads never had its identifiers registered; once
+    it is merged its phone must still find the survivor, not start a second lead."""
+    y_phone, x_phone = unique_phone(), unique_phone()
+    x_email = f"x-{uuid.uuid4().hex[:8]}@example.kz"
+    y = record(api, p_phone=y_phone, p_email=f"y-{uuid.uuid4().hex[:8]}@example.kz")
+    api.query(SERVICE, "insert into public.traffic_leads (email, phone) values (%s, %s)", [x_email, x_phone])
+    both = record(api, p_phone=y_phone, p_email=x_email)
+    assert both["merged"] and both["lead_id"] == y["lead_id"]
+    again = record(api, p_phone=x_phone)
+    assert (again["lead_id"], again["created"]) == (y["lead_id"], False)
+    assert live_leads(api, phone=x_phone) == []  # no second lead holds it
+
+
 @pytest.mark.parametrize("role", ["service_role", "sales_manager"])
 def test_direct_writes_work_on_a_fresh_connection(authenticator_url: str, cast, role: str) -> None:
     """No cached plan from an earlier RPC call may hide a missing permission in a trigger."""

@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
+import uuid
 from collections.abc import Iterator
+from functools import partial
 
 import psycopg
 import pytest
+
+from support.leads import unique_phone
 
 CLIENTS = 16
 PEOPLE = 80
@@ -126,3 +131,86 @@ def test_concurrent_intake_is_race_free(authenticator_url: str, db_url: str, com
             "select count(*) from public.traffic_leads where merged_into is null"
         ).fetchone()[0]
         assert live_total == PEOPLE
+
+
+def _rpc(conn: psycopg.Connection, **args: str | None) -> tuple:
+    """One PostgREST-style request on an open transaction: role, claims, the RPC."""
+    conn.execute(
+        "select set_config('role', 'service_role', true), set_config('request.jwt.claims', %s, true)",
+        (json.dumps({"role": "service_role"}),),
+    )
+    names = ", ".join(f"{k} := %({k})s" for k in args)
+    row = conn.execute(
+        f"select lead_id, merged from public.find_or_create_unified_lead({names})", args
+    ).fetchone()
+    assert row is not None
+    return row
+
+
+def _call_into(results: dict, name: str, conn: psycopg.Connection, **args: str) -> None:
+    """``_rpc`` in its own transaction on a thread; the row or the exception goes to ``results``."""
+    try:
+        with conn.transaction():
+            results[name] = _rpc(conn, **args)
+    except BaseException as exc:
+        results[name] = exc
+
+
+def _wait_until_blocked(monitor: psycopg.Connection, pid: int) -> None:
+    for _ in range(500):
+        waiting = monitor.execute("select cardinality(pg_blocking_pids(%s)) > 0", (pid,)).fetchone()
+        if waiting and waiting[0]:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"backend {pid} never waited for a lock")
+
+
+def test_a_call_waiting_on_a_merged_lead_never_deadlocks_with_the_next_merge(
+    authenticator_url: str, db_url: str, committed_leads: None
+) -> None:
+    """The review's three connections: S merges M into L and stays open; C1 (M's phone) waits
+    for M; C2 (K's phone, L's email) waits for L to merge it into K; S commits. C1 must not
+    hold M while it follows M to L: C2's merge re-points M. Several rounds, since which of C1
+    and C2 wakes first varies (the old lock-following code deadlocked in about a third)."""
+    with psycopg.connect(db_url, autocommit=True) as monitor:
+        for round_no in range(8):
+            phone_k, phone_l, phone_m = (unique_phone() for _ in range(3))
+            email_l, email_m = (
+                f"l{round_no}-{uuid.uuid4().hex[:6]}@x.kz",
+                f"m{round_no}-{uuid.uuid4().hex[:6]}@x.kz",
+            )
+            with psycopg.connect(authenticator_url, autocommit=True) as setup:
+                with setup.transaction():
+                    k = _rpc(setup, p_phone=phone_k)[0]
+                with setup.transaction():
+                    lead_l = _rpc(setup, p_phone=phone_l, p_email=email_l)[0]
+                with setup.transaction():
+                    _rpc(setup, p_phone=phone_m, p_email=email_m)
+            results: dict[str, tuple | BaseException] = {}
+            call = partial(_call_into, results)
+            with (
+                psycopg.connect(authenticator_url) as s,
+                psycopg.connect(authenticator_url, autocommit=True) as c1,
+                psycopg.connect(authenticator_url, autocommit=True) as c2,
+            ):
+                assert _rpc(s, p_phone=phone_l, p_email=email_m) == (lead_l, True)  # M into L, open
+                t1 = threading.Thread(target=call, args=("c1", c1), kwargs={"p_phone": phone_m})
+                t1.start()
+                _wait_until_blocked(monitor, c1.info.backend_pid)
+                t2 = threading.Thread(
+                    target=call, args=("c2", c2), kwargs={"p_phone": phone_k, "p_email": email_l}
+                )
+                t2.start()
+                _wait_until_blocked(monitor, c2.info.backend_pid)
+                s.commit()
+                t1.join(timeout=60)
+                t2.join(timeout=60)
+            assert not [r for r in results.values() if isinstance(r, BaseException)], (round_no, results)
+            assert results["c2"] == (k, True)
+            live = monitor.execute(
+                "select private.live_lead(l.id) from public.traffic_leads l"
+                " where l.phone_normalized in (%s, %s, %s)",
+                (phone_k, phone_l, phone_m),
+            ).fetchall()
+            assert live == [(k,)] * 3, (round_no, live)
+            assert monitor.execute("select private.live_lead(%s)", (results["c1"][0],)).fetchone() == (k,)
