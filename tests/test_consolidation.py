@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from onai_db.consolidate import ConsolidationOptions, run_consolidation
 from onai_db.consolidate.demo import attribution_summary, seed_demo_targetologists
 from onai_db.errors import ConsolidationError, DatabaseUnreachableError
 from onai_db.local import LocalStack
@@ -592,3 +593,115 @@ def test_a_lead_written_while_a_batch_commits_is_joined_even_after_a_crash(
             (first, second, email),
         ).fetchone()
     assert live == (1,)
+
+
+def test_values_the_preflight_accepts_never_stop_the_run(stack: LocalStack, tmp_path: Path) -> None:
+    """A click count beyond integer (a bigint column, or one person's counts summed), a NUL
+    escape in a json column: quarantined or imported, never a crash that every re-run repeats."""
+    source = fresh_source(stack, "cons_values", rows=20, seed=6)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("alter table landing_leads alter column click_count type bigint")
+        conn.execute("alter table lead_journey alter column metadata type json using metadata::json")
+        conn.execute(
+            "insert into landing_leads (name, phone, click_count) values ('Clicks', '+77015550201', 5000000000),"
+            " ('Twice', '+77015550202', 2000000000), ('Twice', '8 701 555 02 02', 2000000000)"
+        )
+        host = conn.execute(
+            "insert into landing_leads (name, phone) values ('Host', '+77015550203') returning id"
+        ).fetchone()[0]
+        nul = conn.execute(
+            """insert into lead_journey (lead_id, stage, metadata) values (%s, 'proftest_submitted',"""
+            """ '{"note": "a\\u0000b"}') returning id""",
+            (host,),
+        ).fetchone()[0]
+    target = fresh_target(stack, "cons_values_t")
+    report = consolidate(source, target, tmp_path)
+    assert report.ok, report.to_json()
+    with psycopg.connect(target) as conn:
+        reasons = {r[0] for r in conn.execute("select reason from private.consolidation_quarantine")}
+        twice = conn.execute(
+            "select click_count from public.traffic_leads where phone_normalized = '+77015550202'"
+        ).fetchone()
+        note = conn.execute(
+            "select metadata ->> 'note' from public.traffic_lead_journey where event_key = %s",
+            (f"legacy:lead_journey:{nul}",),
+        ).fetchone()
+    assert "click_count larger than 2147483647" in reasons
+    assert twice == (2147483647,)  # a count saturates
+    assert note == ("a\ufffdb",)
+
+
+def test_duplicate_legacy_ids_are_one_clear_error(stack: LocalStack, tmp_path: Path) -> None:
+    source = fresh_source(stack, "cons_dupids", rows=10, seed=7)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("alter table lead_journey drop constraint lead_journey_pkey")
+        conn.execute(
+            "insert into lead_journey (id, lead_id, stage) select id, lead_id, stage from lead_journey limit 1"
+        )
+    target = fresh_target(stack, "cons_dupids_t")
+    with pytest.raises(ConsolidationError, match="lead_journey has duplicate ids"):
+        consolidate(source, target, tmp_path)
+    with psycopg.connect(target) as conn:
+        assert conn.execute("select count(*) from public.traffic_leads").fetchone() == (0,)
+
+
+def test_an_unwritable_backup_directory_is_one_clear_error(
+    stack: LocalStack, source: str, tmp_path: Path
+) -> None:
+    target = fresh_target(stack, "cons_backup_bad")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    for where in (blocker, blocker / "sub"):
+        with pytest.raises(ConsolidationError, match="cannot write the backup"):
+            run_consolidation(ConsolidationOptions(source, target, backup_dir=where))
+    with psycopg.connect(target) as conn:
+        assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
+
+
+def test_target_rows_count_live_leads_and_a_changed_imported_row_settles(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    source = fresh_source(stack, "cons_settle", rows=0, seed=8)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "insert into landing_leads (name, phone, email) values ('Phone', '+77015550301', null),"
+            " ('Mail', null, 'settle@example.kz')"
+        )
+    target = fresh_target(stack, "cons_settle_t")
+    assert consolidate(source, target, tmp_path / "1").ok
+    with psycopg.connect(source, autocommit=True) as conn:  # a later row ties the two together
+        conn.execute(
+            "insert into lead_tracking (name, phone, email) values ('Both', '8 701 555 03 01', 'SETTLE@example.kz')"
+        )
+        conn.execute("update landing_leads set name = repeat('x', 300) where name = 'Phone'")
+    report = consolidate(source, target, tmp_path / "2")
+    assert report.ok and report.leads_consolidated == 1, report.to_json()
+    landing = next(t for t in report.tables if t.table == "landing_leads")
+    assert landing.target_rows == 1  # both rows ended in one live lead
+    again = consolidate(source, target, tmp_path / "3")
+    assert not again.changed, again.changes  # the changed imported row is not re-quarantined each run
+
+
+def test_a_batch_that_loses_a_deadlock_is_applied_again(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from onai_db.consolidate import apply
+
+    source = fresh_source(stack, "cons_retry", rows=60, seed=9)
+    target = fresh_target(stack, "cons_retry_t")
+    real = apply.apply_batch
+    calls: list[int] = []
+
+    def flaky(conn: psycopg.Connection, run_id: int, batch: int) -> apply.BatchResult:
+        calls.append(batch)
+        result = real(conn, run_id, batch)
+        if batch == 1 and calls.count(1) == 1:  # after the batch's writes, before its commit
+            raise psycopg.errors.DeadlockDetected("deadlock detected (injected)")
+        return result
+
+    monkeypatch.setattr(apply, "apply_batch", flaky)
+    report = consolidate(source, target, tmp_path, batch_size=20)
+    assert report.ok, report.to_json()
+    assert calls.count(1) == 2
+    monkeypatch.setattr(apply, "apply_batch", real)
+    assert not consolidate(source, target, tmp_path / "again", batch_size=20).changed

@@ -214,3 +214,36 @@ def test_a_call_waiting_on_a_merged_lead_never_deadlocks_with_the_next_merge(
             ).fetchall()
             assert live == [(k,)] * 3, (round_no, live)
             assert monitor.execute("select private.live_lead(%s)", (results["c1"][0],)).fetchone() == (k,)
+
+
+def test_a_lead_committed_by_another_writer_meanwhile_is_found_not_duplicated(
+    authenticator_url: str, db_url: str, committed_leads: None
+) -> None:
+    """A writer without the call's locks (a consolidation batch, a direct insert) commits a
+    lead with the phone while the call inserts one: the call waits, then finds that lead
+    (it failed with 23505 before)."""
+    phone = unique_phone()
+    with (
+        psycopg.connect(db_url, autocommit=True) as monitor,
+        psycopg.connect(db_url) as direct,
+        psycopg.connect(authenticator_url, autocommit=True) as caller,
+    ):
+        direct_id = direct.execute(
+            "insert into public.traffic_leads (phone, name) values (%s, 'Direct') returning id", (phone,)
+        ).fetchone()[0]
+        results: dict[str, tuple | BaseException] = {}
+        t = threading.Thread(
+            target=_call_into,
+            args=(results, "call", caller),
+            kwargs={"p_phone": "8" + phone[2:], "p_name": "Call"},
+        )
+        t.start()
+        _wait_until_blocked(monitor, caller.info.backend_pid)
+        direct.commit()
+        t.join(timeout=60)
+        assert results["call"] == (direct_id, False)
+        live = monitor.execute(
+            "select count(*) from public.traffic_leads where phone_normalized = %s and merged_into is null",
+            (phone,),
+        ).fetchone()
+        assert live == (1,)

@@ -1,4 +1,4 @@
--- find_or_create_unified_lead: locks only live leads, so it cannot deadlock with a merge.
+-- find_or_create_unified_lead: locks only live leads; gives way to a concurrent writer.
 --
 -- Issue 3, item 5 (race-free; review): a call that found a lead merged by a concurrent call
 -- followed merged_into while it kept its row lock on the merged lead. A third call merging
@@ -11,7 +11,13 @@
 -- newest version, then finds the condition false, and would keep that lock) the block is
 -- rolled back, releasing the lock, before the winner is looked up; the two leads of a
 -- merge the same way. A lead deleted while a call waited for it gives 40001 (retry)
--- instead of a loop. Same signature, rights and results as 20261122130100.
+-- instead of a loop.
+-- Issue 4 (review: intake during a consolidation): writers that do not take the call's
+-- advisory locks (the consolidation's batches, direct inserts by the service role) could
+-- commit a lead with the same phone or email while the call inserted one, and the call
+-- failed with 23505 (traffic_leads_live_phone_key). The insert now gives way (on conflict
+-- do nothing) and the call looks the person up again. Same signature, rights and results
+-- as 20261122130100.
 
 create or replace function public.find_or_create_unified_lead(
   p_name text default null,
@@ -152,138 +158,145 @@ begin
     order by x.rank, x.key
   ) as k;
 
-  -- Who is it? A replayed event key answers at once. Otherwise every identifier ever
-  -- seen first, live leads' own columns as a fallback. Merges re-point earlier losers,
-  -- so merged_into is always one hop from a live lead. (One statement, taken after the
-  -- locks, so it sees what the previous holder committed.)
-  select
-    (
-      select coalesce(l.merged_into, l.id)
-      from public.traffic_lead_journey as j
-      join public.traffic_leads as l on j.lead_id = l.id
-      where j.event_key = p_event_key
-    ),
-    coalesce(
+  -- A writer that does not take these locks (the consolidation, a direct insert by the
+  -- service role) may commit a lead with this phone or email while this call inserts
+  -- one: the insert then gives way (on conflict do nothing) and the lookup runs again.
+  loop
+    -- Who is it? A replayed event key answers at once. Otherwise every identifier ever
+    -- seen first, live leads' own columns as a fallback. Merges re-point earlier losers,
+    -- so merged_into is always one hop from a live lead. (One statement, taken after the
+    -- locks, so it sees what the previous holder committed.)
+    select
       (
         select coalesce(l.merged_into, l.id)
-        from private.traffic_lead_identifiers as i
-        join public.traffic_leads as l on i.lead_id = l.id
-        where i.kind = 'phone' and i.value = v_phone
+        from public.traffic_lead_journey as j
+        join public.traffic_leads as l on j.lead_id = l.id
+        where j.event_key = p_event_key
       ),
-      (select l.id from public.traffic_leads as l where l.phone_normalized = v_phone and l.merged_into is null)
-    ),
-    coalesce(
-      (
-        select coalesce(l.merged_into, l.id)
-        from private.traffic_lead_identifiers as i
-        join public.traffic_leads as l on i.lead_id = l.id
-        where i.kind = 'email' and i.value = v_email
+      coalesce(
+        (
+          select coalesce(l.merged_into, l.id)
+          from private.traffic_lead_identifiers as i
+          join public.traffic_leads as l on i.lead_id = l.id
+          where i.kind = 'phone' and i.value = v_phone
+        ),
+        (select l.id from public.traffic_leads as l where l.phone_normalized = v_phone and l.merged_into is null)
       ),
-      (select l.id from public.traffic_leads as l where l.email_normalized = v_email and l.merged_into is null)
-    )
-  into v_lead, v_by_phone, v_by_email;
-  if v_lead is not null then
-    select l.no_identifier into v_no_identifier from public.traffic_leads as l where l.id = v_lead;
-    lead_id := v_lead;
-    created := false;
-    merged := false;
-    event_recorded := false;
-    no_identifier := v_no_identifier;
-    return next;
-    return;
-  end if;
-
-  if v_by_phone is not null and v_by_email is not null and v_by_phone <> v_by_email then
-    -- Two leads for one person: lock both (id order), merge into the older. Unless both are
-    -- still live once locked, the block is rolled back, releasing its locks: this call never
-    -- holds a lock while it resolves a lead merged meanwhile, so a merge that re-points that
-    -- lead's earlier losers never waits for it in turn.
-    loop
-      begin
-        select pg_catalog.count(*)::integer into v_locked
-        from (
-          select 1 from public.traffic_leads as l
-          where l.id in (v_by_phone, v_by_email) and l.merged_into is null
-          order by l.id
-          for update of l
-        ) as s;
-        if v_locked < 2 then
-          raise exception using errcode = 'LM001';  -- caught below: rolls the lock back
-        end if;
-      exception when sqlstate 'LM001' then
-        v_locked := 0;
-      end;
-      exit when v_locked = 2;
-      v_by_phone := private.live_lead(v_by_phone);
-      v_by_email := private.live_lead(v_by_email);
-      exit when v_by_phone = v_by_email;
-    end loop;
-    if v_locked = 2 then
-      select l.id into v_lead from public.traffic_leads as l
-      where l.id in (v_by_phone, v_by_email) order by l.created_at, l.lead_no limit 1;
-      v_loser := case when v_lead = v_by_phone then v_by_email else v_by_phone end;
-      perform private.merge_leads(
-        v_lead, v_loser, 'find_or_create_unified_lead',
-        pg_catalog.jsonb_build_object('phone', v_phone, 'email', v_email)
-      );
-      v_merged := true;
+      coalesce(
+        (
+          select coalesce(l.merged_into, l.id)
+          from private.traffic_lead_identifiers as i
+          join public.traffic_leads as l on i.lead_id = l.id
+          where i.kind = 'email' and i.value = v_email
+        ),
+        (select l.id from public.traffic_leads as l where l.email_normalized = v_email and l.merged_into is null)
+      )
+    into v_lead, v_by_phone, v_by_email;
+    if v_lead is not null then
+      select l.no_identifier into v_no_identifier from public.traffic_leads as l where l.id = v_lead;
+      lead_id := v_lead;
+      created := false;
+      merged := false;
+      event_recorded := false;
+      no_identifier := v_no_identifier;
+      return next;
+      return;
     end if;
-  end if;
 
-  if v_merged then
-    null;  -- v_lead: the surviving lead, locked
-  elsif coalesce(v_by_phone, v_by_email) is not null then
-    -- Lock the live lead. Uncontended, at once: a row another call holds is skipped, not
-    -- waited for. Otherwise the wait happens in a block that is rolled back when the row
-    -- turned out merged meanwhile (PostgreSQL locks a row's newest version before it checks
-    -- the condition again, and keeps the lock), and the winner is locked instead.
-    v_lead := coalesce(v_by_phone, v_by_email);
-    loop
-      perform 1 from public.traffic_leads as l where l.id = v_lead and l.merged_into is null
-      for update skip locked;
-      exit when found;
-      begin
-        select pg_catalog.count(*)::integer into v_locked
-        from (
-          select 1 from public.traffic_leads as l
-          where l.id = v_lead and l.merged_into is null
-          for update of l
-        ) as s;
-        if v_locked = 0 then
-          raise exception using errcode = 'LM001';  -- caught below: rolls the lock back
-        end if;
-      exception when sqlstate 'LM001' then
-        v_locked := 0;
-      end;
-      exit when v_locked = 1;
-      v_next := private.live_lead(v_lead);
-      if v_next = v_lead then
-        raise exception using
-          errcode = '40001',
-          message = pg_catalog.format('lead %s was deleted while this call was waiting for it', v_lead),
-          hint = 'Retry the call: it finds or creates the lead again.';
+    if v_by_phone is not null and v_by_email is not null and v_by_phone <> v_by_email then
+      -- Two leads for one person: lock both (id order), merge into the older. Unless both are
+      -- still live once locked, the block is rolled back, releasing its locks: this call never
+      -- holds a lock while it resolves a lead merged meanwhile, so a merge that re-points that
+      -- lead's earlier losers never waits for it in turn.
+      loop
+        begin
+          select pg_catalog.count(*)::integer into v_locked
+          from (
+            select 1 from public.traffic_leads as l
+            where l.id in (v_by_phone, v_by_email) and l.merged_into is null
+            order by l.id
+            for update of l
+          ) as s;
+          if v_locked < 2 then
+            raise exception using errcode = 'LM001';  -- caught below: rolls the lock back
+          end if;
+        exception when sqlstate 'LM001' then
+          v_locked := 0;
+        end;
+        exit when v_locked = 2;
+        v_by_phone := private.live_lead(v_by_phone);
+        v_by_email := private.live_lead(v_by_email);
+        exit when v_by_phone = v_by_email;
+      end loop;
+      if v_locked = 2 then
+        select l.id into v_lead from public.traffic_leads as l
+        where l.id in (v_by_phone, v_by_email) order by l.created_at, l.lead_no limit 1;
+        v_loser := case when v_lead = v_by_phone then v_by_email else v_by_phone end;
+        perform private.merge_leads(
+          v_lead, v_loser, 'find_or_create_unified_lead',
+          pg_catalog.jsonb_build_object('phone', v_phone, 'email', v_email)
+        );
+        v_merged := true;
       end if;
-      v_lead := v_next;
-    end loop;
-  else
-    insert into public.traffic_leads as t (
-      name, email, phone, source, source_raw, metadata, stages,
-      first_utm_source, first_utm_medium, first_utm_campaign, first_utm_content, first_utm_term, first_touch_at,
-      last_utm_source, last_utm_medium, last_utm_campaign, last_utm_content, last_utm_term, last_touch_at,
-      created_at
-    ) values (
-      v_name, v_email_raw, v_phone_raw, v_source, p_source, v_meta, array[v_stage],
-      case when v_has_utm then v_utm_source end, case when v_has_utm then v_utm_medium end,
-      case when v_has_utm then v_utm_campaign end, case when v_has_utm then v_utm_content end,
-      case when v_has_utm then v_utm_term end, case when v_has_utm then v_at end,
-      case when v_has_utm then v_utm_source end, case when v_has_utm then v_utm_medium end,
-      case when v_has_utm then v_utm_campaign end, case when v_has_utm then v_utm_content end,
-      case when v_has_utm then v_utm_term end, case when v_has_utm then v_at end,
-      v_at
-    )
-    returning t.id, t.no_identifier into v_lead, v_no_identifier;
-    v_created := true;
-  end if;
+    end if;
+
+    if v_merged then
+      null;  -- v_lead: the surviving lead, locked
+    elsif coalesce(v_by_phone, v_by_email) is not null then
+      -- Lock the live lead. Uncontended, at once: a row another call holds is skipped, not
+      -- waited for. Otherwise the wait happens in a block that is rolled back when the row
+      -- turned out merged meanwhile (PostgreSQL locks a row's newest version before it checks
+      -- the condition again, and keeps the lock), and the winner is locked instead.
+      v_lead := coalesce(v_by_phone, v_by_email);
+      loop
+        perform 1 from public.traffic_leads as l where l.id = v_lead and l.merged_into is null
+        for update skip locked;
+        exit when found;
+        begin
+          select pg_catalog.count(*)::integer into v_locked
+          from (
+            select 1 from public.traffic_leads as l
+            where l.id = v_lead and l.merged_into is null
+            for update of l
+          ) as s;
+          if v_locked = 0 then
+            raise exception using errcode = 'LM001';  -- caught below: rolls the lock back
+          end if;
+        exception when sqlstate 'LM001' then
+          v_locked := 0;
+        end;
+        exit when v_locked = 1;
+        v_next := private.live_lead(v_lead);
+        if v_next = v_lead then
+          raise exception using
+            errcode = '40001',
+            message = pg_catalog.format('lead %s was deleted while this call was waiting for it', v_lead),
+            hint = 'Retry the call: it finds or creates the lead again.';
+        end if;
+        v_lead := v_next;
+      end loop;
+    else
+      insert into public.traffic_leads as t (
+        name, email, phone, source, source_raw, metadata, stages,
+        first_utm_source, first_utm_medium, first_utm_campaign, first_utm_content, first_utm_term, first_touch_at,
+        last_utm_source, last_utm_medium, last_utm_campaign, last_utm_content, last_utm_term, last_touch_at,
+        created_at
+      ) values (
+        v_name, v_email_raw, v_phone_raw, v_source, p_source, v_meta, array[v_stage],
+        case when v_has_utm then v_utm_source end, case when v_has_utm then v_utm_medium end,
+        case when v_has_utm then v_utm_campaign end, case when v_has_utm then v_utm_content end,
+        case when v_has_utm then v_utm_term end, case when v_has_utm then v_at end,
+        case when v_has_utm then v_utm_source end, case when v_has_utm then v_utm_medium end,
+        case when v_has_utm then v_utm_campaign end, case when v_has_utm then v_utm_content end,
+        case when v_has_utm then v_utm_term end, case when v_has_utm then v_at end,
+        v_at
+      )
+      on conflict do nothing
+      returning t.id, t.no_identifier into v_lead, v_no_identifier;
+      v_created := v_lead is not null;
+    end if;
+    exit when v_lead is not null;
+  end loop;
 
   if not v_created then
     -- Fill gaps; a known value is never replaced by NULL; first/last touch by time.

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from .load import parse_json
+
 
 def _jmeta(parsed: str) -> str:
     """A parsed legacy json value as an object (non-objects wrapped, never lost)."""
@@ -105,7 +107,7 @@ select
   bool_or(b.amocrm_synced),
   bool_or(b.email_sent),
   bool_or(b.sms_sent),
-  sum(b.click_count)::integer,
+  least(sum(b.click_count), 2147483647)::integer,
   {_first_utm},
   min(b.created_at) filter (where b.has_utm),
   {_last_utm},
@@ -151,7 +153,7 @@ from (
       coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
     from b
     join private.consolidation_raw_lead_journey as j on j.lead_id = b.legacy_id
-    cross join lateral (select j.metadata::jsonb as mj) as p
+    cross join lateral (select {parse_json("j.metadata")} as mj) as p
     left join private.consolidation_map_stage as st on st.raw = j.stage
     left join private.consolidation_map_source as so on so.raw = j.source
     where b.src = 'landing_leads'
@@ -280,7 +282,7 @@ set
   amocrm_synced = t.amocrm_synced or c.amocrm_synced,
   email_sent = t.email_sent or c.email_sent,
   sms_sent = t.sms_sent or c.sms_sent,
-  click_count = t.click_count + c.click_count,
+  click_count = least(t.click_count::bigint + c.click_count, 2147483647)::integer,
   {_fill_first},
   first_touch_at = least(t.first_touch_at, c.first_touch_at),
   {_fill_last},
@@ -375,6 +377,11 @@ insert into private.consolidation_quarantine (source_table, legacy_id, reason, r
 select s.src, s.legacy_id, s.problem, to_jsonb(s) - 'ord' - 'phone_n' - 'email_n' - 'problem', %(run)s
 from private.consolidation_stage_leads as s
 where s.problem is not null
+  -- a row imported before and changed in Landing since is not quarantined now (imported
+  -- rows are not re-applied; docs/consolidation.md, "Re-runs")
+  and not exists (
+    select 1 from private.legacy_lead_map as m where m.source_table = s.src and m.legacy_id = s.legacy_id
+  )
 on conflict (source_table, legacy_id) do nothing
 """
 
@@ -394,7 +401,7 @@ select
   x.meta, 'legacy:lead_journey:' || x.id, x.occurred_at, 'lead_journey', x.id
 from (
   select j.id, j.lead_id, j.source, j.stage as stage_raw, st.stage, coalesce(st.ok, false) as stage_ok,
-    {_jmeta("j.metadata::jsonb")} as meta, coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
+    {_jmeta(parse_json("j.metadata"))} as meta, coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
   from private.consolidation_raw_lead_journey as j
   left join private.consolidation_map_stage as st on st.raw = j.stage
   where not exists (
@@ -418,7 +425,7 @@ select 'lead_journey', j.id,
     when not exists (select 1 from private.consolidation_raw_landing_leads as l where l.id = j.lead_id)
       then 'lead ' || j.lead_id || ' not found in landing_leads'
     else coalesce(
-      {_journey_problem("coalesce(st.ok, false)", "j.stage", "so.canonical", _jmeta("j.metadata::jsonb"))},
+      {_journey_problem("coalesce(st.ok, false)", "j.stage", "so.canonical", _jmeta(parse_json("j.metadata")))},
       'lead ' || j.lead_id || ' was not imported'
     )
   end, 200),
@@ -440,7 +447,7 @@ insert into private.legacy_scheduled_notifications (
   legacy_id, lead_id, delivery_channel, recipient, template_name, payload, scheduled_for, status, sent_at,
   created_at, run_id
 )
-select n.id, {_live}, n.channel, n.recipient, n.template, {_jmeta("n.payload::jsonb")}, n.scheduled_for::timestamptz,
+select n.id, {_live}, n.channel, n.recipient, n.template, {_jmeta(parse_json("n.payload"))}, n.scheduled_for::timestamptz,
   n.status, n.sent_at::timestamptz, n.created_at::timestamptz, %(run)s
 from private.consolidation_raw_scheduled_notifications as n
 join private.legacy_lead_map as m on m.source_table = 'landing_leads' and m.legacy_id = n.lead_id

@@ -14,6 +14,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from ..errors import ConsolidationError
+
 Progress = Callable[[str, int, int | None], None]
 
 
@@ -64,6 +66,20 @@ def _final_directory(directory: Path, stamp: str) -> Path:
 
 
 def backup_tables(
+    conn: psycopg.Connection, columns: dict[str, list[str]], directory: Path, progress: Progress
+) -> Manifest:
+    """See :func:`_backup_tables`; a directory that cannot be written is one clear error."""
+    try:
+        return _backup_tables(conn, columns, directory, progress)
+    except OSError as exc:
+        where = exc.filename or directory
+        raise ConsolidationError(
+            f"cannot write the backup in {directory}: {exc.strerror or exc} ({where}); "
+            "nothing was written to the target"
+        ) from None
+
+
+def _backup_tables(
     conn: psycopg.Connection, columns: dict[str, list[str]], directory: Path, progress: Progress
 ) -> Manifest:
     """COPY each table (ordered by id, all columns) to ``<dir>/<table>.csv`` in one

@@ -71,6 +71,18 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
     columns = {name: list(cols) for name, cols, _types in rows}
     types = {name: dict(zip(cols, kinds, strict=True)) for name, cols, kinds in rows}
     missing = [t for t in LEGACY_TABLES if t not in columns]
+    unreadable = [
+        t for (t,) in conn.execute(
+            "select t from unnest(%s::text[]) as t where to_regclass('public.' || pg_catalog.quote_ident(t)) is not null",
+            (missing,),
+        ).fetchall()
+    ] if missing else []  # fmt: skip
+    conn.rollback()
+    if unreadable:
+        raise ConsolidationError(
+            f"the source login cannot read table(s) {', '.join(unreadable)} (no SELECT privilege): "
+            "connect as postgres (the project's database password)"
+        )
     if missing:
         raise ConsolidationError(
             f"source is not a Landing database: missing table(s) {', '.join(missing)} in schema public"

@@ -7,6 +7,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from ..errors import ConsolidationError
 from .backup import Manifest, Progress
 
 
@@ -35,16 +36,33 @@ def load_raw(conn: psycopg.Connection, manifest: Manifest, progress: Progress) -
                 raise RuntimeError(f"{table}: loaded {cur.rowcount} rows, the backup has {info.rows}")
         if table in ("lead_journey", "scheduled_notifications"):
             conn.execute(sql.SQL("create index on {} (lead_id)").format(ident))
-        conn.execute(sql.SQL("create index on {} (id)").format(ident))
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("create unique index on {} (id)").format(ident))
+        except psycopg.errors.UniqueViolation as exc:
+            detail = (exc.diag.message_detail or "").replace("Key (id)=", "id ")
+            raise ConsolidationError(
+                f"source table {table} has duplicate ids ({detail.rstrip('.')}): every legacy row needs its own "
+                "id; fix the duplicates in Landing (the backup keeps them) and run again"
+            ) from None
         conn.execute(sql.SQL("analyze {}").format(ident))
         progress("stage", 1, len(manifest.tables) + 1)
 
 
+def parse_json(expr: str) -> str:
+    """A legacy json(b) value (text in the raw tables) parsed as jsonb. A ``\\u0000`` escape,
+    which a json column accepts and jsonb cannot hold, becomes U+FFFD (the backup keeps the
+    original), so one such value does not stop the run."""
+    fixed = f"replace({expr}, '\\u0000', '\\ufffd')"
+    return f"(case when strpos({expr}, '\\u0000') > 0 then {fixed} else {expr} end)::jsonb"
+
+
 def _jsonb(expr: str) -> str:
     """A legacy json column as an object (non-objects wrapped, never lost)."""
+    parsed = parse_json(expr)
     return (
-        f"(case when {expr} is null then '{{}}'::jsonb when jsonb_typeof({expr}::jsonb) = 'object' "
-        f"then {expr}::jsonb else jsonb_build_object('legacy_metadata', {expr}::jsonb) end)"
+        f"(case when {expr} is null then '{{}}'::jsonb when jsonb_typeof({parsed}) = 'object' "
+        f"then {parsed} else jsonb_build_object('legacy_metadata', {parsed}) end)"
     )
 
 
@@ -62,7 +80,8 @@ select
   row_number() over (order by u.created_at, u.src_rank, length(u.legacy_id), u.legacy_id),  -- ids 9 < 10
   u.src, u.legacy_id, u.name, u.email, u.phone, u.source, ms.canonical,
   u.utm_source, u.utm_medium, u.utm_campaign, u.utm_content, u.utm_term,
-  u.metadata, u.amocrm_lead_id, u.amocrm_contact_id, u.amocrm_synced, u.email_sent, u.sms_sent, u.click_count,
+  u.metadata, u.amocrm_lead_id, u.amocrm_contact_id, u.amocrm_synced, u.email_sent, u.sms_sent,
+  least(u.click_count, 2147483647)::integer,
   u.created_at,
   public.normalize_phone(u.phone), private.normalize_email(u.email),
   case
@@ -75,6 +94,7 @@ select
     when greatest(length(u.utm_source), length(u.utm_medium), length(u.utm_campaign), length(u.utm_content),
       length(u.utm_term)) > 255 then 'utm value longer than 255 characters'
     when u.click_count < 0 then 'click_count is negative'
+    when u.click_count > 2147483647 then 'click_count larger than 2147483647'
     when pg_column_size(u.metadata) > 65536 then 'metadata larger than 64 KiB'
   end
 from (
@@ -85,7 +105,7 @@ from (
     {_utm("m.meta ->> 'utm_term'")} as utm_term, m.meta as metadata,
     r.amocrm_lead_id::bigint as amocrm_lead_id, r.amocrm_contact_id::bigint as amocrm_contact_id,
     coalesce(r.amocrm_synced::boolean, false) as amocrm_synced, coalesce(r.email_sent::boolean, false) as email_sent,
-    coalesce(r.sms_sent::boolean, false) as sms_sent, coalesce(r.click_count::integer, 0) as click_count,
+    coalesce(r.sms_sent::boolean, false) as sms_sent, coalesce(r.click_count::bigint, 0) as click_count,
     coalesce(r.created_at::timestamptz, 'epoch') as created_at
   from private.consolidation_raw_landing_leads as r
   cross join lateral (select {_jsonb("r.metadata")} as meta) as m

@@ -4,6 +4,7 @@ journey and notifications, verification; the ledger makes every step resumable."
 from __future__ import annotations
 
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -64,17 +65,45 @@ def _tune(conn: psycopg.Connection) -> None:
     conn.commit()
 
 
+# a batch that lost a deadlock or a serialization conflict to a live writer (or to another
+# job, once live writes linked persons of two batches) is rolled back and applied again
+BATCH_ATTEMPTS = 5
+RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
+def _apply_one(
+    conn: psycopg.Connection, run_id: int, batch: int, commit: Callable[[], None], *, retry: bool
+) -> apply.BatchResult:
+    """One batch in its own transaction; retried from scratch after a deadlock (not in a
+    dry run, whose batches share one transaction that a rollback would undo)."""
+    for attempt in range(1, BATCH_ATTEMPTS + 1):
+        try:
+            result = apply.apply_batch(conn, run_id, batch)
+            commit()
+            return result
+        except RETRYABLE:
+            if not retry or attempt == BATCH_ATTEMPTS:
+                raise
+            conn.rollback()
+            time.sleep(random.uniform(0.05, 0.25) * attempt)
+    raise AssertionError("unreachable")
+
+
 def _apply_batches(
-    tgt: psycopg.Connection, url: str, run_id: int, batches: int, jobs: int, commit: Callable[[], None]
+    tgt: psycopg.Connection,
+    url: str,
+    run_id: int,
+    batches: int,
+    jobs: int,
+    commit: Callable[[], None],
+    retry: bool = True,
 ) -> Iterator[apply.BatchResult]:
     """Applies batches 0..n-1, each in its own committed transaction. Batches hold
     disjoint persons (and every lead a person already had), so ``jobs`` connections can
     apply them at once; results are yielded as batches commit."""
     if jobs == 1:
         for batch in range(batches):
-            r = apply.apply_batch(tgt, run_id, batch)
-            commit()
-            yield r
+            yield _apply_one(tgt, run_id, batch, commit, retry=retry)
         return
     extra = [connect(url, "target (Traffic)") for _ in range(jobs - 1)]
     for conn in extra:
@@ -91,8 +120,7 @@ def _apply_batches(
             if batch is None:
                 break
             try:
-                out.append(apply.apply_batch(conn, run_id, batch))
-                conn.commit()
+                out.append(_apply_one(conn, run_id, batch, conn.commit, retry=retry))
             except BaseException:
                 failed.set()
                 conn.rollback()
@@ -219,7 +247,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
             "persons_rejoined": 0,
         }
         jobs = 1 if opts.dry_run else max(1, min(opts.jobs, plan.batches))
-        for r in _apply_batches(tgt, opts.target_url, run_id, plan.batches, jobs, commit):
+        for r in _apply_batches(tgt, opts.target_url, run_id, plan.batches, jobs, commit, not opts.dry_run):
             changes["leads_created"] += r.leads_created
             changes["leads_filled"] += r.leads_filled
             changes["rows_mapped"] += r.rows

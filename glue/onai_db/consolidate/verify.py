@@ -77,9 +77,10 @@ def _lead_table_check(conn: psycopg.Connection, table: str) -> TableCheck:
           count(*) filter (where m.outcome = 'merged'),
           count(*) filter (where m.legacy_id is null and q.legacy_id is not null),
           count(*) filter (where m.legacy_id is null and q.legacy_id is null),
-          count(distinct m.lead_id)
+          count(distinct coalesce(tl.merged_into, tl.id))  -- live leads (a merge is one hop)
         from private.consolidation_raw_{table} as r
         left join private.legacy_lead_map as m on m.source_table = %(t)s and m.legacy_id = r.id
+        left join public.traffic_leads as tl on tl.id = m.lead_id
         left join private.consolidation_quarantine as q on q.source_table = %(t)s and q.legacy_id = r.id
         """,
         {"t": table},
