@@ -19,6 +19,38 @@
 -- do nothing) and the call looks the person up again. Same signature, rights and results
 -- as 20261122130100.
 
+create or replace function private.lock_live_leads(p_ids uuid[])
+returns boolean
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_locked integer;
+begin
+  select pg_catalog.count(*)::integer into v_locked
+  from (
+    select 1 from public.traffic_leads as l
+    where l.id = any(p_ids) and l.merged_into is null
+    order by l.id
+    for update of l
+  ) as s;
+  if v_locked < pg_catalog.cardinality(p_ids) then
+    raise exception using errcode = 'LM001';  -- caught below: rolls the locks back
+  end if;
+  return true;
+exception when sqlstate 'LM001' then
+  return false;
+end;
+$$;
+
+comment on function private.lock_live_leads(uuid[]) is
+'Locks the leads p_ids (distinct; in id order) and returns true when every one is still live; otherwise '
+'releases whatever it locked (a rolled-back block) and returns false, so the caller never keeps a lock on a '
+'lead merged while it waited (find_or_create_unified_lead looks the winner up and tries again).';
+
+revoke all on function private.lock_live_leads(uuid[]) from public;
+
 create or replace function public.find_or_create_unified_lead(
   p_name text default null,
   p_email text default null,
@@ -68,7 +100,6 @@ declare
   v_too_long text;
   v_by_phone uuid;
   v_by_email uuid;
-  v_locked integer := 0;
   v_next uuid;
   v_lead uuid;
   v_loser uuid;
@@ -205,30 +236,16 @@ begin
 
     if v_by_phone is not null and v_by_email is not null and v_by_phone <> v_by_email then
       -- Two leads for one person: lock both (id order), merge into the older. Unless both are
-      -- still live once locked, the block is rolled back, releasing its locks: this call never
-      -- holds a lock while it resolves a lead merged meanwhile, so a merge that re-points that
-      -- lead's earlier losers never waits for it in turn.
+      -- still live once locked, lock_live_leads releases its locks: this call never holds a
+      -- lock while it resolves a lead merged meanwhile, so a merge that re-points that lead's
+      -- earlier losers never waits for it in turn.
       loop
-        begin
-          select pg_catalog.count(*)::integer into v_locked
-          from (
-            select 1 from public.traffic_leads as l
-            where l.id in (v_by_phone, v_by_email) and l.merged_into is null
-            order by l.id
-            for update of l
-          ) as s;
-          if v_locked < 2 then
-            raise exception using errcode = 'LM001';  -- caught below: rolls the lock back
-          end if;
-        exception when sqlstate 'LM001' then
-          v_locked := 0;
-        end;
-        exit when v_locked = 2;
+        exit when private.lock_live_leads(array[v_by_phone, v_by_email]);
         v_by_phone := private.live_lead(v_by_phone);
         v_by_email := private.live_lead(v_by_email);
         exit when v_by_phone = v_by_email;
       end loop;
-      if v_locked = 2 then
+      if v_by_phone <> v_by_email then
         select l.id into v_lead from public.traffic_leads as l
         where l.id in (v_by_phone, v_by_email) order by l.created_at, l.lead_no limit 1;
         v_loser := case when v_lead = v_by_phone then v_by_email else v_by_phone end;
@@ -244,7 +261,7 @@ begin
       null;  -- v_lead: the surviving lead, locked
     elsif coalesce(v_by_phone, v_by_email) is not null then
       -- Lock the live lead. Uncontended, at once: a row another call holds is skipped, not
-      -- waited for. Otherwise the wait happens in a block that is rolled back when the row
+      -- waited for. Otherwise lock_live_leads waits for it and releases the lock when the row
       -- turned out merged meanwhile (PostgreSQL locks a row's newest version before it checks
       -- the condition again, and keeps the lock), and the winner is locked instead.
       v_lead := coalesce(v_by_phone, v_by_email);
@@ -252,20 +269,7 @@ begin
         perform 1 from public.traffic_leads as l where l.id = v_lead and l.merged_into is null
         for update skip locked;
         exit when found;
-        begin
-          select pg_catalog.count(*)::integer into v_locked
-          from (
-            select 1 from public.traffic_leads as l
-            where l.id = v_lead and l.merged_into is null
-            for update of l
-          ) as s;
-          if v_locked = 0 then
-            raise exception using errcode = 'LM001';  -- caught below: rolls the lock back
-          end if;
-        exception when sqlstate 'LM001' then
-          v_locked := 0;
-        end;
-        exit when v_locked = 1;
+        exit when private.lock_live_leads(array[v_lead]);
         v_next := private.live_lead(v_lead);
         if v_next = v_lead then
           raise exception using

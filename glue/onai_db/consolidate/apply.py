@@ -7,15 +7,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from .load import parse_json
-
-
-def _jmeta(parsed: str) -> str:
-    """A parsed legacy json value as an object (non-objects wrapped, never lost)."""
-    return (
-        f"(case when {parsed} is null then '{{}}'::jsonb when jsonb_typeof({parsed}) = 'object' "
-        f"then {parsed} else jsonb_build_object('legacy_metadata', {parsed}) end)"
-    )
+from .load import json_object, parse_json
 
 
 def _live_of(alias: str) -> str:
@@ -149,7 +141,7 @@ from (
   select y.*, {", ".join(_journey_utm("y.metadata", c) + " as " + c for c in _UTM)}
   from (
     select b.comp, j.id as legacy_id, j.lead_id, j.stage as stage_raw, st.stage, coalesce(st.ok, false) as stage_ok,
-      j.source, so.canonical as source_canonical, {_jmeta("p.mj")} as metadata,
+      j.source, so.canonical as source_canonical, {json_object("p.mj")} as metadata,
       coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
     from b
     join private.consolidation_raw_lead_journey as j on j.lead_id = b.legacy_id
@@ -401,7 +393,7 @@ select
   x.meta, 'legacy:lead_journey:' || x.id, x.occurred_at, 'lead_journey', x.id
 from (
   select j.id, j.lead_id, j.source, j.stage as stage_raw, st.stage, coalesce(st.ok, false) as stage_ok,
-    {_jmeta(parse_json("j.metadata"))} as meta, coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
+    {json_object(parse_json("j.metadata"))} as meta, coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
   from private.consolidation_raw_lead_journey as j
   left join private.consolidation_map_stage as st on st.raw = j.stage
   where not exists (
@@ -425,7 +417,7 @@ select 'lead_journey', j.id,
     when not exists (select 1 from private.consolidation_raw_landing_leads as l where l.id = j.lead_id)
       then 'lead ' || j.lead_id || ' not found in landing_leads'
     else coalesce(
-      {_journey_problem("coalesce(st.ok, false)", "j.stage", "so.canonical", _jmeta(parse_json("j.metadata")))},
+      {_journey_problem("coalesce(st.ok, false)", "j.stage", "so.canonical", json_object(parse_json("j.metadata")))},
       'lead ' || j.lead_id || ' was not imported'
     )
   end, 200),
@@ -447,7 +439,7 @@ insert into private.legacy_scheduled_notifications (
   legacy_id, lead_id, delivery_channel, recipient, template_name, payload, scheduled_for, status, sent_at,
   created_at, run_id
 )
-select n.id, {_live}, n.channel, n.recipient, n.template, {_jmeta(parse_json("n.payload"))}, n.scheduled_for::timestamptz,
+select n.id, {_live}, n.channel, n.recipient, n.template, {json_object(parse_json("n.payload"))}, n.scheduled_for::timestamptz,
   n.status, n.sent_at::timestamptz, n.created_at::timestamptz, %(run)s
 from private.consolidation_raw_scheduled_notifications as n
 join private.legacy_lead_map as m on m.source_table = 'landing_leads' and m.legacy_id = n.lead_id

@@ -57,13 +57,17 @@ def parse_json(expr: str) -> str:
     return f"(case when strpos({expr}, '\\u0000') > 0 then {fixed} else {expr} end)::jsonb"
 
 
-def _jsonb(expr: str) -> str:
-    """A legacy json column as an object (non-objects wrapped, never lost)."""
-    parsed = parse_json(expr)
+def json_object(parsed: str) -> str:
+    """A parsed legacy json value as an object (non-objects wrapped, never lost)."""
     return (
-        f"(case when {expr} is null then '{{}}'::jsonb when jsonb_typeof({parsed}) = 'object' "
+        f"(case when {parsed} is null then '{{}}'::jsonb when jsonb_typeof({parsed}) = 'object' "
         f"then {parsed} else jsonb_build_object('legacy_metadata', {parsed}) end)"
     )
+
+
+def _jsonb(expr: str) -> str:
+    """A legacy json column (text in the raw tables) as an object."""
+    return json_object(parse_json(expr))
 
 
 def _utm(expr: str) -> str:
