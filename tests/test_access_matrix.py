@@ -77,3 +77,41 @@ def test_api_roles_cannot_truncate_or_attach_to_any_table(owner_conn: psycopg.Co
     with owner_conn.transaction(force_rollback=True):
         owner_conn.execute("create table public.probe_default_privileges (id int)")
         assert owner_conn.execute(query, (schemas,)).fetchall() == []
+
+
+def test_api_roles_hold_no_sequence_and_new_functions_are_not_executable_by_default(
+    owner_conn: psycopg.Connection,
+) -> None:
+    """anon and authenticated could setval() the lead and outbox sequences (hosted Supabase's
+    default privileges); a function created without grants was executable by anon (PUBLIC)."""
+    sequences = (
+        "select c.oid::regclass::text, r.rolname"
+        " from pg_class as c cross join pg_roles as r"
+        " where c.relnamespace::regnamespace::text = any(%s) and c.relkind = 'S'"
+        " and r.rolname in ('anon', 'authenticated')"
+        " and has_sequence_privilege(r.oid, c.oid, 'USAGE, SELECT, UPDATE')"
+    )
+    schemas = list(exposed_schemas(PROJECT))
+    assert owner_conn.execute(sequences, (schemas,)).fetchall() == []
+    with owner_conn.transaction(force_rollback=True):
+        owner_conn.execute("set local role postgres")
+        owner_conn.execute("create table public.probe_sequence (id bigint generated always as identity)")
+        owner_conn.execute(
+            "create function public.probe_default_execute() returns int language sql as 'select 1'"
+        )
+        assert owner_conn.execute(sequences, (schemas,)).fetchall() == []
+        assert owner_conn.execute(
+            "select has_function_privilege('anon', 'public.probe_default_execute()', 'execute'),"
+            " has_function_privilege('authenticated', 'public.probe_default_execute()', 'execute')"
+        ).fetchone() == (False, False)
+
+
+def test_an_overloaded_function_is_reported_by_the_coverage_check(owner_conn: psycopg.Connection) -> None:
+    """The matrix names functions: a second signature of a matrix function would go unchecked."""
+    with owner_conn.transaction(force_rollback=True):
+        owner_conn.execute(
+            "create function public.traffic_dashboard(p_probe text) returns int language sql as 'select 1'"
+        )
+        report = coverage(owner_conn, MATRIX, exposed_schemas(PROJECT))
+        assert report.overloaded == ["public.traffic_dashboard"]
+        assert not report.ok and any("overloaded" in p for p in report.problems())

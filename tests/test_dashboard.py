@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import uuid
 from collections import Counter
 from decimal import ROUND_HALF_UP, Decimal
@@ -418,43 +417,83 @@ def test_nightly_fold_leaves_one_row_per_count_of_past_days(db_url: str, api: Po
     assert stats(api) == rebuilt(api)
 
 
-def test_fold_waits_for_an_open_intake_and_keeps_its_count(db_url: str, api: PostgrestSession) -> None:
-    """An intake call still open on a past day's shard row: the fold waits for it (row locks
-    in key order, no deadlock, no table lock) and the sums stay exact."""
+def test_fold_leaves_the_shard_of_an_open_intake_for_later_and_never_waits(
+    db_url: str, api: PostgrestSession
+) -> None:
+    """An intake call still open on a past day's shard row: the fold does not wait for it (nor
+    it for the fold: no deadlock, no table lock); it folds every other shard and leaves that
+    one for the next fold, and the sums stay exact."""
     old_day = dt.datetime(2020, 4, 3, 12, tzinfo=dt.UTC)
-    (writer,) = _connect_on_shards(db_url, 1)
-    outcome: list[object] = []
+    writer, done = _connect_on_shards(db_url, 2)
     try:
+        done.execute(PROBE_CALL, (unique_phone(), old_day))
+        done.commit()
         writer.execute(PROBE_CALL, (unique_phone(), old_day))
         writer.commit()
         writer.execute(PROBE_CALL, (unique_phone(), old_day))  # updates its shard's row; open
-
-        def fold() -> None:
-            try:
-                with psycopg.connect(db_url, autocommit=True) as owner:
-                    owner.execute("set lock_timeout = '20s'")
-                    outcome.append(owner.execute("select private.fold_lead_daily_stats()").fetchone()[0])
-            except Exception as exc:  # reported by the assertion below
-                outcome.append(exc)
-
-        folding = threading.Thread(target=fold)
-        folding.start()
-        folding.join(timeout=1.0)
-        assert folding.is_alive(), f"the fold did not wait for the open intake call: {outcome}"
-        # meanwhile intake for today goes on: the fold locks rows, not the table
-        with psycopg.connect(db_url) as other:
-            other.execute("set lock_timeout = '2s'")
-            other.execute(PROBE_CALL, (unique_phone(), dt.datetime.now(dt.UTC)))
-            other.commit()
-        writer.commit()
-        folding.join(timeout=20)
-        assert not folding.is_alive() and outcome and isinstance(outcome[0], int), outcome
-        rows = _probe_rows(db_url)
-        assert sum(r[3] for r in rows if r[1] == "") == 3
+        held = int(writer.execute("select current_setting('onai.lead_stats_shard')").fetchone()[0])
+        with psycopg.connect(db_url, autocommit=True) as owner:
+            owner.execute("set lock_timeout = '2s'")
+            assert owner.execute("select private.fold_lead_daily_stats()").fetchone()[0] >= 2
+            rows = [r for r in _probe_rows(db_url) if r[0] == old_day.date()]
+            assert {r[2] for r in rows} == {0, held}  # the open writer's shard is left alone
+            # intake goes on meanwhile: the fold holds no claim once it has committed
+            with psycopg.connect(db_url) as other:
+                other.execute("set lock_timeout = '2s'")
+                other.execute(PROBE_CALL, (unique_phone(), dt.datetime.now(dt.UTC)))
+                other.commit()
+            writer.commit()
+            assert owner.execute("select private.fold_lead_daily_stats()").fetchone()[0] >= 2
+        rows = [r for r in _probe_rows(db_url) if r[0] == old_day.date()]
+        assert rows == [(old_day.date(), "", 0, 3), (old_day.date(), "proftest_submitted", 0, 3)]
         assert stats(api) == rebuilt(api)
     finally:
         writer.close()
+        done.close()
         _remove_probe(db_url, FOLD_PROBE)
+    assert stats(api) == rebuilt(api)
+
+
+def test_a_fold_never_waits_for_an_open_merge(db_url: str, api: PostgrestSession) -> None:
+    """A merge writes the loser's stats rows before the winner's (not in key order); a fold
+    that locked past days' rows in key order waited for it and could deadlock with it. Now
+    the fold never touches a shard an open transaction holds."""
+    past, earlier = dt.datetime(2020, 4, 4, 12, tzinfo=dt.UTC), dt.datetime(2020, 4, 3, 12, tzinfo=dt.UTC)
+    (writer,) = _connect_on_shards(db_url, 1)
+    phone, email = unique_phone(), f"fold-merge-{uuid.uuid4().hex[:8]}@example.kz"
+    try:
+        writer.execute(PROBE_CALL, (phone, earlier))  # the winner: older
+        writer.execute(
+            "select public.find_or_create_unified_lead(p_email := %s, p_utm_source := 'fb_fold_probe_b',"
+            " p_stage := 'proftest_submitted', p_occurred_at := %s)",
+            (email, past),
+        )
+        writer.commit()
+        # the merge, open: it moved the loser's counts (source b) and then the winner's (source a)
+        writer.execute(
+            "select public.find_or_create_unified_lead(p_phone := %s, p_email := %s)", (phone, email)
+        )
+        with psycopg.connect(db_url, autocommit=True) as owner:
+            owner.execute("set lock_timeout = '2s'")
+            owner.execute("select private.fold_lead_daily_stats()")
+        writer.commit()
+        with psycopg.connect(db_url, autocommit=True) as owner:
+            owner.execute("select private.fold_lead_daily_stats()")
+        assert stats(api) == rebuilt(api)
+    finally:
+        writer.close()
+        with psycopg.connect(db_url, autocommit=True) as conn, conn.transaction():
+            ids = "(select id from public.traffic_leads where utm_source in (%s, 'fb_fold_probe_b'))"
+            conn.execute(f"delete from public.traffic_lead_merges where winner_id in {ids}", (FOLD_PROBE,))
+            conn.execute(f"delete from public.traffic_lead_journey where lead_id in {ids}", (FOLD_PROBE,))
+            conn.execute(
+                f"delete from private.traffic_lead_identifiers where lead_id in {ids}", (FOLD_PROBE,)
+            )
+            conn.execute(
+                "delete from public.traffic_leads where utm_source = 'fb_fold_probe_b' and merged_into is not null"
+            )
+        _remove_probe(db_url, FOLD_PROBE)
+        _remove_probe(db_url, "fb_fold_probe_b")
     assert stats(api) == rebuilt(api)
 
 

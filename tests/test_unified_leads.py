@@ -453,3 +453,109 @@ def test_repair_of_stored_touches_follows_the_new_rule(api: PostgrestSession) ->
     assert (fixed["last_utm_source"], fixed["last_touch_at"]) == ("ig_muha", t0 + dt.timedelta(hours=2))
     alone = lead(api, lonely["lead_id"])
     assert alone["first_touch_at"] is None and alone["last_touch_at"] is None and alone["utm_source"] is None
+
+
+def test_line_breaks_tabs_and_unicode_spaces_count_as_blank(api: PostgrestSession) -> None:
+    """Forms post every field, often as '\\r\\n', a tab or a no-break space: none of them is a
+    name, a source or a UTM value, so none takes the place of a real one."""
+    phone = unique_phone()
+    first = record(
+        api,
+        p_phone=phone,
+        p_name="\r\n",
+        p_source="\t",
+        p_utm_source="\r\n",
+        p_utm_medium="\u00a0",
+        p_utm_campaign="\u200b",
+        p_occurred_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2),
+    )
+    row = lead(api, first["lead_id"])
+    assert (row["name"], row["source"], row["source_raw"]) == (None, None, None)
+    assert (row["first_utm_source"], row["first_touch_at"], row["last_utm_source"]) == (None, None, None)
+    assert [
+        (j["utm_source"], j["utm_medium"], j["utm_campaign"]) for j in journey(api, first["lead_id"])
+    ] == [(None, None, None)]
+    record(api, p_phone=phone, p_name=" Айгерим\u00a0", p_source="proftest\r\n", p_utm_source="fb_arystan ")
+    row = lead(api, first["lead_id"])
+    assert (row["name"], row["source"], row["source_raw"]) == ("Айгерим", "profitest", "proftest")
+    assert (row["first_utm_source"], row["last_utm_source"]) == ("fb_arystan", "fb_arystan")
+
+
+def test_stages_written_directly_survive_merges_and_journey_changes(api: PostgrestSession) -> None:
+    """A stage written straight into traffic_leads (no journey row) stays through a merge, a
+    metadata correction of a journey row and the deletion of another stage's rows; a stage
+    goes only when its last journey row does."""
+    phone, email = unique_phone(), f"stages-{uuid.uuid4().hex[:8]}@example.kz"
+    direct = api.query(
+        SERVICE,
+        "insert into public.traffic_leads (name, phone, stages, created_at)"
+        " values ('Direct', %s, '{lead_captured,payment_succeeded}', now() - interval '2 days') returning id",
+        [phone],
+    )[0]["id"]
+    record(api, p_email=email, p_stage="proftest_submitted")
+    merged = record(api, p_phone=phone, p_email=email, p_stage="expresscourse_clicked")
+    assert merged["merged"] and merged["lead_id"] == direct
+    assert lead(api, direct)["stages"] == [
+        "expresscourse_clicked",
+        "lead_captured",
+        "payment_succeeded",
+        "proftest_submitted",
+    ]
+    api.query(
+        SERVICE,
+        "update public.traffic_lead_journey set metadata = '{\"fixed\": true}' where lead_id = %s",
+        [direct],
+    )
+    assert "payment_succeeded" in lead(api, direct)["stages"]
+    api.query(
+        SERVICE,
+        "delete from public.traffic_lead_journey where lead_id = %s and stage = 'expresscourse_clicked'",
+        [direct],
+    )
+    assert lead(api, direct)["stages"] == ["lead_captured", "payment_succeeded", "proftest_submitted"]
+    api.query(
+        SERVICE,
+        "update public.traffic_lead_journey set stage = 'payment_started'"
+        " where lead_id = %s and stage = 'proftest_submitted'",
+        [direct],
+    )
+    assert lead(api, direct)["stages"] == ["lead_captured", "payment_started", "payment_succeeded"]
+
+
+def test_a_bulk_journey_insert_adds_each_leads_new_stages_once(api: PostgrestSession) -> None:
+    """Several rows per lead in one statement (grouped once, not scanned per lead)."""
+    ids = [record(api, p_phone=unique_phone(), p_stage="proftest_submitted")["lead_id"] for _ in range(3)]
+    api.query(
+        SERVICE,
+        "insert into public.traffic_lead_journey (lead_id, stage, source, input, metadata, event_key, occurred_at)"
+        " select l, s, 'bulk', '{}', '{}', 'bulk-' || l || '-' || s || '-' || n, now()"
+        " from unnest(%s::uuid[]) as l, unnest(array['payment_started', 'payment_succeeded']) as s,"
+        " generate_series(1, 2) as n",
+        [ids],
+    )
+    for lead_id in ids:
+        assert lead(api, lead_id)["stages"] == ["payment_started", "payment_succeeded", "proftest_submitted"]
+
+
+def test_an_amocrm_sync_recorded_on_a_lead_merged_meanwhile_reaches_the_live_lead(
+    api: PostgrestSession,
+) -> None:
+    """The worker synced lead B; B was merged into A during its AmoCRM calls. A gets B's ids
+    (else A is queued again and its job creates a second deal), unless A has its own."""
+    phone, email = unique_phone(), f"amo-{uuid.uuid4().hex[:8]}@example.kz"
+    a = record(api, p_phone=phone, p_occurred_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))["lead_id"]
+    b = record(api, p_email=email)["lead_id"]
+    assert record(api, p_phone=phone, p_email=email)["merged"]
+    assert api.rpc(SERVICE, "record_amocrm_sync", p_lead_id=b, p_contact_id=111, p_amocrm_lead_id=222)
+    live, gone = lead(api, a), lead(api, b)
+    assert (live["amocrm_contact_id"], live["amocrm_lead_id"], live["amocrm_synced"]) == (111, 222, True)
+    assert (gone["amocrm_contact_id"], gone["amocrm_lead_id"], gone["amocrm_synced"]) == (111, 222, True)
+    # the live lead's own deal wins over a merged lead's
+    phone2, email2 = unique_phone(), f"amo-{uuid.uuid4().hex[:8]}@example.kz"
+    a2 = record(api, p_phone=phone2, p_occurred_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))["lead_id"]
+    b2 = record(api, p_email=email2)["lead_id"]
+    api.rpc(SERVICE, "record_amocrm_sync", p_lead_id=a2, p_contact_id=1, p_amocrm_lead_id=2)
+    assert record(api, p_phone=phone2, p_email=email2)["merged"]
+    api.rpc(SERVICE, "record_amocrm_sync", p_lead_id=b2, p_contact_id=3, p_amocrm_lead_id=4)
+    assert (lead(api, a2)["amocrm_contact_id"], lead(api, a2)["amocrm_lead_id"]) == (1, 2)
+    assert (lead(api, b2)["amocrm_contact_id"], lead(api, b2)["amocrm_lead_id"]) == (3, 4)

@@ -247,3 +247,109 @@ def test_a_lead_committed_by_another_writer_meanwhile_is_found_not_duplicated(
             (phone,),
         ).fetchone()
         assert live == (1,)
+
+
+def test_filling_a_phone_another_writer_just_gave_to_a_lead_merges_the_two(
+    authenticator_url: str, db_url: str, committed_leads: None
+) -> None:
+    """The call fills a known lead's missing phone while a writer without the call's locks
+    commits another lead with that phone: the call's update gives way and the two leads are
+    merged (it failed with a bare 23505 and lost the event before)."""
+    phone, email = unique_phone(), f"fill-{uuid.uuid4().hex[:8]}@example.kz"
+    with (
+        psycopg.connect(db_url, autocommit=True) as monitor,
+        psycopg.connect(db_url) as direct,
+        psycopg.connect(authenticator_url, autocommit=True) as caller,
+    ):
+        with caller.transaction():
+            known = _rpc(caller, p_email=email)[0]
+        direct_id = direct.execute(
+            "insert into public.traffic_leads (phone, name) values (%s, 'Direct') returning id", (phone,)
+        ).fetchone()[0]
+        results: dict[str, tuple | BaseException] = {}
+        t = threading.Thread(
+            target=_call_into,
+            args=(results, "call", caller),
+            kwargs={"p_phone": phone, "p_email": email, "p_event_key": f"fill-{phone}"},
+        )
+        t.start()
+        _wait_until_blocked(monitor, caller.info.backend_pid)
+        direct.commit()
+        t.join(timeout=60)
+        assert results["call"] == (known, True), results
+        assert monitor.execute("select private.live_lead(%s)", (direct_id,)).fetchone() == (known,)
+        assert monitor.execute(
+            "select count(*) from public.traffic_lead_journey where event_key = %s", (f"fill-{phone}",)
+        ).fetchone() == (1,)
+
+
+def test_a_merge_partner_deleted_while_the_call_waits_gives_40001(
+    authenticator_url: str, db_url: str, committed_leads: None
+) -> None:
+    """One of the two leads a call is about to merge is deleted while the call waits for its
+    lock: the call fails with 40001 and a hint to retry (it looped forever before)."""
+    phone, email = unique_phone(), f"gone-{uuid.uuid4().hex[:8]}@example.kz"
+    with (
+        psycopg.connect(db_url, autocommit=True) as monitor,
+        psycopg.connect(db_url) as deleter,
+        psycopg.connect(authenticator_url, autocommit=True) as caller,
+    ):
+        monitor.execute("insert into public.traffic_leads (phone, name) values (%s, 'Direct')", (phone,))
+        with caller.transaction():
+            _rpc(caller, p_email=email)
+        caller.execute("set statement_timeout = '10s'")
+        deleter.execute("delete from public.traffic_leads where phone_normalized = %s", (phone,))
+        results: dict[str, tuple | BaseException] = {}
+        t = threading.Thread(
+            target=_call_into, args=(results, "call", caller), kwargs={"p_phone": phone, "p_email": email}
+        )
+        t.start()
+        _wait_until_blocked(monitor, caller.info.backend_pid)
+        deleter.commit()
+        t.join(timeout=60)
+        error = results["call"]
+        assert isinstance(error, psycopg.errors.SerializationFailure), error
+        assert "was deleted while this call was waiting" in str(error)
+        assert error.diag.message_hint and "Retry" in error.diag.message_hint
+
+
+def test_a_transaction_beyond_the_sixteenth_waits_for_a_stats_shard(db_url: str) -> None:
+    """With all 16 stats shards claimed by open transactions, the next writer waits for its
+    pid's shard instead of sharing it unclaimed (two such writers could deadlock)."""
+    holders = [psycopg.connect(db_url) for _ in range(16)]
+    try:
+        claimed = {h.execute("select private.lead_stats_shard()").fetchone()[0] for h in holders}
+        assert claimed == set(range(16))
+        with psycopg.connect(db_url, autocommit=True) as monitor, psycopg.connect(db_url) as extra:
+            home = extra.info.backend_pid % 16
+            got: list[object] = []
+            t = threading.Thread(
+                target=lambda: got.append(extra.execute("select private.lead_stats_shard()").fetchone()[0])
+            )
+            t.start()
+            _wait_until_blocked(monitor, extra.info.backend_pid)
+            assert not got
+            for h in holders:
+                if h.execute("select current_setting('onai.lead_stats_shard')").fetchone()[0] == str(home):
+                    h.commit()
+            t.join(timeout=30)
+            assert got == [home]
+            extra.commit()
+    finally:
+        for h in holders:
+            h.close()
+
+
+def test_a_forged_stats_shard_setting_is_not_trusted(db_url: str) -> None:
+    """onai.lead_stats_shard is only a hint: a value out of range or a shard another open
+    transaction holds is ignored, and the transaction claims a free shard of its own."""
+    with psycopg.connect(db_url) as holder, psycopg.connect(db_url) as forger:
+        held = holder.execute("select private.lead_stats_shard()").fetchone()[0]
+        forger.execute("select set_config('onai.lead_stats_shard', '99', true)")
+        first = forger.execute("select private.lead_stats_shard()").fetchone()[0]
+        assert 0 <= first <= 15 and first != held
+        forger.rollback()
+        forger.execute("select set_config('onai.lead_stats_shard', %s, true)", (str(held),))
+        second = forger.execute("select private.lead_stats_shard()").fetchone()[0]
+        assert second != held
+        assert forger.execute("select current_setting('onai.lead_stats_shard')").fetchone() == (str(second),)

@@ -10,6 +10,7 @@ check (nothing exposed is missing, RLS is on) and also feeds ``onai-db policies`
 from __future__ import annotations
 
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,10 +102,18 @@ class Coverage:
     wrong_kind: list[str]
     rls_disabled: list[str]
     definer_views: list[str]  # views without security_invoker
+    overloaded: list[str] = field(default_factory=list)  # functions with several signatures
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.stale or self.wrong_kind or self.rls_disabled or self.definer_views)
+        return not (
+            self.missing
+            or self.stale
+            or self.wrong_kind
+            or self.rls_disabled
+            or self.definer_views
+            or self.overloaded
+        )
 
     def problems(self) -> list[str]:
         out = [f"{n}: exposed but missing from policies/" for n in self.missing]
@@ -112,6 +121,10 @@ class Coverage:
         out += [f"{n}: kind differs from policies/" for n in self.wrong_kind]
         out += [f"{n}: row level security is disabled" for n in self.rls_disabled]
         out += [f"{n}: view is not security_invoker" for n in self.definer_views]
+        out += [
+            f"{n}: overloaded (the matrix names functions, so every signature but one would go unchecked)"
+            for n in self.overloaded
+        ]
         return out
 
 
@@ -128,7 +141,7 @@ where n.nspname = any(%(schemas)s)
   and c.relkind in ('r', 'p', 'v', 'm', 'f')
   and not exists (select 1 from pg_depend d where d.objid = c.oid and d.deptype = 'e')
 union all
-select distinct n.nspname || '.' || p.proname, 'function', null::boolean, null::boolean
+select n.nspname || '.' || p.proname, 'function', null::boolean, null::boolean
 from pg_proc p
 join pg_namespace n on n.oid = p.pronamespace
 where n.nspname = any(%(schemas)s)
@@ -140,6 +153,7 @@ where n.nspname = any(%(schemas)s)
 def coverage(conn: psycopg.Connection, matrix: dict[str, Entry], schemas: list[str]) -> Coverage:
     rows = conn.execute(EXPOSED_OBJECTS_SQL, {"schemas": schemas}).fetchall()
     exposed = {name: kind for name, kind, _rls, _inv in rows}
+    signatures = Counter(name for name, kind, _rls, _inv in rows if kind == "function")
     rls_off = sorted(name for name, kind, rls, _inv in rows if kind == "table" and not rls)
     definer = sorted(name for name, kind, _rls, inv in rows if kind == "view" and not inv)
     return Coverage(
@@ -149,4 +163,5 @@ def coverage(conn: psycopg.Connection, matrix: dict[str, Entry], schemas: list[s
         wrong_kind=sorted(n for n in set(exposed) & set(matrix) if exposed[n] != matrix[n].kind),
         rls_disabled=rls_off,
         definer_views=definer,
+        overloaded=sorted(name for name, count in signatures.items() if count > 1),
     )
