@@ -68,7 +68,19 @@ def test_legacy_create_never_replaces_a_traffic_database(stack: LocalStack, test
     stack.create_database("cli_other", drop=True)
     with psycopg.connect(stack.database_url("cli_other", "supabase_admin"), autocommit=True) as conn:
         conn.execute("create table public.keep_me (id int)")
-    one_line_error(cli("legacy", "create", "--db", "cli_other", "--rows", "10"), 2, "not a legacy fixture")
+    one_line_error(
+        cli("legacy", "create", "--db", "cli_other", "--rows", "10"), 2, "not made by `legacy create`"
+    )
+    # nor a real Landing copy, although it has the legacy tables
+    stack.create_database("cli_landing_copy", drop=True)
+    with psycopg.connect(stack.database_url("cli_landing_copy", "supabase_admin"), autocommit=True) as conn:
+        conn.execute("create table public.landing_leads (id uuid primary key, name text)")
+        conn.execute("create table public.payments (id int)")
+    one_line_error(
+        cli("legacy", "create", "--db", "cli_landing_copy", "--rows", "10"), 2, "not made by `legacy create`"
+    )
+    with psycopg.connect(stack.database_url("cli_landing_copy")) as conn:
+        assert conn.execute("select to_regclass('public.payments') is not null").fetchone() == (True,)
     one_line_error(cli("legacy", "create", "--db", "cli_fixture", "--rows", "-5"), 2, "--rows")
     with psycopg.connect(stack.database_url(test_db)) as conn:
         assert conn.execute("select to_regclass('public.traffic_leads') is not null").fetchone() == (True,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -682,8 +683,13 @@ def test_target_rows_count_live_leads_and_a_changed_imported_row_settles(
     assert not again.changed, again.changes  # the changed imported row is not re-quarantined each run
 
 
+@pytest.mark.parametrize(
+    "error",
+    [psycopg.errors.DeadlockDetected, psycopg.errors.UniqueViolation],
+    ids=["deadlock", "a live writer took a phone again (23505)"],
+)
 def test_a_batch_that_loses_a_deadlock_is_applied_again(
-    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: type[psycopg.Error]
 ) -> None:
     from onai_db.consolidate import apply
 
@@ -696,7 +702,7 @@ def test_a_batch_that_loses_a_deadlock_is_applied_again(
         calls.append(batch)
         result = real(conn, run_id, batch)
         if batch == 1 and calls.count(1) == 1:  # after the batch's writes, before its commit
-            raise psycopg.errors.DeadlockDetected("deadlock detected (injected)")
+            raise error("lost to a live writer (injected)")
         return result
 
     monkeypatch.setattr(apply, "apply_batch", flaky)
@@ -705,3 +711,146 @@ def test_a_batch_that_loses_a_deadlock_is_applied_again(
     assert calls.count(1) == 2
     monkeypatch.setattr(apply, "apply_batch", real)
     assert not consolidate(source, target, tmp_path / "again", batch_size=20).changed
+
+
+def test_a_source_with_a_day_first_datestyle_keeps_its_dates(stack: LocalStack, tmp_path: Path) -> None:
+    """Landing's text is read under ISO DateStyle: with its own 'SQL, DMY' the backup held
+    04/03/2025, which the target read as 3 April (and 30/01/2025 stopped the run)."""
+    source = fresh_source(stack, "cons_dmy", rows=10, seed=10)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("alter database cons_dmy set datestyle = 'SQL, DMY'")
+        conn.execute("update landing_leads set created_at = '2025-03-04 10:00+00'")
+        conn.execute("update lead_journey set created_at = '2025-01-30 08:00'")
+    target = fresh_target(stack, "cons_dmy_t")
+    report = consolidate(source, target, tmp_path)
+    assert report.ok, report.to_json()
+    with psycopg.connect(target) as conn:
+        days = conn.execute(
+            "select distinct created_at at time zone 'UTC' from public.traffic_leads where legacy_source_table = 'landing_leads'"
+        ).fetchall()
+        assert [d.isoformat() for (d,) in days] == ["2025-03-04T10:00:00"]
+        journey = conn.execute(
+            "select distinct (occurred_at at time zone 'UTC')::date from public.traffic_lead_journey"
+            " where legacy_source_table = 'lead_journey'"
+        ).fetchall()
+        assert [d.isoformat() for (d,) in journey] == ["2025-01-30"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            "alter table lead_tracking alter column id drop not null; insert into lead_tracking (id, name) values (null, 'No id')",
+            r"lead_tracking has 1 row\(s\) without an id",
+        ),
+        (
+            "alter table lead_tracking alter column id type text; insert into lead_tracking (id, name) values (repeat('x', 120), 'Long')",
+            r"lead_tracking has 1 row\(s\) with an id longer than 100 characters",
+        ),
+    ],
+    ids=["null id", "long id"],
+)
+def test_rows_without_a_usable_id_are_one_clear_error_before_anything_is_written(
+    stack: LocalStack, tmp_path: Path, change: str, message: str
+) -> None:
+    source = fresh_source(stack, "cons_ids", rows=10, seed=11)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("alter table lead_tracking drop constraint if exists lead_tracking_pkey")
+        for stmt in change.split("; "):
+            conn.execute(stmt)  # type: ignore[arg-type]
+    target = fresh_target(stack, "cons_ids_t")
+    with pytest.raises(ConsolidationError, match=message):
+        consolidate(source, target, tmp_path)
+    with psycopg.connect(target) as conn:
+        assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
+
+
+def test_overlong_sources_and_stages_are_quarantined_not_a_crash(stack: LocalStack, tmp_path: Path) -> None:
+    """A random 6 KB source or stage broke the btree index of the value maps before the
+    row checks ran, on every re-run."""
+    source = fresh_source(stack, "cons_long", rows=10, seed=12)
+    huge = "".join(hashlib.md5(str(i).encode()).hexdigest() for i in range(200))
+    with psycopg.connect(source, autocommit=True) as conn:
+        host = conn.execute(
+            "insert into landing_leads (name, phone) values ('Host', '+77015550301') returning id"
+        ).fetchone()[0]
+        conn.execute(
+            "insert into landing_leads (name, phone, source) values ('Long', '+77015550302', %s)", (huge,)
+        )
+        conn.execute("insert into lead_journey (lead_id, stage, source) values (%s, %s, 'x')", (host, huge))
+    target = fresh_target(stack, "cons_long_t")
+    report = consolidate(source, target, tmp_path)
+    assert report.ok, report.to_json()
+    with psycopg.connect(target) as conn:
+        reasons = sorted(
+            r[0][:40] for r in conn.execute("select reason from private.consolidation_quarantine")
+        )
+        assert "source longer than 100 characters" in reasons
+        assert any(r.startswith("stage '") for r in reasons), reasons
+
+
+def test_a_literal_backslash_u0000_in_json_text_is_kept(stack: LocalStack, tmp_path: Path) -> None:
+    """Only the \\u0000 escape (which jsonb cannot hold) is replaced, not the text \\u0000
+    after an escaped backslash."""
+    source = fresh_source(stack, "cons_bsl", rows=5, seed=13)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "insert into landing_leads (name, phone, metadata) values ('Slash', '+77015550401', %s::jsonb)",
+            ('{"note": "a\\\\u0000b"}',),
+        )
+    target = fresh_target(stack, "cons_bsl_t")
+    assert consolidate(source, target, tmp_path).ok
+    with psycopg.connect(target) as conn:
+        note = conn.execute(
+            "select metadata ->> 'note' from public.traffic_leads where phone_normalized = '+77015550401'"
+        ).fetchone()
+        assert note == ("a\\u0000b",)
+
+
+def test_a_journey_row_relinked_in_landing_after_its_import_is_reported_not_broken(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    source = fresh_source(stack, "cons_relink", rows=30, seed=14)
+    target = fresh_target(stack, "cons_relink_t")
+    assert consolidate(source, target, tmp_path).ok
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "update lead_journey set lead_id = (select id from landing_leads order by id desc limit 1)"
+            " where id = (select j.id from lead_journey j join landing_leads l on l.id = j.lead_id"
+            " where j.lead_id <> (select id from landing_leads order by id desc limit 1) order by j.id limit 1)"
+        )
+    again = consolidate(source, target, tmp_path / "again")
+    assert again.ok and not again.changed, again.to_json()
+    assert (again.journey_links_broken, again.journey_links_changed_in_landing) == (0, 1)
+
+
+def test_a_run_that_fails_is_marked_failed_with_its_error(stack: LocalStack, tmp_path: Path) -> None:
+    """A value json accepts and jsonb cannot hold (a lone surrogate escape) still stops the
+    run; the ledger then says failed and why, instead of 'running' for ever."""
+    source = fresh_source(stack, "cons_failed", rows=5, seed=15)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("alter table lead_journey alter column metadata type json using metadata::json")
+        conn.execute('update lead_journey set metadata = \'{"a": "\\ud800"}\'')
+    target = fresh_target(stack, "cons_failed_t")
+    with pytest.raises(psycopg.Error):
+        consolidate(source, target, tmp_path)
+    with psycopg.connect(target) as conn:
+        status, error = conn.execute(
+            "select status, report ->> 'error' from private.consolidation_runs order by id desc limit 1"
+        ).fetchone()
+        assert status == "failed" and "SQLSTATE 22P02" in error, error
+
+
+def test_a_sql_ascii_source_is_one_clear_error(stack: LocalStack, tmp_path: Path) -> None:
+    from onai_db.legacy import install_schema
+
+    with psycopg.connect(stack.database_url("postgres", "supabase_admin"), autocommit=True) as conn:
+        conn.execute("drop database if exists cons_ascii")
+        conn.execute(
+            "create database cons_ascii encoding 'SQL_ASCII' template template0 lc_collate 'C' lc_ctype 'C'"
+        )
+    with psycopg.connect(stack.database_url("cons_ascii", "supabase_admin"), autocommit=True) as conn:
+        install_schema(conn)
+    target = fresh_target(stack, "cons_ascii_t")
+    with pytest.raises(ConsolidationError, match="encoding is SQL_ASCII"):
+        consolidate(stack.database_url("cons_ascii", "supabase_admin"), target, tmp_path)

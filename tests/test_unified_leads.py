@@ -559,3 +559,13 @@ def test_an_amocrm_sync_recorded_on_a_lead_merged_meanwhile_reaches_the_live_lea
     api.rpc(SERVICE, "record_amocrm_sync", p_lead_id=b2, p_contact_id=3, p_amocrm_lead_id=4)
     assert (lead(api, a2)["amocrm_contact_id"], lead(api, a2)["amocrm_lead_id"]) == (1, 2)
     assert (lead(api, b2)["amocrm_contact_id"], lead(api, b2)["amocrm_lead_id"]) == (3, 4)
+
+
+def test_the_consolidation_trims_the_same_blanks_as_the_rpc(api: PostgrestSession) -> None:
+    """One rule for blank values, in the RPC and in the set-based import."""
+    from onai_db.consolidate.load import BLANKS
+
+    definition = api.query(
+        SERVICE, "select pg_get_functiondef('public.find_or_create_unified_lead'::regproc) as d"
+    )[0]["d"]
+    assert f"c_blank constant text := {BLANKS};" in definition

@@ -33,6 +33,8 @@ def fresh_target(stack: LocalStack, name: str) -> str:
 
 
 def fresh_source(stack: LocalStack, name: str, rows: int, seed: int) -> str:
+    """A generated legacy Landing database (the test's own name: whatever was there goes)."""
+    stack.create_database(name, drop=True)  # also a fixture made before fixtures were marked
     url, _counts = create_landing_db(stack, name, rows=rows, seed=seed)
     return url
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from .load import json_object, parse_json
+from .load import blank_null, json_object, parse_json
 
 
 def _live_of(alias: str) -> str:
@@ -29,7 +29,7 @@ def _stage_reason(raw: str) -> str:
 
 def _journey_utm(meta: str, c: str) -> str:
     """A UTM field of a legacy journey row, from its metadata (trimmed, '' is NULL)."""
-    return f"nullif(btrim({meta} ->> '{c}'), '')"
+    return blank_null(f"{meta} ->> '{c}'")
 
 
 def _journey_problem(stage_ok: str, stage_raw: str, source: str, meta: str, utm_of: str | None = None) -> str:
@@ -68,9 +68,9 @@ BATCH_COMPS = f"""
 create temp table bc on commit drop as
 select
   b.comp,
-  nullif(btrim(b.name), '') as name,
-  nullif(btrim(b.phone), '') as phone,
-  nullif(btrim(b.email), '') as email,
+  {blank_null("b.name")} as name,
+  {blank_null("b.phone")} as phone,
+  {blank_null("b.email")} as email,
   b.source_canonical as source,
   b.source as source_raw,
   b.amocrm_lead_id, b.amocrm_contact_id, b.amocrm_synced, b.email_sent, b.sms_sent, b.click_count,
@@ -87,11 +87,11 @@ where b.comp_size = 1
 union all
 select
   b.comp,
-  {_first("nullif(btrim(b.name), '')", "nullif(btrim(b.name), '') is not null")},
-  coalesce({_first("nullif(btrim(b.phone), '')", "b.phone_n is not null")},
-    {_first("nullif(btrim(b.phone), '')", "nullif(btrim(b.phone), '') is not null")}),
-  coalesce({_first("nullif(btrim(b.email), '')", "b.email_n is not null")},
-    {_first("nullif(btrim(b.email), '')", "nullif(btrim(b.email), '') is not null")}),
+  {_first(blank_null("b.name"), blank_null("b.name") + " is not null")},
+  coalesce({_first(blank_null("b.phone"), "b.phone_n is not null")},
+    {_first(blank_null("b.phone"), blank_null("b.phone") + " is not null")}),
+  coalesce({_first(blank_null("b.email"), "b.email_n is not null")},
+    {_first(blank_null("b.email"), blank_null("b.email") + " is not null")}),
   {_first("b.source_canonical", "b.source_canonical is not null")},
   {_first("b.source", "b.source is not null")},
   {_first("b.amocrm_lead_id", "b.amocrm_lead_id is not null")},
@@ -349,7 +349,7 @@ union all
 select
   l.lead_id, j.stage, j.source_canonical,
   j.utm_source, j.utm_medium, j.utm_campaign, j.utm_content, j.utm_term,
-  jsonb_strip_nulls(jsonb_build_object('source', j.source, 'stage', j.stage_raw)),
+  jsonb_strip_nulls(jsonb_build_object('source', j.source, 'stage', j.stage_raw, 'lead_id', j.lead_id)),
   j.metadata, 'legacy:lead_journey:' || j.legacy_id, j.occurred_at, 'lead_journey', j.legacy_id
 from bj as j join bl as l on l.comp = j.comp
 where j.problem is null
@@ -386,10 +386,8 @@ insert into public.traffic_lead_journey (
 )
 select
   {_live}, x.stage, so.canonical,
-  nullif(btrim(x.meta ->> 'utm_source'), ''), nullif(btrim(x.meta ->> 'utm_medium'), ''),
-  nullif(btrim(x.meta ->> 'utm_campaign'), ''), nullif(btrim(x.meta ->> 'utm_content'), ''),
-  nullif(btrim(x.meta ->> 'utm_term'), ''),
-  jsonb_strip_nulls(jsonb_build_object('source', x.source, 'stage', x.stage_raw)),
+  {", ".join(_journey_utm("x.meta", c) for c in _UTM)},
+  jsonb_strip_nulls(jsonb_build_object('source', x.source, 'stage', x.stage_raw, 'lead_id', x.lead_id)),
   x.meta, 'legacy:lead_journey:' || x.id, x.occurred_at, 'lead_journey', x.id
 from (
   select j.id, j.lead_id, j.source, j.stage as stage_raw, st.stage, coalesce(st.ok, false) as stage_ok,

@@ -58,8 +58,38 @@ TARGET_OBJECTS = (
 )
 
 
+def prepare_source(conn: psycopg.Connection) -> None:
+    """Session settings under which the source's text is read the same way whatever the
+    database's own settings: UTF-8, ISO dates (a DMY or MDY DateStyle would be read back
+    with day and month swapped), UTC. A SQL_ASCII database has no encoding to convert from."""
+    row = conn.execute("select current_setting('server_encoding')").fetchone()
+    encoding = row[0] if row else ""
+    if isinstance(encoding, bytes):  # psycopg hands SQL_ASCII text over undecoded
+        encoding = encoding.decode("ascii", "replace")
+    if encoding == "SQL_ASCII":
+        conn.rollback()
+        raise ConsolidationError(
+            "the source database's encoding is SQL_ASCII, so its text has no known encoding: restore a dump of "
+            "it into a UTF8 database (pg_dump --encoding=<the real encoding>) and consolidate from that"
+        )
+    conn.execute(
+        "select set_config('client_encoding', 'UTF8', false), set_config('datestyle', 'ISO, YMD', false),"
+        " set_config('intervalstyle', 'postgres', false), set_config('timezone', 'UTC', false)"
+    )
+    conn.commit()
+
+
+# the legacy tables whose ids the mapping and the quarantine key on (at most 100 characters)
+ID_CHECK_SQL = """
+select count(*) filter (where id is null), count(*) filter (where length(id::text) > 100)
+from public.{table}
+"""
+
+
 def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
-    """The source's column lists per legacy table; raises when a table or column is missing."""
+    """The source's column lists per legacy table; raises when a table or column is missing,
+    or when rows have no id (or one longer than 100 characters) to be accounted for by."""
+    prepare_source(conn)
     rows = conn.execute(
         "select table_name, array_agg(column_name::text order by ordinal_position),"
         " array_agg(data_type::text order by ordinal_position) "
@@ -100,6 +130,20 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
                     f"source table {table} has an unexpected schema: column {column} is "
                     f"{types[table][column]}, expected {' or '.join(accepted)}"
                 )
+    for table in LEGACY_TABLES:
+        row = conn.execute(ID_CHECK_SQL.format(table=table)).fetchone()  # type: ignore[arg-type]
+        conn.rollback()
+        nulls, long_ids = row if row else (0, 0)
+        if nulls or long_ids:
+            what = (
+                f"{nulls} row(s) without an id"
+                if nulls
+                else f"{long_ids} row(s) with an id longer than 100 characters"
+            )
+            raise ConsolidationError(
+                f"source table {table} has {what}: every row is accounted for by its id, so give those rows "
+                "ids (or remove them) in Landing first; nothing was written"
+            )
     return columns
 
 

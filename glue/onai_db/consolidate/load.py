@@ -53,7 +53,8 @@ def parse_json(expr: str) -> str:
     """A legacy json(b) value (text in the raw tables) parsed as jsonb. A ``\\u0000`` escape,
     which a json column accepts and jsonb cannot hold, becomes U+FFFD (the backup keeps the
     original), so one such value does not stop the run."""
-    fixed = f"replace({expr}, '\\u0000', '\\ufffd')"
+    # an escaped backslash followed by "u0000" is text, not the escape: even runs of backslashes
+    fixed = rf"regexp_replace({expr}, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g')"
     return f"(case when strpos({expr}, '\\u0000') > 0 then {fixed} else {expr} end)::jsonb"
 
 
@@ -70,8 +71,20 @@ def _jsonb(expr: str) -> str:
     return json_object(parse_json(expr))
 
 
-def _utm(expr: str) -> str:
-    return f"nullif(btrim({expr}), '')"
+# what counts as blank around a value, as in find_or_create_unified_lead (20261123100400):
+# spaces, tabs, line breaks, no-break and other unicode spaces, zero-width spaces
+BLANKS = (
+    r"U&' \0009\000A\000B\000C\000D\0085\00A0\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009"
+    r"\200A\200B\2028\2029\202F\205F\3000\FEFF'"
+)
+
+
+def blank_null(expr: str) -> str:
+    """``expr`` trimmed of blanks, NULL when nothing is left (the RPC's rule)."""
+    return f"nullif(btrim({expr}, {BLANKS}), '')"
+
+
+_utm = blank_null
 
 
 STAGE_SQL = f"""
@@ -82,15 +95,15 @@ insert into private.consolidation_stage_leads (
 )
 select
   row_number() over (order by u.created_at, u.src_rank, length(u.legacy_id), u.legacy_id),  -- ids 9 < 10
-  u.src, u.legacy_id, u.name, u.email, u.phone, u.source, ms.canonical,
+  u.src, u.legacy_id, u.name, u.email, u.phone, {blank_null("u.source")}, ms.canonical,
   u.utm_source, u.utm_medium, u.utm_campaign, u.utm_content, u.utm_term,
   u.metadata, u.amocrm_lead_id, u.amocrm_contact_id, u.amocrm_synced, u.email_sent, u.sms_sent,
   least(u.click_count, 2147483647)::integer,
   u.created_at,
   public.normalize_phone(u.phone), private.normalize_email(u.email),
   case
-    when nullif(btrim(u.name), '') is null and nullif(btrim(u.email), '') is null
-      and nullif(btrim(u.phone), '') is null then 'no name, email or phone'
+    when {blank_null("u.name")} is null and {blank_null("u.email")} is null
+      and {blank_null("u.phone")} is null then 'no name, email or phone'
     when length(u.name) > 200 then 'name longer than 200 characters'
     when length(u.email) > 320 then 'email longer than 320 characters'
     when length(u.phone) > 64 then 'phone longer than 64 characters'
@@ -140,9 +153,9 @@ STAGE_EXPR = "btrim(regexp_replace(lower(btrim({s})), '[^a-z0-9]+', '_', 'g'), '
 # regular expressions run per distinct value, not per row (millions of journey rows).
 MAP_SQL = (
     "drop table if exists private.consolidation_map_source",
-    """
+    f"""
     create unlogged table private.consolidation_map_source as
-    select x.raw, private.canonical_lead_source(x.raw) as canonical
+    select x.raw, private.canonical_lead_source({blank_null("x.raw")}) as canonical
     from (
       select source as raw from private.consolidation_raw_landing_leads
       union select source from private.consolidation_raw_unified_lead_tracking
@@ -151,7 +164,8 @@ MAP_SQL = (
     ) as x
     where x.raw is not null
     """,
-    "create unique index on private.consolidation_map_source (raw)",
+    # hash: a raw value may be longer than a btree entry can be (it is then quarantined)
+    "create index on private.consolidation_map_source using hash (raw)",
     "drop table if exists private.consolidation_map_stage",
     f"""
     create unlogged table private.consolidation_map_stage as
@@ -159,7 +173,7 @@ MAP_SQL = (
     from (select distinct stage as raw from private.consolidation_raw_lead_journey where stage is not null) as x
     cross join lateral (select {STAGE_EXPR.format(s="x.raw")} as stage) as n
     """,
-    "create unique index on private.consolidation_map_stage (raw)",
+    "create index on private.consolidation_map_stage using hash (raw)",
 )
 
 

@@ -30,6 +30,11 @@ def render_report(console: Console, report: Report) -> None:
     facts = Table(show_header=False, title="Checks")
     facts.add_row("journey links preserved", f"{report.journey_links_checked - report.journey_links_broken:,}"
                   f" / {report.journey_links_checked:,}")  # fmt: skip
+    if report.journey_links_changed_in_landing:
+        facts.add_row(
+            "journey rows re-linked in Landing since their import (kept as imported)",
+            f"{report.journey_links_changed_in_landing:,}",
+        )
     facts.add_row("consolidated leads", f"{report.leads_consolidated:,}")
     facts.add_row("with first-touch UTM", f"{report.leads_with_utm:,}")
     facts.add_row(

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ..connection import connect
+from ..connection import connect, describe_error
 from ..errors import ConsolidationError
 from . import apply, backup, identity, load
 from .connect import check_source, check_target
@@ -68,7 +68,13 @@ def _tune(conn: psycopg.Connection) -> None:
 # a batch that lost a deadlock or a serialization conflict to a live writer (or to another
 # job, once live writes linked persons of two batches) is rolled back and applied again
 BATCH_ATTEMPTS = 5
-RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+# (a unique violation: a live writer took a phone or email again between the batch's rejoin
+# and its update; the retry reads the new state)
+RETRYABLE = (
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.UniqueViolation,
+)
 
 
 def _apply_one(
@@ -180,6 +186,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
     progress = opts.progress
     src = connect(opts.source_url, "source (Landing)")
     tgt = connect(opts.target_url, "target (Traffic)")
+    run_id: int | None = None
     try:
         columns = check_source(src)
         check_target(tgt)
@@ -291,6 +298,26 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
             )
             tgt.commit()
         return report
+    except Exception as exc:
+        if run_id is not None and not opts.dry_run:
+            _mark_failed(tgt, run_id, exc)
+        raise
     finally:
         src.close()
         tgt.close()
+
+
+def _mark_failed(conn: psycopg.Connection, run_id: int, exc: Exception) -> None:
+    """The ledger says the run failed and why (what it committed stays; a re-run goes on
+    from there). Best effort: the connection itself may be what failed."""
+    error = describe_error(exc) if isinstance(exc, psycopg.Error) else str(exc)
+    try:
+        conn.rollback()
+        conn.execute(
+            "update private.consolidation_runs set status = 'failed', finished_at = now(),"
+            " report = jsonb_build_object('error', %s::text) where id = %s and status = 'running'",
+            (error, run_id),
+        )
+        conn.commit()
+    except psycopg.Error:
+        pass

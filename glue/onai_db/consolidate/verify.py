@@ -36,6 +36,7 @@ class Report:
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     journey_links_checked: int = 0
     journey_links_broken: int = 0
+    journey_links_changed_in_landing: int = 0  # lead_id edited in Landing after the row's import
     leads_consolidated: int = 0
     leads_with_utm: int = 0
     leads_attributed: int = 0
@@ -126,15 +127,18 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
         """
         select count(*),
           count(*) filter (where t.lead_id is distinct from
-            case when ml.merged_into is null then ml.id else private.live_lead(ml.id) end)
+            case when ml.merged_into is null then ml.id else private.live_lead(ml.id) end),
+          count(*) filter (where t.input ? 'lead_id' and t.input ->> 'lead_id' is distinct from r.lead_id::text)
         from private.consolidation_raw_lead_journey as r
         join public.traffic_lead_journey as t on t.legacy_source_table = 'lead_journey' and t.legacy_id = r.id
-        left join private.legacy_lead_map as m on m.source_table = 'landing_leads' and m.legacy_id = r.lead_id
+        -- the Landing lead the row had when it was imported (imported rows are not re-applied)
+        left join private.legacy_lead_map as m
+          on m.source_table = 'landing_leads' and m.legacy_id = coalesce(t.input ->> 'lead_id', r.lead_id::text)
         left join public.traffic_leads as ml on ml.id = m.lead_id
         """
     ).fetchone()
     assert links is not None
-    report.journey_links_checked, report.journey_links_broken = links
+    report.journey_links_checked, report.journey_links_broken, report.journey_links_changed_in_landing = links
     cov = conn.execute(
         """
         with leads as (

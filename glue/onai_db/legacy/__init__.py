@@ -17,14 +17,21 @@ __all__ = ["LEGACY_TABLES", "GeneratedCounts", "create_landing_db", "generate", 
 
 # what the database holds, when it exists: the onai-db migrations, the legacy lead table,
 # any table at all outside the system schemas
+# the comment `legacy create` puts on its databases: only those are ever dropped by it
+FIXTURE_MARKER = "onai-db legacy fixture: generated data, replaced by `onai-db legacy create`"
+
 _CONTENTS_SQL = """
 select
   to_regnamespace('supabase_migrations') is not null or to_regclass('public.traffic_leads') is not null,
-  to_regclass('public.landing_leads') is not null,
+  coalesce(
+    (select shobj_description(d.oid, 'pg_database') from pg_catalog.pg_database as d
+     where d.datname = current_database()),
+    ''
+  ) = %(marker)s,
   exists (
     select 1 from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
     where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
-      and n.nspname not like 'pg\\_%'
+      and n.nspname not like 'pg\\_%%'
   )
 """
 
@@ -35,15 +42,22 @@ def refuse_to_replace(stack: LocalStack, dbname: str) -> None:
     if not stack.database_exists(dbname):
         return
     with stack.admin_connect(dbname) as conn:
-        migrated, legacy, has_tables = conn.execute(_CONTENTS_SQL).fetchone() or (False, False, False)
+        migrated, fixture, has_tables = conn.execute(
+            _CONTENTS_SQL, {"marker": FIXTURE_MARKER}
+        ).fetchone() or (
+            False,
+            False,
+            False,
+        )
     if migrated:
         raise ConfigError(
             f"database {dbname!r} holds the onai-db migrations; `legacy create` would drop it: choose another --db"
         )
-    if has_tables and not legacy:
+    if has_tables and not fixture:
         raise ConfigError(
-            f"database {dbname!r} holds tables but no public.landing_leads, so it is not a legacy fixture; "
-            "`legacy create` would drop it: choose another --db"
+            f"database {dbname!r} holds tables and was not made by `legacy create` (a real Landing copy, or a "
+            "fixture from before 2026-11-23), so `legacy create` will not drop it: choose another --db, or drop "
+            "it yourself if it is an old fixture"
         )
 
 
@@ -66,6 +80,7 @@ def create_landing_db(
     with stack.admin_connect(dbname) as admin:
         admin.execute(f'alter database "{dbname}" owner to postgres')
         admin.execute("alter schema public owner to postgres")
+        admin.execute(f"comment on database \"{dbname}\" is '{FIXTURE_MARKER}'")
         admin.commit()
     url = stack.database_url(dbname)
     with psycopg.connect(url, autocommit=True) as conn:

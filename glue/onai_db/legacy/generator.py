@@ -56,7 +56,7 @@ STAGES = (
     "payment_succeeded", "payment_failed",
 )  # fmt: skip
 MESSY_STAGES = ("ExpressCourse-Clicked", " proftest_submitted ", "Payment Succeeded", "???")
-ABSURD_PHONES = ("звонить вечером", "123", "+7 (000) 000", "8-800-SHOP", "0", "+1 555 0100 ext 7")
+ABSURD_PHONES = ("звонить вечером", "123", "+7 (000) 000", "8-800-SHOP", "0", "+1 555 01 ext 7")
 INVALID_EMAILS = ("n/a", "aigerim@", "test@@mail.ru", "нет почты", "user@localhost")
 BASE_TIME = datetime(2025, 1, 6, tzinfo=UTC)
 
