@@ -110,3 +110,39 @@ def test_deleting_an_auth_user_removes_their_roles_and_profile(
     assert (
         api.query(SERVICE, "select count(*) as n from public.traffic_users where id = %s", [uid])[0]["n"] == 0
     )
+
+
+def test_a_deactivated_traffic_user_loses_access_until_reactivated(api: PostgrestSession, cast: Cast) -> None:
+    """is_active = false takes the user's app roles away (kept in suspended_roles), no role can
+    be granted meanwhile, and reactivation gives them back (it had no effect at all before)."""
+    from support.leads import record, unique_phone
+
+    who = cast.targetologist
+    lead_id = record(api, p_phone=unique_phone(), p_utm_source="fb_arystan")["lead_id"]
+    sees = "select count(*) as n from public.traffic_leads where id = %s"
+    assert api.query(who, sees, [lead_id]) == [{"n": 1}]
+    try:
+        api.query(
+            cast.admin, "update public.traffic_users set is_active = false where id = %s", [who.user_id]
+        )
+        assert roles_of(api, who.user_id) == set()
+        assert api.query(
+            SERVICE,
+            "select suspended_roles::text[] as r from public.traffic_users where id = %s",
+            [who.user_id],
+        ) == [{"r": ["targetologist"]}]
+        assert api.query(who, sees, [lead_id]) == [{"n": 0}]
+        with pytest.raises(ApiError) as err:
+            api.query(
+                cast.admin,
+                "insert into public.app_user_roles (user_id, role) values (%s, 'sales_manager')",
+                [who.user_id],
+            )
+        assert err.value.code == "55000"
+    finally:
+        api.query(cast.admin, "update public.traffic_users set is_active = true where id = %s", [who.user_id])
+    assert roles_of(api, who.user_id) == {"targetologist"}
+    assert api.query(who, sees, [lead_id]) == [{"n": 1}]
+    assert api.query(
+        SERVICE, "select suspended_roles::text[] as r from public.traffic_users where id = %s", [who.user_id]
+    ) == [{"r": []}]

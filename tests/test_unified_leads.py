@@ -569,3 +569,19 @@ def test_the_consolidation_trims_the_same_blanks_as_the_rpc(api: PostgrestSessio
         SERVICE, "select pg_get_functiondef('public.find_or_create_unified_lead'::regproc) as d"
     )[0]["d"]
     assert f"c_blank constant text := {BLANKS};" in definition
+
+
+def test_the_legacy_view_shows_the_attributed_utm_over_the_leads_own_metadata(api: PostgrestSession) -> None:
+    """Legacy readers attribute by landing_leads.metadata ->> 'utm_source': a caller's metadata
+    must not show them another source than the lead is attributed to."""
+    row = record(
+        api,
+        p_phone=unique_phone(),
+        p_utm_source="fb_arystan",
+        p_metadata={"utm_source": "fb_kenesary", "k": 1},
+    )
+    view = api.query(
+        SERVICE, "select utm_source, metadata from public.landing_leads where id = %s", [row["lead_id"]]
+    )[0]
+    assert view["utm_source"] == "fb_arystan"
+    assert view["metadata"]["utm_source"] == "fb_arystan" and view["metadata"]["k"] == 1

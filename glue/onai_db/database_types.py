@@ -481,6 +481,7 @@ class PublicTrafficUsers(BaseModel):
     full_name: str = Field(alias="full_name")
     id: uuid.UUID = Field(alias="id")
     is_active: bool = Field(alias="is_active")
+    suspended_roles: List[PublicAppRole] = Field(alias="suspended_roles")
     team_id: Optional[uuid.UUID] = Field(alias="team_id")
     updated_at: datetime.datetime = Field(alias="updated_at")
 
@@ -490,6 +491,7 @@ class PublicTrafficUsersInsert(TypedDict):
     full_name: Annotated[str, Field(alias="full_name")]
     id: Annotated[uuid.UUID, Field(alias="id")]
     is_active: NotRequired[Annotated[bool, Field(alias="is_active")]]
+    suspended_roles: NotRequired[Annotated[List[PublicAppRole], Field(alias="suspended_roles")]]
     team_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="team_id")]]
     updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
 
@@ -499,6 +501,7 @@ class PublicTrafficUsersUpdate(TypedDict):
     full_name: NotRequired[Annotated[str, Field(alias="full_name")]]
     id: NotRequired[Annotated[uuid.UUID, Field(alias="id")]]
     is_active: NotRequired[Annotated[bool, Field(alias="is_active")]]
+    suspended_roles: NotRequired[Annotated[List[PublicAppRole], Field(alias="suspended_roles")]]
     team_id: NotRequired[Annotated[Optional[uuid.UUID], Field(alias="team_id")]]
     updated_at: NotRequired[Annotated[datetime.datetime, Field(alias="updated_at")]]
 
