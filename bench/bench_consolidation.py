@@ -57,6 +57,7 @@ def plain_copy(source_url: str, target_url: str) -> tuple[float, int]:
 
 def run(ctx: BenchContext) -> list[Result]:
     lead_rows = ctx.scale(1_000_000, 20_000)
+    ctx.stack.create_database(SOURCE_DB, drop=True)  # the bench's own fixture, marked or not
     source_url, counts = create_landing_db(ctx.stack, SOURCE_DB, rows=lead_rows, seed=42)
     total_rows = sum(counts.rows.values())
     baseline_s, copied = plain_copy(source_url, ctx.url())

@@ -1,7 +1,7 @@
 -- API roles: no privilege on sequences, and no EXECUTE on functions created from now on
 -- unless a migration grants it.
 --
--- Foundation (security review, 2026-11-23): the default privileges hosted Supabase leaves
+-- Foundation (security review of stop 12): the default privileges hosted Supabase leaves
 -- behind (and the platform bootstrap reproduces) gave anon and authenticated UPDATE on every
 -- sequence in public. PostgREST never touches a sequence, but anyone running SQL as those
 -- roles could setval() traffic_leads_lead_no_seq or outbox_jobs_id_seq and break intake and

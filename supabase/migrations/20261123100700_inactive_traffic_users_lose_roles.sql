@@ -1,7 +1,7 @@
 -- A deactivated Traffic user (traffic_users.is_active = false) loses their app roles until
 -- they are active again.
 --
--- Foundation (security review, 2026-11-23): no policy or helper read is_active, so a
+-- Foundation (security review of stop 12): no policy or helper read is_active, so a
 -- targetologist or sales manager an admin had deactivated kept seeing every lead they saw
 -- before, until someone also removed their roles by hand. Every access rule reads
 -- app_user_roles on every statement (private.has_role, private.is_staff, the dashboard, the

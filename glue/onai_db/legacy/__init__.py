@@ -56,7 +56,7 @@ def refuse_to_replace(stack: LocalStack, dbname: str) -> None:
     if has_tables and not fixture:
         raise ConfigError(
             f"database {dbname!r} holds tables and was not made by `legacy create` (a real Landing copy, or a "
-            "fixture from before 2026-11-23), so `legacy create` will not drop it: choose another --db, or drop "
+            "fixture made by an earlier onai-db), so `legacy create` will not drop it: choose another --db, or drop "
             "it yourself if it is an old fixture"
         )
 
