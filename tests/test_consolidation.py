@@ -824,21 +824,72 @@ def test_a_journey_row_relinked_in_landing_after_its_import_is_reported_not_brok
     assert (again.journey_links_broken, again.journey_links_changed_in_landing) == (0, 1)
 
 
-def test_a_run_that_fails_is_marked_failed_with_its_error(stack: LocalStack, tmp_path: Path) -> None:
-    """A value json accepts and jsonb cannot hold (a lone surrogate escape) still stops the
-    run; the ledger then says failed and why, instead of 'running' for ever."""
-    source = fresh_source(stack, "cons_failed", rows=5, seed=15)
+def test_json_values_jsonb_cannot_hold_are_kept_as_text_and_counted(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """A json column accepts a lone surrogate escape and numbers beyond numeric's range;
+    jsonb refuses them. Such a value is imported as {"legacy_json_text": <the text>} and
+    counted, the run goes on; valid values of the same column (a surrogate pair, an
+    exponent that fits) are imported as json."""
+    source = fresh_source(stack, "cons_badjson", rows=5, seed=15)
     with psycopg.connect(source, autocommit=True) as conn:
-        conn.execute("alter table lead_journey alter column metadata type json using metadata::json")
-        conn.execute('update lead_journey set metadata = \'{"a": "\\ud800"}\'')
+        for table, column in (("lead_journey", "metadata"), ("landing_leads", "metadata")):
+            conn.execute(f"alter table {table} alter column {column} type json using {column}::json")
+        host = conn.execute(
+            "insert into landing_leads (name, phone, metadata) values ('Bad json', '+77015550501',"
+            """ '{"a": 1e1000000}') returning id"""
+        ).fetchone()[0]
+        journey = [
+            conn.execute(
+                "insert into lead_journey (lead_id, stage, metadata) values (%s, 'proftest_submitted', %s)"
+                " returning id",
+                (host, text),
+            ).fetchone()[0]
+            for text in (
+                '{"a": "\\ud800"}',
+                '{"a": 0.' + "0" * 17000 + "1}",
+                '{"a": "\\ud83d\\ude00", "b": 1e99999}',
+            )
+        ]
+    target = fresh_target(stack, "cons_badjson_t")
+    report = consolidate(source, target, tmp_path)
+    assert report.ok, report.to_json()
+    assert report.data_quality["json_values_kept_as_text"] == 3
+    with psycopg.connect(target) as conn:
+        lead = conn.execute(
+            "select metadata ->> 'legacy_json_text' from public.traffic_leads where phone_normalized = '+77015550501'"
+        ).fetchone()
+        rows = dict(
+            conn.execute(
+                "select event_key, jsonb_strip_nulls(jsonb_build_object('kept', metadata -> 'legacy_json_text', 'a', metadata -> 'a',"
+                " 'b', (metadata -> 'b')::text)) from public.traffic_lead_journey where event_key = any(%s)",
+                ([f"legacy:lead_journey:{i}" for i in journey],),
+            ).fetchall()
+        )
+    assert lead == ('{"a": 1e1000000}',)
+    assert rows[f"legacy:lead_journey:{journey[0]}"] == {"kept": '{"a": "\\ud800"}'}
+    assert rows[f"legacy:lead_journey:{journey[1]}"]["kept"].endswith("01}")
+    assert rows[f"legacy:lead_journey:{journey[2]}"] == {"a": "\U0001f600", "b": "1" + "0" * 99999}
+    again = consolidate(source, target, tmp_path / "again")
+    assert again.ok and not again.changed, again.to_json()
+
+
+def test_a_run_that_fails_is_marked_failed_with_its_error(stack: LocalStack, tmp_path: Path) -> None:
+    """A run stopped by an error (here a check the target gained that the import does not
+    know) is marked failed in the ledger with its error, not left 'running' for ever."""
+    source = fresh_source(stack, "cons_failed", rows=5, seed=15)
     target = fresh_target(stack, "cons_failed_t")
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute(
+            "alter table public.traffic_lead_journey add constraint no_new_rows check (false) not valid"
+        )
     with pytest.raises(psycopg.Error):
         consolidate(source, target, tmp_path)
     with psycopg.connect(target) as conn:
         status, error = conn.execute(
             "select status, report ->> 'error' from private.consolidation_runs order by id desc limit 1"
         ).fetchone()
-        assert status == "failed" and "SQLSTATE 22P02" in error, error
+        assert status == "failed" and "SQLSTATE 23514" in error, error
 
 
 def test_a_sql_ascii_source_is_one_clear_error(stack: LocalStack, tmp_path: Path) -> None:
@@ -854,3 +905,19 @@ def test_a_sql_ascii_source_is_one_clear_error(stack: LocalStack, tmp_path: Path
     target = fresh_target(stack, "cons_ascii_t")
     with pytest.raises(ConsolidationError, match="encoding is SQL_ASCII"):
         consolidate(stack.database_url("cons_ascii", "supabase_admin"), target, tmp_path)
+
+
+def test_data_quality_counts_read_blanks_as_the_rpc_does(stack: LocalStack, tmp_path: Path) -> None:
+    """A phone or email of only tabs, line breaks or no-break spaces is blank (as in
+    find_or_create_unified_lead), not an unusable value kept raw."""
+    source = fresh_source(stack, "cons_dqblank", rows=10, seed=16)
+    target = fresh_target(stack, "cons_dqblank_t")
+    before = consolidate(source, target, tmp_path).data_quality
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "insert into landing_leads (name, phone, email) values ('Blank', E'\\u00a0\\t', E'\\r\\n'),"
+            " ('Junk', 'call me', 'not an email')"
+        )
+    after = consolidate(source, target, tmp_path / "again").data_quality
+    assert after["unusable_phones_kept_raw"] == before["unusable_phones_kept_raw"] + 1
+    assert after["invalid_emails_kept_raw"] == before["invalid_emails_kept_raw"] + 1

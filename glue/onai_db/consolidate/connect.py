@@ -147,6 +147,24 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
     return columns
 
 
+def json_typed_columns(conn: psycopg.Connection) -> dict[str, list[str]]:
+    """The imported json columns whose source type is ``json`` (not ``jsonb``): their text may
+    hold values jsonb refuses (a lone unicode surrogate escape, a number beyond numeric's
+    range), which the import keeps as text instead of failing on them."""
+    wanted = [(t, c) for t, cols in COLUMN_TYPES.items() for c, kinds in cols.items() if kinds == _JSON]
+    rows = conn.execute(
+        "select c.table_name::text, c.column_name::text from information_schema.columns as c"
+        " join unnest(%s::text[], %s::text[]) as w (t, col) on (w.t, w.col) = (c.table_name, c.column_name)"
+        " where c.table_schema = 'public' and c.data_type = 'json' order by 1, 2",
+        ([t for t, _ in wanted], [c for _, c in wanted]),
+    ).fetchall()
+    conn.rollback()
+    found: dict[str, list[str]] = {}
+    for table, column in rows:
+        found.setdefault(table, []).append(column)
+    return found
+
+
 def check_target(conn: psycopg.Connection) -> None:
     """Raises unless the target has the onai-db migrations (ours included)."""
     rows = conn.execute(

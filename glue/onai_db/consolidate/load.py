@@ -15,8 +15,45 @@ def raw_table(table: str) -> str:
     return f"consolidation_raw_{table}"
 
 
-def load_raw(conn: psycopg.Connection, manifest: Manifest, progress: Progress) -> None:
-    """(Re)create private.consolidation_raw_<table> (all columns text) from each CSV."""
+# a json text that jsonb may refuse: a unicode surrogate escape (lone ones are refused), an
+# exponent of 5+ digits (beyond numeric's range from 1e131072), or a long value (a number of
+# 16,384+ digits); only these are asked about, with a subtransaction each
+_JSONB_DOUBT = r"(\\u[dD][89a-fA-F]|[eE][+-]?[0-9]{5})"
+KEPT_JSON_KEY = "legacy_json_text"
+
+
+def keep_unreadable_json(conn: psycopg.Connection, table: str, column: str) -> int:
+    """Values of a json-typed source column that jsonb cannot hold become
+    ``{"legacy_json_text": <the text>}`` in the scratch table (the backup keeps the file as it
+    was), so one such value neither stops the run nor is lost. Returns how many."""
+    ident = sql.Identifier("private", raw_table(table))
+    col = sql.Identifier(column)
+    cur = conn.execute(
+        sql.SQL(
+            "update {t} as r set {c} = pg_catalog.jsonb_build_object({k}, r.{c})::text"
+            " where (r.{c} ~ {doubt} or pg_catalog.length(r.{c}) > 16000)"
+            " and not private.jsonb_accepts({fixed})"
+        ).format(
+            t=ident,
+            c=col,
+            k=sql.Literal(KEPT_JSON_KEY),
+            doubt=sql.Literal(_JSONB_DOUBT),
+            fixed=sql.SQL(_without_nul(f"r.{column}")),
+        )
+    )
+    return cur.rowcount
+
+
+def load_raw(
+    conn: psycopg.Connection,
+    manifest: Manifest,
+    progress: Progress,
+    json_columns: dict[str, list[str]] | None = None,
+) -> int:
+    """(Re)create private.consolidation_raw_<table> (all columns text) from each CSV.
+    ``json_columns`` names the source columns of type json (see :func:`keep_unreadable_json`);
+    returns how many of their values were kept as text."""
+    kept = 0
     for table, info in manifest.tables.items():
         ident = sql.Identifier("private", raw_table(table))
         cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in info.columns)
@@ -34,6 +71,8 @@ def load_raw(conn: psycopg.Connection, manifest: Manifest, progress: Progress) -
                     cp.write(chunk)
             if cur.rowcount != info.rows:
                 raise RuntimeError(f"{table}: loaded {cur.rowcount} rows, the backup has {info.rows}")
+        for column in (json_columns or {}).get(table, []):
+            kept += keep_unreadable_json(conn, table, column)
         if table in ("lead_journey", "scheduled_notifications"):
             conn.execute(sql.SQL("create index on {} (lead_id)").format(ident))
         try:
@@ -47,15 +86,21 @@ def load_raw(conn: psycopg.Connection, manifest: Manifest, progress: Progress) -
             ) from None
         conn.execute(sql.SQL("analyze {}").format(ident))
         progress("stage", 1, len(manifest.tables) + 1)
+    return kept
 
 
 def parse_json(expr: str) -> str:
     """A legacy json(b) value (text in the raw tables) parsed as jsonb. A ``\\u0000`` escape,
     which a json column accepts and jsonb cannot hold, becomes U+FFFD (the backup keeps the
     original), so one such value does not stop the run."""
+    return f"{_without_nul(expr)}::jsonb"
+
+
+def _without_nul(expr: str) -> str:
+    """``expr`` (json text) with each ``\\u0000`` escape as ``\\ufffd``."""
     # an escaped backslash followed by "u0000" is text, not the escape: even runs of backslashes
     fixed = rf"regexp_replace({expr}, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g')"
-    return f"(case when strpos({expr}, '\\u0000') > 0 then {fixed} else {expr} end)::jsonb"
+    return f"(case when strpos({expr}, '\\u0000') > 0 then {fixed} else {expr} end)"
 
 
 def json_object(parsed: str) -> str:

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from ..connection import connect, describe_error
 from ..errors import ConsolidationError
 from . import apply, backup, identity, load
-from .connect import check_source, check_target
+from .connect import check_source, check_target, json_typed_columns
 from .verify import Report, verify
 
 PHASES = ("backup", "stage", "identity", "leads", "journey", "verify")
@@ -189,6 +189,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
     run_id: int | None = None
     try:
         columns = check_source(src)
+        json_columns = json_typed_columns(src)
         check_target(tgt)
         tgt.autocommit = True
         _take_lock(tgt, opts.lock_wait_s)
@@ -229,7 +230,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
             tgt.execute("update private.consolidation_runs set phase = %s where id = %s", (name, run_id))
 
         t0 = time.perf_counter()
-        load.load_raw(tgt, manifest, progress)
+        json_kept = load.load_raw(tgt, manifest, progress, json_columns)
         load.build_stage(tgt, progress)
         phase("identity")
         commit()
@@ -285,6 +286,8 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         t0 = time.perf_counter()
         report.changes = changes
         verify(tgt, report)
+        if json_columns:
+            report.data_quality["json_values_kept_as_text"] = json_kept
         seconds["verify"] = time.perf_counter() - t0
         report.seconds = {k: round(v, 3) for k, v in seconds.items()}
         progress("verify", 1, 1)

@@ -7,6 +7,8 @@ from typing import Any
 
 import psycopg
 
+from .load import blank_null
+
 LEAD_TABLES = ("landing_leads", "lead_tracking", "unified_lead_tracking")
 
 
@@ -165,11 +167,11 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
         ).fetchall()
     )
     dq = conn.execute(
-        r"""
+        rf"""
         select
-          count(*) filter (where nullif(btrim(s.email), '') is not null and s.email_n is null),
-          count(*) filter (where nullif(btrim(s.phone), '') is not null and s.phone_n is null),
-          count(*) filter (where s.name ~ '([РС][^ ]){3}' or s.name like '%' || chr(65533) || '%'),
+          count(*) filter (where {blank_null("s.email")} is not null and s.email_n is null),
+          count(*) filter (where {blank_null("s.phone")} is not null and s.phone_n is null),
+          count(*) filter (where s.name ~ '([РС][^ ]){{3}}' or s.name like '%' || chr(65533) || '%'),
           count(*) filter (where s.source is not null and private.canonical_lead_source(s.source) is distinct from s.source),
           count(*) filter (where s.phone_n is null and s.email_n is null and s.problem is null)
         from private.consolidation_stage_leads as s
