@@ -289,6 +289,10 @@ def test_targetologist_sees_only_their_leads(api: PostgrestSession, cast: Cast) 
         ({"p_from": dt.date(2024, 1, 1), "p_to": dt.date(2026, 1, 1)}, "invalid period"),
         ({"p_timezone": "Mars/Olympus"}, "unknown time zone"),
         ({"p_timezone": None}, "must not be NULL"),
+        ({"p_timezone": "+05"}, "ambiguous time zone"),
+        ({"p_timezone": "5"}, "ambiguous time zone"),
+        ({"p_timezone": "UTC+5"}, "ambiguous time zone"),
+        ({"p_timezone": " gmt -06:00"}, "ambiguous time zone"),
         ({"p_group_by": None}, "must not be NULL"),
         ({"p_live": None}, "must not be NULL"),
         ({"p_to": dt.date(2026, 1, 1), "p_timezone": "Mars/Olympus"}, "unknown time zone"),
@@ -302,6 +306,13 @@ def test_dashboard_rejects_bad_input(api: PostgrestSession, cast: Cast, args: di
     with pytest.raises(ApiError) as err:
         api.rpc(cast.admin, "traffic_dashboard", **args)
     assert err.value.code == "22023" and needle in err.value.message and err.value.hint
+
+
+def test_dashboard_reads_iana_zones_and_abbreviations(api: PostgrestSession, cast: Cast) -> None:
+    """Only bare offsets are refused: IANA names (even Etc/GMT-5, whose sign the tz database
+    documents) and abbreviations still work."""
+    for zone in ("Asia/Almaty", "UTC", "Etc/GMT-5", "ALMT", "Europe/Moscow"):
+        assert isinstance(api.rpc(cast.admin, "traffic_dashboard", p_timezone=zone), list), zone
 
 
 def test_legacy_views_keep_the_seed_shapes(api: PostgrestSession, cast: Cast) -> None:
