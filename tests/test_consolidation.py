@@ -921,3 +921,22 @@ def test_data_quality_counts_read_blanks_as_the_rpc_does(stack: LocalStack, tmp_
     after = consolidate(source, target, tmp_path / "again").data_quality
     assert after["unusable_phones_kept_raw"] == before["unusable_phones_kept_raw"] + 1
     assert after["invalid_emails_kept_raw"] == before["invalid_emails_kept_raw"] + 1
+
+
+def test_the_report_counts_legacy_notifications_still_pending(stack: LocalStack, tmp_path: Path) -> None:
+    """Imported notifications are not sent by onai-db; the report says how many still wait."""
+    source = fresh_source(stack, "cons_pending", rows=40, seed=17)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "update scheduled_notifications set status = 'pending', scheduled_for = now() + interval '2 days'"
+            " where id in (select id from scheduled_notifications order by id limit 3)"
+        )
+        (want,) = conn.execute(
+            "select count(*) from scheduled_notifications as n join landing_leads as l on l.id = n.lead_id"
+            " where n.status = 'pending' and n.scheduled_for > now()"
+        ).fetchone()
+    target = fresh_target(stack, "cons_pending_t")
+    report = consolidate(source, target, tmp_path)
+    assert report.ok and want >= 1
+    assert report.notifications_pending == want
+    assert report.to_json()["notifications_pending"] == want

@@ -42,6 +42,11 @@ def render_report(console: Console, report: Report) -> None:
     )
     for k, v in report.data_quality.items():
         facts.add_row(k.replace("_", " "), f"{v:,}")
+    if report.notifications_pending:
+        facts.add_row(
+            "legacy notifications still pending (not sent by onai-db: review them, docs/consolidation.md)",
+            f"{report.notifications_pending:,}",
+        )
     for k, v in report.quarantine_reasons.items():
         facts.add_row(f"quarantined - {k}", f"{v:,}")
     console.print(facts)

@@ -43,6 +43,8 @@ class Report:
     leads_with_utm: int = 0
     leads_attributed: int = 0
     data_quality: dict[str, int] = field(default_factory=dict)
+    # imported notifications still pending in the future: nothing sends them (operator review)
+    notifications_pending: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -178,6 +180,11 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
         """
     ).fetchone()
     assert dq is not None
+    pending = conn.execute(
+        "select count(*) from private.legacy_scheduled_notifications"
+        " where status = 'pending' and scheduled_for > pg_catalog.now()"
+    ).fetchone()
+    report.notifications_pending = pending[0] if pending else 0
     report.data_quality = {
         "invalid_emails_kept_raw": dq[0],
         "unusable_phones_kept_raw": dq[1],
