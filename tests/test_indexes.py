@@ -6,7 +6,12 @@ on an unindexed column, or an index another one already covers, fails here.
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
+
+from support.cast import Cast
+from support.postgrest import PostgrestSession
 
 # Columns of a policy's own table in its USING / WITH CHECK expressions: the Var nodes of the
 # stored expression tree with varno 1 (the table) at query level 0 (not a subquery's column).
@@ -88,3 +93,26 @@ def test_merge_chain_lookups_use_the_partial_merged_into_index(owner_conn: psyco
         )
         owner_conn.execute("deallocate merged_into_probe")
     assert "traffic_leads_merged_into_idx" in plan, plan
+
+
+def _plan_nodes(node: dict) -> list[dict]:
+    return [node] + [n for child in node.get("Plans", []) for n in _plan_nodes(child)]
+
+
+def test_a_targetologist_reading_a_leads_journey_finds_their_leads_by_index(
+    api: PostgrestSession, cast: Cast
+) -> None:
+    """The journey policy's lookup of the targetologist's leads (live and merged) can use an
+    index: with sequential scans priced out, no plan node reads traffic_leads whole (the
+    lookup once had no usable index: the only utm_source index covered live leads only)."""
+    with api.probe(), api.request(cast.targetologist, "GET", "/lead_journey") as cur:
+        cur.execute("set local enable_seqscan = off")
+        cur.execute(
+            "explain (format json) select * from public.lead_journey where lead_id = %s", (uuid.uuid4(),)
+        )
+        row = cur.fetchone()
+        assert row is not None
+        nodes = _plan_nodes(row["QUERY PLAN"][0]["Plan"])
+    on_leads = [n["Node Type"] for n in nodes if n.get("Relation Name") == "traffic_leads"]
+    assert on_leads, "the policy's lookup of traffic_leads is not in the plan"
+    assert "Seq Scan" not in on_leads, on_leads
