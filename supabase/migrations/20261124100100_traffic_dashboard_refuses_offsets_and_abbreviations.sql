@@ -1,10 +1,14 @@
--- traffic_dashboard: a bare UTC offset as the time zone is refused, not read backwards.
+-- traffic_dashboard: a time zone written as an offset or an abbreviation is refused.
 --
 -- Issue 3, item 7: PostgreSQL reads a time zone written as an offset ('+05', '5', 'UTC+5',
--- 'GMT-06:00') the POSIX way, hours *west* of Greenwich: p_timezone => '+05' counted the
--- days of UTC-5, ten hours away from Kazakhstan's UTC+5, with no error. Such a value is now
--- refused (22023) with a hint naming the IANA zone to use; IANA names (Asia/Almaty, UTC,
--- Etc/GMT-5, whose sign the tz database documents) and abbreviations are read as before.
+-- 'GMT-06:00', 'ABC+5', 'EST5EDT') the POSIX way, hours *west* of Greenwich:
+-- p_timezone => '+05' counted the days of UTC-5, ten hours away from Kazakhstan's UTC+5,
+-- with no error. An abbreviation ('ALMT', 'MSK') is a fixed offset from PostgreSQL's own
+-- abbreviation table, which may be out of date: ALMT is +06 there, while Asia/Almaty has
+-- been UTC+5 since March 2024. Both are now refused (22023) with a hint naming the IANA
+-- zone to use; IANA names (Asia/Almaty, UTC, Etc/GMT-5, whose sign the tz database
+-- documents) and the zero-offset abbreviations (UTC, GMT, Z) are read as before. The
+-- abbreviation lookup runs only for a name without '/', so the default costs nothing.
 -- Otherwise the same function as 20261122140400.
 
 create or replace function public.traffic_dashboard(
@@ -51,14 +55,30 @@ begin
       message = 'p_timezone, p_group_by and p_live must not be NULL',
       hint = 'Leave an argument out to get its default (Asia/Almaty, day, false).';
   end if;
-  -- a bare offset, optionally after UTC or GMT: POSIX reads it west of Greenwich
-  if p_timezone ~* '^\s*((utc|gmt|ut|z)\s*)?[+-]?\s*[0-9]' then
+  -- an offset, bare or after letters (POSIX: hours west of Greenwich)
+  if p_timezone ~* '^\s*(<[^>]*>|[a-z]*)\s*[+-]?\s*[0-9]' then
     raise exception using
       errcode = '22023',
       message = pg_catalog.format('ambiguous time zone %L', p_timezone),
       detail = 'PostgreSQL reads a UTC offset as a POSIX zone, hours west of Greenwich: '
       || '''+05'' would mean UTC-5.',
       hint = 'Use an IANA name such as Asia/Almaty (UTC+5), Asia/Qyzylorda or Europe/Moscow.';
+  end if;
+  -- an abbreviation other than UTC's: a fixed offset that may be out of date
+  if pg_catalog.strpos(p_timezone, '/') = 0
+    and exists (
+      select
+      from pg_catalog.pg_timezone_abbrevs as a
+      where
+        a.abbrev = pg_catalog.upper(pg_catalog.btrim(p_timezone))
+        and a.utc_offset <> interval '0'
+    ) then
+    raise exception using
+      errcode = '22023',
+      message = pg_catalog.format('time zone abbreviation %L is not accepted', p_timezone),
+      detail = 'An abbreviation is a fixed offset from PostgreSQL''s abbreviation table, without '
+      || 'daylight saving time and possibly out of date (ALMT is +06 there; Asia/Almaty is +05).',
+      hint = 'Use an IANA name such as Asia/Almaty, Asia/Qyzylorda or Europe/Moscow.';
   end if;
   begin
     v_today := (pg_catalog.now() at time zone p_timezone)::date;
