@@ -585,3 +585,21 @@ def test_the_legacy_view_shows_the_attributed_utm_over_the_leads_own_metadata(ap
     )[0]
     assert view["utm_source"] == "fb_arystan"
     assert view["metadata"]["utm_source"] == "fb_arystan" and view["metadata"]["k"] == 1
+
+
+def test_the_legacy_view_shows_exactly_the_attributed_utm(api: PostgrestSession) -> None:
+    """No mix: the lead's own utm_* keys never show beside (or instead of) its first touch."""
+    touched = record(
+        api, p_phone=unique_phone(), p_utm_source="fb_arystan", p_metadata={"utm_campaign": "c1", "k": 1}
+    )
+    untouched = record(api, p_phone=unique_phone(), p_metadata={"utm_source": "fb_kenesary", "k": 2})
+    rows = {
+        r["id"]: r["metadata"]
+        for r in api.query(
+            SERVICE,
+            "select id, metadata from public.landing_leads where id = any(%s)",
+            [[touched["lead_id"], untouched["lead_id"]]],
+        )
+    }
+    assert rows[touched["lead_id"]] == {"utm_source": "fb_arystan", "k": 1}
+    assert rows[untouched["lead_id"]] == {"k": 2}
