@@ -262,9 +262,16 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
         consolidate("postgresql://postgres:postgres@127.0.0.1:1/nope", target, tmp_path)
     with pytest.raises(DatabaseUnreachableError, match="cannot connect to the source"):
         consolidate("not-a-url", target, tmp_path)
-    # a source without the legacy tables (the target itself)
-    with pytest.raises(ConsolidationError, match="missing table"):
+    # the target itself (its compatibility views landing_leads, lead_journey look like Landing's)
+    with pytest.raises(ConsolidationError, match="it is a Traffic database, not Landing"):
         consolidate(target, target, tmp_path)
+    # a source with a view where a legacy table belongs
+    viewed = fresh_source(stack, "cons_viewed", rows=10, seed=1)
+    with psycopg.connect(viewed, autocommit=True) as conn:
+        conn.execute("alter table lead_tracking rename to lead_tracking_t")
+        conn.execute("create view lead_tracking as select * from lead_tracking_t")
+    with pytest.raises(ConsolidationError, match="lead_tracking in schema public is not a table"):
+        consolidate(viewed, target, tmp_path)
     # a source with a table of the wrong shape
     wrong = fresh_source(stack, "cons_wrong", rows=10, seed=1)
     with psycopg.connect(wrong, autocommit=True) as conn:
@@ -291,7 +298,7 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
         env={**os.environ, "COLUMNS": "400"},
     )  # fmt: skip
     assert out.returncode != 0
-    assert out.stderr.strip().count("\n") == 0 and "missing table" in out.stderr
+    assert out.stderr.strip().count("\n") == 0 and "it is a Traffic database" in out.stderr
 
 
 def test_cli_legacy_create_and_json_report(stack: LocalStack, tmp_path: Path) -> None:
@@ -890,6 +897,35 @@ def test_a_run_that_fails_is_marked_failed_with_its_error(stack: LocalStack, tmp
             "select status, report ->> 'error' from private.consolidation_runs order by id desc limit 1"
         ).fetchone()
         assert status == "failed" and "SQLSTATE 23514" in error, error
+
+
+def test_another_landing_database_is_refused_by_a_consolidated_target(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """One Landing per Traffic: a second, different source would be matched by colliding
+    bigserial ids (lead_tracking 2 read as 'already imported') and lose people."""
+    first = fresh_source(stack, "cons_first", rows=30, seed=18)
+    target = fresh_target(stack, "cons_first_t")
+    assert consolidate(first, target, tmp_path).ok
+    other = fresh_source(stack, "cons_other", rows=30, seed=19)
+    with psycopg.connect(target) as conn:
+        before = conn.execute("select count(*) from private.consolidation_runs").fetchone()
+    with pytest.raises(
+        ConsolidationError, match="not the Landing database this target was consolidated from"
+    ):
+        consolidate(other, target, tmp_path / "other")
+    with psycopg.connect(target) as conn:
+        assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == before
+    # the same Landing, with rows deleted since, is still itself
+    with psycopg.connect(first, autocommit=True) as conn:
+        conn.execute("delete from scheduled_notifications")
+        conn.execute(
+            "delete from lead_journey where lead_id in (select id from landing_leads order by id limit 5)"
+        )
+        conn.execute(
+            "delete from landing_leads where id in (select id from landing_leads order by id limit 5)"
+        )
+    assert consolidate(first, target, tmp_path / "again").ok
 
 
 def test_a_sql_ascii_source_is_one_clear_error(stack: LocalStack, tmp_path: Path) -> None:

@@ -603,3 +603,22 @@ def test_the_legacy_view_shows_exactly_the_attributed_utm(api: PostgrestSession)
     }
     assert rows[touched["lead_id"]] == {"utm_source": "fb_arystan", "k": 1}
     assert rows[untouched["lead_id"]] == {"k": 2}
+
+
+@pytest.mark.parametrize(
+    "stages", [["", "lead_captured"], ["lead_captured", None], ["Lead Captured"], ["a b"]]
+)
+def test_stages_hold_stage_names_only(api: PostgrestSession, stages: list) -> None:
+    """Both dashboard paths count traffic_leads.stages: an empty, NULL or malformed element
+    written directly is refused instead of counting a lead twice."""
+    row = record(api, p_phone=unique_phone())
+    with pytest.raises(ApiError) as err:
+        api.query(
+            SERVICE, "update public.traffic_leads set stages = %s where id = %s", [stages, row["lead_id"]]
+        )
+    assert err.value.code == "23514" and "traffic_leads_stages_check" in err.value.message
+    api.query(
+        SERVICE,
+        "update public.traffic_leads set stages = %s where id = %s",
+        [["lead_captured", "proftest_submitted"], row["lead_id"]],
+    )

@@ -98,6 +98,24 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
         (list(LEGACY_TABLES),),
     ).fetchall()
     conn.rollback()
+    if conn.execute("select to_regclass('private.consolidation_runs') is not null").fetchone() == (True,):
+        conn.rollback()
+        raise ConsolidationError(
+            "the source has onai-db's migrations: it is a Traffic database, not Landing "
+            "(is --source the same database as --target?)"
+        )
+    views = [
+        name for (name,) in conn.execute(
+            "select table_name::text from information_schema.tables where table_schema = 'public'"
+            " and table_name = any(%s) and table_type <> 'BASE TABLE' order by 1",
+            (list(LEGACY_TABLES),),
+        ).fetchall()
+    ]  # fmt: skip
+    conn.rollback()
+    if views:
+        raise ConsolidationError(
+            f"source is not a Landing database: {', '.join(views)} in schema public is not a table (a view?)"
+        )
     columns = {name: list(cols) for name, cols, _types in rows}
     types = {name: dict(zip(cols, kinds, strict=True)) for name, cols, kinds in rows}
     missing = [t for t in LEGACY_TABLES if t not in columns]
@@ -163,6 +181,35 @@ def json_typed_columns(conn: psycopg.Connection) -> dict[str, list[str]]:
     for table, column in rows:
         found.setdefault(table, []).append(column)
     return found
+
+
+# how many of the landing_leads ids earlier runs imported are looked up in the source
+SAME_SOURCE_SAMPLE = 1000
+
+
+def check_same_source(src: psycopg.Connection, tgt: psycopg.Connection) -> None:
+    """Raises when the target was consolidated from another Landing database before: none of
+    a sample of the landing_leads ids (uuids) that earlier runs imported is in this source.
+    One Landing per Traffic; rows deleted in Landing since leave the rest of the sample."""
+    ids = [
+        legacy_id for (legacy_id,) in tgt.execute(
+            "select legacy_id from private.legacy_lead_map where source_table = 'landing_leads'"
+            " order by legacy_id limit %s",
+            (SAME_SOURCE_SAMPLE,),
+        ).fetchall()
+    ]  # fmt: skip
+    tgt.rollback()
+    if not ids:
+        return
+    found = src.execute(
+        "select count(*) from public.landing_leads where id::text = any(%s)", (ids,)
+    ).fetchone()
+    src.rollback()
+    if found == (0,):
+        raise ConsolidationError(
+            f"the source is not the Landing database this target was consolidated from: none of {len(ids):,} "
+            "landing_leads ids imported by earlier runs is in it (one Landing per Traffic; check --source)"
+        )
 
 
 def check_target(conn: psycopg.Connection) -> None:

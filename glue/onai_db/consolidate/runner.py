@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from ..connection import connect, describe_error
 from ..errors import ConsolidationError
 from . import apply, backup, identity, load
-from .connect import check_source, check_target, json_typed_columns
+from .connect import check_same_source, check_source, check_target, json_typed_columns
 from .verify import Report, verify
 
 PHASES = ("backup", "stage", "identity", "leads", "journey", "verify")
@@ -164,13 +164,14 @@ def preflight(source_url: str, target_url: str) -> None:
     src = connect(source_url, "source (Landing)")
     try:
         check_source(src)
+        tgt = connect(target_url, "target (Traffic)")
+        try:
+            check_target(tgt)
+            check_same_source(src, tgt)
+        finally:
+            tgt.close()
     finally:
         src.close()
-    tgt = connect(target_url, "target (Traffic)")
-    try:
-        check_target(tgt)
-    finally:
-        tgt.close()
 
 
 def run_consolidation(opts: ConsolidationOptions) -> Report:
@@ -191,6 +192,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         columns = check_source(src)
         json_columns = json_typed_columns(src)
         check_target(tgt)
+        check_same_source(src, tgt)
         tgt.autocommit = True
         _take_lock(tgt, opts.lock_wait_s)
         tgt.autocommit = False
