@@ -42,6 +42,12 @@ def render_report(console: Console, report: Report) -> None:
     )
     for k, v in report.data_quality.items():
         facts.add_row(k.replace("_", " "), f"{v:,}")
+    for check in report.tables:
+        if check.deleted_in_landing:
+            facts.add_row(
+                f"{check.table}: imported earlier, deleted in Landing since (kept in Traffic)",
+                f"{check.deleted_in_landing:,}",
+            )
     if report.notifications_pending:
         facts.add_row(
             "legacy notifications still pending (not sent by onai-db: review them, docs/consolidation.md)",

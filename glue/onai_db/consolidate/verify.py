@@ -22,6 +22,8 @@ class TableCheck:
     unaccounted: int
     target_rows: int  # what it became in the target (distinct live leads, journey rows, notifications)
     target_table: str
+    # imported by an earlier run and deleted in Landing since: kept in Traffic, not in source_rows
+    deleted_in_landing: int = 0
 
 
 @dataclass
@@ -94,6 +96,24 @@ def _lead_table_check(conn: psycopg.Connection, table: str) -> TableCheck:
     return TableCheck(table, row[0], row[1], row[2], row[3], row[4], row[5], "traffic_leads")
 
 
+# what earlier runs imported from each legacy table: relation (alias i) and filter; the legacy
+# id is i.legacy_id everywhere
+_IMPORTED = {
+    "lead_journey": ("public.traffic_lead_journey", "i.legacy_source_table = 'lead_journey'"),
+    "scheduled_notifications": ("private.legacy_scheduled_notifications", "true"),
+}
+
+
+def _deleted_in_landing(conn: psycopg.Connection, table: str) -> int:
+    """Rows imported by earlier runs whose legacy id is no longer in Landing (this run's copy)."""
+    relation, where = _IMPORTED.get(table, ("private.legacy_lead_map", f"i.source_table = '{table}'"))
+    row = conn.execute(
+        f"select count(*) from {relation} as i where {where} and not exists"
+        f" (select from private.consolidation_raw_{table} as r where r.id = i.legacy_id)"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def verify(conn: psycopg.Connection, report: Report) -> Report:
     report.tables = [_lead_table_check(conn, t) for t in LEAD_TABLES]
     j = conn.execute(
@@ -127,6 +147,8 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
             "scheduled_notifications", n[0], n[1], 0, n[2], n[3], n[1], "legacy_scheduled_notifications"
         )
     )
+    for check in report.tables:
+        check.deleted_in_landing = _deleted_in_landing(conn, check.table)
     links = conn.execute(
         """
         select count(*),
