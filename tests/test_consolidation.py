@@ -664,6 +664,15 @@ def test_an_unwritable_backup_directory_is_one_clear_error(
             run_consolidation(ConsolidationOptions(source, target, backup_dir=where))
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
+    # the CLI says so in one line, before any progress bar
+    out = subprocess.run(
+        [sys.executable, "-c", "from onai_db.cli import main; main()", "consolidate", "--source", source,
+         "--target", target, "--backup-dir", str(blocker / "sub")],
+        capture_output=True, text=True, cwd=Path(__file__).parents[1], check=False,
+        env={**os.environ, "COLUMNS": "400"},
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert out.stderr.strip().count("\n") == 0 and "cannot write the backup" in out.stderr, out.stderr
 
 
 def test_target_rows_count_live_leads_and_a_changed_imported_row_settles(

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from ..consolidate import ConsolidationOptions, run_consolidation
+from ..consolidate.backup import check_writable
 from ..consolidate.demo import attribution_summary
 from ..consolidate.render import render_attribution, render_report
 from ..consolidate.runner import PHASES, preflight
@@ -70,6 +71,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("no source: pass --source or set LANDING_DB_URL")
         tgt = _target_url(settings, target)
         preflight(src, tgt)  # bad input: one line, before any progress output
+        if backup_dir is not None:
+            check_writable(backup_dir)
         with phase_progress(PHASES, err_console, disable=as_json) as progress:
             report = run_consolidation(
                 ConsolidationOptions(

@@ -65,6 +65,20 @@ def _final_directory(directory: Path, stamp: str) -> Path:
     return final
 
 
+def check_writable(directory: Path) -> None:
+    """Raises one clear error unless a backup can be written in ``directory`` (created if
+    missing), so an unusable --backup-dir is reported before anything else happens."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConsolidationError(
+            f"cannot write the backup in {directory}: {exc.strerror or exc}; nothing was written to the target"
+        ) from None
+
+
 def backup_tables(
     conn: psycopg.Connection, columns: dict[str, list[str]], directory: Path, progress: Progress
 ) -> Manifest:
