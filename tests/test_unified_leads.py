@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import psycopg
 import pytest
 
 from support.leads import lead, record, unique_phone
@@ -561,14 +562,15 @@ def test_an_amocrm_sync_recorded_on_a_lead_merged_meanwhile_reaches_the_live_lea
     assert (lead(api, b2)["amocrm_contact_id"], lead(api, b2)["amocrm_lead_id"]) == (3, 4)
 
 
-def test_the_consolidation_trims_the_same_blanks_as_the_rpc(api: PostgrestSession) -> None:
-    """One rule for blank values, in the RPC and in the set-based import."""
+def test_the_consolidation_trims_the_same_blanks_as_the_rpc(owner_conn: psycopg.Connection) -> None:
+    """One rule for blank values, in the RPC (its body: the attempt it runs) and in the
+    set-based import."""
     from onai_db.consolidate.load import BLANKS
 
-    definition = api.query(
-        SERVICE, "select pg_get_functiondef('public.find_or_create_unified_lead'::regproc) as d"
-    )[0]["d"]
-    assert f"c_blank constant text := {BLANKS};" in definition
+    row = owner_conn.execute(
+        "select pg_get_functiondef('private.find_or_create_unified_lead_attempt'::regproc)"
+    ).fetchone()
+    assert row is not None and f"c_blank constant text := {BLANKS};" in row[0]
 
 
 def test_the_legacy_view_shows_the_attributed_utm_over_the_leads_own_metadata(api: PostgrestSession) -> None:

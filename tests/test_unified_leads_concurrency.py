@@ -283,11 +283,12 @@ def test_filling_a_phone_another_writer_just_gave_to_a_lead_merges_the_two(
         ).fetchone() == (1,)
 
 
-def test_a_merge_partner_deleted_while_the_call_waits_gives_40001(
+def test_a_merge_partner_deleted_while_the_call_waits_is_tried_again(
     authenticator_url: str, db_url: str, committed_leads: None
 ) -> None:
     """One of the two leads a call is about to merge is deleted while the call waits for its
-    lock: the call fails with 40001 and a hint to retry (it looped forever before)."""
+    lock: the attempt ends with 40001 and the call runs again, which finds the lead that is
+    left and fills in the phone (the call looped forever at first, then failed with 40001)."""
     phone, email = unique_phone(), f"gone-{uuid.uuid4().hex[:8]}@example.kz"
     with (
         psycopg.connect(db_url, autocommit=True) as monitor,
@@ -296,7 +297,7 @@ def test_a_merge_partner_deleted_while_the_call_waits_gives_40001(
     ):
         monitor.execute("insert into public.traffic_leads (phone, name) values (%s, 'Direct')", (phone,))
         with caller.transaction():
-            _rpc(caller, p_email=email)
+            known = _rpc(caller, p_email=email)[0]
         caller.execute("set statement_timeout = '10s'")
         deleter.execute("delete from public.traffic_leads where phone_normalized = %s", (phone,))
         results: dict[str, tuple | BaseException] = {}
@@ -307,10 +308,68 @@ def test_a_merge_partner_deleted_while_the_call_waits_gives_40001(
         _wait_until_blocked(monitor, caller.info.backend_pid)
         deleter.commit()
         t.join(timeout=60)
-        error = results["call"]
-        assert isinstance(error, psycopg.errors.SerializationFailure), error
-        assert "was deleted while this call was waiting" in str(error)
-        assert error.diag.message_hint and "Retry" in error.diag.message_hint
+        assert results["call"] == (known, False), results
+        live = monitor.execute(
+            "select id, phone_normalized from public.traffic_leads where merged_into is null"
+            " and (phone_normalized = %s or email_normalized = %s)",
+            (phone, email),
+        ).fetchall()
+        assert live == [(known, phone)]
+
+
+def _deadlocks(monitor: psycopg.Connection) -> int:
+    monitor.execute("select pg_stat_clear_snapshot()")
+    row = monitor.execute(
+        "select deadlocks from pg_stat_database where datname = current_database()"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_call_that_loses_a_deadlock_is_tried_again_and_records_its_event(
+    authenticator_url: str, superuser_url: str, db_url: str, committed_leads: None
+) -> None:
+    """A writer without the call's locks (a consolidation batch) locks the two leads of one
+    person in the other order than the call merging them: PostgreSQL breaks the cycle by
+    failing the call (it waited first, so its deadlock check runs first). The call's attempt
+    is rolled back with its locks, the writer goes on, and the call runs again and merges
+    (it failed with 40P01 and lost the event before)."""
+    phone, email = unique_phone(), f"dl-{uuid.uuid4().hex[:8]}@example.kz"
+    key = f"deadlock-{phone}"
+    with (
+        psycopg.connect(db_url, autocommit=True) as monitor,
+        psycopg.connect(superuser_url) as batch,
+        psycopg.connect(authenticator_url, autocommit=True) as caller,
+    ):
+        with caller.transaction():
+            older = _rpc(caller, p_phone=phone)[0]
+        with caller.transaction():
+            newer = _rpc(caller, p_email=email)[0]
+        first, second = sorted((older, newer))  # the call locks the two leads in id order
+        batch.execute("set deadlock_timeout = '30s'")  # so the call, not the batch, is the victim
+        batch.execute("select 1 from public.traffic_leads where id = %s for update", (second,))
+        deadlocks_before = _deadlocks(monitor)
+        results: dict[str, tuple | BaseException] = {}
+        t = threading.Thread(
+            target=_call_into,
+            args=(results, "call", caller),
+            kwargs={"p_phone": phone, "p_email": email, "p_event_key": key},
+        )
+        t.start()
+        _wait_until_blocked(monitor, caller.info.backend_pid)  # holds `first`, waits for `second`
+        batch.execute("select 1 from public.traffic_leads where id = %s for update", (first,))
+        batch.commit()
+        t.join(timeout=60)
+        assert results["call"] == (older, True), results
+        for _ in range(100):  # the statistics arrive a moment later
+            if _deadlocks(monitor) > deadlocks_before:
+                break
+            time.sleep(0.05)
+        assert _deadlocks(monitor) > deadlocks_before, "the test did not make the call lose a deadlock"
+        assert monitor.execute("select private.live_lead(%s)", (newer,)).fetchone() == (older,)
+        assert monitor.execute(
+            "select count(*) from public.traffic_lead_journey where event_key = %s", (key,)
+        ).fetchone() == (1,)
 
 
 def test_a_transaction_beyond_the_sixteenth_waits_for_a_stats_shard(db_url: str) -> None:
