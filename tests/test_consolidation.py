@@ -443,6 +443,43 @@ def test_a_backup_directory_in_use_keeps_its_backup(stack: LocalStack, source: s
         assert hashlib.sha256(data).hexdigest() == info["sha256"] and len(data) == info["bytes"]
 
 
+def test_unfinished_backups_of_killed_runs_go_and_those_of_running_ones_stay(
+    stack: LocalStack, source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed mid-backup leaves ``.incomplete-<time>-<pid>``. The next run removes it,
+    in its --backup-dir and, with the default directory (a new one per run), in the earlier
+    default directories too. One whose process still runs belongs to another run writing
+    its backup at this moment and stays (it was removed, so that run's backup failed)."""
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    running = subprocess.Popen(["sleep", "120"])
+    try:
+        backup_dir = tmp_path / "backup"
+        killed = backup_dir / f".incomplete-20260101T000000Z-{finished.pid}"
+        writing = backup_dir / f".incomplete-20260101T000001Z-{running.pid}"
+        for work in (killed, writing):
+            work.mkdir(parents=True)
+            (work / "landing_leads.csv").write_text("id\n1\n")
+        target = fresh_target(stack, "cons_abandoned_t")
+        assert consolidate(source, target, tmp_path).ok
+        assert not killed.exists() and (writing / "landing_leads.csv").exists()
+
+        monkeypatch.chdir(tmp_path)
+        old_default = tmp_path / "backups" / "landing-20260101T000000Z"
+        kept_default = tmp_path / "backups" / "landing-20260101T000001Z"
+        (old_default / killed.name).mkdir(parents=True)
+        (kept_default / writing.name).mkdir(parents=True)
+        report = run_consolidation(ConsolidationOptions(source, target, batch_size=100))
+        assert report.ok
+        assert not old_default.exists() and (kept_default / writing.name).exists()
+        assert [
+            (p / "manifest.json").exists() for p in (tmp_path / "backups").iterdir() if p != kept_default
+        ] == [True]  # this run's backup
+    finally:
+        running.kill()
+        running.wait()
+
+
 def test_leads_created_in_traffic_during_the_run_join_their_person(
     stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -79,6 +80,42 @@ def check_writable(directory: Path) -> None:
         ) from None
 
 
+def _running(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # runs, as another user
+        return True
+    return True
+
+
+def remove_abandoned_work(directory: Path) -> None:
+    """Removes the ``.incomplete-<time>-<pid>`` directories that runs killed mid-backup left
+    in ``directory``. One whose process still runs is another run writing its backup here
+    at this moment, and is left alone."""
+    for work in directory.glob(".incomplete-*"):
+        pid = work.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and _running(int(pid)):
+            continue
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def remove_abandoned_default_backups(parent: Path) -> None:
+    """With the default ``backups/landing-<time>/``, every run writes to a new directory, so a
+    run killed mid-backup leaves a directory holding only its unfinished files: those of runs
+    no longer running are removed, and the directories they leave empty."""
+    if not parent.is_dir():
+        return
+    for directory in parent.glob("landing-*"):
+        if not directory.is_dir():
+            continue
+        remove_abandoned_work(directory)
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only when nothing else is in it
+
+
 def backup_tables(
     conn: psycopg.Connection, columns: dict[str, list[str]], directory: Path, progress: Progress
 ) -> Manifest:
@@ -104,8 +141,7 @@ def _backup_tables(
     file beside a manifest. A directory that already holds a finished backup keeps it: the
     new one goes to ``<dir>/<UTC time>/``, and the manifest says where."""
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob(".incomplete-*"):  # left by a run killed mid-backup
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_abandoned_work(directory)
     taken_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     work = directory / f".incomplete-{stamp}-{os.getpid()}"
