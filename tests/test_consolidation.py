@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from rich.console import Console
 
 from onai_db.consolidate import ConsolidationOptions, run_consolidation
 from onai_db.consolidate.demo import attribution_summary, seed_demo_targetologists
+from onai_db.consolidate.render import render_report
 from onai_db.errors import ConsolidationError, DatabaseUnreachableError
 from onai_db.local import LocalStack
 from support.consolidation import (
@@ -734,6 +737,59 @@ def test_target_rows_count_live_leads_and_a_changed_imported_row_settles(
     assert landing.target_rows == 1  # both rows ended in one live lead
     again = consolidate(source, target, tmp_path / "3")
     assert not again.changed, again.changes  # the changed imported row is not re-quarantined each run
+
+
+def test_rows_changed_or_deleted_in_landing_after_their_import_are_counted_per_table(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """Rows are imported once, never re-applied: a later run says how many imported rows
+    Landing changed or deleted since (kept as imported), per table, and changes nothing."""
+    source = fresh_source(stack, "cons_changed", rows=30, seed=19)
+    target = fresh_target(stack, "cons_changed_t")
+    first = consolidate(source, target, tmp_path / "1")
+    assert first.ok
+    assert [
+        (t.table, t.changed_in_landing, t.deleted_in_landing)
+        for t in first.tables
+        if t.changed_in_landing or t.deleted_in_landing
+    ] == []
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "update landing_leads set name = name || ' (edited)' where id = (select id from landing_leads order by id limit 1)"
+        )
+        conn.execute(
+            "update lead_tracking set utm_campaign = 'edited' where id in (select id from lead_tracking order by id limit 2)"
+        )
+        conn.execute("update unified_lead_tracking set created_at = created_at + interval '1 second'"
+                     " where id = (select id from unified_lead_tracking order by id limit 1)")  # fmt: skip
+        conn.execute(
+            "update lead_journey set stage = stage || '_edited' where id = (select id from lead_journey order by id limit 1)"
+        )
+        conn.execute(
+            "delete from lead_journey where id = (select id from lead_journey order by id desc limit 1)"
+        )
+        conn.execute(
+            "delete from scheduled_notifications where id = (select id from scheduled_notifications order by id limit 1)"
+        )
+    again = consolidate(source, target, tmp_path / "2")
+    assert again.ok and not again.changed, again.changes
+    counts = {t.table: (t.changed_in_landing, t.deleted_in_landing) for t in again.tables}
+    assert counts == {
+        "landing_leads": (1, 0),
+        "lead_tracking": (2, 0),
+        "unified_lead_tracking": (1, 0),
+        "lead_journey": (1, 1),
+        "scheduled_notifications": (0, 1),
+    }, counts
+    console = Console(record=True, width=200)
+    render_report(console, again)
+    text = console.export_text()
+    assert re.search(
+        r"lead_tracking: imported earlier, changed in Landing since \(kept as imported\) +│ 2 ", text
+    )
+    assert re.search(
+        r"lead_journey: imported earlier, deleted in Landing since \(kept in Traffic\) +│ 1 ", text
+    )
 
 
 @pytest.mark.parametrize(

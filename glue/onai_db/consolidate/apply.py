@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from .load import blank_null, json_object, parse_json
+from .load import blank_null, journey_row_md5, json_object, lead_row_md5, parse_json
 
 
 def _live_of(alias: str) -> str:
@@ -142,7 +142,7 @@ from (
   from (
     select b.comp, j.id as legacy_id, j.lead_id, j.stage as stage_raw, st.stage, coalesce(st.ok, false) as stage_ok,
       j.source, so.canonical as source_canonical, {json_object("p.mj")} as metadata,
-      coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
+      coalesce(j.created_at::timestamptz, 'epoch') as occurred_at, {journey_row_md5("j")} as row_md5
     from b
     join private.consolidation_raw_lead_journey as j on j.lead_id = b.legacy_id
     cross join lateral (select {parse_json("j.metadata")} as mj) as p
@@ -331,7 +331,7 @@ from b join bl as l on l.comp = b.comp
 # row (in replay order) followed by the batch's lead_journey rows. One pass means one run of
 # the statement-level stage trigger and one foreign-key/index maintenance pass per batch
 # instead of two.
-INSERT_JOURNEY = """
+INSERT_JOURNEY = f"""
 insert into public.traffic_lead_journey (
   lead_id, stage, source, utm_source, utm_medium, utm_campaign, utm_content, utm_term,
   input, metadata, event_key, occurred_at, legacy_source_table, legacy_id
@@ -340,7 +340,9 @@ select * from (
   select
     l.lead_id, 'lead_captured', b.source_canonical,
     b.utm_source, b.utm_medium, b.utm_campaign, b.utm_content, b.utm_term,
-    jsonb_strip_nulls(jsonb_build_object('name', b.name, 'email', b.email, 'phone', b.phone, 'source', b.source)),
+    jsonb_strip_nulls(jsonb_build_object(
+      'name', b.name, 'email', b.email, 'phone', b.phone, 'source', b.source, 'row_md5', {lead_row_md5("b")}
+    )),
     b.metadata, 'legacy:' || b.src || ':' || b.legacy_id, b.created_at, b.src, b.legacy_id
   from b join bl as l on l.comp = b.comp
   order by b.ord
@@ -349,7 +351,9 @@ union all
 select
   l.lead_id, j.stage, j.source_canonical,
   j.utm_source, j.utm_medium, j.utm_campaign, j.utm_content, j.utm_term,
-  jsonb_strip_nulls(jsonb_build_object('source', j.source, 'stage', j.stage_raw, 'lead_id', j.lead_id)),
+  jsonb_strip_nulls(jsonb_build_object(
+    'source', j.source, 'stage', j.stage_raw, 'lead_id', j.lead_id, 'row_md5', j.row_md5
+  )),
   j.metadata, 'legacy:lead_journey:' || j.legacy_id, j.occurred_at, 'lead_journey', j.legacy_id
 from bj as j join bl as l on l.comp = j.comp
 where j.problem is null
@@ -387,11 +391,14 @@ insert into public.traffic_lead_journey (
 select
   {_live}, x.stage, so.canonical,
   {", ".join(_journey_utm("x.meta", c) for c in _UTM)},
-  jsonb_strip_nulls(jsonb_build_object('source', x.source, 'stage', x.stage_raw, 'lead_id', x.lead_id)),
+  jsonb_strip_nulls(jsonb_build_object(
+    'source', x.source, 'stage', x.stage_raw, 'lead_id', x.lead_id, 'row_md5', x.row_md5
+  )),
   x.meta, 'legacy:lead_journey:' || x.id, x.occurred_at, 'lead_journey', x.id
 from (
   select j.id, j.lead_id, j.source, j.stage as stage_raw, st.stage, coalesce(st.ok, false) as stage_ok,
-    {json_object(parse_json("j.metadata"))} as meta, coalesce(j.created_at::timestamptz, 'epoch') as occurred_at
+    {json_object(parse_json("j.metadata"))} as meta, coalesce(j.created_at::timestamptz, 'epoch') as occurred_at,
+    {journey_row_md5("j")} as row_md5
   from private.consolidation_raw_lead_journey as j
   left join private.consolidation_map_stage as st on st.raw = j.stage
   where not exists (

@@ -132,6 +132,27 @@ def blank_null(expr: str) -> str:
 _utm = blank_null
 
 
+# What a later run compares to tell that Landing changed a row after its import (rows are
+# imported once, never re-applied): an md5 of the values the import reads, stored in the
+# row's journey event (input ->> 'row_md5'). Times as epoch seconds, so that no session
+# setting changes the text.
+def lead_row_md5(alias: str) -> str:
+    """Fingerprint of a staged lead row (private.consolidation_stage_leads or a copy)."""
+    a = alias
+    return (
+        f"md5(row({a}.name, {a}.email, {a}.phone, {a}.source, {a}.utm_source, {a}.utm_medium, {a}.utm_campaign,"
+        f" {a}.utm_content, {a}.utm_term, {a}.metadata, {a}.amocrm_lead_id, {a}.amocrm_contact_id,"
+        f" {a}.amocrm_synced, {a}.email_sent, {a}.sms_sent, {a}.click_count,"
+        f" extract(epoch from {a}.created_at))::text)"
+    )
+
+
+def journey_row_md5(alias: str) -> str:
+    """Fingerprint of a raw lead_journey row (its lead link is compared on its own)."""
+    a = alias
+    return f"md5(row({a}.stage, {a}.source, {a}.metadata, {a}.created_at)::text)"
+
+
 STAGE_SQL = f"""
 insert into private.consolidation_stage_leads (
   ord, src, legacy_id, name, email, phone, source, source_canonical, utm_source, utm_medium, utm_campaign, utm_content, utm_term,

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from .load import blank_null
+from .load import blank_null, journey_row_md5, lead_row_md5
 
 LEAD_TABLES = ("landing_leads", "lead_tracking", "unified_lead_tracking")
 
@@ -24,6 +24,9 @@ class TableCheck:
     target_table: str
     # imported by an earlier run and deleted in Landing since: kept in Traffic, not in source_rows
     deleted_in_landing: int = 0
+    # imported by an earlier run and changed in Landing since: kept as imported, not re-applied
+    # (compared by the fingerprint stored at import; rows imported before fingerprints: never)
+    changed_in_landing: int = 0
 
 
 @dataclass
@@ -150,11 +153,12 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
     for check in report.tables:
         check.deleted_in_landing = _deleted_in_landing(conn, check.table)
     links = conn.execute(
-        """
+        f"""
         select count(*),
           count(*) filter (where t.lead_id is distinct from
             case when ml.merged_into is null then ml.id else private.live_lead(ml.id) end),
-          count(*) filter (where t.input ? 'lead_id' and t.input ->> 'lead_id' is distinct from r.lead_id::text)
+          count(*) filter (where t.input ? 'lead_id' and t.input ->> 'lead_id' is distinct from r.lead_id::text),
+          count(*) filter (where t.input ? 'row_md5' and t.input ->> 'row_md5' <> {journey_row_md5("r")})
         from private.consolidation_raw_lead_journey as r
         join public.traffic_lead_journey as t on t.legacy_source_table = 'lead_journey' and t.legacy_id = r.id
         -- the Landing lead the row had when it was imported (imported rows are not re-applied)
@@ -164,7 +168,23 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
         """
     ).fetchone()
     assert links is not None
-    report.journey_links_checked, report.journey_links_broken, report.journey_links_changed_in_landing = links
+    report.journey_links_checked, report.journey_links_broken, report.journey_links_changed_in_landing = (
+        links[:3]
+    )
+    changed = dict(
+        conn.execute(
+            f"""
+            select s.src, count(*)
+            from private.consolidation_stage_leads as s
+            join public.traffic_lead_journey as t on t.event_key = 'legacy:' || s.src || ':' || s.legacy_id
+            where t.input ? 'row_md5' and t.input ->> 'row_md5' <> {lead_row_md5("s")}
+            group by s.src
+            """
+        ).fetchall()
+    )
+    changed["lead_journey"] = links[3]
+    for check in report.tables:
+        check.changed_in_landing = changed.get(check.table, 0)
     cov = conn.execute(
         """
         with leads as (
