@@ -739,6 +739,53 @@ def test_target_rows_count_live_leads_and_a_changed_imported_row_settles(
     assert not again.changed, again.changes  # the changed imported row is not re-quarantined each run
 
 
+def test_a_merge_group_follows_leads_merged_meanwhile(stack: LocalStack) -> None:
+    """A batch reads the live leads holding a person's identifiers, then merges them; a live
+    call may merge those leads in between. The group stands for their live leads (it
+    returned NULL and the run failed with 23502); leads deleted meanwhile give 40001, which
+    the runner retries."""
+    target = fresh_target(stack, "cons_mgroup_t")
+    rpc = "select lead_id from public.find_or_create_unified_lead(p_phone => %s, p_email => %s)"
+    with psycopg.connect(target, autocommit=True) as conn:
+        x = conn.execute(rpc, ("+77015550401", None)).fetchone()[0]
+        y = conn.execute(rpc, (None, "group@example.kz")).fetchone()[0]
+        z = conn.execute(rpc, ("+77015550402", None)).fetchone()[0]
+        assert conn.execute(rpc, ("+77015550401", "group@example.kz")).fetchone()[0] == x  # y into x
+        group = "select private.consolidation_merge_group(%s::uuid[], '{}'::jsonb)"
+        assert conn.execute(group, ([y],)).fetchone()[0] == x
+        assert conn.execute(group, ([z, y],)).fetchone()[0] == x
+        assert conn.execute("select private.live_lead(%s)", (z,)).fetchone()[0] == x
+        gone = conn.execute(
+            "insert into public.traffic_leads (name) values ('Gone') returning id"
+        ).fetchone()[0]
+        conn.execute("delete from public.traffic_leads where id = %s", (gone,))
+        with pytest.raises(psycopg.errors.SerializationFailure, match="none of the leads to merge exists"):
+            conn.execute(group, ([gone],))
+
+
+def test_a_legacy_row_tying_two_leads_without_stages_is_consolidated(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """Two leads written straight into Traffic (no stages) and a Landing row with both their
+    phone and email: the merge gave NULL stages (23502) and the run failed."""
+    source = fresh_source(stack, "cons_nostage", rows=0, seed=3)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "insert into landing_leads (name, phone, email) values ('Both', '+77015550411', 'nostage@example.kz')"
+        )
+    target = fresh_target(stack, "cons_nostage_t")
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute("insert into public.traffic_leads (name, phone) values ('Phone', '+77015550411')")
+        conn.execute("insert into public.traffic_leads (name, email) values ('Mail', 'nostage@example.kz')")
+    report = consolidate(source, target, tmp_path)
+    assert report.ok, report.to_json()
+    with psycopg.connect(target) as conn:
+        live = conn.execute(
+            "select name, phone_normalized, email_normalized, stages from public.traffic_leads where merged_into is null"
+        ).fetchall()
+    assert live == [("Phone", "+77015550411", "nostage@example.kz", ["lead_captured"])]
+
+
 def test_rows_changed_or_deleted_in_landing_after_their_import_are_counted_per_table(
     stack: LocalStack, tmp_path: Path
 ) -> None:

@@ -228,6 +228,19 @@ def test_a_merged_leads_own_phone_still_finds_the_person(api: PostgrestSession) 
     assert live_leads(api, phone=x_phone) == []  # no second lead holds it
 
 
+def test_two_leads_without_stages_merge(api: PostgrestSession) -> None:
+    """Leads written straight into traffic_leads have no stages ('{}'): merging two of them
+    gave the survivor NULL stages and failed with 23502, losing the call's event."""
+    phone, email = unique_phone(), f"nostage-{uuid.uuid4().hex[:8]}@example.kz"
+    older = api.query(SERVICE, "insert into public.traffic_leads (phone) values (%s) returning id", [phone])[
+        0
+    ]["id"]
+    api.query(SERVICE, "insert into public.traffic_leads (email) values (%s)", [email])
+    row = record(api, p_phone=phone, p_email=email, p_event_key=f"nostage-{phone}")
+    assert (row["lead_id"], row["merged"], row["event_recorded"]) == (older, True, True)
+    assert lead(api, older)["stages"] == ["lead_captured"]
+
+
 @pytest.mark.parametrize("role", ["service_role", "sales_manager"])
 def test_direct_writes_work_on_a_fresh_connection(authenticator_url: str, cast, role: str) -> None:
     """No cached plan from an earlier RPC call may hide a missing permission in a trigger."""

@@ -13,7 +13,9 @@
 -- exception handler is a subtransaction: when the body loses, everything it did and every
 -- lock it took (the advisory locks, the row locks) is rolled back, the other transaction
 -- goes on, and the body runs again from the start (it then finds whatever the other
--- transaction committed). At most 5 attempts; then the last error is raised as it was.
+-- transaction committed), after a pause of 10-20 ms times the attempt, so that the other
+-- transaction takes the locks it waited for before this one asks again. At most 5
+-- attempts; then the last error is raised as it was.
 -- The cost is one subtransaction per call.
 
 alter function public.find_or_create_unified_lead(
@@ -83,6 +85,9 @@ begin
       if v_attempt >= c_attempts then
         raise;
       end if;
+      -- a moment for the other transaction to take the locks it waited for, so that this
+      -- attempt does not take them back first and run into the same deadlock again
+      perform pg_catalog.pg_sleep(0.01 * v_attempt * (1 + pg_catalog.random()));
       v_attempt := v_attempt + 1;
     end;
   end loop;

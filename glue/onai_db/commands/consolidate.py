@@ -52,7 +52,12 @@ def register(app: typer.Typer) -> None:
             typer.Option("--backup-dir", help="Where the CSV backup goes (default backups/landing-<ts>)."),
         ] = None,
         batch_size: Annotated[
-            int, typer.Option("--batch-size", help="Lead rows per committed batch.")
+            int,
+            typer.Option(
+                "--batch-size",
+                help="Lead rows per committed batch. Live API calls about a person in a batch wait for its"
+                " commit (8 s API statement timeout): keep the default on a live Traffic.",
+            ),
         ] = 20_000,
         jobs: Annotated[int, typer.Option("--jobs", help="Batches applied in parallel (connections).")] = 2,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
