@@ -117,6 +117,38 @@ def _deleted_in_landing(conn: psycopg.Connection, table: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _changed_in_landing(conn: psycopg.Connection, run_id: int) -> dict[str, int]:
+    """Rows imported by earlier runs whose values in Landing (this run's copy) differ from
+    the fingerprint stored at their import, per table. Only rows of earlier runs can differ,
+    so a first run skips the comparison (a pass over every imported row)."""
+    earlier = conn.execute(
+        "select exists (select from private.legacy_lead_map as m where m.run_id <> %s)", (run_id,)
+    ).fetchone()
+    if not (earlier and earlier[0]):
+        return {}
+    changed: dict[str, int] = dict(
+        conn.execute(
+            f"""
+            select s.src, count(*)
+            from private.consolidation_stage_leads as s
+            join public.traffic_lead_journey as t on t.event_key = 'legacy:' || s.src || ':' || s.legacy_id
+            where t.input ? 'row_md5' and t.input ->> 'row_md5' <> {lead_row_md5("s")}
+            group by s.src
+            """
+        ).fetchall()
+    )
+    journey = conn.execute(
+        f"""
+        select count(*)
+        from private.consolidation_raw_lead_journey as r
+        join public.traffic_lead_journey as t on t.legacy_source_table = 'lead_journey' and t.legacy_id = r.id
+        where t.input ? 'row_md5' and t.input ->> 'row_md5' <> {journey_row_md5("r")}
+        """
+    ).fetchone()
+    changed["lead_journey"] = journey[0] if journey else 0
+    return changed
+
+
 def verify(conn: psycopg.Connection, report: Report) -> Report:
     report.tables = [_lead_table_check(conn, t) for t in LEAD_TABLES]
     j = conn.execute(
@@ -153,12 +185,11 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
     for check in report.tables:
         check.deleted_in_landing = _deleted_in_landing(conn, check.table)
     links = conn.execute(
-        f"""
+        """
         select count(*),
           count(*) filter (where t.lead_id is distinct from
             case when ml.merged_into is null then ml.id else private.live_lead(ml.id) end),
-          count(*) filter (where t.input ? 'lead_id' and t.input ->> 'lead_id' is distinct from r.lead_id::text),
-          count(*) filter (where t.input ? 'row_md5' and t.input ->> 'row_md5' <> {journey_row_md5("r")})
+          count(*) filter (where t.input ? 'lead_id' and t.input ->> 'lead_id' is distinct from r.lead_id::text)
         from private.consolidation_raw_lead_journey as r
         join public.traffic_lead_journey as t on t.legacy_source_table = 'lead_journey' and t.legacy_id = r.id
         -- the Landing lead the row had when it was imported (imported rows are not re-applied)
@@ -168,21 +199,8 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
         """
     ).fetchone()
     assert links is not None
-    report.journey_links_checked, report.journey_links_broken, report.journey_links_changed_in_landing = (
-        links[:3]
-    )
-    changed = dict(
-        conn.execute(
-            f"""
-            select s.src, count(*)
-            from private.consolidation_stage_leads as s
-            join public.traffic_lead_journey as t on t.event_key = 'legacy:' || s.src || ':' || s.legacy_id
-            where t.input ? 'row_md5' and t.input ->> 'row_md5' <> {lead_row_md5("s")}
-            group by s.src
-            """
-        ).fetchall()
-    )
-    changed["lead_journey"] = links[3]
+    report.journey_links_checked, report.journey_links_broken, report.journey_links_changed_in_landing = links
+    changed = _changed_in_landing(conn, report.run_id)
     for check in report.tables:
         check.changed_in_landing = changed.get(check.table, 0)
     cov = conn.execute(
