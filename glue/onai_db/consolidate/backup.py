@@ -102,13 +102,22 @@ def remove_abandoned_work(directory: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def remove_abandoned_default_backups(parent: Path) -> None:
+# the default backup directory of a run: backups/landing-<UTC time>
+DEFAULT_BACKUP_PARENT = Path("backups")
+DEFAULT_BACKUP_PREFIX = "landing-"
+
+
+def default_backup_dir() -> Path:
+    return DEFAULT_BACKUP_PARENT / time.strftime(f"{DEFAULT_BACKUP_PREFIX}%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def remove_abandoned_default_backups(parent: Path = DEFAULT_BACKUP_PARENT) -> None:
     """With the default ``backups/landing-<time>/``, every run writes to a new directory, so a
     run killed mid-backup leaves a directory holding only its unfinished files: those of runs
     no longer running are removed, and the directories they leave empty."""
     if not parent.is_dir():
         return
-    for directory in parent.glob("landing-*"):
+    for directory in parent.glob(f"{DEFAULT_BACKUP_PREFIX}*"):
         if not directory.is_dir():
             continue
         remove_abandoned_work(directory)

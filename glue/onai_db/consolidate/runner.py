@@ -155,13 +155,6 @@ def _apply_batches(
             conn.close()
 
 
-DEFAULT_BACKUP_PARENT = Path("backups")
-
-
-def _default_backup_dir() -> Path:
-    return DEFAULT_BACKUP_PARENT / time.strftime("landing-%Y%m%dT%H%M%SZ", time.gmtime())
-
-
 def preflight(source_url: str, target_url: str) -> None:
     """Connects to both databases and checks their schemas; raises a one-line error."""
     src = connect(source_url, "source (Landing)")
@@ -204,8 +197,10 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         if opts.backup_dir is None:
-            backup.remove_abandoned_default_backups(DEFAULT_BACKUP_PARENT)
-        manifest = backup.backup_tables(src, columns, opts.backup_dir or _default_backup_dir(), progress)
+            backup.remove_abandoned_default_backups()
+        manifest = backup.backup_tables(
+            src, columns, opts.backup_dir or backup.default_backup_dir(), progress
+        )
         seconds["backup"] = time.perf_counter() - t0
 
         def commit() -> None:
