@@ -137,3 +137,32 @@ def test_integer_settings_name_the_bad_value(tmp_path: Path) -> None:
     assert settings.integer("AMOCRM_STAGE_LESSON_2") is None
     with pytest.raises(ConfigError, match="AMOCRM_STAGE_LESSON_1 must be a whole number, got 'x1'"):
         settings.integer("AMOCRM_STAGE_LESSON_1")
+
+
+def test_bad_options_are_one_line_too() -> None:
+    # click's own display is a framed box over several lines; the README promises one line
+    one_line_error(
+        cli("monitor", "--days", "0"), 2, "--days", "greater than or equal to 1", "onai-db monitor --help"
+    )
+    one_line_error(cli("local", "up", "--bogus"), 2, "No such option: --bogus", "onai-db local up --help")
+    one_line_error(cli("bogus"), 2, "No such command 'bogus'")
+    helped = cli("local")  # no subcommand: the group's help, as before
+    assert helped.returncode == 2 and "Usage:" in helped.stdout and "status" in helped.stdout
+
+
+def test_consolidate_refuses_empty_urls_and_absurd_batches_and_never_prints_a_password(
+    stack: LocalStack, test_db: str
+) -> None:
+    url = stack.database_url(test_db)
+    one_line_error(cli("consolidate", "--source", url, "--target", ""), 2, "--target is empty")
+    one_line_error(cli("consolidate", "--source", " ", "--target", url), 2, "--source is empty")
+    one_line_error(
+        cli("consolidate", "--source", url, "--batch-size", "99999999999"), 2, "--batch-size", "1,000,000"
+    )
+    for secret_url in (
+        "host=127.0.0.1 port=1 dbname=x user=postgres password=SeCrEt123",
+        "postgresql://postgres:p@SeCrEt123@127.0.0.1:1/x",
+    ):
+        out = cli("consolidate", "--source", secret_url, "--target", url)
+        one_line_error(out, 1, "cannot connect", "127.0.0.1:1/x")
+        assert "SeCrEt123" not in out.stderr + out.stdout

@@ -1125,3 +1125,79 @@ def test_the_report_counts_legacy_notifications_still_pending(stack: LocalStack,
     assert report.ok and want >= 1
     assert report.notifications_pending == want
     assert report.to_json()["notifications_pending"] == want
+
+
+def test_timestamps_without_a_time_zone_are_read_as_utc_whatever_the_target_says(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    source = fresh_source(stack, "cons_naive", rows=10, seed=19)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "alter table landing_leads alter column created_at type timestamp without time zone"
+            " using created_at at time zone 'UTC'"
+        )
+        conn.execute(
+            "insert into landing_leads (name, email, created_at) values ('Naive', 'naive@example.kz', '2025-01-06 01:41')"
+        )
+    target = fresh_target(stack, "cons_naive_t")
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute("alter database cons_naive_t set timezone = 'Asia/Almaty'")  # +05
+        conn.execute("alter role postgres in database cons_naive_t set statement_timeout = '1ms'")
+    report = consolidate(source, target, tmp_path)  # and no login timeout cuts it short
+    assert report.ok, report.to_json()
+    with psycopg.connect(target) as conn:
+        conn.execute("set statement_timeout = 0")
+        conn.execute("set timezone = 'UTC'")
+        row = conn.execute(
+            "select created_at::text from public.traffic_leads where email_normalized = 'naive@example.kz'"
+        ).fetchone()
+    assert row == ("2025-01-06 01:41:00+00",)
+
+
+def test_ctrl_c_stops_parallel_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --jobs 2 a Ctrl-C used to let the worker threads apply every remaining batch."""
+    from onai_db.consolidate import runner
+
+    applied: list[int] = []
+
+    def slow_batch(conn: object, run_id: int, batch: int, commit: object, *, retry: bool) -> object:
+        time.sleep(0.05)
+        applied.append(batch)
+        return runner.apply.BatchResult(rows=1)
+
+    class Conn:
+        def close(self) -> None:
+            pass
+
+        def commit(self) -> None:
+            pass
+
+        def rollback(self) -> None:
+            pass
+
+    monkeypatch.setattr(runner, "_apply_one", slow_batch)
+    monkeypatch.setattr(runner, "connect", lambda *_a, **_k: Conn())
+    monkeypatch.setattr(runner, "_tune", lambda _c: None)
+    batches = runner._apply_batches(Conn(), "url", 1, 200, 2, lambda: None)  # type: ignore[arg-type]
+    next(batches)
+    with pytest.raises(KeyboardInterrupt):
+        batches.throw(KeyboardInterrupt())
+    time.sleep(0.3)  # time for a few more batches, if anything still ran them
+    assert len(applied) <= 4, applied
+
+
+def test_a_source_login_under_row_level_security_is_refused(stack: LocalStack, tmp_path: Path) -> None:
+    """It saw only the rows its policy let through, and the run reported OK."""
+    source = fresh_source(stack, "cons_rls", rows=20, seed=23)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("grant usage on schema public to authenticator")
+        conn.execute("grant select on all tables in schema public to authenticator")
+        conn.execute("alter table landing_leads enable row level security")
+        conn.execute(
+            "create policy only_some on landing_leads for select to authenticator using (source ilike 'prof%')"
+        )
+    target = fresh_target(stack, "cons_rls_t")
+    with pytest.raises(ConsolidationError, match="row level security may hide rows of landing_leads"):
+        consolidate(stack.database_url("cons_rls", "authenticator"), target, tmp_path)
+    with psycopg.connect(target) as conn:
+        assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)

@@ -114,3 +114,14 @@ def test_missing_postgres_binaries_stop_with_one_clear_line() -> None:
     assert proc.stdout.strip() == (
         "PostgreSQL 15 server binaries not found: apt-get install postgresql-15 postgresql-contrib"
     )
+
+
+def test_a_database_is_created_while_another_session_uses_template1(stack: LocalStack) -> None:
+    # a psql left open on template1, or another tool creating a database at that moment:
+    # CREATE DATABASE copying template1 fails then (55006, "source database is being accessed")
+    with stack.admin_connect("template1"):
+        stack.create_database("onai_test_tpl_busy", drop=True)
+        assert stack.database_exists("onai_test_tpl_busy")
+        stack.create_database("onai_test_tpl_busy", drop=True)  # dropped and made again
+    with stack.admin_connect(stack.maintenance_db("onai_test_tpl_busy")) as conn:
+        conn.execute("drop database onai_test_tpl_busy")

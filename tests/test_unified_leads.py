@@ -637,3 +637,54 @@ def test_stages_hold_stage_names_only(api: PostgrestSession, stages: list) -> No
         "update public.traffic_leads set stages = %s where id = %s",
         [["lead_captured", "proftest_submitted"], row["lead_id"]],
     )
+
+
+def test_renormalizing_after_a_rule_change_merges_and_registers(stack) -> None:
+    # its own database: the function locks and rewrites every lead
+    from support.consolidation import fresh_target
+
+    url = fresh_target(stack, "leads_renormalize").replace("postgres:postgres@", "supabase_admin@")
+    with psycopg.connect(url, autocommit=True) as conn:
+
+        def rpc(**kw: object) -> uuid.UUID:
+            names = ", ".join(f"{k} => %({k})s" for k in kw)
+            return conn.execute(
+                f"select lead_id from public.find_or_create_unified_lead({names})", kw
+            ).fetchone()[0]
+
+        a = rpc(p_phone="+77011110001", p_name="A", p_stage="proftest_submitted")
+        b = rpc(p_phone="+77011110002", p_name="B", p_stage="expresscourse_clicked")
+        c = rpc(p_phone="+77011110003", p_name="C")
+        e = rpc(p_phone="+77011110005", p_email="e@example.kz", p_name="E")
+        f = rpc(p_email="f@example.kz", p_name="F")
+        assert rpc(p_phone="+77011110005", p_email="f@example.kz") == e  # F merged into E
+        # as the old rules had stored them: B's number (now A's under the current rules) and
+        # C's number were read differently
+        conn.execute("set session_replication_role = replica")  # no triggers: stored as is
+        conn.execute(
+            "update public.traffic_leads set phone = '8 (701) 111-00-01', phone_normalized = '+7701111000199'"
+            " where id = %s",
+            [b],
+        )
+        conn.execute("update public.traffic_leads set phone_normalized = '+7701111000399' where id = %s", [c])
+        conn.execute("set session_replication_role = origin")
+        # a lead written straight into the table with F's email (registered for E since the merge)
+        g = conn.execute(
+            "insert into public.traffic_leads (name, email) values ('G', 'F@example.kz') returning id"
+        ).fetchone()[0]
+
+        done = conn.execute("select * from private.renormalize_lead_identities()").fetchone()
+        assert done[:2] == (2, 2)  # B and C stored anew; B merged into A, G into E
+        live = dict(
+            conn.execute(
+                "select id, merged_into from public.traffic_leads where id = any(%s)", [[a, b, c, e, f, g]]
+            ).fetchall()
+        )
+        assert live == {a: None, b: a, c: None, e: None, f: e, g: e}
+        assert conn.execute(
+            "select phone_normalized from public.traffic_leads where id = %s", [c]
+        ).fetchone() == ("+77011110003",)
+        stages = conn.execute("select stages from public.traffic_leads where id = %s", [a]).fetchone()[0]
+        assert {"proftest_submitted", "expresscourse_clicked"} <= set(stages)
+        assert rpc(p_phone="8 701 111 00 01") == a and rpc(p_email="f@example.kz") == e
+        assert conn.execute("select * from private.renormalize_lead_identities()").fetchone() == (0, 0, 0)

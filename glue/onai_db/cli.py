@@ -127,15 +127,36 @@ def _register_commands() -> None:
 _register_commands()
 
 
+# click's exception classes, wherever this typer takes click from (typer 0.2x vendors its own
+# copy, older releases use the click package): BadParameter -> UsageError -> ClickException
+_USAGE_ERROR, _CLICK_ERROR = typer.BadParameter.__mro__[1:3]
+
+
 def main() -> None:
     try:
-        app()
+        # not standalone: click's own error display is a multi-line box; ours is one line
+        code = app(prog_name="onai-db", standalone_mode=False)
+    except _USAGE_ERROR as exc:  # an unknown option, a value out of range, no command, ...
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `onai-db`, `onai-db local`: the help
+            exc.show()
+            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        err_console.print(f"[red]error:[/red] {escape(exc.format_message() + where)}", highlight=False)
+        sys.exit(exc.exit_code)
+    except _CLICK_ERROR as exc:  # e.g. a file option that cannot be opened
+        err_console.print(f"[red]error:[/red] {escape(exc.format_message())}", highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.Abort:  # Ctrl-C
+        err_console.print("aborted", highlight=False)
+        sys.exit(130)
     except OnaiDbError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
     except psycopg.Error as exc:  # a database error no command turned into an OnaiDbError
         err_console.print(f"[red]error:[/red] {escape(describe_error(exc))}", highlight=False)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) returns n here
 
 
 if __name__ == "__main__":

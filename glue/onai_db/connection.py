@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from .errors import DatabaseUnreachableError
 
 
 def describe_url(url: str) -> str:
-    """host:port/db of a URL without credentials or options (never print a password)."""
-    tail = url.split("@", 1)[-1]
-    return tail.split("?", 1)[0]
+    """host:port/db of a connection string without credentials or options (never print a
+    password): a URL (a password may hold an unescaped '@': the host follows the last one)
+    or a libpq key=value string."""
+    if "://" in url:
+        return url.split("://", 1)[1].rsplit("@", 1)[-1].split("?", 1)[0]
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "(an unreadable connection string)"
+    host = parts.get("host") or parts.get("hostaddr") or "localhost"
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"{host}{port}/{parts.get('dbname') or parts.get('user') or ''}"
 
 
 def first_line(exc: BaseException) -> str:
@@ -22,13 +32,21 @@ def first_line(exc: BaseException) -> str:
 def connect(url: str, what: str = "", *, autocommit: bool = False) -> psycopg.Connection:
     """A connection to ``url``; unreachable, refused, unknown database or a malformed URL
     raise :class:`DatabaseUnreachableError` naming the database (``what``: "source", ...)."""
+    label = f"the {what} database" if what else "the database"
+    userinfo = url.split("://", 1)[1].rsplit("@", 1)[0] if "://" in url and "@" in url else ""
+    if "@" in userinfo:  # libpq would take the host from inside the password, and print it
+        raise DatabaseUnreachableError(
+            f"cannot connect to {label} {describe_url(url)}: its user or password holds an '@';"
+            " write it as %40 in the URL"
+        )
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     except psycopg.Error as exc:
-        label = f"the {what} database" if what else "the database"
-        raise DatabaseUnreachableError(
-            f"cannot connect to {label} {describe_url(url)}: {first_line(exc)}"
-        ) from None
+        message = first_line(exc)
+        secret = userinfo.split(":", 1)[1] if ":" in userinfo else ""
+        if secret:  # never echo a password, whatever the driver's message quotes
+            message = message.replace(secret, "***")
+        raise DatabaseUnreachableError(f"cannot connect to {label} {describe_url(url)}: {message}") from None
 
 
 # the database lacks an object the command needs: most likely the migrations are missing
@@ -45,6 +63,6 @@ def describe_error(exc: psycopg.Error) -> str:
     if code in _MISSING_OBJECT:
         hint = (
             "is this a database with the onai-db migrations? `onai-db local status` (local) or "
-            "`npx supabase migration list --db-url <url>` shows what is applied"
+            "`npx supabase migration list --remote=<url>` shows what is applied"
         )
     return f"{text} (SQLSTATE {code})" + (f"; hint: {hint}" if hint else "")

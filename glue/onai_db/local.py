@@ -347,15 +347,23 @@ class LocalStack:
         with self.admin_connect(dbname) as conn:
             conn.execute(sql)
 
+    @staticmethod
+    def maintenance_db(dbname: str) -> str:
+        """Where to connect to create or drop ``dbname``: the ``postgres`` database, or
+        ``template1`` when ``postgres`` itself is meant. Never ``template1`` otherwise:
+        while any session is connected to it, PostgreSQL refuses to copy it (55006), so
+        two tools creating databases at once would fail."""
+        return "template1" if dbname == DEFAULT_DB else DEFAULT_DB
+
     def database_exists(self, dbname: str) -> bool:
-        with self.admin_connect("template1") as conn:
+        with self.admin_connect(self.maintenance_db(dbname)) as conn:
             return (
                 conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone() is not None
             )
 
     def create_database(self, dbname: str, drop: bool = False) -> None:
         check_db_name(dbname)
-        with self.admin_connect("template1") as conn:
+        with self.admin_connect(self.maintenance_db(dbname)) as conn:
             exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
             if exists and drop:
                 conn.execute(
@@ -366,7 +374,9 @@ class LocalStack:
                 conn.execute(sql.SQL("drop database {}").format(sql.Identifier(dbname)))
                 exists = None
             if not exists:
-                conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+                # template0 (pristine; the bootstrap runs per database): a session that
+                # happens to be connected to template1 cannot make this fail
+                conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(dbname)))
 
     def database_url(self, dbname: str = DEFAULT_DB, user: str = "postgres") -> str:
         return self.require_running().url(user, dbname)

@@ -22,7 +22,7 @@ def fresh_target(stack: LocalStack, name: str) -> str:
     if not _template_built:
         stack.up(TEMPLATE_DB, fresh=True)
         _template_built.append(True)
-    with stack.admin_connect("template1") as conn:
+    with stack.admin_connect(stack.maintenance_db(name)) as conn:
         conn.execute(
             "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
             (name,),

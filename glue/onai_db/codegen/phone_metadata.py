@@ -1,6 +1,7 @@
 """Generate the migration that defines ``public.normalize_phone`` from libphonenumber metadata.
 
-``python -m onai_db.codegen.phone_metadata > supabase/migrations/20261122110000_normalize_phone_prefix_tables.sql``
+``python -m onai_db.codegen.phone_metadata > supabase/migrations/<timestamp>_normalize_phone_<what>.sql``
+(a new migration, named first in ``MIGRATION`` below; applied migrations are never edited)
 
 Everything the SQL needs to know about numbering plans is read here from the installed
 ``phonenumbers`` package (the Python port of Google's libphonenumber metadata):
@@ -44,6 +45,7 @@ from phonenumbers.phonenumberutil import (
 from onai_db.codegen.digit_language import buckets, in_buckets, matches, prefix_table
 
 TEMPLATE_PATH = Path(__file__).with_name("normalize_phone.sql.in")
+# The migration that holds the current rendering; a regeneration goes into a new file, named here.
 MIGRATION = "supabase/migrations/20261122110000_normalize_phone_prefix_tables.sql"
 # The first, plain SQL version (frozen like every applied migration; not rendered any more).
 FIRST_MIGRATION = "supabase/migrations/20261121110000_normalize_phone.sql"

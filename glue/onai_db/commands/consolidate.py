@@ -21,6 +21,10 @@ from ..local import LocalStack
 from ..progress import phase_progress
 from ..settings import Settings
 
+# a batch is one transaction: beyond this its temp tables and locks outgrow any sane setting
+MAX_BATCH_SIZE = 1_000_000
+MAX_JOBS = 16  # connections to the target applying batches at once
+
 console = Console(width=None if Console().is_terminal else 130)
 err_console = Console(stderr=True)
 
@@ -66,10 +70,13 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Move Landing leads, journey and notifications into Traffic: backup, dedupe, verify, resumable."""
-        if batch_size < 1:
-            raise ConfigError(f"--batch-size must be at least 1, not {batch_size}")
-        if jobs < 1:
-            raise ConfigError(f"--jobs must be at least 1, not {jobs}")
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise ConfigError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE:,}, not {batch_size}")
+        if not 1 <= jobs <= MAX_JOBS:
+            raise ConfigError(f"--jobs must be between 1 and {MAX_JOBS}, not {jobs}")
+        for name, value in (("--source", source), ("--target", target)):
+            if value is not None and not value.strip():
+                raise ConfigError(f"{name} is empty: pass a Postgres URL, or leave the option out")
         settings = Settings.load()
         src = source or settings.get("LANDING_DB_URL")
         if not src:
@@ -78,18 +85,27 @@ def register(app: typer.Typer) -> None:
         preflight(src, tgt)  # bad input: one line, before any progress output
         if backup_dir is not None:
             check_writable(backup_dir)
-        with phase_progress(PHASES, err_console, disable=as_json) as progress:
-            report = run_consolidation(
-                ConsolidationOptions(
-                    source_url=src,
-                    target_url=tgt,
-                    backup_dir=backup_dir,
-                    batch_size=batch_size,
-                    jobs=jobs,
-                    dry_run=dry_run,
-                    progress=progress,
+        try:
+            with phase_progress(PHASES, err_console, disable=as_json) as progress:
+                report = run_consolidation(
+                    ConsolidationOptions(
+                        source_url=src,
+                        target_url=tgt,
+                        backup_dir=backup_dir,
+                        batch_size=batch_size,
+                        jobs=jobs,
+                        dry_run=dry_run,
+                        progress=progress,
+                    )
                 )
+        except KeyboardInterrupt:
+            err_console.print(
+                "interrupted: batches committed so far stay; run the same command again to resume"
+                if not dry_run
+                else "interrupted: nothing was written (dry run)",
+                highlight=False,
             )
+            raise typer.Exit(130) from None
         rows = []
         if attribution and not dry_run:
             with psycopg.connect(tgt) as conn:

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         db: Annotated[
             str | None,
             typer.Option(
-                "--db", help=f"Local database to check [default: ONAI_DB_URL if set, else {DEFAULT_DB}]."
+                "--db", help=f"Local database to check (default: ONAI_DB_URL if set, else {DEFAULT_DB})."
             ),
         ] = None,
         url: Annotated[str | None, typer.Option("--url", help="Any database URL.")] = None,

@@ -131,6 +131,24 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
             f"the source login cannot read table(s) {', '.join(unreadable)} (no SELECT privilege): "
             "connect as postgres (the project's database password)"
         )
+    # row level security would hide rows from this login, and they would never be counted
+    filtered = [
+        name for (name,) in conn.execute(
+            "select c.relname::text from pg_catalog.pg_class as c"
+            " join pg_catalog.pg_roles as r on r.rolname = current_user"
+            " where c.relnamespace = 'public'::regnamespace and c.relname = any(%s) and c.relrowsecurity"
+            " and not (r.rolsuper or r.rolbypassrls)"
+            " and (c.relforcerowsecurity or not pg_catalog.pg_has_role(c.relowner, 'USAGE'))"
+            " order by 1",
+            (list(LEGACY_TABLES),),
+        ).fetchall()
+    ]  # fmt: skip
+    conn.rollback()
+    if filtered:
+        raise ConsolidationError(
+            f"row level security may hide rows of {', '.join(filtered)} from the source login "
+            f"{conn.info.user!r}: connect as postgres (the project's database password)"
+        )
     if missing:
         raise ConsolidationError(
             f"source is not a Landing database: missing table(s) {', '.join(missing)} in schema public"
@@ -222,5 +240,5 @@ def check_target(conn: psycopg.Connection) -> None:
     if absent:
         raise ConsolidationError(
             f"target lacks the onai-db migrations ({', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''} "
-            "missing): run `supabase db push` (or `onai-db local up`) against it first"
+            "missing): run `supabase db push --remote` (or `onai-db local up`) against it first"
         )

@@ -58,10 +58,21 @@ def _take_lock(conn: psycopg.Connection, wait_s: float = 15.0) -> None:
 
 def _tune(conn: psycopg.Connection) -> None:
     """Session settings for bulk work (this session only)."""
+    _no_timeouts(conn)
+    # legacy timestamps without a time zone are read as UTC, whatever the target's setting
+    conn.execute("set timezone = 'UTC'")
     conn.execute("set synchronous_commit = off")  # a lost commit is redone by the idempotent re-run
     conn.execute("set work_mem = '256MB'")
     conn.execute("set temp_buffers = '1GB'")  # the batch's temp tables stay in memory
     conn.execute("set jit = off")  # JIT would compile the journey stage trigger's query on every batch
+    conn.commit()
+
+
+def _no_timeouts(conn: psycopg.Connection) -> None:
+    """A login's or database's statement, lock or idle timeout (Supabase sets some) must not
+    cut a long backup or batch short: this session waits as long as its work takes."""
+    for name in ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"):
+        conn.execute(f"set {name} = 0")  # type: ignore[arg-type]
     conn.commit()
 
 
@@ -138,18 +149,24 @@ def _apply_batches(
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(work, conn) for conn in (tgt, *extra)]
-            done = 0
-            while done < batches and not failed.is_set():
-                try:
-                    yield results.get(timeout=0.2)
-                    done += 1
-                except queue.Empty:
-                    if all(f.done() for f in futures):
-                        break
-            for f in futures:
-                f.result()  # re-raise a worker's error
-            while not results.empty():
-                yield results.get()
+            try:
+                done = 0
+                while done < batches and not failed.is_set():
+                    try:
+                        yield results.get(timeout=0.2)
+                        done += 1
+                    except queue.Empty:
+                        if all(f.done() for f in futures):
+                            break
+                for f in futures:
+                    f.result()  # re-raise a worker's error
+                while not results.empty():
+                    yield results.get()
+            except BaseException:
+                # Ctrl-C (or the caller giving up): no worker starts another batch; leaving the
+                # pool waits for the batches already running, each committed or rolled back whole
+                failed.set()
+                raise
     finally:
         for conn in extra:
             conn.close()
@@ -159,9 +176,11 @@ def preflight(source_url: str, target_url: str) -> None:
     """Connects to both databases and checks their schemas; raises a one-line error."""
     src = connect(source_url, "source (Landing)")
     try:
+        _no_timeouts(src)
         check_source(src)
         tgt = connect(target_url, "target (Traffic)")
         try:
+            _no_timeouts(tgt)
             check_target(tgt)
             check_same_source(src, tgt)
         finally:
@@ -185,6 +204,8 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
     tgt = connect(opts.target_url, "target (Traffic)")
     run_id: int | None = None
     try:
+        _no_timeouts(src)
+        _no_timeouts(tgt)
         columns = check_source(src)
         json_columns = json_typed_columns(src)
         check_target(tgt)
@@ -307,21 +328,27 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         if run_id is not None and not opts.dry_run:
             _mark_failed(tgt, run_id, exc)
         raise
+    except KeyboardInterrupt:
+        if run_id is not None and not opts.dry_run:
+            _mark_failed(
+                tgt, run_id, "interrupted (Ctrl-C); run the same command again to resume", "interrupted"
+            )
+        raise
     finally:
         src.close()
         tgt.close()
 
 
-def _mark_failed(conn: psycopg.Connection, run_id: int, exc: Exception) -> None:
-    """The ledger says the run failed and why (what it committed stays; a re-run goes on
-    from there). Best effort: the connection itself may be what failed."""
+def _mark_failed(conn: psycopg.Connection, run_id: int, exc: Exception | str, status: str = "failed") -> None:
+    """The ledger says the run failed (or was interrupted) and why (what it committed stays;
+    a re-run goes on from there). Best effort: the connection itself may be what failed."""
     error = describe_error(exc) if isinstance(exc, psycopg.Error) else str(exc)
     try:
         conn.rollback()
         conn.execute(
-            "update private.consolidation_runs set status = 'failed', finished_at = now(),"
+            "update private.consolidation_runs set status = %s, finished_at = now(),"
             " report = jsonb_build_object('error', %s::text) where id = %s and status = 'running'",
-            (error, run_id),
+            (status, error, run_id),
         )
         conn.commit()
     except psycopg.Error:
