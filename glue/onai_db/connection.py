@@ -8,12 +8,21 @@ from psycopg.conninfo import conninfo_to_dict
 from .errors import DatabaseUnreachableError
 
 
+def _url_parts(url: str) -> tuple[str, str]:
+    """(user:password, host:port/db?options) of a URL; ("", url) for a key=value string. A
+    password may hold an unescaped '@': the host follows the last one."""
+    if "://" not in url:
+        return "", url
+    userinfo, _, rest = url.split("://", 1)[1].rpartition("@")
+    return userinfo, rest
+
+
 def describe_url(url: str) -> str:
     """host:port/db of a connection string without credentials or options (never print a
     password): a URL (a password may hold an unescaped '@': the host follows the last one)
     or a libpq key=value string."""
     if "://" in url:
-        return url.split("://", 1)[1].rsplit("@", 1)[-1].split("?", 1)[0]
+        return _url_parts(url)[1].split("?", 1)[0]
     try:
         parts = conninfo_to_dict(url)
     except psycopg.Error:
@@ -33,7 +42,7 @@ def connect(url: str, what: str = "", *, autocommit: bool = False) -> psycopg.Co
     """A connection to ``url``; unreachable, refused, unknown database or a malformed URL
     raise :class:`DatabaseUnreachableError` naming the database (``what``: "source", ...)."""
     label = f"the {what} database" if what else "the database"
-    userinfo = url.split("://", 1)[1].rsplit("@", 1)[0] if "://" in url and "@" in url else ""
+    userinfo = _url_parts(url)[0]
     if "@" in userinfo:  # libpq would take the host from inside the password, and print it
         raise DatabaseUnreachableError(
             f"cannot connect to {label} {describe_url(url)}: its user or password holds an '@';"

@@ -15,15 +15,11 @@ from ..consolidate import ConsolidationOptions, run_consolidation
 from ..consolidate.backup import check_writable
 from ..consolidate.demo import attribution_summary
 from ..consolidate.render import render_attribution, render_report
-from ..consolidate.runner import PHASES, preflight
+from ..consolidate.runner import PHASES, option_problem, preflight
 from ..errors import ConfigError
 from ..local import LocalStack
 from ..progress import phase_progress
 from ..settings import Settings
-
-# a batch is one transaction: beyond this its temp tables and locks outgrow any sane setting
-MAX_BATCH_SIZE = 1_000_000
-MAX_JOBS = 16  # connections to the target applying batches at once
 
 console = Console(width=None if Console().is_terminal else 130)
 err_console = Console(stderr=True)
@@ -70,10 +66,9 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Move Landing leads, journey and notifications into Traffic: backup, dedupe, verify, resumable."""
-        if not 1 <= batch_size <= MAX_BATCH_SIZE:
-            raise ConfigError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE:,}, not {batch_size}")
-        if not 1 <= jobs <= MAX_JOBS:
-            raise ConfigError(f"--jobs must be between 1 and {MAX_JOBS}, not {jobs}")
+        problem = option_problem(batch_size, jobs)
+        if problem:
+            raise ConfigError(problem)
         for name, value in (("--source", source), ("--target", target)):
             if value is not None and not value.strip():
                 raise ConfigError(f"{name} is empty: pass a Postgres URL, or leave the option out")

@@ -172,6 +172,20 @@ def _apply_batches(
             conn.close()
 
 
+# a batch is one transaction: beyond this its temp tables and locks outgrow any sane setting
+MAX_BATCH_SIZE = 1_000_000
+MAX_JOBS = 16  # connections to the target applying batches at once
+
+
+def option_problem(batch_size: int, jobs: int) -> str | None:
+    """What is wrong with ``--batch-size`` / ``--jobs`` (None when both are usable)."""
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        return f"--batch-size must be between 1 and {MAX_BATCH_SIZE:,}, not {batch_size}"
+    if not 1 <= jobs <= MAX_JOBS:
+        return f"--jobs must be between 1 and {MAX_JOBS}, not {jobs}"
+    return None
+
+
 def preflight(source_url: str, target_url: str) -> None:
     """Connects to both databases and checks their schemas; raises a one-line error."""
     src = connect(source_url, "source (Landing)")
@@ -195,10 +209,9 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
     Nothing is written to the target before both databases pass the preflight and the
     backup is complete. With ``dry_run`` everything happens in one transaction that is
     rolled back at the end (the report says what would happen)."""
-    if opts.batch_size < 1:
-        raise ConsolidationError("--batch-size must be at least 1")
-    if opts.jobs < 1:
-        raise ConsolidationError("--jobs must be at least 1")
+    problem = option_problem(opts.batch_size, opts.jobs)
+    if problem:
+        raise ConsolidationError(problem)
     progress = opts.progress
     src = connect(opts.source_url, "source (Landing)")
     tgt = connect(opts.target_url, "target (Traffic)")
