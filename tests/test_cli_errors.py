@@ -6,6 +6,7 @@ would, so the top-level error handling is part of what is tested.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -166,3 +167,19 @@ def test_consolidate_refuses_empty_urls_and_absurd_batches_and_never_prints_a_pa
         out = cli("consolidate", "--source", secret_url, "--target", url)
         one_line_error(out, 1, "cannot connect", "127.0.0.1:1/x")
         assert "SeCrEt123" not in out.stderr + out.stdout
+
+
+def test_json_commands_print_a_json_document_on_errors_too(stack: LocalStack, test_db: str) -> None:
+    # a machine reading stdout of `--json` gets a document whatever happened; people get stderr
+    url = stack.database_url(test_db)
+    for out, code, needle in (
+        (cli("consolidate", "--source", url, "--target", url, "--json"), 1, "it is a Traffic database"),
+        (cli("consolidate", "--source", url, "--jobs", "0", "--json"), 2, "--jobs"),
+        (cli("monitor", "--json", ONAI_DB_URL=stack.database_url("cli_no_such_db")), 1, "cannot connect"),
+        (cli("monitor", "--json", "--days", "0"), 2, "--days"),
+    ):
+        one_line_error(out, code, needle)
+        doc = json.loads(out.stdout)
+        assert doc["ok"] is False and doc["exit_code"] == code and needle in doc["error"], out.stdout
+    # without --json stdout stays empty
+    assert cli("consolidate", "--source", url, "--target", url).stdout == ""

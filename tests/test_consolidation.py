@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -21,6 +22,7 @@ from onai_db.consolidate.demo import attribution_summary, seed_demo_targetologis
 from onai_db.consolidate.render import render_report
 from onai_db.errors import ConsolidationError, DatabaseUnreachableError
 from onai_db.local import LocalStack
+from onai_db.migrate import local_migrations
 from support.consolidation import (
     consolidate,
     fresh_source,
@@ -291,6 +293,17 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
     stack.create_database("cons_bare", drop=True)
     with pytest.raises(ConsolidationError, match="lacks the onai-db migrations"):
         consolidate(source, stack.database_url("cons_bare"), tmp_path)
+    # ... or pushed from an older checkout: the tables are there, the newest migrations are not
+    behind = fresh_target(stack, "cons_behind")
+    newest = local_migrations(Path(__file__).parents[1])[-1]
+    with psycopg.connect(stack.database_url("cons_behind", "supabase_admin"), autocommit=True) as conn:
+        conn.execute(
+            "delete from supabase_migrations.schema_migrations where version = %s", (newest.version,)
+        )
+    with pytest.raises(ConsolidationError, match=f"lacks 1 of this checkout's .* {newest.filename}\\): run"):
+        consolidate(source, behind, tmp_path)
+    with psycopg.connect(behind) as conn:
+        assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
     # the CLI prints it as one line and exits non-zero
@@ -662,9 +675,29 @@ def test_values_the_preflight_accepts_never_stop_the_run(stack: LocalStack, tmp_
             """ '{"note": "a\\u0000b"}') returning id""",
             (host,),
         ).fetchone()[0]
+        # times: none, a typo'd century, 'infinity' (imported, counted)
+        conn.execute("alter table landing_leads alter column created_at drop not null")
+        conn.execute("alter table lead_journey alter column created_at drop not null")
+        undated = conn.execute(
+            "insert into landing_leads (name, phone, created_at) values ('Undated', '+77015550204', null),"
+            " ('Old', '+77015550205', '1925-05-01') returning id"
+        ).fetchone()[0]
+        conn.execute(
+            "insert into lead_journey (lead_id, stage, created_at) values (%s, 'proftest_submitted', 'infinity'),"
+            " (%s, 'expresscourse_clicked', null)",
+            (host, host),
+        )
     target = fresh_target(stack, "cons_values_t")
     report = consolidate(source, target, tmp_path)
     assert report.ok, report.to_json()
+    assert report.data_quality["rows_without_time_dated_1970"] == 2
+    assert report.data_quality["implausible_times_kept"] == 2
+    with psycopg.connect(target) as conn:
+        assert conn.execute(
+            "select l.created_at from public.traffic_leads as l join private.legacy_lead_map as m on m.lead_id = l.id"
+            " where m.source_table = 'landing_leads' and m.legacy_id = %s",
+            (str(undated),),
+        ).fetchone() == (datetime(1970, 1, 1, tzinfo=UTC),)
     with psycopg.connect(target) as conn:
         reasons = {r[0] for r in conn.execute("select reason from private.consolidation_quarantine")}
         twice = conn.execute(
@@ -1201,3 +1234,25 @@ def test_a_source_login_under_row_level_security_is_refused(stack: LocalStack, t
         consolidate(stack.database_url("cons_rls", "authenticator"), target, tmp_path)
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
+
+
+def test_quarantine_reasons_group_whatever_the_legacy_ids_look_like(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    # uuids, numbers or free text: the report counts each reason once, not one line per id
+    source = fresh_source(stack, "cons_reasons", rows=30, seed=9)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("alter table lead_journey alter column lead_id type text")
+        conn.execute(
+            "insert into lead_journey (lead_id, stage) values ('41', 'proftest_submitted'),"
+            " ('42', 'proftest_submitted'), ('no such lead', 'expresscourse_clicked')"
+        )
+        orphans = conn.execute(
+            "select count(*) from lead_journey as j where j.lead_id is not null"
+            " and not exists (select 1 from landing_leads as l where l.id::text = j.lead_id)"
+        ).fetchone()[0]
+    report = consolidate(source, fresh_target(stack, "cons_reasons_t"), tmp_path)
+    assert report.ok, report.to_json()
+    not_found = {k: v for k, v in report.quarantine_reasons.items() if "not found" in k}
+    assert not_found == {"lead_journey: lead <id> not found in landing_leads": orphans}, not_found
+    assert orphans >= 3

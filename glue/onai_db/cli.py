@@ -132,6 +132,15 @@ _register_commands()
 _USAGE_ERROR, _CLICK_ERROR = typer.BadParameter.__mro__[1:3]
 
 
+def _fail(message: str, code: int, *, markup: str = "[red]error:[/red] ") -> None:
+    """One line on stderr; with ``--json``, the same as a JSON object on stdout too, so a
+    machine reading stdout gets a document whatever happened."""
+    err_console.print(f"{markup}{escape(message)}", highlight=False)
+    if "--json" in sys.argv[1:]:
+        typer.echo(json.dumps({"ok": False, "error": message, "exit_code": code}))
+    sys.exit(code)
+
+
 def main() -> None:
     try:
         # not standalone: click's own error display is a multi-line box; ours is one line
@@ -142,20 +151,15 @@ def main() -> None:
             sys.exit(exc.exit_code)
         ctx = getattr(exc, "ctx", None)
         where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        err_console.print(f"[red]error:[/red] {escape(exc.format_message() + where)}", highlight=False)
-        sys.exit(exc.exit_code)
+        _fail(exc.format_message() + where, exc.exit_code)
     except _CLICK_ERROR as exc:  # e.g. a file option that cannot be opened
-        err_console.print(f"[red]error:[/red] {escape(exc.format_message())}", highlight=False)
-        sys.exit(exc.exit_code)
+        _fail(exc.format_message(), exc.exit_code)
     except typer.Abort:  # Ctrl-C
-        err_console.print("aborted", highlight=False)
-        sys.exit(130)
+        _fail("aborted", 130, markup="")
     except OnaiDbError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code)
     except psycopg.Error as exc:  # a database error no command turned into an OnaiDbError
-        err_console.print(f"[red]error:[/red] {escape(describe_error(exc))}", highlight=False)
-        sys.exit(1)
+        _fail(describe_error(exc), 1)
     sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) returns n here
 
 

@@ -94,12 +94,14 @@ def register(app: typer.Typer) -> None:
                     )
                 )
         except KeyboardInterrupt:
-            err_console.print(
+            message = (
                 "interrupted: batches committed so far stay; run the same command again to resume"
                 if not dry_run
-                else "interrupted: nothing was written (dry run)",
-                highlight=False,
+                else "interrupted: nothing was written (dry run)"
             )
+            err_console.print(message, highlight=False)
+            if as_json:
+                typer.echo(json.dumps({"ok": False, "error": message, "exit_code": 130}))
             raise typer.Exit(130) from None
         rows = []
         if attribution and not dry_run:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import psycopg
 
 from ..errors import ConsolidationError
 from ..legacy import LEGACY_TABLES
+from ..migrate import Migration
 
 # columns each legacy table must have (extra columns are backed up and ignored)
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -43,6 +46,8 @@ COLUMN_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
     "lead_journey": {"metadata": _JSON, "created_at": _TIME},
     "scheduled_notifications": {"payload": _JSON, "scheduled_for": _TIME, "sent_at": _TIME, "created_at": _TIME},
 }  # fmt: skip
+
+PUSH_ADVICE = "run `npx supabase db push --remote` (or `onai-db local up`) against it first"
 
 # objects the target must have: the unified-leads migrations and ours
 TARGET_OBJECTS = (
@@ -230,8 +235,11 @@ def check_same_source(src: psycopg.Connection, tgt: psycopg.Connection) -> None:
         )
 
 
-def check_target(conn: psycopg.Connection) -> None:
-    """Raises unless the target has the onai-db migrations (ours included)."""
+def check_target(conn: psycopg.Connection, migrations: Sequence[Migration] = ()) -> None:
+    """Raises unless the target has the onai-db migrations (ours included): the tables the
+    run writes, and, where the Supabase CLI keeps its history (``supabase_migrations``),
+    every one of ``migrations`` (this checkout's): a target pushed from an older checkout
+    has the tables but not the functions and rules the run relies on."""
     rows = conn.execute(
         "select o, to_regclass(o) is not null from unnest(%s::text[]) as o", (list(TARGET_OBJECTS),)
     ).fetchall()
@@ -240,5 +248,26 @@ def check_target(conn: psycopg.Connection) -> None:
     if absent:
         raise ConsolidationError(
             f"target lacks the onai-db migrations ({', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''} "
-            "missing): run `supabase db push --remote` (or `onai-db local up`) against it first"
+            f"missing): {PUSH_ADVICE}"
+        )
+    if not migrations:
+        return
+    history = conn.execute(
+        "select to_regclass('supabase_migrations.schema_migrations') is not null"
+        " and pg_catalog.has_table_privilege('supabase_migrations.schema_migrations', 'select')"
+    ).fetchone()
+    if history != (True,):  # pushed by other means (or unreadable): the tables above must do
+        conn.rollback()
+        return
+    applied = {
+        str(v)
+        for (v,) in conn.execute("select version from supabase_migrations.schema_migrations").fetchall()
+    }
+    conn.rollback()
+    pending = [m for m in migrations if m.version not in applied]
+    if pending:
+        first = pending[0]
+        raise ConsolidationError(
+            f"target lacks {len(pending)} of this checkout's {len(migrations)} migrations (the first: "
+            f"{first.filename}): {PUSH_ADVICE}"
         )

@@ -16,7 +16,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ..connection import connect, describe_error
-from ..errors import ConsolidationError
+from ..errors import ConfigError, ConsolidationError
+from ..migrate import Migration, local_migrations
+from ..settings import find_project_dir
 from . import apply, backup, identity, load
 from .connect import check_same_source, check_source, check_target, json_typed_columns
 from .verify import Report, verify
@@ -186,6 +188,15 @@ def option_problem(batch_size: int, jobs: int) -> str | None:
     return None
 
 
+def checkout_migrations() -> list[Migration]:
+    """This checkout's migrations, which the target must all have (none when the glue runs
+    without its checkout: then the target's tables are all that is checked)."""
+    try:
+        return local_migrations(find_project_dir())
+    except ConfigError:
+        return []
+
+
 def preflight(source_url: str, target_url: str) -> None:
     """Connects to both databases and checks their schemas; raises a one-line error."""
     src = connect(source_url, "source (Landing)")
@@ -195,7 +206,7 @@ def preflight(source_url: str, target_url: str) -> None:
         tgt = connect(target_url, "target (Traffic)")
         try:
             _no_timeouts(tgt)
-            check_target(tgt)
+            check_target(tgt, checkout_migrations())
             check_same_source(src, tgt)
         finally:
             tgt.close()
@@ -221,7 +232,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         _no_timeouts(tgt)
         columns = check_source(src)
         json_columns = json_typed_columns(src)
-        check_target(tgt)
+        check_target(tgt, checkout_migrations())
         check_same_source(src, tgt)
         tgt.autocommit = True
         _take_lock(tgt, opts.lock_wait_s)

@@ -221,11 +221,11 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
     report.quarantine_reasons = dict(
         conn.execute(
             """
-            select q.source_table || ': ' || regexp_replace(q.reason, '(landing_leads|lead) [0-9a-f-]{8,}', '\\1 <id>'),
-              count(*)
+            select q.source_table || ': ' || regexp_replace(q.reason, %s, '\\1 <id> \\3'), count(*)
             from private.consolidation_quarantine as q
             group by 1 order by 2 desc
-            """
+            """,
+            (REASON_ID,),
         ).fetchall()
     )
     dq = conn.execute(
@@ -245,11 +245,38 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
         " where status = 'pending' and scheduled_for > pg_catalog.now()"
     ).fetchone()
     report.notifications_pending = pending[0] if pending else 0
+    times = conn.execute(TIMES_SQL).fetchone()
+    assert times is not None
     report.data_quality = {
         "invalid_emails_kept_raw": dq[0],
         "unusable_phones_kept_raw": dq[1],
         "mis_encoded_names_kept_raw": dq[2],
         "source_spellings_canonicalized": dq[3],
         "rows_without_identifier_flagged": dq[4],
+        "rows_without_time_dated_1970": times[0],
+        "implausible_times_kept": times[1],
     }
     return report
+
+
+# the legacy lead id in a quarantine reason, whatever its form (uuid, number, free text), so
+# that the report groups reasons, not rows
+REASON_ID = (
+    r"^(its lead landing_leads|lead) (.*?) (is quarantined: .*|not found in landing_leads|was not imported)$"
+)
+
+
+# legacy rows' times (leads and journey): a missing created_at is imported as 1970-01-01 (the
+# lead and its events must have some time), and one before 1970 or more than a day after the
+# run (the range find_or_create_unified_lead accepts; 'infinity' included) is kept as it was;
+# both are counted so that an operator knows how many dates are placeholders or typos
+_LEGACY_TIMES = " union all ".join(
+    f"select created_at from private.consolidation_raw_{table}"
+    for table in ("landing_leads", "lead_tracking", "unified_lead_tracking", "lead_journey")
+)
+TIMES_SQL = f"""
+select count(*) filter (where t.created_at is null),
+  count(*) filter (where t.created_at::timestamptz < '1970-01-01 00:00:00+00'
+    or t.created_at::timestamptz > pg_catalog.now() + interval '1 day')
+from ({_LEGACY_TIMES}) as t
+"""
