@@ -1072,13 +1072,42 @@ def test_a_run_that_fails_is_marked_failed_with_its_error(stack: LocalStack, tmp
         conn.execute(
             "alter table public.traffic_lead_journey add constraint no_new_rows check (false) not valid"
         )
-    with pytest.raises(psycopg.Error):
+    with pytest.raises(
+        ConsolidationError, match=r"^leads failed: .*SQLSTATE 23514.* run the same command again"
+    ):
         consolidate(source, target, tmp_path)
     with psycopg.connect(target) as conn:
         status, error = conn.execute(
             "select status, report ->> 'error' from private.consolidation_runs order by id desc limit 1"
         ).fetchone()
         assert status == "failed" and "SQLSTATE 23514" in error, error
+
+
+def test_a_connection_lost_mid_run_is_one_line_and_the_rerun_finishes(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    source = fresh_source(stack, "cons_lost", rows=300, seed=16)
+    target = fresh_target(stack, "cons_lost_t")
+    killed: list[int] = []
+
+    def kill_target_sessions(phase: str, _advance: int, _total: int | None) -> None:
+        if phase == "leads" and not killed:  # after the first batch committed
+            with psycopg.connect(target, autocommit=True) as conn:
+                killed.extend(
+                    pid for (pid,) in conn.execute(
+                        "select pg_terminate_backend(pid)::int * pid from pg_stat_activity"
+                        " where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'"
+                    ).fetchall()
+                )  # fmt: skip
+
+    with pytest.raises(ConsolidationError) as failure:
+        consolidate(source, target, tmp_path, batch_size=50, jobs=1, progress=kill_target_sessions)
+    message = str(failure.value)
+    assert killed and "\n" not in message, message
+    assert message.startswith("leads failed: lost the connection to the target (Traffic): "), message
+    assert message.endswith("run the same command again to resume"), message
+    report = consolidate(source, target, tmp_path / "again", batch_size=50)
+    assert report.ok and report.resumed_from is not None, report.to_json()
 
 
 def test_another_landing_database_is_refused_by_a_consolidated_target(

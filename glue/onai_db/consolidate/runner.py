@@ -227,6 +227,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
     src = connect(opts.source_url, "source (Landing)")
     tgt = connect(opts.target_url, "target (Traffic)")
     run_id: int | None = None
+    current = "preflight"  # the phase under way, for an error's message
     try:
         _no_timeouts(src)
         _no_timeouts(tgt)
@@ -240,6 +241,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         _tune(tgt)
 
         seconds: dict[str, float] = {}
+        current = "backup"
         t0 = time.perf_counter()
         if opts.backup_dir is None:
             backup.remove_abandoned_default_backups()
@@ -276,6 +278,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         def phase(name: str) -> None:
             tgt.execute("update private.consolidation_runs set phase = %s where id = %s", (name, run_id))
 
+        current = "stage"
         t0 = time.perf_counter()
         json_kept = load.load_raw(tgt, manifest, progress, json_columns)
         load.build_stage(tgt, progress)
@@ -283,6 +286,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         commit()
         seconds["stage"] = time.perf_counter() - t0
 
+        current = "identity"
         t0 = time.perf_counter()
         quarantined = apply.quarantine_lead_rows(tgt, run_id)
         plan = identity.build_plan(tgt, opts.batch_size, progress)
@@ -290,6 +294,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         commit()
         seconds["identity"] = time.perf_counter() - t0
 
+        current = "leads"
         t0 = time.perf_counter()
         changes = {
             "leads_created": 0,
@@ -314,6 +319,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
             progress("leads", 0, 0)
         seconds["leads"] = time.perf_counter() - t0
 
+        current = "journey"
         t0 = time.perf_counter()
         phase("journey")
         imported, q = apply.finish_journey(tgt, run_id)
@@ -330,6 +336,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         progress("journey", 1, 2)
         seconds["journey"] = time.perf_counter() - t0
 
+        current = "verify"
         t0 = time.perf_counter()
         report.changes = changes
         verify(tgt, report)
@@ -351,6 +358,8 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
     except Exception as exc:
         if run_id is not None and not opts.dry_run:
             _mark_failed(tgt, run_id, exc)
+        if isinstance(exc, psycopg.Error):  # a lost connection, a full disk, a revoked right, ...
+            raise ConsolidationError(_database_failure(exc, current, src, tgt, opts.dry_run)) from exc
         raise
     except KeyboardInterrupt:
         if run_id is not None and not opts.dry_run:
@@ -361,6 +370,20 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
     finally:
         src.close()
         tgt.close()
+
+
+def _database_failure(
+    exc: psycopg.Error, phase: str, src: psycopg.Connection, tgt: psycopg.Connection, dry_run: bool
+) -> str:
+    """One line for a database error in the middle of a run: where, what, and what now."""
+    side = "the source (Landing)" if src.broken else "the target (Traffic)" if tgt.broken else None
+    what = f"lost the connection to {side}: " if side else ""
+    then = (
+        "nothing was written (dry run)"
+        if dry_run
+        else "what was committed stays; once the cause is fixed, run the same command again to resume"
+    )
+    return f"{phase} failed: {what}{describe_error(exc)}; {then}"
 
 
 def _mark_failed(conn: psycopg.Connection, run_id: int, exc: Exception | str, status: str = "failed") -> None:
