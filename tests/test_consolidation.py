@@ -20,6 +20,7 @@ from rich.console import Console
 from onai_db.consolidate import ConsolidationOptions, run_consolidation
 from onai_db.consolidate.demo import attribution_summary, seed_demo_targetologists
 from onai_db.consolidate.render import render_report
+from onai_db.consolidate.verify import Report, TableCheck
 from onai_db.errors import ConsolidationError, DatabaseUnreachableError
 from onai_db.local import LocalStack
 from onai_db.migrate import local_migrations
@@ -1285,3 +1286,38 @@ def test_quarantine_reasons_group_whatever_the_legacy_ids_look_like(
     not_found = {k: v for k, v in report.quarantine_reasons.items() if "not found" in k}
     assert not_found == {"lead_journey: lead <id> not found in landing_leads": orphans}, not_found
     assert orphans >= 3
+
+
+def test_a_rerun_that_finds_rows_unaccounted_does_not_say_all_is_consolidated() -> None:
+    report = Report(run_id=2, dry_run=False, resumed_from=None, backup_dir="b", fingerprint="f")
+    report.tables = [TableCheck("lead_journey", 10, 8, 0, 0, 2, 8, "traffic_lead_journey")]
+    report.changes = {"leads_created": 0, "journey_rows": 0}
+    console = Console(record=True, width=200)
+    render_report(console, report)
+    text = console.export_text()
+    assert "FAILED: 2 rows unaccounted" in text and "this run changed nothing" in text, text
+    assert "already consolidated" not in text, text
+    report.tables[0].unaccounted, report.tables[0].migrated = 0, 10
+    console = Console(record=True, width=200)
+    render_report(console, report)
+    assert "nothing to change: the target is already consolidated" in console.export_text()
+
+
+def test_names_mis_encoded_as_latin1_or_cp1252_are_counted_too(stack: LocalStack, tmp_path: Path) -> None:
+    source = fresh_source(stack, "cons_mojibake", rows=10, seed=21)
+    utf8 = "Иван Қасымов".encode()
+    with psycopg.connect(source, autocommit=True) as conn:
+        for table, column in (
+            ("landing_leads", "name"),
+            ("lead_tracking", "name"),
+            ("unified_lead_tracking", "full_name"),
+        ):
+            conn.execute(f"update {table} set {column} = 'Анна'")  # fmt: skip
+        conn.execute(
+            "insert into landing_leads (name, phone) values (%s, '+77015550301'), (%s, '+77015550302'),"
+            " ('Ðórður Guðmundsson', '+77015550303'), (%s, '+77015550304')",
+            (utf8.decode("latin-1"), utf8.decode("cp1252", errors="replace"), utf8.decode("cp1251", errors="replace")),
+        )
+    report = consolidate(source, fresh_target(stack, "cons_mojibake_t"), tmp_path)
+    assert report.ok, report.to_json()
+    assert report.data_quality["mis_encoded_names_kept_raw"] == 3, report.data_quality

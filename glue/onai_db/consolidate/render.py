@@ -62,8 +62,10 @@ def render_report(console: Console, report: Report) -> None:
         facts.add_row(f"quarantined - {k}", f"{v:,}")
     console.print(facts)
     changes = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in report.changes.items())
-    if not report.changed:
+    if not report.changed and report.ok:
         console.print("[green]nothing to change: the target is already consolidated (0 changes)[/green]")
+    elif not report.changed:  # a re-run that cannot fix what the verification finds (below)
+        console.print("this run changed nothing (0 changes)")
     else:
         console.print(f"changes: {changes}")
     if report.resumed_from:

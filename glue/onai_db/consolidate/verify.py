@@ -233,7 +233,8 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
         select
           count(*) filter (where {blank_null("s.email")} is not null and s.email_n is null),
           count(*) filter (where {blank_null("s.phone")} is not null and s.phone_n is null),
-          count(*) filter (where s.name ~ '([РС][^ ]){{3}}' or s.name like '%' || chr(65533) || '%'),
+          count(*) filter (where s.name ~ '([РС][^ ]){{3}}' or s.name ~ '{LATIN_MOJIBAKE}'
+            or s.name like '%' || chr(65533) || '%'),
           count(*) filter (where s.source is not null and private.canonical_lead_source(s.source) is distinct from s.source),
           count(*) filter (where s.phone_n is null and s.email_n is null and s.problem is null)
         from private.consolidation_stage_leads as s
@@ -257,6 +258,16 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
         "implausible_times_kept": times[1],
     }
     return report
+
+
+# Cyrillic UTF-8 read as Latin-1 or cp1252: each letter's lead byte D0-D3 is one of Ð Ñ Ò Ó,
+# its continuation byte (80-BF) a Latin-1 control or symbol or one of cp1252's 80-9F
+# characters; two such pairs in a row (UTF-8 read as cp1251, the usual case, is the pattern
+# of Р/С pairs beside it)
+LATIN_MOJIBAKE = (
+    r"([ÐÑÒÓ][\u0080-\u00BF\u0152\u0153\u0160\u0161\u0178\u017D\u017E\u0192\u02C6\u02DC"
+    r"\u2013\u2014\u2018-\u201E\u2020-\u2022\u2026\u2030\u2039\u203A\u20AC\u2122]){2}"
+)
 
 
 # the legacy lead id in a quarantine reason, whatever its form (uuid, number, free text), so
