@@ -285,9 +285,14 @@ _LEGACY_TIMES = " union all ".join(
     f"select created_at from private.consolidation_raw_{table}"
     for table in ("landing_leads", "lead_tracking", "unified_lead_tracking", "lead_journey")
 )
+# (ISO text in UTC, as the backup writes it, compares like the time for four-digit years: only
+# the texts outside the plausible range as text are cast, the rest never needs it)
 TIMES_SQL = f"""
 select count(*) filter (where t.created_at is null),
-  count(*) filter (where t.created_at::timestamptz < '1970-01-01 00:00:00+00'
-    or t.created_at::timestamptz > pg_catalog.now() + interval '1 day')
+  count(*) filter (where
+    (t.created_at < '1970' collate "C"
+      or t.created_at > (select pg_catalog.to_char(pg_catalog.now() + interval '1 day', 'YYYY-MM-DD')) collate "C")
+    and (t.created_at::timestamptz < '1970-01-01 00:00:00+00'
+      or t.created_at::timestamptz > pg_catalog.now() + interval '1 day'))
 from ({_LEGACY_TIMES}) as t
 """
