@@ -181,5 +181,8 @@ def test_json_commands_print_a_json_document_on_errors_too(stack: LocalStack, te
         one_line_error(out, code, needle)
         doc = json.loads(out.stdout)
         assert doc["ok"] is False and doc["exit_code"] == code and needle in doc["error"], out.stdout
-    # without --json stdout stays empty
+    # without --json stdout stays empty; so it does when "--json" is another option's value
     assert cli("consolidate", "--source", url, "--target", url).stdout == ""
+    as_value = cli("consolidate", "--source", url, "--target", "--json")
+    one_line_error(as_value, 1, "it is a Traffic database")
+    assert as_value.stdout == ""

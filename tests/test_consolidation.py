@@ -20,6 +20,7 @@ from rich.console import Console
 from onai_db.consolidate import ConsolidationOptions, run_consolidation
 from onai_db.consolidate.demo import attribution_summary, seed_demo_targetologists
 from onai_db.consolidate.render import render_report
+from onai_db.consolidate.runner import checkout_migrations
 from onai_db.consolidate.verify import Report, TableCheck
 from onai_db.errors import ConsolidationError, DatabaseUnreachableError
 from onai_db.local import LocalStack
@@ -305,6 +306,15 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
         consolidate(source, behind, tmp_path)
     with psycopg.connect(behind) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
+    # a history the login may not read is no reason to refuse (the tables were checked)
+    with psycopg.connect(stack.database_url("cons_behind", "supabase_admin"), autocommit=True) as conn:
+        conn.execute("alter schema supabase_migrations owner to supabase_admin")
+        conn.execute("alter table supabase_migrations.schema_migrations owner to supabase_admin")
+    with psycopg.connect(behind) as conn:
+        assert conn.execute("select has_schema_privilege('supabase_migrations', 'usage')").fetchone() == (
+            False,
+        )
+    assert consolidate(source, behind, tmp_path / "unreadable", dry_run=True).ok
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
     # the CLI prints it as one line and exits non-zero
@@ -1084,11 +1094,12 @@ def test_a_run_that_fails_is_marked_failed_with_its_error(stack: LocalStack, tmp
         assert status == "failed" and "SQLSTATE 23514" in error, error
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
 def test_a_connection_lost_mid_run_is_one_line_and_the_rerun_finishes(
-    stack: LocalStack, tmp_path: Path
+    stack: LocalStack, tmp_path: Path, jobs: int
 ) -> None:
-    source = fresh_source(stack, "cons_lost", rows=300, seed=16)
-    target = fresh_target(stack, "cons_lost_t")
+    source = fresh_source(stack, f"cons_lost{jobs}", rows=300, seed=16)
+    target = fresh_target(stack, f"cons_lost{jobs}_t")
     killed: list[int] = []
 
     def kill_target_sessions(phase: str, _advance: int, _total: int | None) -> None:
@@ -1096,19 +1107,24 @@ def test_a_connection_lost_mid_run_is_one_line_and_the_rerun_finishes(
             with psycopg.connect(target, autocommit=True) as conn:
                 killed.extend(
                     pid for (pid,) in conn.execute(
+                        # the newest session: with two jobs the second batch connection only
                         "select pg_terminate_backend(pid)::int * pid from pg_stat_activity"
                         " where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'"
+                        " order by backend_start desc limit 1"
                     ).fetchall()
                 )  # fmt: skip
 
     with pytest.raises(ConsolidationError) as failure:
-        consolidate(source, target, tmp_path, batch_size=50, jobs=1, progress=kill_target_sessions)
+        consolidate(source, target, tmp_path, batch_size=50, jobs=jobs, progress=kill_target_sessions)
     message = str(failure.value)
     assert killed and "\n" not in message, message
     assert message.startswith("leads failed: lost the connection to the target (Traffic): "), message
     assert message.endswith("run the same command again to resume"), message
     report = consolidate(source, target, tmp_path / "again", batch_size=50)
-    assert report.ok and report.resumed_from is not None, report.to_json()
+    assert report.ok, report.to_json()
+    with psycopg.connect(target) as conn:  # marked failed, or, its connection gone, interrupted
+        first = conn.execute("select status from private.consolidation_runs order by id limit 1").fetchone()
+    assert first == ("interrupted" if jobs == 1 else "failed",)
 
 
 def test_another_landing_database_is_refused_by_a_consolidated_target(
@@ -1275,7 +1291,8 @@ def test_quarantine_reasons_group_whatever_the_legacy_ids_look_like(
         conn.execute("alter table lead_journey alter column lead_id type text")
         conn.execute(
             "insert into lead_journey (lead_id, stage) values ('41', 'proftest_submitted'),"
-            " ('42', 'proftest_submitted'), ('no such lead', 'expresscourse_clicked')"
+            " ('42', 'proftest_submitted'), ('no such lead', 'expresscourse_clicked'),"
+            " (repeat('x', 170), 'proftest_submitted')"
         )
         orphans = conn.execute(
             "select count(*) from lead_journey as j where j.lead_id is not null"
@@ -1285,7 +1302,7 @@ def test_quarantine_reasons_group_whatever_the_legacy_ids_look_like(
     assert report.ok, report.to_json()
     not_found = {k: v for k, v in report.quarantine_reasons.items() if "not found" in k}
     assert not_found == {"lead_journey: lead <id> not found in landing_leads": orphans}, not_found
-    assert orphans >= 3
+    assert orphans >= 4
 
 
 def test_a_rerun_that_finds_rows_unaccounted_does_not_say_all_is_consolidated() -> None:
@@ -1316,8 +1333,23 @@ def test_names_mis_encoded_as_latin1_or_cp1252_are_counted_too(stack: LocalStack
         conn.execute(
             "insert into landing_leads (name, phone) values (%s, '+77015550301'), (%s, '+77015550302'),"
             " ('Ðórður Guðmundsson', '+77015550303'), (%s, '+77015550304')",
-            (utf8.decode("latin-1"), utf8.decode("cp1252", errors="replace"), utf8.decode("cp1251", errors="replace")),
+            (
+                utf8.decode("latin-1"),
+                utf8.decode("cp1252", errors="replace"),
+                utf8.decode("cp1251", errors="replace"),
+            ),
         )
     report = consolidate(source, fresh_target(stack, "cons_mojibake_t"), tmp_path)
     assert report.ok, report.to_json()
     assert report.data_quality["mis_encoded_names_kept_raw"] == 3, report.data_quality
+
+
+def test_the_migrations_required_are_this_checkouts_wherever_the_command_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "other-project"
+    (other / "supabase" / "migrations").mkdir(parents=True)
+    (other / "supabase" / "config.toml").write_text("")
+    (other / "supabase" / "migrations" / "20240101000000_app_init.sql").write_text("select 1;")
+    monkeypatch.chdir(other)
+    assert checkout_migrations() == local_migrations(Path(__file__).parents[1])

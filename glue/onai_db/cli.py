@@ -16,6 +16,7 @@ from rich.table import Table
 from . import local as local_mod
 from .connection import describe_error
 from .errors import ConfigError, OnaiDbError
+from .output_mode import json_wanted, want_json
 from .settings import Settings
 
 app = typer.Typer(
@@ -70,6 +71,7 @@ def local_status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Whether the cluster runs, where, and which migrations are applied."""
+    want_json(as_json)
     status = _stack().status(db)
     if as_json:
         console.print_json(json.dumps(status.__dict__))
@@ -132,11 +134,12 @@ _register_commands()
 _USAGE_ERROR, _CLICK_ERROR = typer.BadParameter.__mro__[1:3]
 
 
-def _fail(message: str, code: int, *, markup: str = "[red]error:[/red] ") -> None:
-    """One line on stderr; with ``--json``, the same as a JSON object on stdout too, so a
-    machine reading stdout gets a document whatever happened."""
+def _fail(message: str, code: int, *, markup: str = "[red]error:[/red] ", usage: object = None) -> None:
+    """One line on stderr; when the command was given ``--json``, the same as a JSON object on
+    stdout too, so a machine reading stdout gets a document for every error onai-db reports.
+    ``usage``: the click context of a usage error (its options parsed so far)."""
     err_console.print(f"{markup}{escape(message)}", highlight=False)
-    if "--json" in sys.argv[1:]:
+    if json_wanted() or getattr(usage, "params", {}).get("as_json") is True:
         typer.echo(json.dumps({"ok": False, "error": message, "exit_code": code}))
     sys.exit(code)
 
@@ -151,7 +154,7 @@ def main() -> None:
             sys.exit(exc.exit_code)
         ctx = getattr(exc, "ctx", None)
         where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        _fail(exc.format_message() + where, exc.exit_code)
+        _fail(exc.format_message() + where, exc.exit_code, usage=ctx)
     except _CLICK_ERROR as exc:  # e.g. a file option that cannot be opened
         _fail(exc.format_message(), exc.exit_code)
     except typer.Abort:  # Ctrl-C

@@ -18,6 +18,7 @@ from ..consolidate.render import render_attribution, render_report
 from ..consolidate.runner import PHASES, option_problem, preflight
 from ..errors import ConfigError
 from ..local import LocalStack
+from ..output_mode import want_json
 from ..progress import phase_progress
 from ..settings import Settings
 
@@ -66,6 +67,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Move Landing leads, journey and notifications into Traffic: backup, dedupe, verify, resumable."""
+        want_json(as_json)
         problem = option_problem(batch_size, jobs)
         if problem:
             raise ConfigError(problem)

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from ..legacy import create_landing_db
 from ..local import LocalStack
+from ..output_mode import want_json
 from ..settings import Settings
 
 console = Console()
@@ -28,6 +29,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Create or refresh a legacy Landing database filled with generated messy data; prints its URL."""
+        want_json(as_json)
         stack = LocalStack(Settings.load(), echo=lambda m: err_console.print(f"[dim]{m}[/dim]"))
         url, counts = create_landing_db(stack, db, rows=rows, seed=seed)
         if as_json:

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from ..monitor import render, snapshot
 from ..outbox import connect
+from ..output_mode import want_json
 from ..settings import Settings
 from ..worker import database_url
 
@@ -23,6 +24,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Queue depth, successes/failures per service per day, errors, dead jobs, Telegram groups, AmoCRM backlog."""
+        want_json(as_json)
         with connect(database_url(Settings.load())) as conn:
             snap = snapshot(conn, days=days)
         if as_json:

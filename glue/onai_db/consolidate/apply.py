@@ -418,12 +418,12 @@ insert into private.consolidation_quarantine (source_table, legacy_id, reason, r
 select 'lead_journey', j.id,
   left(case
     when j.lead_id is null then 'lead_id is null'
-    when lq.reason is not null then 'its lead landing_leads ' || j.lead_id || ' is quarantined: ' || lq.reason
+    when lq.reason is not null then 'its lead landing_leads ' || left(j.lead_id, 100) || ' is quarantined: ' || lq.reason
     when not exists (select 1 from private.consolidation_raw_landing_leads as l where l.id = j.lead_id)
-      then 'lead ' || j.lead_id || ' not found in landing_leads'
+      then 'lead ' || left(j.lead_id, 100) || ' not found in landing_leads'
     else coalesce(
       {_journey_problem("coalesce(st.ok, false)", "j.stage", "so.canonical", json_object(parse_json("j.metadata")))},
-      'lead ' || j.lead_id || ' was not imported'
+      'lead ' || left(j.lead_id, 100) || ' was not imported'
     )
   end, 200),
   to_jsonb(j), %(run)s
@@ -457,10 +457,10 @@ insert into private.consolidation_quarantine (source_table, legacy_id, reason, r
 select 'scheduled_notifications', n.id,
   left(case
     when n.lead_id is null then 'lead_id is null'
-    when lq.reason is not null then 'its lead landing_leads ' || n.lead_id || ' is quarantined: ' || lq.reason
+    when lq.reason is not null then 'its lead landing_leads ' || left(n.lead_id, 100) || ' is quarantined: ' || lq.reason
     when not exists (select 1 from private.consolidation_raw_landing_leads as l where l.id = n.lead_id)
-      then 'lead ' || n.lead_id || ' not found in landing_leads'
-    else 'lead ' || n.lead_id || ' was not imported'
+      then 'lead ' || left(n.lead_id, 100) || ' not found in landing_leads'
+    else 'lead ' || left(n.lead_id, 100) || ' was not imported'
   end, 200),
   to_jsonb(n), %(run)s
 from private.consolidation_raw_scheduled_notifications as n

@@ -47,7 +47,10 @@ COLUMN_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
     "scheduled_notifications": {"payload": _JSON, "scheduled_for": _TIME, "sent_at": _TIME, "created_at": _TIME},
 }  # fmt: skip
 
-PUSH_ADVICE = "run `npx supabase db push --remote` (or `onai-db local up`) against it first"
+PUSH_ADVICE = (
+    "run `npx supabase db push --remote=<the target's URL>` from this checkout first"
+    " (`onai-db local up` for the local stack)"
+)
 
 # objects the target must have: the unified-leads migrations and ours
 TARGET_OBJECTS = (
@@ -252,9 +255,11 @@ def check_target(conn: psycopg.Connection, migrations: Sequence[Migration] = ())
         )
     if not migrations:
         return
+    # by oid: naming a schema the login may not use would itself be an error (42501)
     history = conn.execute(
-        "select to_regclass('supabase_migrations.schema_migrations') is not null"
-        " and pg_catalog.has_table_privilege('supabase_migrations.schema_migrations', 'select')"
+        "select pg_catalog.has_schema_privilege(n.oid, 'usage') and pg_catalog.has_table_privilege(c.oid, 'select')"
+        " from pg_catalog.pg_namespace as n join pg_catalog.pg_class as c on c.relnamespace = n.oid"
+        " where n.nspname = 'supabase_migrations' and c.relname = 'schema_migrations'"
     ).fetchone()
     if history != (True,):  # pushed by other means (or unreadable): the tables above must do
         conn.rollback()

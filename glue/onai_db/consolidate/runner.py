@@ -16,9 +16,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ..connection import connect, describe_error
-from ..errors import ConfigError, ConsolidationError
+from ..errors import ConsolidationError
 from ..migrate import Migration, local_migrations
-from ..settings import find_project_dir
 from . import apply, backup, identity, load
 from .connect import check_same_source, check_source, check_target, json_typed_columns
 from .verify import Report, verify
@@ -188,13 +187,17 @@ def option_problem(batch_size: int, jobs: int) -> str | None:
     return None
 
 
+# the checkout this code belongs to (glue/onai_db/consolidate/runner.py -> the repository)
+CHECKOUT = Path(__file__).resolve().parents[3]
+
+
 def checkout_migrations() -> list[Migration]:
-    """This checkout's migrations, which the target must all have (none when the glue runs
-    without its checkout: then the target's tables are all that is checked)."""
-    try:
-        return local_migrations(find_project_dir())
-    except ConfigError:
+    """The migrations of the checkout this code belongs to, which the target must all have
+    (none when the package runs without its checkout: then the target's tables are all that
+    is checked). Never the current directory's project: that may be another one."""
+    if not (CHECKOUT / "glue" / "onai_db").is_dir():
         return []
+    return local_migrations(CHECKOUT)
 
 
 def preflight(source_url: str, target_url: str) -> None:
@@ -359,7 +362,8 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         if run_id is not None and not opts.dry_run:
             _mark_failed(tgt, run_id, exc)
         if isinstance(exc, psycopg.Error):  # a lost connection, a full disk, a revoked right, ...
-            raise ConsolidationError(_database_failure(exc, current, src, tgt, opts.dry_run)) from exc
+            written = run_id is not None and not opts.dry_run
+            raise ConsolidationError(_database_failure(exc, current, src, tgt, written)) from exc
         raise
     except KeyboardInterrupt:
         if run_id is not None and not opts.dry_run:
@@ -373,15 +377,22 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
 
 
 def _database_failure(
-    exc: psycopg.Error, phase: str, src: psycopg.Connection, tgt: psycopg.Connection, dry_run: bool
+    exc: psycopg.Error, phase: str, src: psycopg.Connection, tgt: psycopg.Connection, written: bool
 ) -> str:
     """One line for a database error in the middle of a run: where, what, and what now."""
-    side = "the source (Landing)" if src.broken else "the target (Traffic)" if tgt.broken else None
+    lost = exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P"))  # connection failures
+    side = None
+    if src.broken:
+        side = "the source (Landing)"
+    elif tgt.broken or (
+        lost and isinstance(exc, psycopg.OperationalError) and phase not in ("preflight", "backup")
+    ):
+        side = "the target (Traffic)"  # after the backup only target connections are in use
     what = f"lost the connection to {side}: " if side else ""
     then = (
-        "nothing was written (dry run)"
-        if dry_run
-        else "what was committed stays; once the cause is fixed, run the same command again to resume"
+        "what was committed stays; once the cause is fixed, run the same command again to resume"
+        if written
+        else "nothing was written to the target"
     )
     return f"{phase} failed: {what}{describe_error(exc)}; {then}"
 
