@@ -16,7 +16,7 @@ from rich.table import Table
 from . import local as local_mod
 from .connection import describe_error
 from .errors import ConfigError, OnaiDbError
-from .output_mode import json_wanted, want_json
+from .output_mode import error_document, json_wanted, want_json
 from .settings import Settings
 
 app = typer.Typer(
@@ -140,7 +140,7 @@ def _fail(message: str, code: int, *, markup: str = "[red]error:[/red] ", usage:
     ``usage``: the click context of a usage error (its options parsed so far)."""
     err_console.print(f"{markup}{escape(message)}", highlight=False)
     if json_wanted() or getattr(usage, "params", {}).get("as_json") is True:
-        typer.echo(json.dumps({"ok": False, "error": message, "exit_code": code}))
+        typer.echo(error_document(message, code))
     sys.exit(code)
 
 

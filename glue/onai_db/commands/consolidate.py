@@ -18,7 +18,7 @@ from ..consolidate.render import render_attribution, render_report
 from ..consolidate.runner import PHASES, option_problem, preflight
 from ..errors import ConfigError
 from ..local import LocalStack
-from ..output_mode import want_json
+from ..output_mode import error_document, want_json
 from ..progress import phase_progress
 from ..settings import Settings
 
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
             )
             err_console.print(message, highlight=False)
             if as_json:
-                typer.echo(json.dumps({"ok": False, "error": message, "exit_code": 130}))
+                typer.echo(error_document(message, 130))
             raise typer.Exit(130) from None
         rows = []
         if attribution and not dry_run:
