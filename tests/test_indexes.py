@@ -85,6 +85,9 @@ def test_merge_chain_lookups_use_the_partial_merged_into_index(owner_conn: psyco
     with owner_conn.transaction(force_rollback=True):
         owner_conn.execute("set local enable_seqscan = off")
         owner_conn.execute("set local plan_cache_mode = force_generic_plan")
+        # the other index with the same predicate (on utm_source) would do with a filter, and
+        # on an almost empty table it can cost the same: out of the way, the proof is what counts
+        owner_conn.execute("drop index public.traffic_leads_merged_utm_source_idx")
         owner_conn.execute(
             "prepare merged_into_probe (uuid) as select id from public.traffic_leads where merged_into = $1"
         )
@@ -92,7 +95,7 @@ def test_merge_chain_lookups_use_the_partial_merged_into_index(owner_conn: psyco
             r[0] for r in owner_conn.execute("explain execute merged_into_probe (gen_random_uuid())")
         )
         owner_conn.execute("deallocate merged_into_probe")
-    assert "traffic_leads_merged_into_idx" in plan, plan
+    assert "traffic_leads_merged_into_idx" in plan and "Index Cond: (merged_into = $1)" in plan, plan
 
 
 def _plan_nodes(node: dict) -> list[dict]:
