@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from .load import blank_null, journey_row_md5, lead_row_md5
+from .load import blank_null, journey_row_md5, lead_row_md5, raw_table
 
 LEAD_TABLES = ("landing_leads", "lead_tracking", "unified_lead_tracking")
 
@@ -282,8 +282,7 @@ REASON_ID = (
 # run (the range find_or_create_unified_lead accepts; 'infinity' included) is kept as it was;
 # both are counted so that an operator knows how many dates are placeholders or typos
 _LEGACY_TIMES = " union all ".join(
-    f"select created_at from private.consolidation_raw_{table}"
-    for table in ("landing_leads", "lead_tracking", "unified_lead_tracking", "lead_journey")
+    f"select created_at from private.{raw_table(table)}" for table in (*LEAD_TABLES, "lead_journey")
 )
 # (ISO text in UTC, as the backup writes it, compares like the time for four-digit years: only
 # the texts outside the plausible range as text are cast, the rest never needs it)
