@@ -186,3 +186,39 @@ def test_json_commands_print_a_json_document_on_errors_too(stack: LocalStack, te
     as_value = cli("consolidate", "--source", url, "--target", "--json")
     one_line_error(as_value, 1, "it is a Traffic database")
     assert as_value.stdout == ""
+
+
+def test_a_bug_prints_its_traceback_and_still_one_error_line_and_document() -> None:
+    # an exception no command expected (a bug): the traceback for the report, then the usual
+    # last line on stderr, the JSON document on stdout for --json, exit 1
+    code = (
+        "import onai_db.local as m\n"
+        "def boom(self, *args, **kwargs):\n"
+        "    raise RuntimeError('boom')\n"
+        "m.LocalStack.status = boom\n"
+        "from onai_db.cli import main; main()\n"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    out = subprocess.run(
+        [sys.executable, "-c", code, "local", "status", "--json"],
+        capture_output=True, text=True, cwd=ROOT, check=False, env={**base, "COLUMNS": "400"},
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("Traceback (most recent call last):"), out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: internal error (RuntimeError: boom)") and "bug in onai-db" in last, last
+    doc = json.loads(out.stdout)
+    assert doc["ok"] is False and doc["exit_code"] == 1 and "RuntimeError: boom" in doc["error"]
+
+
+def test_a_missing_system_program_is_named_with_exit_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    # as root, PostgreSQL's programs run through runuser; without it the error says what to
+    # install instead of a FileNotFoundError traceback
+    import onai_db.local as local_mod
+    from onai_db.errors import MissingDependencyError
+
+    monkeypatch.setattr(local_mod.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(local_mod.shutil, "which", lambda name: None)
+    with pytest.raises(MissingDependencyError, match=r"runuser is not installed.*util-linux") as caught:
+        LocalStack(Settings.load())._as_user("postgres", ["pg_ctl", "status"])
+    assert caught.value.exit_code == 3

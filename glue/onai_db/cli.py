@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from typing import Annotated
 
 import psycopg
@@ -163,6 +164,15 @@ def main() -> None:
         _fail(str(exc), exc.exit_code)
     except psycopg.Error as exc:  # a database error no command turned into an OnaiDbError
         _fail(describe_error(exc), 1)
+    except OSError as exc:  # the machine: a file, directory or program that cannot be used
+        _fail(str(exc) or type(exc).__name__, 1)
+    except Exception as exc:  # a bug: the traceback for the report, then the usual line
+        traceback.print_exc()
+        _fail(
+            f"internal error ({type(exc).__name__}: {exc}); this is a bug in onai-db, "
+            "please report it with the traceback above",
+            1,
+        )
     sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) returns n here
 
 

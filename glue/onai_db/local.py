@@ -114,6 +114,15 @@ def pg_bindir(settings: Settings) -> Path:
     raise MissingDependencyError(INSTALL_HINT)
 
 
+def _require_program(name: str, why: str) -> None:
+    """A clear error (exit 3) instead of a FileNotFoundError when a system program is absent."""
+    if shutil.which(name) is None:
+        raise MissingDependencyError(
+            f"{name} is not installed; it is needed {why}: install it (Debian: apt-get install "
+            f"{'util-linux' if name == 'runuser' else 'passwd'}) or run onai-db as a user other than root"
+        )
+
+
 class LocalStack:
     """Operations on the local cluster; every method is safe to call repeatedly."""
 
@@ -146,6 +155,9 @@ class LocalStack:
         try:
             pwd.getpwnam(wanted)
         except KeyError:
+            _require_program(
+                "useradd", f"to create the OS user {wanted!r} PostgreSQL runs as (onai-db runs as root)"
+            )
             subprocess.run(
                 ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", wanted],
                 check=True,
@@ -155,6 +167,7 @@ class LocalStack:
 
     def _as_user(self, user: str, argv: list[str]) -> list[str]:
         if os.geteuid() == 0:
+            _require_program("runuser", f"to run PostgreSQL's programs as {user!r} (PostgreSQL refuses root)")
             return ["runuser", "-u", user, "--", *argv]
         return argv
 
