@@ -412,3 +412,35 @@ def test_a_forged_stats_shard_setting_is_not_trusted(db_url: str) -> None:
         second = forger.execute("select private.lead_stats_shard()").fetchone()[0]
         assert second != held
         assert forger.execute("select current_setting('onai.lead_stats_shard')").fetchone() == (str(second),)
+
+
+@pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])
+def test_a_snapshot_transaction_gets_the_conflict_at_once_with_what_to_retry(
+    authenticator_url: str, db_url: str, committed_leads: None, isolation: str
+) -> None:
+    """A caller in a repeatable read or serializable transaction keeps its snapshot, so trying
+    the body again meets the same conflict: the call fails at the first attempt (it slept and
+    tried 5 times before), keeping the SQLSTATE and message, with a hint to retry the whole
+    transaction; retrying it does succeed."""
+    phone = unique_phone()
+    with (
+        psycopg.connect(db_url, autocommit=True) as other,
+        psycopg.connect(authenticator_url, autocommit=True) as caller,
+    ):
+        caller.execute(f"begin isolation level {isolation}")
+        caller.execute("select 1")  # the snapshot is taken
+        lead = other.execute(
+            "select lead_id from public.find_or_create_unified_lead(p_phone := %s)", (phone,)
+        )
+        lead_id = lead.fetchone()[0]
+        with pytest.raises(psycopg.errors.SerializationFailure) as caught:
+            _rpc(caller, p_phone="8" + phone[2:], p_name="Snapshot")
+        caller.execute("rollback")
+        diag = caught.value.diag
+        assert diag.message_primary == "could not serialize access due to concurrent update"
+        assert diag.message_hint is not None and f"ran in a {isolation} transaction" in diag.message_hint
+        assert "retry the whole transaction" in diag.message_hint
+        # the whole transaction again: it sees the lead and records the event
+        caller.execute(f"begin isolation level {isolation}")
+        assert _rpc(caller, p_phone="8" + phone[2:], p_name="Snapshot") == (lead_id, False)
+        caller.execute("commit")

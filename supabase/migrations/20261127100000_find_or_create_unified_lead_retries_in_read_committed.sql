@@ -1,0 +1,98 @@
+-- find_or_create_unified_lead tries again only in a read committed transaction; in a
+-- repeatable read or serializable one it fails at once, with a hint to retry the whole
+-- transaction.
+--
+-- Issue 3, item 4 ("clear errors"; review of 20261125100000): the retry runs the body again
+-- in a subtransaction, which sees what the other transaction committed only under read
+-- committed, where every statement takes a new snapshot. A caller that runs the call inside a
+-- repeatable read or serializable transaction (a script, a batch job; PostgREST itself always
+-- uses read committed) keeps its snapshot: every attempt met the same conflict, the call
+-- slept between attempts (about 0.15 s in all) and then failed with the bare 40001 of the
+-- last attempt. Now such a caller gets the error of the first attempt at once, same SQLSTATE
+-- and message, with a hint that says what works: retrying the whole transaction.
+-- Otherwise the same function as in 20261125100000.
+
+create or replace function public.find_or_create_unified_lead(
+  p_name text default null,
+  p_email text default null,
+  p_phone text default null,
+  p_source text default null,
+  p_utm_source text default null,
+  p_utm_medium text default null,
+  p_utm_campaign text default null,
+  p_utm_content text default null,
+  p_utm_term text default null,
+  p_stage text default 'lead_captured',
+  p_metadata jsonb default '{}'::jsonb,
+  p_event_key text default null,
+  p_occurred_at timestamptz default null
+)
+returns table (
+  lead_id uuid,
+  created boolean,
+  merged boolean,
+  event_recorded boolean,
+  no_identifier boolean
+)
+language plpgsql
+volatile
+-- security definer: runs private.find_or_create_unified_lead_attempt, which no API role
+-- may reach; EXECUTE is granted to service_role only.
+security definer
+set search_path = ''
+as $$
+declare
+  c_attempts constant integer := 5;
+  v_attempt integer := 1;
+  v_state text;
+  v_message text;
+  v_detail text;
+begin
+  loop
+    begin
+      return query
+      select a.lead_id, a.created, a.merged, a.event_recorded, a.no_identifier
+      from private.find_or_create_unified_lead_attempt(
+        p_name, p_email, p_phone, p_source,
+        p_utm_source, p_utm_medium, p_utm_campaign, p_utm_content, p_utm_term,
+        p_stage, p_metadata, p_event_key, p_occurred_at
+      ) as a;
+      return;
+    exception when deadlock_detected or serialization_failure then
+      -- the attempt is rolled back with its locks; the other transaction goes on
+      if pg_catalog.current_setting('transaction_isolation') <> 'read committed' then
+        -- this transaction's snapshot would show the next attempt the same conflict
+        get stacked diagnostics
+          v_state = returned_sqlstate, v_message = message_text, v_detail = pg_exception_detail;
+        raise exception using
+          errcode = v_state,
+          message = v_message,
+          detail = v_detail,
+          hint = pg_catalog.format(
+            'This call ran in a %s transaction, which cannot see what the other transaction '
+            'committed: retry the whole transaction (or call it in a read committed one, as '
+            'PostgREST does, and it retries by itself).',
+            pg_catalog.current_setting('transaction_isolation')
+          );
+      end if;
+      if v_attempt >= c_attempts then
+        raise;
+      end if;
+      -- a moment for the other transaction to take the locks it waited for, so that this
+      -- attempt does not take them back first and run into the same deadlock again
+      perform pg_catalog.pg_sleep(0.01 * v_attempt * (1 + pg_catalog.random()));
+      v_attempt := v_attempt + 1;
+    end;
+  end loop;
+end;
+$$;
+
+comment on function public.find_or_create_unified_lead(
+  text, text, text, text, text, text, text, text, text, text, jsonb, text, timestamptz
+) is
+'Records one lead event: finds the person by normalized phone/email (or creates them), fills gaps, '
+'keeps first/last-touch UTM, appends a journey event once per p_event_key, merges two leads of one person '
+'into the older. Returns the live lead id and what happened. Race-free; in a read committed transaction '
+'a call that loses a deadlock or finds a lead deleted under it is tried again (up to 5 times); in a '
+'repeatable read or serializable one it fails at once (40P01/40001) with a hint to retry the transaction. '
+'service_role only.';
