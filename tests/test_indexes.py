@@ -119,3 +119,60 @@ def test_a_targetologist_reading_a_leads_journey_finds_their_leads_by_index(
     on_leads = [n["Node Type"] for n in nodes if n.get("Relation Name") == "traffic_leads"]
     assert on_leads, "the policy's lookup of traffic_leads is not in the plan"
     assert "Seq Scan" not in on_leads, on_leads
+
+
+def _leads_nodes(cur: psycopg.Cursor, query: str, params: tuple = ()) -> list[dict]:
+    cur.execute("explain (format json) " + query, params)
+    row = cur.fetchone()
+    assert row is not None
+    return [
+        n
+        for n in _plan_nodes(row["QUERY PLAN"][0]["Plan"])
+        # a scan of the table, or a bitmap index scan (no relation name) of one of its indexes
+        if n.get("Relation Name") == "traffic_leads" or n.get("Index Name", "").startswith("traffic_leads_")
+    ]
+
+
+def _brief(nodes: list[dict]) -> list[tuple]:
+    return [(n["Node Type"], n.get("Index Name"), n.get("Index Cond"), n.get("Filter")) for n in nodes]
+
+
+def test_a_targetologists_documented_lead_reads_use_an_index(api: PostgrestSession, cast: Cast) -> None:
+    """The reads the README gives a targetologist's screens find their leads by index. RLS
+    alone cannot: the policy is `staff OR utm_source = any(mine)`, and PostgreSQL uses no index
+    for an OR with an arm no index can answer; so the request repeats the filter, as Supabase
+    advises. With sequential scans priced out, no plan node reads traffic_leads whole, and the
+    counts look leads up by utm_source; the unfiltered read, for contrast, has no utm_source
+    index condition at all."""
+    own = (["fb_arystan", "ig_arystan"],)
+    with api.probe(), api.request(cast.targetologist, "GET", "/traffic_leads") as cur:
+        cur.execute("set local enable_seqscan = off")
+        page = _leads_nodes(
+            cur,
+            "select id, name from public.traffic_leads where utm_source = any(%s) and merged_into is null"
+            " order by created_at desc limit 50",
+            own,
+        )
+        counts = [
+            _leads_nodes(
+                cur,
+                "select count(*) from public.traffic_leads where utm_source = any(%s) and merged_into is null",
+                own,
+            ),
+            _leads_nodes(
+                cur,
+                "select count(*) from public.traffic_leads where utm_source = any(%s) and merged_into is not null",
+                own,
+            ),
+            _leads_nodes(
+                cur, "select count(*) from public.traffic_lead_attribution where utm_source = any(%s)", own
+            ),
+        ]
+        unfiltered = _leads_nodes(cur, "select count(*) from public.traffic_leads")
+    for nodes in (page, *counts):
+        assert nodes and all(n["Node Type"] != "Seq Scan" for n in nodes), _brief(nodes)
+    for nodes in counts:
+        assert any("utm_source" in n.get("Index Cond", "") for n in nodes), _brief(nodes)
+    assert unfiltered and not any("utm_source" in n.get("Index Cond", "") for n in unfiltered), _brief(
+        unfiltered
+    )
