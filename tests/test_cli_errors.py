@@ -222,3 +222,40 @@ def test_a_missing_system_program_is_named_with_exit_3(monkeypatch: pytest.Monke
     with pytest.raises(MissingDependencyError, match=r"runuser is not installed.*util-linux") as caught:
         LocalStack(Settings.load())._as_user("postgres", ["pg_ctl", "status"])
     assert caught.value.exit_code == 3
+
+
+def test_psql_is_found_beside_the_server_or_named_when_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import onai_db.local as local_mod
+    from onai_db.errors import MissingDependencyError
+
+    monkeypatch.setattr(local_mod.shutil, "which", lambda name: None)
+    monkeypatch.setattr(local_mod, "pg_bindir", lambda settings: tmp_path)
+    with pytest.raises(MissingDependencyError, match="psql is not installed") as caught:
+        local_mod.psql_program(Settings.load())
+    assert caught.value.exit_code == 3
+    (tmp_path / "psql").touch()
+    assert local_mod.psql_program(Settings.load()) == str(tmp_path / "psql")
+
+
+def test_a_failing_useradd_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onai_db.local as local_mod
+    from onai_db.errors import StackError
+
+    def no_such_user(name: str) -> None:
+        raise KeyError(name)
+
+    def failing(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(
+            argv, 10, "", "useradd: cannot lock /etc/passwd; try again later.\n"
+        )
+
+    monkeypatch.setattr(local_mod.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(local_mod.pwd, "getpwnam", no_such_user)
+    monkeypatch.setattr(local_mod.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(local_mod.subprocess, "run", failing)
+    with pytest.raises(
+        StackError, match=r"useradd failed: useradd: cannot lock /etc/passwd.*ONAI_DB_PG_OS_USER"
+    ):
+        LocalStack(Settings.load())._os_user()

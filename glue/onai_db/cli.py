@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import traceback
 from typing import Annotated
@@ -112,7 +113,7 @@ def local_url(
 def local_psql(ctx: typer.Context, db: DbOption = local_mod.DEFAULT_DB) -> None:
     """Open psql on the local database (extra arguments go to psql)."""
     url = _stack().database_url(db)
-    os.execvp("psql", ["psql", url, *ctx.args])
+    os.execv(local_mod.psql_program(Settings.load()), ["psql", url, *ctx.args])
 
 
 # Command groups that live in their own modules register themselves here; each module
@@ -164,7 +165,8 @@ def main() -> None:
         _fail(str(exc), exc.exit_code)
     except psycopg.Error as exc:  # a database error no command turned into an OnaiDbError
         _fail(describe_error(exc), 1)
-    except OSError as exc:  # the machine: a file, directory or program that cannot be used
+    except (OSError, subprocess.SubprocessError) as exc:  # the machine: a file, directory or
+        # program that cannot be used, a program that failed or timed out
         _fail(str(exc) or type(exc).__name__, 1)
     except Exception as exc:  # a bug: the traceback for the report, then the usual line
         traceback.print_exc()

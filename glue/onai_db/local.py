@@ -114,6 +114,17 @@ def pg_bindir(settings: Settings) -> Path:
     raise MissingDependencyError(INSTALL_HINT)
 
 
+def psql_program(settings: Settings) -> str:
+    """psql from PATH, else the one beside the PostgreSQL 15 server; a clear error without either."""
+    found = shutil.which("psql")
+    if found:
+        return found
+    beside = pg_bindir(settings) / "psql"
+    if beside.exists():
+        return str(beside)
+    raise MissingDependencyError("psql is not installed: apt-get install postgresql-client-15")
+
+
 def _require_program(name: str, why: str) -> None:
     """A clear error (exit 3) instead of a FileNotFoundError when a system program is absent."""
     if shutil.which(name) is None:
@@ -158,11 +169,18 @@ class LocalStack:
             _require_program(
                 "useradd", f"to create the OS user {wanted!r} PostgreSQL runs as (onai-db runs as root)"
             )
-            subprocess.run(
+            made = subprocess.run(
                 ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", wanted],
-                check=True,
+                check=False,
                 capture_output=True,
+                text=True,
             )
+            if made.returncode != 0:
+                raise StackError(
+                    f"cannot create the OS user {wanted!r} PostgreSQL runs as: useradd failed: "
+                    f"{(made.stderr or made.stdout).strip() or f'exit status {made.returncode}'}"
+                    " (set ONAI_DB_PG_OS_USER to an existing user)"
+                ) from None
         return wanted
 
     def _as_user(self, user: str, argv: list[str]) -> list[str]:

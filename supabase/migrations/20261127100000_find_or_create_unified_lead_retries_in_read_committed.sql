@@ -1,15 +1,16 @@
--- find_or_create_unified_lead tries again only in a read committed transaction; in a
--- repeatable read or serializable one it fails at once, with a hint to retry the whole
--- transaction.
+-- find_or_create_unified_lead tries again only where a new attempt can see what the other
+-- transaction committed; in a repeatable read or serializable transaction it fails at once,
+-- with a hint to retry the whole transaction.
 --
 -- Issue 3, item 4 ("clear errors"; review of 20261125100000): the retry runs the body again
 -- in a subtransaction, which sees what the other transaction committed only under read
--- committed, where every statement takes a new snapshot. A caller that runs the call inside a
--- repeatable read or serializable transaction (a script, a batch job; PostgREST itself always
--- uses read committed) keeps its snapshot: every attempt met the same conflict, the call
--- slept between attempts (about 0.15 s in all) and then failed with the bare 40001 of the
--- last attempt. Now such a caller gets the error of the first attempt at once, same SQLSTATE
--- and message, with a hint that says what works: retrying the whole transaction.
+-- committed (and read uncommitted, which PostgreSQL runs the same way), where every statement
+-- takes a new snapshot. A caller that runs the call inside a repeatable read or serializable
+-- transaction (a script, a batch job; PostgREST uses read committed unless the role's
+-- default_transaction_isolation says otherwise) keeps its snapshot: every attempt met the
+-- same conflict, the call slept between attempts (about 0.15 s in all) and then failed with
+-- the bare 40001 of the last attempt. Now such a caller gets the error of the first attempt at once, same SQLSTATE,
+-- message and detail, with a hint that says what works: retrying the whole transaction.
 -- Otherwise the same function as in 20261125100000.
 
 create or replace function public.find_or_create_unified_lead(
@@ -47,6 +48,7 @@ declare
   v_state text;
   v_message text;
   v_detail text;
+  v_hint text;
 begin
   loop
     begin
@@ -60,20 +62,20 @@ begin
       return;
     exception when deadlock_detected or serialization_failure then
       -- the attempt is rolled back with its locks; the other transaction goes on
-      if pg_catalog.current_setting('transaction_isolation') <> 'read committed' then
+      if pg_catalog.current_setting('transaction_isolation') in ('repeatable read', 'serializable') then
         -- this transaction's snapshot would show the next attempt the same conflict
         get stacked diagnostics
           v_state = returned_sqlstate, v_message = message_text, v_detail = pg_exception_detail;
-        raise exception using
-          errcode = v_state,
-          message = v_message,
-          detail = v_detail,
-          hint = pg_catalog.format(
-            'This call ran in a %s transaction, which cannot see what the other transaction '
-            'committed: retry the whole transaction (or call it in a read committed one, as '
-            'PostgREST does, and it retries by itself).',
-            pg_catalog.current_setting('transaction_isolation')
-          );
+        v_hint := pg_catalog.format(
+          'This call ran in a %s transaction, which cannot see what the other transaction '
+          'committed: retry the whole transaction (or make the call in a read committed '
+          'one, as PostgREST does by default, where it retries by itself).',
+          pg_catalog.current_setting('transaction_isolation')
+        );
+        if v_detail = '' then  -- no detail in the error: none added (RAISE takes no NULL)
+          raise exception using errcode = v_state, message = v_message, hint = v_hint;
+        end if;
+        raise exception using errcode = v_state, message = v_message, detail = v_detail, hint = v_hint;
       end if;
       if v_attempt >= c_attempts then
         raise;
@@ -92,7 +94,7 @@ comment on function public.find_or_create_unified_lead(
 ) is
 'Records one lead event: finds the person by normalized phone/email (or creates them), fills gaps, '
 'keeps first/last-touch UTM, appends a journey event once per p_event_key, merges two leads of one person '
-'into the older. Returns the live lead id and what happened. Race-free; in a read committed transaction '
-'a call that loses a deadlock or finds a lead deleted under it is tried again (up to 5 times); in a '
-'repeatable read or serializable one it fails at once (40P01/40001) with a hint to retry the transaction. '
+'into the older. Returns the live lead id and what happened. Race-free; a call that loses a deadlock or '
+'finds a lead deleted under it is tried again (up to 5 times), except in a repeatable read or serializable '
+'transaction, where it fails at once (40P01/40001) with a hint to retry the transaction. '
 'service_role only.';
