@@ -125,12 +125,12 @@ def psql_program(settings: Settings) -> str:
     raise MissingDependencyError("psql is not installed: apt-get install postgresql-client-15")
 
 
-def _require_program(name: str, why: str) -> None:
+def _require_program(name: str, package: str, why: str) -> None:
     """A clear error (exit 3) instead of a FileNotFoundError when a system program is absent."""
     if shutil.which(name) is None:
         raise MissingDependencyError(
             f"{name} is not installed; it is needed {why}: install it (Debian: apt-get install "
-            f"{'util-linux' if name == 'runuser' else 'passwd'}) or run onai-db as a user other than root"
+            f"{package}) or run onai-db as a user other than root"
         )
 
 
@@ -167,7 +167,9 @@ class LocalStack:
             pwd.getpwnam(wanted)
         except KeyError:
             _require_program(
-                "useradd", f"to create the OS user {wanted!r} PostgreSQL runs as (onai-db runs as root)"
+                "useradd",
+                "passwd",
+                f"to create the OS user {wanted!r} PostgreSQL runs as (onai-db runs as root)",
             )
             made = subprocess.run(
                 ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", wanted],
@@ -185,7 +187,9 @@ class LocalStack:
 
     def _as_user(self, user: str, argv: list[str]) -> list[str]:
         if os.geteuid() == 0:
-            _require_program("runuser", f"to run PostgreSQL's programs as {user!r} (PostgreSQL refuses root)")
+            _require_program(
+                "runuser", "util-linux", f"to run PostgreSQL's programs as {user!r} (PostgreSQL refuses root)"
+            )
             return ["runuser", "-u", user, "--", *argv]
         return argv
 
