@@ -102,25 +102,6 @@ def _plan_nodes(node: dict) -> list[dict]:
     return [node] + [n for child in node.get("Plans", []) for n in _plan_nodes(child)]
 
 
-def test_a_targetologist_reading_a_leads_journey_finds_their_leads_by_index(
-    api: PostgrestSession, cast: Cast
-) -> None:
-    """The journey policy's lookup of the targetologist's leads (live and merged) can use an
-    index: with sequential scans priced out, no plan node reads traffic_leads whole (the
-    lookup once had no usable index: the only utm_source index covered live leads only)."""
-    with api.probe(), api.request(cast.targetologist, "GET", "/lead_journey") as cur:
-        cur.execute("set local enable_seqscan = off")
-        cur.execute(
-            "explain (format json) select * from public.lead_journey where lead_id = %s", (uuid.uuid4(),)
-        )
-        row = cur.fetchone()
-        assert row is not None
-        nodes = _plan_nodes(row["QUERY PLAN"][0]["Plan"])
-    on_leads = [n["Node Type"] for n in nodes if n.get("Relation Name") == "traffic_leads"]
-    assert on_leads, "the policy's lookup of traffic_leads is not in the plan"
-    assert "Seq Scan" not in on_leads, on_leads
-
-
 def _leads_nodes(cur: psycopg.Cursor, query: str, params: tuple = ()) -> list[dict]:
     cur.execute("explain (format json) " + query, params)
     row = cur.fetchone()
@@ -131,6 +112,20 @@ def _leads_nodes(cur: psycopg.Cursor, query: str, params: tuple = ()) -> list[di
         # a scan of the table, or a bitmap index scan (no relation name) of one of its indexes
         if n.get("Relation Name") == "traffic_leads" or n.get("Index Name", "").startswith("traffic_leads_")
     ]
+
+
+def test_a_targetologist_reading_a_leads_journey_finds_their_leads_by_index(
+    api: PostgrestSession, cast: Cast
+) -> None:
+    """The journey policy's lookup of the targetologist's leads (live and merged) can use an
+    index: with sequential scans priced out, no plan node reads traffic_leads whole (the
+    lookup once had no usable index: the only utm_source index covered live leads only)."""
+    with api.probe(), api.request(cast.targetologist, "GET", "/lead_journey") as cur:
+        cur.execute("set local enable_seqscan = off")
+        nodes = _leads_nodes(cur, "select * from public.lead_journey where lead_id = %s", (uuid.uuid4(),))
+    on_leads = [n["Node Type"] for n in nodes]
+    assert on_leads, "the policy's lookup of traffic_leads is not in the plan"
+    assert "Seq Scan" not in on_leads, on_leads
 
 
 def _brief(nodes: list[dict]) -> list[tuple]:

@@ -49,6 +49,7 @@ declare
   v_message text;
   v_detail text;
   v_hint text;
+  v_isolation text;
 begin
   loop
     begin
@@ -62,7 +63,8 @@ begin
       return;
     exception when deadlock_detected or serialization_failure then
       -- the attempt is rolled back with its locks; the other transaction goes on
-      if pg_catalog.current_setting('transaction_isolation') in ('repeatable read', 'serializable') then
+      v_isolation := pg_catalog.current_setting('transaction_isolation');
+      if v_isolation in ('repeatable read', 'serializable') then
         -- this transaction's snapshot would show the next attempt the same conflict
         get stacked diagnostics
           v_state = returned_sqlstate, v_message = message_text, v_detail = pg_exception_detail;
@@ -70,7 +72,7 @@ begin
           'This call ran in a %s transaction, which cannot see what the other transaction '
           'committed: retry the whole transaction (or make the call in a read committed '
           'one, as PostgREST does by default, where it retries by itself).',
-          pg_catalog.current_setting('transaction_isolation')
+          v_isolation
         );
         if v_detail = '' then  -- no detail in the error: none added (RAISE takes no NULL)
           raise exception using errcode = v_state, message = v_message, hint = v_hint;
