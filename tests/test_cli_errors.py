@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,10 @@ def test_a_database_without_the_migrations_names_the_likely_cause(stack: LocalSt
     stack.create_database("cli_bare", drop=True)
     bare = stack.database_url("cli_bare")
     one_line_error(cli("monitor", ONAI_DB_URL=bare), 1, "SQLSTATE", "onai-db migrations")
+    as_json = cli("monitor", "--json", ONAI_DB_URL=bare)  # for a machine: the kind and the SQLSTATE
+    one_line_error(as_json, 1, "SQLSTATE 42P01")
+    doc = json.loads(as_json.stdout)
+    assert (doc["error_kind"], doc["sqlstate"], doc["exit_code"]) == ("database", "42P01", 1), doc
     one_line_error(cli("worker", "--once", "--dry-run", "--services", "sms", ONAI_DB_URL=bare), 1, "SQLSTATE")
 
 
@@ -172,20 +177,35 @@ def test_consolidate_refuses_empty_urls_and_absurd_batches_and_never_prints_a_pa
 def test_json_commands_print_a_json_document_on_errors_too(stack: LocalStack, test_db: str) -> None:
     # a machine reading stdout of `--json` gets a document whatever happened; people get stderr
     url = stack.database_url(test_db)
-    for out, code, needle in (
-        (cli("consolidate", "--source", url, "--target", url, "--json"), 1, "it is a Traffic database"),
-        (cli("consolidate", "--source", url, "--jobs", "0", "--json"), 2, "--jobs"),
-        (cli("monitor", "--json", ONAI_DB_URL=stack.database_url("cli_no_such_db")), 1, "cannot connect"),
-        (cli("monitor", "--json", "--days", "0"), 2, "--days"),
+    # error_kind names what went wrong for a script (README, "Errors and exit codes")
+    for out, code, needle, kind in (
+        (
+            cli("consolidate", "--source", url, "--target", url, "--json"),
+            1,
+            "it is a Traffic database",
+            "source_is_traffic",
+        ),
+        (cli("consolidate", "--source", url, "--jobs", "0", "--json"), 2, "--jobs", "config"),
+        (cli("consolidate", "--source", url, "--jobz", "1", "--json"), 2, "--jobz", "usage"),
+        (
+            cli("monitor", "--json", ONAI_DB_URL=stack.database_url("cli_no_such_db")),
+            1,
+            "cannot connect",
+            "database_unreachable",
+        ),
+        (cli("monitor", "--json", "--days", "0"), 2, "--days", "usage"),
     ):
         one_line_error(out, code, needle)
         doc = json.loads(out.stdout)
         assert doc["ok"] is False and doc["exit_code"] == code and needle in doc["error"], out.stdout
+        assert doc["error_kind"] == kind and "sqlstate" not in doc, out.stdout
     # without --json stdout stays empty; so it does when "--json" is another option's value
     assert cli("consolidate", "--source", url, "--target", url).stdout == ""
     as_value = cli("consolidate", "--source", url, "--target", "--json")
     one_line_error(as_value, 1, "it is a Traffic database")
     assert as_value.stdout == ""
+    # an unknown option stops the parsing before --json: still a document, unless a value
+    assert cli("consolidate", "--target", "--json", "--jobz", "1").stdout == ""
 
 
 def test_a_bug_prints_its_traceback_and_still_one_error_line_and_document() -> None:
@@ -209,6 +229,7 @@ def test_a_bug_prints_its_traceback_and_still_one_error_line_and_document() -> N
     assert last.startswith("error: internal error (RuntimeError: boom)") and "bug in onai-db" in last, last
     doc = json.loads(out.stdout)
     assert doc["ok"] is False and doc["exit_code"] == 1 and "RuntimeError: boom" in doc["error"]
+    assert doc["error_kind"] == "internal", doc
 
 
 def test_a_missing_system_program_is_named_with_exit_3(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,3 +280,39 @@ def test_a_failing_useradd_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -
         StackError, match=r"useradd failed: useradd: cannot lock /etc/passwd.*ONAI_DB_PG_OS_USER"
     ):
         LocalStack(Settings.load())._os_user()
+
+
+def _error_kinds_in_code() -> set[str]:
+    """Every ``error_kind`` the glue can print: the error classes' own, the narrower ones
+    raise sites name, and those the entry point gives the errors it catches itself."""
+    from onai_db import errors
+
+    def subclasses(cls: type) -> list[type]:
+        return [c for sub in cls.__subclasses__() for c in (sub, *subclasses(sub))]
+
+    kinds = {cls.kind for cls in subclasses(errors.OnaiDbError)}
+    for path in (ROOT / "glue" / "onai_db").rglob("*.py"):
+        text = path.read_text()
+        kinds |= set(re.findall(r'\bkind="([a-z_]+)"', text))
+        kinds |= set(re.findall(r'_fail\([^\n]*?, "([a-z_]+)"', text))
+        kinds |= set(re.findall(r'error_document\([^\n]*?, "([a-z_]+)"\)', text))
+    return kinds
+
+
+def test_every_error_kind_is_documented_and_none_is_left_generic() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| `error_kind` |") :].split("\n\n", 1)[0]
+    documented = set(re.findall(r"`([a-z_]+)`", table))
+    kinds = _error_kinds_in_code()
+    assert {"usage", "config", "internal", "database", "target_lacks_migrations", "supabase_cli"} <= kinds, (
+        kinds
+    )
+    assert kinds - {"error"} <= documented, sorted(kinds - documented)
+    # the base class's "error" is for no raise site: each names its kind, or raises a subclass
+    bare = [
+        f"{path.name}: {line.strip()}"
+        for path in (ROOT / "glue" / "onai_db").rglob("*.py")
+        for line in path.read_text().splitlines()
+        if "raise OnaiDbError(" in line and "kind=" not in line
+    ]
+    assert not bare, bare

@@ -255,8 +255,9 @@ def test_one_run_at_a_time_per_target(stack: LocalStack, source: str, tmp_path: 
     target = fresh_target(stack, "cons_locked")
     with psycopg.connect(target, autocommit=True) as other:
         other.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
-        with pytest.raises(ConsolidationError, match="another onai-db consolidate is running"):
+        with pytest.raises(ConsolidationError, match="another onai-db consolidate is running") as refused:
             consolidate(source, target, tmp_path, lock_wait_s=0.5)
+        assert refused.value.kind == "busy"
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
 
@@ -265,36 +266,45 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
     stack: LocalStack, source: str, tmp_path: Path
 ) -> None:
     target = fresh_target(stack, "cons_bad")
-    with pytest.raises(DatabaseUnreachableError, match="cannot connect to the source"):
+    with pytest.raises(DatabaseUnreachableError, match="cannot connect to the source") as refused:
         consolidate("postgresql://postgres:postgres@127.0.0.1:1/nope", target, tmp_path)
-    with pytest.raises(DatabaseUnreachableError, match="cannot connect to the source"):
+    assert refused.value.kind == "database_unreachable"
+    with pytest.raises(DatabaseUnreachableError, match="cannot connect to the source") as refused:
         consolidate("not-a-url", target, tmp_path)
+    assert refused.value.kind == "database_unreachable"
     # the target itself (its compatibility views landing_leads, lead_journey look like Landing's)
-    with pytest.raises(ConsolidationError, match="it is a Traffic database, not Landing"):
+    with pytest.raises(ConsolidationError, match="it is a Traffic database, not Landing") as refused:
         consolidate(target, target, tmp_path)
+    assert refused.value.kind == "source_is_traffic"
     # a source with a view where a legacy table belongs
     viewed = fresh_source(stack, "cons_viewed", rows=10, seed=1)
     with psycopg.connect(viewed, autocommit=True) as conn:
         conn.execute("alter table lead_tracking rename to lead_tracking_t")
         conn.execute("create view lead_tracking as select * from lead_tracking_t")
-    with pytest.raises(ConsolidationError, match="lead_tracking in schema public is not a table"):
+    with pytest.raises(ConsolidationError, match="lead_tracking in schema public is not a table") as refused:
         consolidate(viewed, target, tmp_path)
+    assert refused.value.kind == "source_not_landing"
     # a source with a table of the wrong shape
     wrong = fresh_source(stack, "cons_wrong", rows=10, seed=1)
     with psycopg.connect(wrong, autocommit=True) as conn:
         conn.execute("alter table lead_journey drop column stage")
-    with pytest.raises(ConsolidationError, match="lead_journey has an unexpected schema"):
+    with pytest.raises(ConsolidationError, match="lead_journey has an unexpected schema") as refused:
         consolidate(wrong, target, tmp_path)
+    assert refused.value.kind == "source_not_landing"
     # ... or a column of a type the import cannot cast (JSON kept as free text)
     typed = fresh_source(stack, "cons_typed", rows=10, seed=1)
     with psycopg.connect(typed, autocommit=True) as conn:
         conn.execute("alter table landing_leads alter column metadata type text using 'utm_source=fb'")
-    with pytest.raises(ConsolidationError, match="column metadata is text, expected json or jsonb"):
+    with pytest.raises(
+        ConsolidationError, match="column metadata is text, expected json or jsonb"
+    ) as refused:
         consolidate(typed, target, tmp_path)
+    assert refused.value.kind == "source_not_landing"
     # a target without the migrations
     stack.create_database("cons_bare", drop=True)
-    with pytest.raises(ConsolidationError, match="lacks the onai-db migrations"):
+    with pytest.raises(ConsolidationError, match="lacks the onai-db migrations") as refused:
         consolidate(source, stack.database_url("cons_bare"), tmp_path)
+    assert refused.value.kind == "target_lacks_migrations"
     # ... or pushed from an older checkout: the tables are there, the newest migrations are not
     behind = fresh_target(stack, "cons_behind")
     newest = local_migrations(Path(__file__).parents[1])[-1]
@@ -302,8 +312,11 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
         conn.execute(
             "delete from supabase_migrations.schema_migrations where version = %s", (newest.version,)
         )
-    with pytest.raises(ConsolidationError, match=f"lacks 1 of this checkout's .* {newest.filename}\\): run"):
+    with pytest.raises(
+        ConsolidationError, match=f"lacks 1 of this checkout's .* {newest.filename}\\): run"
+    ) as refused:
         consolidate(source, behind, tmp_path)
+    assert refused.value.kind == "target_lacks_migrations"
     with psycopg.connect(behind) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
     # a history the login may not read is no reason to refuse (the tables were checked)
@@ -731,8 +744,9 @@ def test_duplicate_legacy_ids_are_one_clear_error(stack: LocalStack, tmp_path: P
             "insert into lead_journey (id, lead_id, stage) select id, lead_id, stage from lead_journey limit 1"
         )
     target = fresh_target(stack, "cons_dupids_t")
-    with pytest.raises(ConsolidationError, match="lead_journey has duplicate ids"):
+    with pytest.raises(ConsolidationError, match="lead_journey has duplicate ids") as refused:
         consolidate(source, target, tmp_path)
+    assert refused.value.kind == "source_ids"
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from public.traffic_leads").fetchone() == (0,)
 
@@ -744,8 +758,9 @@ def test_an_unwritable_backup_directory_is_one_clear_error(
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     for where in (blocker, blocker / "sub"):
-        with pytest.raises(ConsolidationError, match="cannot write the backup"):
+        with pytest.raises(ConsolidationError, match="cannot write the backup") as refused:
             run_consolidation(ConsolidationOptions(source, target, backup_dir=where))
+        assert refused.value.kind == "backup_not_writable"
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
     # the CLI says so in one line, before any progress bar
@@ -959,8 +974,9 @@ def test_rows_without_a_usable_id_are_one_clear_error_before_anything_is_written
         for stmt in change.split("; "):
             conn.execute(stmt)  # type: ignore[arg-type]
     target = fresh_target(stack, "cons_ids_t")
-    with pytest.raises(ConsolidationError, match=message):
+    with pytest.raises(ConsolidationError, match=message) as refused:
         consolidate(source, target, tmp_path)
+    assert refused.value.kind == "source_ids"
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
 
@@ -1120,6 +1136,7 @@ def test_a_connection_lost_mid_run_is_one_line_and_the_rerun_finishes(
     assert killed and "\n" not in message, message
     assert message.startswith("leads failed: lost the connection to the target (Traffic): "), message
     assert message.endswith("run the same command again to resume"), message
+    assert failure.value.kind == "database_failure", failure.value.kind  # for a machine
     report = consolidate(source, target, tmp_path / "again", batch_size=50)
     assert report.ok, report.to_json()
     with psycopg.connect(target) as conn:  # marked failed, or, its connection gone, interrupted
@@ -1167,8 +1184,10 @@ def test_a_sql_ascii_source_is_one_clear_error(stack: LocalStack, tmp_path: Path
     with psycopg.connect(stack.database_url("cons_ascii", "supabase_admin"), autocommit=True) as conn:
         install_schema(conn)
     target = fresh_target(stack, "cons_ascii_t")
-    with pytest.raises(ConsolidationError, match="encoding is SQL_ASCII"):
+    with pytest.raises(ConsolidationError, match="encoding is SQL_ASCII") as refused:
         consolidate(stack.database_url("cons_ascii", "supabase_admin"), target, tmp_path)
+
+    assert refused.value.kind == "source_encoding"
 
 
 def test_data_quality_counts_read_blanks_as_the_rpc_does(stack: LocalStack, tmp_path: Path) -> None:
@@ -1276,8 +1295,11 @@ def test_a_source_login_under_row_level_security_is_refused(stack: LocalStack, t
             "create policy only_some on landing_leads for select to authenticator using (source ilike 'prof%')"
         )
     target = fresh_target(stack, "cons_rls_t")
-    with pytest.raises(ConsolidationError, match="row level security may hide rows of landing_leads"):
+    with pytest.raises(
+        ConsolidationError, match="row level security may hide rows of landing_leads"
+    ) as refused:
         consolidate(stack.database_url("cons_rls", "authenticator"), target, tmp_path)
+    assert refused.value.kind == "source_not_readable"
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
 

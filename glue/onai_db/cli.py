@@ -136,14 +136,52 @@ _register_commands()
 _USAGE_ERROR, _CLICK_ERROR = typer.BadParameter.__mro__[1:3]
 
 
-def _fail(message: str, code: int, *, markup: str = "[red]error:[/red] ", usage: object = None) -> None:
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of the database error behind ``exc`` (itself or its cause), if any."""
+    for err in (exc, exc.__cause__):
+        if isinstance(err, psycopg.Error) and err.sqlstate:
+            return err.sqlstate
+    return None
+
+
+def _fail(
+    message: str,
+    code: int,
+    kind: str,
+    *,
+    markup: str = "[red]error:[/red] ",
+    usage: object = None,
+    sqlstate: str | None = None,
+) -> None:
     """One line on stderr; when the command was given ``--json``, the same as a JSON object on
     stdout too, so a machine reading stdout gets a document for every error onai-db reports.
-    ``usage``: the click context of a usage error (its options parsed so far)."""
+    ``kind``: what went wrong, for machines; ``usage``: the click context of a usage error
+    (its options parsed so far)."""
     err_console.print(f"{markup}{escape(message)}", highlight=False)
-    if json_wanted() or getattr(usage, "params", {}).get("as_json") is True:
-        typer.echo(error_document(message, code))
+    if json_wanted() or _usage_asked_for_json(usage):
+        typer.echo(error_document(message, code, kind, sqlstate))
     sys.exit(code)
+
+
+def _usage_asked_for_json(ctx: object) -> bool:
+    """Whether the command whose options failed to parse was given ``--json``: parsed before
+    the bad one, or still among its arguments (an unknown option stops the parsing), and
+    not as another option's value (``--target --json``)."""
+    if getattr(ctx, "params", {}).get("as_json") is True:
+        return True
+    params = getattr(getattr(ctx, "command", None), "params", [])
+    if not any("--json" in getattr(p, "opts", ()) for p in params):
+        return False
+    takes_value = {
+        opt
+        for p in params
+        if not getattr(p, "is_flag", True) and not getattr(p, "count", False)
+        for opt in getattr(p, "opts", ())
+    }
+    args = sys.argv[1:]
+    return any(
+        arg == "--json" and prev not in takes_value for prev, arg in zip(["", *args], args, strict=False)
+    )
 
 
 def main() -> None:
@@ -156,25 +194,22 @@ def main() -> None:
             sys.exit(exc.exit_code)
         ctx = getattr(exc, "ctx", None)
         where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        _fail(exc.format_message() + where, exc.exit_code, usage=ctx)
+        _fail(exc.format_message() + where, exc.exit_code, "usage", usage=ctx)
     except _CLICK_ERROR as exc:  # e.g. a file option that cannot be opened
-        _fail(exc.format_message(), exc.exit_code)
+        _fail(exc.format_message(), exc.exit_code, "usage")
     except typer.Abort:  # Ctrl-C
-        _fail("aborted", 130, markup="")
+        _fail("aborted", 130, "interrupted", markup="")
     except OnaiDbError as exc:
-        _fail(str(exc), exc.exit_code)
+        _fail(str(exc), exc.exit_code, exc.kind, sqlstate=_sqlstate(exc))
     except psycopg.Error as exc:  # a database error no command turned into an OnaiDbError
-        _fail(describe_error(exc), 1)
+        _fail(describe_error(exc), 1, "database", sqlstate=_sqlstate(exc))
     except (OSError, subprocess.SubprocessError) as exc:  # the machine: a file, directory or
         # program that cannot be used, a program that failed or timed out
-        _fail(str(exc) or type(exc).__name__, 1)
+        _fail(str(exc) or type(exc).__name__, 1, "system")
     except Exception as exc:  # a bug: the traceback for the report, then the usual line
         traceback.print_exc()
-        _fail(
-            f"internal error ({type(exc).__name__}: {exc}); this is a bug in onai-db, "
-            "please report it with the traceback above",
-            1,
-        )
+        bug = f"internal error ({type(exc).__name__}: {exc}); this is a bug in onai-db, "
+        _fail(bug + "please report it with the traceback above", 1, "internal")
     sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) returns n here
 
 

@@ -17,6 +17,11 @@ def json_wanted() -> bool:
     return _state["json"]
 
 
-def error_document(message: str, exit_code: int) -> str:
-    """What a ``--json`` command prints on stdout instead of its result when it fails."""
-    return json.dumps({"ok": False, "error": message, "exit_code": exit_code})
+def error_document(message: str, exit_code: int, kind: str, sqlstate: str | None = None) -> str:
+    """What a ``--json`` command prints on stdout instead of its result when it fails:
+    ``kind`` names what went wrong (README, "Errors and exit codes"), ``sqlstate`` is the
+    database's error code when a database error is behind it."""
+    doc: dict[str, object] = {"ok": False, "error": message, "error_kind": kind, "exit_code": exit_code}
+    if sqlstate:
+        doc["sqlstate"] = sqlstate
+    return json.dumps(doc)

@@ -23,7 +23,7 @@ def generate(project_dir: Path, url: str, schemas: list[str]) -> str:
         project_dir, ["gen", "types", "--lang", "python", f"--remote={url}", "--schema", ",".join(schemas)]
     )
     if proc.returncode != 0:
-        raise OnaiDbError(f"supabase gen types failed: {proc.stderr.strip()[-500:]}")
+        raise OnaiDbError(f"supabase gen types failed: {proc.stderr.strip()[-500:]}", kind="supabase_cli")
     body = proc.stdout.strip() + "\n"
     return HEADER + body
 

@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
             )
             err_console.print(message, highlight=False)
             if as_json:
-                typer.echo(error_document(message, 130))
+                typer.echo(error_document(message, 130, "interrupted"))
             raise typer.Exit(130) from None
         rows = []
         if attribution and not dry_run:

@@ -76,7 +76,8 @@ def check_writable(directory: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConsolidationError(
-            f"cannot write the backup in {directory}: {exc.strerror or exc}; nothing was written to the target"
+            f"cannot write the backup in {directory}: {exc.strerror or exc}; nothing was written to the target",
+            kind="backup_not_writable",
         ) from None
 
 
@@ -135,7 +136,8 @@ def backup_tables(
         where = exc.filename or directory
         raise ConsolidationError(
             f"cannot write the backup in {directory}: {exc.strerror or exc} ({where}); "
-            "nothing was written to the target"
+            "nothing was written to the target",
+            kind="backup_not_writable",
         ) from None
 
 

@@ -78,7 +78,8 @@ def prepare_source(conn: psycopg.Connection) -> None:
         conn.rollback()
         raise ConsolidationError(
             "the source database's encoding is SQL_ASCII, so its text has no known encoding: restore a dump of "
-            "it into a UTF8 database (pg_dump --encoding=<the real encoding>) and consolidate from that"
+            "it into a UTF8 database (pg_dump --encoding=<the real encoding>) and consolidate from that",
+            kind="source_encoding",
         )
     conn.execute(
         "select set_config('client_encoding', 'UTF8', false), set_config('datestyle', 'ISO, YMD', false),"
@@ -110,7 +111,8 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
         conn.rollback()
         raise ConsolidationError(
             "the source has onai-db's migrations: it is a Traffic database, not Landing "
-            "(is --source the same database as --target?)"
+            "(is --source the same database as --target?)",
+            kind="source_is_traffic",
         )
     views = [
         name for (name,) in conn.execute(
@@ -122,7 +124,8 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
     conn.rollback()
     if views:
         raise ConsolidationError(
-            f"source is not a Landing database: {', '.join(views)} in schema public is not a table (a view?)"
+            f"source is not a Landing database: {', '.join(views)} in schema public is not a table (a view?)",
+            kind="source_not_landing",
         )
     columns = {name: list(cols) for name, cols, _types in rows}
     types = {name: dict(zip(cols, kinds, strict=True)) for name, cols, kinds in rows}
@@ -137,7 +140,8 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
     if unreadable:
         raise ConsolidationError(
             f"the source login cannot read table(s) {', '.join(unreadable)} (no SELECT privilege): "
-            "connect as postgres (the project's database password)"
+            "connect as postgres (the project's database password)",
+            kind="source_not_readable",
         )
     # row level security would hide rows from this login, and they would never be counted
     filtered = [
@@ -155,24 +159,28 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
     if filtered:
         raise ConsolidationError(
             f"row level security may hide rows of {', '.join(filtered)} from the source login "
-            f"{conn.info.user!r}: connect as postgres (the project's database password)"
+            f"{conn.info.user!r}: connect as postgres (the project's database password)",
+            kind="source_not_readable",
         )
     if missing:
         raise ConsolidationError(
-            f"source is not a Landing database: missing table(s) {', '.join(missing)} in schema public"
+            f"source is not a Landing database: missing table(s) {', '.join(missing)} in schema public",
+            kind="source_not_landing",
         )
     for table, required in REQUIRED_COLUMNS.items():
         lacking = [c for c in required if c not in columns[table]]
         if lacking:
             raise ConsolidationError(
-                f"source table {table} has an unexpected schema: no column(s) {', '.join(lacking)}"
+                f"source table {table} has an unexpected schema: no column(s) {', '.join(lacking)}",
+                kind="source_not_landing",
             )
     for table, expected in COLUMN_TYPES.items():
         for column, accepted in expected.items():
             if types[table][column] not in accepted:
                 raise ConsolidationError(
                     f"source table {table} has an unexpected schema: column {column} is "
-                    f"{types[table][column]}, expected {' or '.join(accepted)}"
+                    f"{types[table][column]}, expected {' or '.join(accepted)}",
+                    kind="source_not_landing",
                 )
     for table in LEGACY_TABLES:
         row = conn.execute(ID_CHECK_SQL.format(table=table)).fetchone()  # type: ignore[arg-type]
@@ -186,7 +194,8 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
             )
             raise ConsolidationError(
                 f"source table {table} has {what}: every row is accounted for by its id, so give those rows "
-                "ids (or remove them) in Landing first; nothing was written"
+                "ids (or remove them) in Landing first; nothing was written",
+                kind="source_ids",
             )
     return columns
 
@@ -234,7 +243,8 @@ def check_same_source(src: psycopg.Connection, tgt: psycopg.Connection) -> None:
     if found == (0,):
         raise ConsolidationError(
             f"the source is not the Landing database this target was consolidated from: none of {len(ids):,} "
-            "landing_leads ids imported by earlier runs is in it (one Landing per Traffic; check --source)"
+            "landing_leads ids imported by earlier runs is in it (one Landing per Traffic; check --source)",
+            kind="source_mismatch",
         )
 
 
@@ -251,7 +261,8 @@ def check_target(conn: psycopg.Connection, migrations: Sequence[Migration] = ())
     if absent:
         raise ConsolidationError(
             f"target lacks the onai-db migrations ({', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''} "
-            f"missing): {PUSH_ADVICE}"
+            f"missing): {PUSH_ADVICE}",
+            kind="target_lacks_migrations",
         )
     if not migrations:
         return
@@ -274,5 +285,6 @@ def check_target(conn: psycopg.Connection, migrations: Sequence[Migration] = ())
         first = pending[0]
         raise ConsolidationError(
             f"target lacks {len(pending)} of this checkout's {len(migrations)} migrations (the first: "
-            f"{first.filename}): {PUSH_ADVICE}"
+            f"{first.filename}): {PUSH_ADVICE}",
+            kind="target_lacks_migrations",
         )

@@ -82,7 +82,8 @@ def load_raw(
             detail = (exc.diag.message_detail or "").replace("Key (id)=", "id ")
             raise ConsolidationError(
                 f"source table {table} has duplicate ids ({detail.rstrip('.')}): every legacy row needs its own "
-                "id; fix the duplicates in Landing (the backup keeps them) and run again"
+                "id; fix the duplicates in Landing (the backup keeps them) and run again",
+                kind="source_ids",
             ) from None
         conn.execute(sql.SQL("analyze {}").format(ident))
         progress("stage", 1, len(manifest.tables) + 1)

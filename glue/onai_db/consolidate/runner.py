@@ -52,7 +52,8 @@ def _take_lock(conn: psycopg.Connection, wait_s: float = 15.0) -> None:
             return
         if time.monotonic() > deadline:
             raise ConsolidationError(
-                "another onai-db consolidate is running against this target; wait for it"
+                "another onai-db consolidate is running against this target; wait for it",
+                kind="busy",
             )
         time.sleep(0.5)
 
@@ -225,7 +226,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
     rolled back at the end (the report says what would happen)."""
     problem = option_problem(opts.batch_size, opts.jobs)
     if problem:
-        raise ConsolidationError(problem)
+        raise ConsolidationError(problem, kind="config")
     progress = opts.progress
     src = connect(opts.source_url, "source (Landing)")
     tgt = connect(opts.target_url, "target (Traffic)")
@@ -363,7 +364,9 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
             _mark_failed(tgt, run_id, exc)
         if isinstance(exc, psycopg.Error):  # a lost connection, a full disk, a revoked right, ...
             written = run_id is not None and not opts.dry_run
-            raise ConsolidationError(_database_failure(exc, current, src, tgt, written)) from exc
+            raise ConsolidationError(
+                _database_failure(exc, current, src, tgt, written), kind="database_failure"
+            ) from exc
         raise
     except KeyboardInterrupt:
         if run_id is not None and not opts.dry_run:
