@@ -639,6 +639,32 @@ def test_stages_hold_stage_names_only(api: PostgrestSession, stages: list) -> No
     )
 
 
+@pytest.mark.parametrize(
+    "stages",
+    [["lead_captured", "lead_captured"], ["proftest_submitted", "lead_captured", "proftest_submitted"]],
+)
+def test_a_stage_is_named_once(api: PostgrestSession, cast, stages: list) -> None:
+    """The dashboard counts a lead once per element of stages: a stage written twice (by an
+    update or an insert of the service role) is refused, not counted twice. The order is free."""
+    row = record(api, p_phone=unique_phone())
+    with pytest.raises(ApiError) as err:
+        api.query(
+            SERVICE, "update public.traffic_leads set stages = %s where id = %s", [stages, row["lead_id"]]
+        )
+    assert err.value.code == "23514" and "traffic_leads_stages_distinct_check" in err.value.message
+    with pytest.raises(ApiError) as err:
+        api.query(SERVICE, "insert into public.traffic_leads (name, stages) values ('Twice', %s)", [stages])
+    assert err.value.code == "23514" and "traffic_leads_stages_distinct_check" in err.value.message
+    once = list(dict.fromkeys(stages))[::-1]  # each once, in an order of the writer's choosing
+    api.query(SERVICE, "update public.traffic_leads set stages = %s where id = %s", [once, row["lead_id"]])
+    # a sales manager's edit re-checks the row as it is: it still passes
+    api.query(
+        cast.sales_manager, "update public.traffic_leads set name = 'Edited' where id = %s", [row["lead_id"]]
+    )
+    kept = api.query(SERVICE, "select name, stages from public.traffic_leads where id = %s", [row["lead_id"]])
+    assert kept == [{"name": "Edited", "stages": once}]
+
+
 def test_renormalizing_after_a_rule_change_merges_and_registers(stack) -> None:
     # its own database: the function locks and rewrites every lead
     from support.consolidation import fresh_target
