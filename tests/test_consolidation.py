@@ -167,6 +167,38 @@ def test_result_equals_one_by_one_replay(stack: LocalStack, consolidated: str) -
         assert values == theirs[person], sorted(person)
 
 
+def test_first_touch_ties_are_decided_as_the_one_by_one_replay_decides_them(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """Rows of one time (an application writing several tables with now()): the surviving
+    first touch is the one a replay through find_or_create_unified_lead keeps, where a merge
+    keeps the older lead's touch on a tie, not the one of the row staged first."""
+    source = fresh_source(stack, "cons_tie", rows=0, seed=1)
+    with psycopg.connect(source, autocommit=True) as conn:
+        for table in ("lead_journey", "scheduled_notifications", "unified_lead_tracking", "lead_tracking"):
+            conn.execute(f"delete from {table}")  # type: ignore[arg-type]
+        conn.execute("delete from landing_leads")
+        conn.execute(
+            "insert into lead_tracking (id, name, phone, email, utm_source, created_at) values"
+            " (1, 'W', '+77011110001', null, null, '2024-01-01'),"
+            " (2, 'L', '+77011110002', 'l@example.com', 'a_src', '2024-01-02'),"
+            " (3, 'W', '+77011110001', null, 'b_src', '2024-01-02'),"
+            " (4, 'W', '+77011110001', 'l@example.com', null, '2024-01-03')"
+        )
+    target = fresh_target(stack, "cons_tie_t")
+    assert consolidate(source, target, tmp_path).ok
+    replay_url = fresh_target(stack, "cons_tie_replay")
+    with psycopg.connect(target) as src, psycopg.connect(replay_url) as dst:
+        replay_one_by_one(src, dst)
+        dst.commit()
+        ours, theirs = persons_from_map(src), persons_from_replay(dst)
+        first = src.execute(
+            "select first_utm_source from public.traffic_leads where merged_into is null"
+        ).fetchall()
+    assert first == [("b_src",)]
+    assert ours == theirs
+
+
 def test_dry_run_writes_nothing(stack: LocalStack, source: str, tmp_path: Path) -> None:
     target = fresh_target(stack, "cons_dry")
     report = consolidate(source, target, tmp_path, dry_run=True)
@@ -956,14 +988,19 @@ def test_a_source_with_a_day_first_datestyle_keeps_its_dates(stack: LocalStack, 
     [
         (
             "alter table lead_tracking alter column id drop not null; insert into lead_tracking (id, name) values (null, 'No id')",
-            r"lead_tracking has 1 row\(s\) without an id",
+            r"lead_tracking has 1 row\(s\) without an id \(NULL or empty\)",
         ),
         (
             "alter table lead_tracking alter column id type text; insert into lead_tracking (id, name) values (repeat('x', 120), 'Long')",
             r"lead_tracking has 1 row\(s\) with an id longer than 100 characters",
         ),
+        (
+            "alter table lead_tracking alter column id drop default, alter column id type text;"
+            " insert into lead_tracking (id, name) values ('', 'Empty id')",
+            r"lead_tracking has 1 row\(s\) without an id \(NULL or empty\)",
+        ),
     ],
-    ids=["null id", "long id"],
+    ids=["null id", "long id", "empty id"],
 )
 def test_rows_without_a_usable_id_are_one_clear_error_before_anything_is_written(
     stack: LocalStack, tmp_path: Path, change: str, message: str
@@ -1038,6 +1075,96 @@ def test_a_journey_row_relinked_in_landing_after_its_import_is_reported_not_brok
     again = consolidate(source, target, tmp_path / "again")
     assert again.ok and not again.changed, again.to_json()
     assert (again.journey_links_broken, again.journey_links_changed_in_landing) == (0, 1)
+    # ... to a lead that is new in Landing: the new lead is imported, the row keeps its link
+    with psycopg.connect(source, autocommit=True) as conn:
+        moved = conn.execute(
+            "with n as (insert into landing_leads (id, name, phone, created_at) values"
+            " ('33333333-3333-3333-3333-333333333333', 'New Lead', '+77013334455', now()) returning id)"
+            " update lead_journey set lead_id = (select id from n)"
+            " where id = (select max(j.id) from lead_journey j join landing_leads l on l.id = j.lead_id)"
+            " returning id"
+        ).fetchone()
+    assert moved is not None
+    third = consolidate(source, target, tmp_path / "third")
+    assert third.ok and third.changes["leads_created"] == 1 and third.changes["journey_rows"] == 1, (
+        third.to_json()
+    )
+    assert (third.journey_links_broken, third.journey_links_changed_in_landing) == (0, 2)
+    with psycopg.connect(target) as conn:
+        stages = conn.execute(
+            "select l.stages from public.traffic_leads as l join private.legacy_lead_map as m on m.lead_id = l.id"
+            " where m.source_table = 'landing_leads' and m.legacy_id = '33333333-3333-3333-3333-333333333333'"
+        ).fetchone()
+    assert stages == (["lead_captured"],)  # not the stage of a row it does not hold
+    last = consolidate(source, target, tmp_path / "last")
+    assert last.ok and not last.changed, last.to_json()
+
+
+def test_quarantined_rows_deleted_in_landing_are_counted_apart_so_the_reasons_add_up(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    source = fresh_source(stack, "cons_qdel", rows=200, seed=21)
+    target = fresh_target(stack, "cons_qdel_t")
+    first = consolidate(source, target, tmp_path)
+    journey = next(t for t in first.tables if t.table == "lead_journey")
+    assert first.ok and journey.quarantined >= 3, first.to_json()
+    with psycopg.connect(target) as conn:
+        gone = [
+            legacy_id for (legacy_id,) in conn.execute(
+                "select legacy_id from private.consolidation_quarantine where source_table = 'lead_journey'"
+                " order by legacy_id limit 3"
+            ).fetchall()
+        ]  # fmt: skip
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("delete from lead_journey where id::text = any(%s)", (gone,))
+    again = consolidate(source, target, tmp_path / "again")
+    checks = {t.table: t for t in again.tables}
+    assert again.ok and not again.changed, again.to_json()
+    assert checks["lead_journey"].quarantined == journey.quarantined - 3
+    assert checks["lead_journey"].quarantined_deleted_in_landing == 3
+    for table, check in checks.items():  # each table's reasons add up to its quarantined rows
+        reasons = sum(n for reason, n in again.quarantine_reasons.items() if reason.startswith(f"{table}: "))
+        assert reasons == check.quarantined, (table, again.quarantine_reasons)
+    with psycopg.connect(target) as conn:  # nothing is taken out of the quarantine
+        kept = conn.execute(
+            "select count(*) from private.consolidation_quarantine where legacy_id = any(%s)", (gone,)
+        ).fetchone()
+    assert kept == (3,)
+
+
+def test_notifications_sent_by_landing_after_their_import_are_no_longer_pending(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """Landing sends until the switch: a re-run brings the delivery state of imported
+    notifications up to date, so the operator's list of pending ones holds no sent message."""
+    source = fresh_source(stack, "cons_sent", rows=200, seed=22)
+    pending = (
+        "select id from scheduled_notifications where lead_id in (select id from landing_leads)"
+        " order by id limit 5"
+    )
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            f"update scheduled_notifications set status = 'pending', sent_at = null,"
+            f" scheduled_for = now() + interval '2 days' where id in ({pending})"
+        )
+    target = fresh_target(stack, "cons_sent_t")
+    first = consolidate(source, target, tmp_path)
+    assert first.ok and first.notifications_pending >= 5, first.to_json()
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            f"update scheduled_notifications set status = 'sent', sent_at = now() where id in ({pending})"
+        )
+    again = consolidate(source, target, tmp_path / "again")
+    assert again.ok and again.changes["notifications_updated"] == 5, again.changes
+    assert again.notifications_pending == first.notifications_pending - 5
+    with psycopg.connect(target) as conn:
+        sent = conn.execute(
+            "select count(*) from private.legacy_scheduled_notifications where status = 'sent'"
+            " and sent_at is not null and scheduled_for > now()"
+        ).fetchone()
+    assert sent == (5,)
+    last = consolidate(source, target, tmp_path / "last")
+    assert last.ok and not last.changed, last.changes
 
 
 def test_json_values_jsonb_cannot_hold_are_kept_as_text_and_counted(

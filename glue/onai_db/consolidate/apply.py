@@ -54,8 +54,10 @@ join private.consolidation_stage_leads as s on s.ord = p.ord
 where p.batch_no = %(batch)s
 """
 
+# ties on the time go by fill precedence, as a merge keeps the winner's touch on a tie and a
+# later call keeps the touch it finds (the one-by-one replay)
 _first_utm = ",\n  ".join(
-    _first(f"b.{c}", "b.has_utm", "b.created_at, b.ord") + f" as first_{c}" for c in _UTM
+    _first(f"b.{c}", "b.has_utm", "b.created_at, b.fill_rank") + f" as first_{c}" for c in _UTM
 )
 _last_utm = ",\n  ".join(
     _first(f"b.{c}", "b.has_utm", "b.created_at desc, b.ord desc") + f" as last_{c}" for c in _UTM
@@ -133,7 +135,10 @@ join (
 ) as f on f.comp = u.comp
 """
 
-BATCH_JOURNEY = f"""
+# After earlier runs a lead new in Landing can hold journey rows an earlier run imported under
+# another lead (re-linked in Landing since): those keep their imported link (counted by the
+# verification), so they are neither inserted again nor add their stage (``{imported}``).
+_BATCH_JOURNEY = f"""
 create temp table bj on commit drop as
 -- (offset 0: each level's values are computed once per row, not again where they are used)
 select x.*, {_journey_problem("x.stage_ok", "x.stage_raw", "x.source_canonical", "x.metadata", "x")} as problem
@@ -148,12 +153,20 @@ from (
     cross join lateral (select {parse_json("j.metadata")} as mj) as p
     left join private.consolidation_map_stage as st on st.raw = j.stage
     left join private.consolidation_map_source as so on so.raw = j.source
-    where b.src = 'landing_leads'
+    where b.src = 'landing_leads'{{imported}}
     offset 0
   ) as y
   offset 0
 ) as x
 """
+BATCH_JOURNEY = _BATCH_JOURNEY.replace("{imported}", "")
+BATCH_JOURNEY_AFTER_EARLIER_RUNS = _BATCH_JOURNEY.replace(
+    "{imported}",
+    """
+      and not exists (
+        select from public.traffic_lead_journey as t where t.event_key = 'legacy:lead_journey:' || j.id
+      )""",
+)
 
 BATCH_STAGES = """
 create temp table bs on commit drop as
@@ -452,6 +465,18 @@ join public.traffic_leads as ml on ml.id = m.lead_id
 on conflict (legacy_id) do nothing
 """
 
+# Landing goes on sending until the switch: an imported notification's delivery state follows
+# Landing's on every run, so the pending ones the operator reviews after the cut-over are the
+# ones Landing never sent (its other columns stay as imported, like any imported row)
+REFRESH_NOTIFICATION_DELIVERY = """
+update private.legacy_scheduled_notifications as s
+set status = n.status, sent_at = n.sent_at::timestamptz, scheduled_for = n.scheduled_for::timestamptz
+from private.consolidation_raw_scheduled_notifications as n
+where n.id = s.legacy_id
+  and (s.status, s.sent_at, s.scheduled_for)
+    is distinct from (n.status, n.sent_at::timestamptz, n.scheduled_for::timestamptz)
+"""
+
 QUARANTINE_NOTIFICATIONS = """
 insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
 select 'scheduled_notifications', n.id,
@@ -491,7 +516,12 @@ def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResul
     r.rows = conn.execute(BATCH_ROWS, p).rowcount  # type: ignore[arg-type]
     # temp tables have no statistics until analyzed: without them the joins below go quadratic
     conn.execute("analyze b")
-    for stmt, name in ((BATCH_COMPS, "bc"), (BATCH_META, "bm"), (BATCH_JOURNEY, "bj"), (BATCH_STAGES, "bs")):
+    # a first run pays no lookup per journey row: only earlier runs' batches can have imported them
+    earlier = conn.execute(
+        "select exists (select from private.consolidation_batches where run_id <> %s)", (run_id,)
+    ).fetchone()
+    journey = BATCH_JOURNEY_AFTER_EARLIER_RUNS if earlier and earlier[0] else BATCH_JOURNEY
+    for stmt, name in ((BATCH_COMPS, "bc"), (BATCH_META, "bm"), (journey, "bj"), (BATCH_STAGES, "bs")):
         conn.execute(stmt)  # type: ignore[arg-type]
         conn.execute(f"analyze {name}")  # type: ignore[arg-type]
     existing = conn.execute("select count(*) from b where existing_leads is not null").fetchone()
@@ -609,6 +639,12 @@ def finish_journey(conn: psycopg.Connection, run_id: int) -> tuple[int, int]:
     imported = conn.execute(REMAINING_JOURNEY, {"run": run_id}).rowcount  # type: ignore[arg-type]
     quarantined = conn.execute(QUARANTINE_JOURNEY, {"run": run_id}).rowcount  # type: ignore[arg-type]
     return imported, quarantined
+
+
+def refresh_notification_delivery(conn: psycopg.Connection) -> int:
+    """Imported notifications whose status, sent_at or scheduled_for changed in Landing since:
+    updated to Landing's values; returns how many."""
+    return conn.execute(REFRESH_NOTIFICATION_DELIVERY).rowcount  # type: ignore[arg-type]
 
 
 def import_notifications(conn: psycopg.Connection, run_id: int) -> tuple[int, int]:

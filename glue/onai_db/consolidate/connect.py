@@ -90,7 +90,7 @@ def prepare_source(conn: psycopg.Connection) -> None:
 
 # the legacy tables whose ids the mapping and the quarantine key on (at most 100 characters)
 ID_CHECK_SQL = """
-select count(*) filter (where id is null), count(*) filter (where length(id::text) > 100)
+select count(*) filter (where id is null or id::text = ''), count(*) filter (where length(id::text) > 100)
 from public.{table}
 """
 
@@ -188,7 +188,7 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
         nulls, long_ids = row if row else (0, 0)
         if nulls or long_ids:
             what = (
-                f"{nulls} row(s) without an id"
+                f"{nulls} row(s) without an id (NULL or empty)"
                 if nulls
                 else f"{long_ids} row(s) with an id longer than 100 characters"
             )

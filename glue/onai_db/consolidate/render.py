@@ -48,6 +48,11 @@ def render_report(console: Console, report: Report) -> None:
                 f"{check.table}: imported earlier, deleted in Landing since (kept in Traffic)",
                 f"{check.deleted_in_landing:,}",
             )
+        if check.quarantined_deleted_in_landing:
+            facts.add_row(
+                f"{check.table}: quarantined earlier, deleted in Landing since (kept in the quarantine)",
+                f"{check.quarantined_deleted_in_landing:,}",
+            )
         if check.changed_in_landing:
             facts.add_row(
                 f"{check.table}: imported earlier, changed in Landing since (kept as imported)",

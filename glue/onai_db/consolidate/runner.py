@@ -307,6 +307,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
             "journey_rows": 0,
             "quarantined": quarantined,
             "notifications": 0,
+            "notifications_updated": 0,
             "quarantine_released": 0,
             "persons_rejoined": 0,
         }
@@ -330,6 +331,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         changes["journey_rows"] += imported
         changes["quarantined"] += q
         progress("journey", 1, 2)
+        changes["notifications_updated"] += apply.refresh_notification_delivery(tgt)
         imported, q = apply.import_notifications(tgt, run_id)
         changes["notifications"] += imported
         changes["quarantined"] += q

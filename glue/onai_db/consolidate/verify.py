@@ -27,6 +27,9 @@ class TableCheck:
     # imported by an earlier run and changed in Landing since: kept as imported, not re-applied
     # (compared by the fingerprint stored at import; rows imported before fingerprints: never)
     changed_in_landing: int = 0
+    # quarantined by an earlier run and deleted in Landing since: kept in the quarantine, not in
+    # source_rows nor in quarantined (nor among the report's quarantine reasons)
+    quarantined_deleted_in_landing: int = 0
 
 
 @dataclass
@@ -107,6 +110,17 @@ _IMPORTED = {
 }
 
 
+# whether quarantine row q is still a row of Landing (this run's copy)
+_IN_SOURCE = (
+    "("
+    + " or ".join(
+        f"(q.source_table = '{t}' and exists (select from private.{raw_table(t)} as r where r.id = q.legacy_id))"
+        for t in (*LEAD_TABLES, "lead_journey", "scheduled_notifications")
+    )
+    + ")"
+)
+
+
 def _deleted_in_landing(conn: psycopg.Connection, table: str) -> int:
     """Rows imported by earlier runs whose legacy id is no longer in Landing (this run's copy)."""
     relation, where = _IMPORTED.get(table, ("private.legacy_lead_map", f"i.source_table = '{table}'"))
@@ -115,6 +129,16 @@ def _deleted_in_landing(conn: psycopg.Connection, table: str) -> int:
         f" (select from private.consolidation_raw_{table} as r where r.id = i.legacy_id)"
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def _quarantined_deleted_in_landing(conn: psycopg.Connection) -> dict[str, int]:
+    """Quarantined rows whose legacy id is no longer in Landing (this run's copy), per table."""
+    return dict(
+        conn.execute(
+            f"select q.source_table, count(*) from private.consolidation_quarantine as q"
+            f" where not {_IN_SOURCE} group by 1"
+        ).fetchall()
+    )
 
 
 def _changed_in_landing(conn: psycopg.Connection, run_id: int) -> dict[str, int]:
@@ -182,8 +206,10 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
             "scheduled_notifications", n[0], n[1], 0, n[2], n[3], n[1], "legacy_scheduled_notifications"
         )
     )
+    stale = _quarantined_deleted_in_landing(conn)
     for check in report.tables:
         check.deleted_in_landing = _deleted_in_landing(conn, check.table)
+        check.quarantined_deleted_in_landing = stale.get(check.table, 0)
     links = conn.execute(
         """
         select count(*),
@@ -220,9 +246,10 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
     report.leads_consolidated, report.leads_with_utm, report.leads_attributed = cov
     report.quarantine_reasons = dict(
         conn.execute(
-            """
+            f"""
             select q.source_table || ': ' || regexp_replace(q.reason, %s, '\\1 <id> \\3'), count(*)
             from private.consolidation_quarantine as q
+            where {_IN_SOURCE}
             group by 1 order by 2 desc
             """,
             (REASON_ID,),
