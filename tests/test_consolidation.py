@@ -398,6 +398,13 @@ def test_cli_legacy_create_and_json_report(stack: LocalStack, tmp_path: Path) ->
     again = json.loads(second.stdout)
     assert second.returncode == 0 and not again["changed"] and again["resumed_from"] is None
     assert again["fingerprint"] == report["fingerprint"]
+    # a dry run has no leads to attribute: it says so instead of an empty table
+    dry = fresh_target(stack, "cons_cli_dry")
+    dry_args = ("consolidate", "--source", doc["url"], "--target", dry, "--attribution", "--dry-run")
+    as_json = cli(*dry_args, "--json", "--backup-dir", str(tmp_path / "3"))
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["attribution"] is None, as_json.stdout
+    shown = cli(*dry_args, "--backup-dir", str(tmp_path / "4"))
+    assert shown.returncode == 0 and "not shown for a dry run" in shown.stdout, shown.stdout
 
 
 def _blob(n: int) -> str:
@@ -1377,6 +1384,25 @@ def test_timestamps_without_a_time_zone_are_read_as_utc_whatever_the_target_says
             "select created_at::text from public.traffic_leads where email_normalized = 'naive@example.kz'"
         ).fetchone()
     assert row == ("2025-01-06 01:41:00+00",)
+
+
+def test_an_idle_session_timeout_of_the_target_does_not_cut_a_long_backup_short(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """The target's session idles while the source is backed up (minutes at scale)."""
+    source = fresh_source(stack, "cons_idle", rows=10, seed=23)
+    target = fresh_target(stack, "cons_idle_t")
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute("alter role postgres in database cons_idle_t set idle_session_timeout = '300ms'")
+    slept: list[str] = []
+
+    def slow_backup(phase: str, _advance: int, _total: int | None) -> None:
+        if phase == "backup" and not slept:
+            slept.append(phase)
+            time.sleep(1.0)
+
+    report = consolidate(source, target, tmp_path, progress=slow_backup)
+    assert slept and report.ok, report.to_json()
 
 
 def test_ctrl_c_stops_parallel_batches(monkeypatch: pytest.MonkeyPatch) -> None:

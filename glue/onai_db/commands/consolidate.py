@@ -109,14 +109,17 @@ def register(app: typer.Typer) -> None:
         if attribution and not dry_run:
             with psycopg.connect(tgt) as conn:
                 rows = attribution_summary(conn)
+        # a dry run's leads were rolled back: there is nothing to attribute (not "no leads")
         if as_json:
             doc = report.to_json()
             if attribution:
-                doc["attribution"] = [asdict(r) for r in rows]
+                doc["attribution"] = None if dry_run else [asdict(r) for r in rows]
             typer.echo(json.dumps(doc, default=str))
         else:
             render_report(console, report)
-            if attribution:
+            if attribution and dry_run:
+                console.print("attribution: not shown for a dry run (its leads were rolled back)")
+            elif attribution:
                 render_attribution(console, rows)
         if not report.ok:
             raise typer.Exit(1)

@@ -72,8 +72,14 @@ def _tune(conn: psycopg.Connection) -> None:
 
 def _no_timeouts(conn: psycopg.Connection) -> None:
     """A login's or database's statement, lock or idle timeout (Supabase sets some) must not
-    cut a long backup or batch short: this session waits as long as its work takes."""
-    for name in ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"):
+    cut a long backup or batch short: this session waits as long as its work takes (and the
+    target's idles while the source is backed up)."""
+    for name in (
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "idle_session_timeout",
+    ):
         conn.execute(f"set {name} = 0")  # type: ignore[arg-type]
     conn.commit()
 
