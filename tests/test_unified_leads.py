@@ -620,6 +620,59 @@ def test_the_legacy_view_shows_exactly_the_attributed_utm(api: PostgrestSession)
     assert rows[untouched["lead_id"]] == {"k": 2}
 
 
+def test_a_landing_import_without_a_touch_is_never_shown_a_callers_utm_source(api: PostgrestSession) -> None:
+    """A lead imported from Landing with no touch keeps its own utm_* keys in the legacy view,
+    but a utm_source a later call put into its metadata is not its attribution."""
+    phone = unique_phone()
+    imported = api.query(
+        SERVICE,
+        "insert into public.traffic_leads (name, phone, metadata, legacy_source_table, legacy_id)"
+        """ values ('Leg', %s, '{"page": "p1", "utm_medium": "cpc"}', 'landing_leads', %s) returning id""",
+        [phone, str(uuid.uuid4())],
+    )[0]["id"]
+    record(api, p_phone=phone, p_metadata={"utm_source": "fb_t2", "utm_campaign": "x"})
+    view = api.query(
+        SERVICE, "select utm_source, metadata from public.landing_leads where id = %s", [imported]
+    )[0]
+    assert view["utm_source"] is None and "utm_source" not in view["metadata"], view
+    assert view["metadata"]["page"] == "p1" and view["metadata"]["utm_medium"] == "cpc"
+
+
+def test_the_legacy_journey_view_shows_the_source_trimmed_and_blank_as_null(api: PostgrestSession) -> None:
+    phone = unique_phone()
+    first = record(api, p_phone=phone, p_source=" proftest\r\n", p_event_key=f"src-a-{phone}")
+    record(api, p_phone=phone, p_source="\u00a0", p_event_key=f"src-b-{phone}")
+    rows = api.query(
+        SERVICE,
+        "select j.source from public.lead_journey as j join public.traffic_lead_journey as t on t.id = j.id"
+        " where j.lead_id = %s order by t.event_key",
+        [first["lead_id"]],
+    )
+    assert [r["source"] for r in rows] == ["proftest", None]
+    landing = api.query(SERVICE, "select source from public.landing_leads where id = %s", [first["lead_id"]])
+    assert landing == [{"source": "proftest"}]
+
+
+def test_a_touch_written_without_its_time_is_refused(api: PostgrestSession) -> None:
+    """Touches are decided by time: a first touch with no time read as none and was replaced
+    by the next call naming any utm_source (the lead changed targetologist)."""
+    phone = unique_phone()
+    for columns in ("first_utm_source", "last_utm_source"):
+        with pytest.raises(ApiError) as err:
+            api.query(
+                SERVICE, f"insert into public.traffic_leads (phone, {columns}) values (%s, 'fb_t1')", [phone]
+            )
+        assert err.value.code == "23514" and "traffic_leads_touch_times_check" in err.value.message
+    lead_id = api.query(
+        SERVICE,
+        "insert into public.traffic_leads (phone, first_utm_source, first_touch_at, last_utm_source, last_touch_at)"
+        " values (%s, 'fb_t1', now() - interval '1 day', 'fb_t1', now() - interval '1 day') returning id",
+        [phone],
+    )[0]["id"]
+    record(api, p_phone=phone, p_utm_source="fb_t2")
+    assert lead(api, lead_id)["first_utm_source"] == "fb_t1"  # the attribution stays
+
+
 @pytest.mark.parametrize(
     "stages", [["", "lead_captured"], ["lead_captured", None], ["Lead Captured"], ["a b"]]
 )

@@ -450,3 +450,86 @@ def test_a_snapshot_transaction_gets_the_conflict_at_once_with_what_to_retry(
         caller.execute(f"begin isolation level {isolation}")
         assert _rpc(caller, p_phone="8" + phone[2:], p_name="Snapshot") == (lead_id, False)
         caller.execute("commit")
+
+
+def test_a_phone_registered_to_one_lead_and_held_by_another_merges_them(
+    db_url: str, committed_leads: None
+) -> None:
+    """The identifiers say the phone is lead A's, but A's own row no longer holds it (the
+    service role cleared it) and lead C, written straight into the table, does: filling A's
+    phone broke C's unique index, and the call looked A up again, forever. It now merges C
+    into A (the older) and records the event; also when the call had merged before."""
+    phone, email = unique_phone(), f"held-{uuid.uuid4().hex[:8]}@example.kz"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("set statement_timeout = '10s'")  # the loop it used to be ends here
+
+        def rpc(**kw: str) -> tuple:
+            names = ", ".join(f"{k} := %({k})s" for k in kw)
+            return conn.execute(
+                f"select lead_id, created, merged, event_recorded from public.find_or_create_unified_lead({names})",
+                kw,
+            ).fetchone()
+
+        def live(value: str) -> list[tuple]:
+            return conn.execute(
+                "select id from public.traffic_leads where merged_into is null and phone_normalized = %s",
+                (value,),
+            ).fetchall()
+
+        a = rpc(p_name="Ann", p_phone=phone)[0]
+        conn.execute("update public.traffic_leads set phone = null where id = %s", (a,))
+        c = conn.execute(
+            "insert into public.traffic_leads (name, phone) values ('Bob', %s) returning id",
+            ("8" + phone[2:],),
+        ).fetchone()[0]
+        assert rpc(p_name="Bob", p_phone=phone) == (a, False, True, True)
+        assert live(phone) == [(a,)]
+        merged = conn.execute("select merged_into from public.traffic_leads where id = %s", (c,)).fetchone()
+        assert merged == (a,)
+        # a merge first (phone -> X, email -> Y), then the same conflict (Z holds the phone)
+        phone2 = unique_phone()
+        x = rpc(p_name="X", p_phone=phone2)[0]
+        conn.execute("update public.traffic_leads set phone = null where id = %s", (x,))
+        y = rpc(p_name="Y", p_email=email)[0]
+        z = conn.execute(
+            "insert into public.traffic_leads (phone) values (%s) returning id", (phone2,)
+        ).fetchone()[0]
+        assert rpc(p_phone=phone2, p_email=email) == (x, False, True, True)
+        assert live(phone2) == [(x,)]
+        owners = conn.execute(
+            "select count(*) from public.traffic_leads where id in (%s, %s) and merged_into = %s", (y, z, x)
+        ).fetchone()
+        assert owners == (2,)
+
+
+@pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])
+def test_a_snapshot_transaction_whose_fill_meets_an_unseen_lead_fails_at_once(
+    authenticator_url: str, db_url: str, committed_leads: None, isolation: str
+) -> None:
+    """A repeatable read caller fills the phone of the lead it found by email, and a call
+    it cannot see (committed after its snapshot) gave that phone to a new lead: the update
+    breaks the unique index, and the lookup, on the old snapshot, never found that lead, so
+    the call looped until a timeout, holding the phone's lock. It now fails at once with
+    40001 and the hint to retry the whole transaction, which then merges the two."""
+    phone, email = unique_phone(), f"unseen-{uuid.uuid4().hex[:8]}@example.kz"
+    with (
+        psycopg.connect(db_url, autocommit=True) as other,
+        psycopg.connect(authenticator_url, autocommit=True) as caller,
+    ):
+        by_email = other.execute(
+            "select lead_id from public.find_or_create_unified_lead(p_email := %s, p_name := 'Gus')", (email,)
+        ).fetchone()[0]
+        caller.execute("set statement_timeout = '10s'")
+        caller.execute(f"begin isolation level {isolation}")
+        caller.execute("select 1")  # the snapshot is taken
+        other.execute("select public.find_or_create_unified_lead(p_phone := %s)", (phone,))
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.SerializationFailure) as caught:
+            _rpc(caller, p_email=email, p_phone=phone)
+        caller.execute("rollback")
+        assert time.monotonic() - started < 5
+        hint = caught.value.diag.message_hint or ""
+        assert f"ran in a {isolation} transaction" in hint and "retry the whole transaction" in hint, hint
+        caller.execute(f"begin isolation level {isolation}")
+        assert _rpc(caller, p_email=email, p_phone=phone) == (by_email, True)
+        caller.execute("commit")

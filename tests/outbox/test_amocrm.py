@@ -148,8 +148,8 @@ def lead(owner_conn: psycopg.Connection) -> Iterator[uuid.UUID]:
     suffix = uuid.uuid4().hex[:6]
     phone = f"+7701{int(suffix, 16) % 10**7:07d}"
     lead_id = owner_conn.execute(
-        "insert into public.traffic_leads (name, phone, email, source, first_utm_source)"
-        " values ('Даурен', %s, %s, 'expresscourse', 'fb_arystan') returning id",
+        "insert into public.traffic_leads (name, phone, email, source, first_utm_source, first_touch_at)"
+        " values ('Даурен', %s, %s, 'expresscourse', 'fb_arystan', now()) returning id",
         (phone, f"lead-{suffix}@example.kz"),
     ).fetchone()[0]
     yield lead_id
