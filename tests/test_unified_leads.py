@@ -767,3 +767,86 @@ def test_renormalizing_after_a_rule_change_merges_and_registers(stack) -> None:
         assert {"proftest_submitted", "expresscourse_clicked"} <= set(stages)
         assert rpc(p_phone="8 701 111 00 01") == a and rpc(p_email="f@example.kz") == e
         assert conn.execute("select * from private.renormalize_lead_identities()").fetchone() == (0, 0, 0)
+
+
+def _stage_count(api: PostgrestSession, utm_source: str, stage: str) -> int:
+    return api.query(
+        SERVICE,
+        "select coalesce(sum(leads), 0)::int as n from public.traffic_lead_daily_stats"
+        " where utm_source = %s and stage = %s",
+        [utm_source, stage],
+    )[0]["n"]
+
+
+def test_a_journey_row_written_against_a_merged_lead_reaches_the_live_lead(api: PostgrestSession) -> None:
+    """A row the service role inserts (or re-points) with a lead id read before a merge moves to
+    the live lead, remembers the id it was written with, and counts in the live lead's funnel."""
+    source = f"fb_moved_{uuid.uuid4().hex[:8]}"
+    phone, email = unique_phone(), f"moved-{uuid.uuid4().hex[:8]}@example.kz"
+    live = record(
+        api,
+        p_phone=phone,
+        p_utm_source=source,
+        p_occurred_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
+    )["lead_id"]
+    gone = record(api, p_email=email)["lead_id"]
+    assert record(api, p_phone=phone, p_email=email)["merged"]
+    assert lead(api, gone)["merged_into"] == live
+    assert _stage_count(api, source, "payment_succeeded") == 0
+
+    row = api.query(
+        SERVICE,
+        "insert into public.traffic_lead_journey (lead_id, stage, source, event_key)"
+        " values (%s, 'payment_succeeded', 'webhook', %s) returning id",
+        [gone, f"moved-{uuid.uuid4()}"],
+    )[0]
+    moved = api.query(
+        SERVICE,
+        "select lead_id, moved_from_lead_id from public.traffic_lead_journey where id = %s",
+        [row["id"]],
+    )[0]
+    assert (moved["lead_id"], moved["moved_from_lead_id"]) == (live, gone)
+    assert "payment_succeeded" in lead(api, live)["stages"]
+    assert "payment_succeeded" not in lead(api, gone)["stages"]
+    assert _stage_count(api, source, "payment_succeeded") == 1
+
+    # pointed at the merged lead by an update: moved on, and its former lead loses the stage
+    other = record(api, p_phone=unique_phone(), p_stage="payment_started")["lead_id"]
+    api.query(
+        SERVICE,
+        "update public.traffic_lead_journey set lead_id = %s where lead_id = %s and stage = 'payment_started'",
+        [gone, other],
+    )
+    assert lead(api, other)["stages"] == []
+    moved_rows = api.query(
+        SERVICE,
+        "select lead_id, moved_from_lead_id from public.traffic_lead_journey where stage = 'payment_started'"
+        " and moved_from_lead_id = %s",
+        [gone],
+    )
+    assert [(r["lead_id"], r["moved_from_lead_id"]) for r in moved_rows] == [(live, gone)]
+    assert {"payment_started", "payment_succeeded"} <= set(lead(api, live)["stages"])
+    assert _stage_count(api, source, "payment_started") == 1
+
+
+def test_a_journey_row_follows_a_merge_chain_to_its_end(api: PostgrestSession) -> None:
+    """Merges keep chains flat, but a chain written directly (C -> B -> A) is followed to A."""
+    a, b, c = (record(api, p_phone=unique_phone())["lead_id"] for _ in range(3))
+    api.query(
+        SERVICE, "update public.traffic_leads set merged_into = %s, merged_at = now() where id = %s", [a, b]
+    )
+    api.query(
+        SERVICE, "update public.traffic_leads set merged_into = %s, merged_at = now() where id = %s", [b, c]
+    )
+    api.query(
+        SERVICE,
+        "insert into public.traffic_lead_journey (lead_id, stage, event_key) values (%s, 'payment_started', %s)",
+        [c, f"chain-{uuid.uuid4()}"],
+    )
+    rows = api.query(
+        SERVICE,
+        "select lead_id from public.traffic_lead_journey where moved_from_lead_id = %s and stage = 'payment_started'",
+        [c],
+    )
+    assert [r["lead_id"] for r in rows] == [a]
+    assert "payment_started" in lead(api, a)["stages"]
