@@ -338,7 +338,8 @@ def test_a_call_that_loses_a_deadlock_is_tried_again_and_records_its_event(
     person in the other order than the call merging them: PostgreSQL breaks the cycle by
     failing the call (it waited first, so its deadlock check runs first). The call's attempt
     is rolled back with its locks, the writer goes on, and the call runs again and merges
-    (it failed with 40P01 and lost the event before)."""
+    (it failed with 40P01 and lost the event before). The retry is a LOG line (the caught
+    error itself is not logged by PostgreSQL)."""
     phone, email = unique_phone(), f"dl-{uuid.uuid4().hex[:8]}@example.kz"
     key = f"deadlock-{phone}"
     with (
@@ -351,6 +352,11 @@ def test_a_call_that_loses_a_deadlock_is_tried_again_and_records_its_event(
         with caller.transaction():
             newer = _rpc(caller, p_email=email)[0]
         first, second = sorted((older, newer))  # the call locks the two leads in id order
+        logged: list[tuple[str | None, str | None, str | None]] = []  # read while valid
+        caller.add_notice_handler(
+            lambda d: logged.append((d.severity_nonlocalized, d.message_primary, d.message_detail))
+        )
+        caller.execute("set client_min_messages = log")
         batch.execute("set deadlock_timeout = '30s'")  # so the call, not the batch, is the victim
         batch.execute("select 1 from public.traffic_leads where id = %s for update", (second,))
         deadlocks_before = _deadlocks(monitor)
@@ -366,6 +372,12 @@ def test_a_call_that_loses_a_deadlock_is_tried_again_and_records_its_event(
         batch.commit()
         t.join(timeout=60)
         assert results["call"] == (older, True), results
+        retries = [(message or "", detail or "") for severity, message, detail in logged if severity == "LOG"]
+        assert [m.split(":")[1] for m, _ in retries] == [" attempt 1 of 5 failed with 40P01, trying again"], (
+            logged
+        )
+        assert "deadlock detected" in retries[0][0]
+        assert "blocked by process" in retries[0][1]
         for _ in range(100):  # the statistics arrive a moment later
             if _deadlocks(monitor) > deadlocks_before:
                 break
