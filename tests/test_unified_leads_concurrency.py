@@ -545,3 +545,104 @@ def test_a_snapshot_transaction_whose_fill_meets_an_unseen_lead_fails_at_once(
         caller.execute(f"begin isolation level {isolation}")
         assert _rpc(caller, p_email=email, p_phone=phone) == (by_email, True)
         caller.execute("commit")
+
+
+def _stages(monitor: psycopg.Connection, lead_id: uuid.UUID) -> tuple[list[str], list[str]]:
+    """(the lead's stages, the distinct stages of its journey rows)"""
+    row = monitor.execute(
+        "select l.stages, coalesce((select array_agg(distinct j.stage order by j.stage)"
+        " from public.traffic_lead_journey as j where j.lead_id = l.id), '{}')"
+        " from public.traffic_leads as l where l.id = %s",
+        (lead_id,),
+    ).fetchone()
+    assert row is not None
+    return list(row[0]), list(row[1])
+
+
+def _in_two_transactions(
+    db_url: str, monitor: psycopg.Connection, first: str, second: str, args: tuple
+) -> None:
+    """``first`` runs and stays open; ``second`` runs in another transaction, waits for the
+    first's lock on the lead, and goes on when the first commits."""
+    with psycopg.connect(db_url) as one, psycopg.connect(db_url) as two:
+        for conn in (one, two):
+            conn.execute("set role service_role")
+        one.execute(first, args[0])
+        errors: list[BaseException] = []
+
+        def run_second() -> None:
+            try:
+                two.execute(second, args[1])
+                two.commit()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        t = threading.Thread(target=run_second)
+        t.start()
+        _wait_until_blocked(monitor, two.info.backend_pid)
+        one.commit()
+        t.join(timeout=30)
+        assert not errors, errors
+
+
+def test_two_transactions_writing_stale_lead_ids_of_one_person_both_reach_its_stages(
+    db_url: str, committed_leads: None
+) -> None:
+    """M1 and M2 are merged into L. One transaction inserts a journey row for M1, another for
+    M2 while the first is open: both rows move to L, and L (and its counts) has both stages."""
+    with psycopg.connect(db_url, autocommit=True) as monitor:
+        ids = [
+            monitor.execute(
+                "insert into public.traffic_leads (phone, first_utm_source, first_touch_at)"
+                " values (%s, 'fb_race', now()) returning id",
+                (unique_phone(),),
+            ).fetchone()[0]
+            for _ in range(3)
+        ]
+        live, m1, m2 = ids
+        for merged in (m1, m2):
+            monitor.execute("select private.merge_leads(%s, %s, 'test')", (live, merged))
+        insert = "insert into public.traffic_lead_journey (lead_id, stage) values (%s, %s)"
+        _in_two_transactions(db_url, monitor, insert, insert, ((m1, "webinar"), (m2, "payment_succeeded")))
+        assert _stages(monitor, live) == (["payment_succeeded", "webinar"], ["payment_succeeded", "webinar"])
+        counts = monitor.execute(
+            "select stage, sum(leads)::int from public.traffic_lead_daily_stats where utm_source = 'fb_race'"
+            " group by stage having sum(leads) <> 0 order by stage"
+        ).fetchall()
+        assert counts == [("", 1), ("payment_succeeded", 1), ("webinar", 1)]
+
+
+@pytest.mark.parametrize("change", ["update", "delete"])
+def test_two_transactions_changing_one_leads_journey_keep_each_others_stages(
+    db_url: str, committed_leads: None, change: str
+) -> None:
+    """One transaction adds a stage to a lead's journey and stays open; another corrects (or
+    deletes) one of the lead's rows meanwhile. The second computed the lead's stages from a
+    copy read before the first committed, and dropped the first's stage."""
+    with psycopg.connect(db_url, autocommit=True) as monitor:
+        lead = monitor.execute(
+            "insert into public.traffic_leads (phone) values (%s) returning id", (unique_phone(),)
+        ).fetchone()[0]
+        row = monitor.execute(
+            "insert into public.traffic_lead_journey (lead_id, stage) values (%s, 'lead_captured') returning id",
+            (lead,),
+        ).fetchone()[0]
+        monitor.execute(
+            "insert into public.traffic_lead_journey (lead_id, stage) values (%s, 'proftest_submitted')",
+            (lead,),
+        )
+        second = (
+            "update public.traffic_lead_journey set stage = 'consultation_booked' where id = %s"
+            if change == "update"
+            else "delete from public.traffic_lead_journey where id = %s"
+        )
+        _in_two_transactions(
+            db_url,
+            monitor,
+            "insert into public.traffic_lead_journey (lead_id, stage) values (%s, 'webinar_attended')",
+            second,
+            ((lead,), (row,)),
+        )
+        stages, evidence = _stages(monitor, lead)
+        assert stages == evidence, (stages, evidence)
+        assert "webinar_attended" in stages
