@@ -850,3 +850,53 @@ def test_a_journey_row_follows_a_merge_chain_to_its_end(api: PostgrestSession) -
     )
     assert [r["lead_id"] for r in rows] == [a]
     assert "payment_started" in lead(api, a)["stages"]
+
+
+def _stats_writes(api: PostgrestSession) -> int:
+    """Rows of traffic_lead_daily_stats this transaction has inserted or updated so far."""
+    return api.query(
+        SERVICE,
+        "select (n_tup_ins + n_tup_upd)::int as n from pg_catalog.pg_stat_xact_user_tables"
+        " where relid = 'public.traffic_lead_daily_stats'::regclass",
+    )[0]["n"]
+
+
+def test_one_statement_changing_many_leads_writes_each_count_once(api: PostgrestSession) -> None:
+    """A journey backfill giving 300 leads of one day and source a stage updates the leads in one
+    statement: the stage's count is written once, not once per lead (an upsert per lead of the
+    same stats row was quadratic); counts that do not change are not written at all."""
+    source, moved_to = (f"fb_bulk_{uuid.uuid4().hex[:8]}" for _ in range(2))
+    at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    phones = [unique_phone() for _ in range(300)]
+    api.query(
+        SERVICE,
+        "insert into public.traffic_leads (name, phone, first_utm_source, first_touch_at, created_at)"
+        " select 'Bulk ' || p, p, %s, %s, %s from pg_catalog.unnest(%s::text[]) as p",
+        [source, at, at, phones],
+    )
+    assert _stage_count(api, source, "") == 300
+
+    before = _stats_writes(api)
+    api.query(
+        SERVICE,
+        "insert into public.traffic_lead_journey (lead_id, stage, source)"
+        " select l.id, 'payment_succeeded', 'backfill' from public.traffic_leads as l where l.utm_source = %s",
+        [source],
+    )
+    assert _stats_writes(api) - before == 1
+    assert _stage_count(api, source, "payment_succeeded") == 300
+
+    before = _stats_writes(api)
+    api.query(SERVICE, "update public.traffic_leads set email_sent = true where utm_source = %s", [source])
+    assert _stats_writes(api) - before == 0
+
+    # re-attributed: both counts leave the old source and arrive at the new one, each written once
+    before = _stats_writes(api)
+    api.query(
+        SERVICE,
+        "update public.traffic_leads set first_utm_source = %s where utm_source = %s",
+        [moved_to, source],
+    )
+    assert _stats_writes(api) - before == 4
+    assert (_stage_count(api, source, ""), _stage_count(api, source, "payment_succeeded")) == (0, 0)
+    assert (_stage_count(api, moved_to, ""), _stage_count(api, moved_to, "payment_succeeded")) == (300, 300)
