@@ -248,7 +248,13 @@ def test_existing_leads_of_one_person_are_merged_into_the_oldest(
     del name
 
 
-def test_crash_in_the_middle_then_rerun_equals_uninterrupted(stack: LocalStack, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_crash_in_the_middle_then_rerun_equals_uninterrupted(
+    stack: LocalStack, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Killed (kill -9) or interrupted (Ctrl-C, with --json) after five batches: the re-run resumes
+    and ends with what an uninterrupted run gives. Ctrl-C also says so: exit code 130, one JSON
+    document on stdout, and the run recorded as interrupted."""
     src = fresh_source(stack, "cons_landing_big", rows=3000, seed=11)
     clean, crashed = fresh_target(stack, "cons_clean"), fresh_target(stack, "cons_crashed")
     assert consolidate(src, clean, tmp_path / "a", batch_size=30).ok
@@ -257,24 +263,37 @@ def test_crash_in_the_middle_then_rerun_equals_uninterrupted(stack: LocalStack, 
         "--target", crashed, "--batch-size", "30", "--backup-dir", str(tmp_path / "b"), "--json",
     ]  # fmt: skip
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1]
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1]
     )
-    killed = False
+    signalled = False
     with psycopg.connect(crashed, autocommit=True) as conn:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
             n = conn.execute("select count(*) from private.consolidation_batches").fetchone()
             if n and n[0] >= 5:
-                os.kill(proc.pid, signal.SIGKILL)
-                killed = True
+                proc.send_signal(sig)
+                signalled = True
                 break
             time.sleep(0.01)
-    proc.wait()
-    assert killed, proc.stderr.read() if proc.stderr else ""
+    out, err = proc.communicate(timeout=120)
+    assert signalled, err
     with psycopg.connect(crashed) as conn:
         done = conn.execute("select count(*) from private.consolidation_batches").fetchone()
         status = conn.execute("select status from private.consolidation_runs").fetchall()
-    assert done is not None and done[0] >= 5 and status == [("running",)]
+    assert done is not None and done[0] >= 5
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, err
+        assert json.loads(out) == {
+            "ok": False,
+            "error": "interrupted: batches committed so far stay; run the same command again to resume",
+            "error_kind": "interrupted",
+            "exit_code": 130,
+        }
+        assert "Traceback" not in err
+        assert status == [("interrupted",)]
+    else:
+        assert proc.returncode == -signal.SIGKILL
+        assert status == [("running",)]
     report = consolidate(src, crashed, tmp_path / "c", batch_size=30)
     assert report.ok and report.resumed_from is not None
     with psycopg.connect(clean) as a, psycopg.connect(crashed) as b:
@@ -1274,8 +1293,17 @@ def test_a_connection_lost_mid_run_is_one_line_and_the_rerun_finishes(
     report = consolidate(source, target, tmp_path / "again", batch_size=50)
     assert report.ok, report.to_json()
     with psycopg.connect(target) as conn:  # marked failed, or, its connection gone, interrupted
-        first = conn.execute("select status from private.consolidation_runs order by id limit 1").fetchone()
-    assert first == ("interrupted" if jobs == 1 else "failed",)
+        first = conn.execute(
+            "select id, status from private.consolidation_runs order by id limit 1"
+        ).fetchone()
+    assert first is not None and first[1] == ("interrupted" if jobs == 1 else "failed")
+    assert report.resumed_from == first[0]  # it says where it went on from, failed or not
+    # a run that went to its end is not "resumed", even when its verification found something
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute(
+            "update private.consolidation_runs set status = 'failed' where id = %s", (report.run_id,)
+        )
+    assert consolidate(source, target, tmp_path / "third", batch_size=50).resumed_from is None
 
 
 def test_another_landing_database_is_refused_by_a_consolidated_target(

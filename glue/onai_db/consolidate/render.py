@@ -74,7 +74,7 @@ def render_report(console: Console, report: Report) -> None:
     else:
         console.print(f"changes: {changes}")
     if report.resumed_from:
-        console.print(f"resumed interrupted run {report.resumed_from}")
+        console.print(f"resumed run {report.resumed_from}, which stopped before its end")
     console.print(f"backup: {report.backup_dir} (fingerprint {report.fingerprint})")
     verdict = "[green]OK: every source row accounted for[/green]"
     if not report.ok:

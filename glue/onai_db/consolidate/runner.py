@@ -264,11 +264,18 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
             if not opts.dry_run:
                 tgt.commit()
 
-        resumed = tgt.execute(
+        # a run killed on the way is still 'running'; one that stopped on Ctrl-C or an error is
+        # 'interrupted' or 'failed' with the phase it stopped in (a run that went to the end has
+        # none): this run goes on from what the last of them committed, and says so
+        tgt.execute(
             "update private.consolidation_runs set status = 'interrupted', finished_at = now() "
-            "where status = 'running' returning id"
-        ).fetchall()
-        resumed_from = max((r[0] for r in resumed), default=None)
+            "where status = 'running'"
+        )
+        last = tgt.execute(
+            "select id from private.consolidation_runs where status in ('interrupted', 'failed')"
+            " and phase is not null and id = (select max(id) from private.consolidation_runs)"
+        ).fetchone()
+        resumed_from = int(last[0]) if last else None
         row = tgt.execute(
             "insert into private.consolidation_runs (source_fingerprint, status, phase, batch_size, resumed_from) "
             "values (%s, %s, 'stage', %s, %s) returning id",
