@@ -23,6 +23,8 @@ def test_demo_runs_and_is_idempotent(stack: LocalStack, test_db: str) -> None:
     second = run_demo(console, rows=600, seed=3, dbname="onai_demo_test", landing_db="onai_demo_landing")
     assert second.ok and second.leads == first.leads
     assert "0 changes" in out.getvalue()
+    # the jobs the first run queued are not queued again, and the demo does not claim they were
+    assert "queued nothing new: an earlier run queued these jobs" in out.getvalue()
     with psycopg.connect(stack.database_url("onai_demo_test")) as conn:
         outbox = conn.execute(
             "select count(*) filter (where status <> 'done') from public.outbox_jobs"

@@ -139,11 +139,23 @@ def run_demo(
 
     console.rule("[bold]5/5 Integrations queue")
     with psycopg.connect(url, autocommit=True) as conn:
+        before = _outbox_jobs_per_kind(conn)
         queued = notifications.enqueue_demo_notifications(conn)
-    console.print(
-        f"queued: {queued.welcome_emails} welcome e-mail(s) with a set-password link (no password stored), "
-        f"{queued.telegram_jobs} Telegram lead notification(s), {queued.amocrm_sync_jobs} AmoCRM sync job(s)"
-    )
+        after = _outbox_jobs_per_kind(conn)
+    new = {kind: after.get(kind, 0) - before.get(kind, 0) for kind in ("email", "telegram", "amocrm")}
+    requested = queued.welcome_emails + queued.telegram_jobs + queued.amocrm_sync_jobs
+    if requested and not any(new.values()):
+        console.print("queued nothing new: an earlier run queued these jobs (each is queued once)")
+    else:
+        console.print(
+            f"queued: {new['email']} welcome e-mail(s) with a set-password link (no password stored), "
+            f"{new['telegram']} Telegram lead notification(s), {new['amocrm']} AmoCRM sync job(s)"
+            + (
+                " (others were queued by an earlier run: each job is queued once)"
+                if sum(new.values()) < requested
+                else ""
+            )
+        )
     done = worker.run_worker(
         settings, once=True, dry_run=True, db_url=url, services=["email", "telegram", "amocrm"]
     )
@@ -161,6 +173,11 @@ def run_demo(
         )
     )
     return DemoResult(ok, len(status.applied), int(leads[0]) if leads else 0, elapsed)
+
+
+def _outbox_jobs_per_kind(conn: psycopg.Connection) -> dict[str, int]:
+    rows = conn.execute("select kind, count(*) from public.outbox_jobs group by kind").fetchall()
+    return {str(kind): int(n) for kind, n in rows}
 
 
 def _relative(path: Path, root: Path) -> str:
