@@ -296,6 +296,12 @@ def test_targetologist_sees_only_their_leads(api: PostgrestSession, cast: Cast) 
         ({"p_timezone": "ABC+5"}, "ambiguous time zone"),
         ({"p_timezone": "EST5EDT"}, "ambiguous time zone"),
         ({"p_timezone": "<+05>-5"}, "ambiguous time zone"),
+        # POSIX zones whose name is not plain letters: read as UTC-5 before 20261201100000
+        ({"p_timezone": "Asia/Almaty+5"}, "ambiguous time zone"),
+        ({"p_timezone": "GMT_+5"}, "ambiguous time zone"),
+        ({"p_timezone": "U T C+5"}, "ambiguous time zone"),
+        ({"p_timezone": "UTC.+5"}, "ambiguous time zone"),
+        ({"p_timezone": "ÄÖÜ+5"}, "ambiguous time zone"),
         ({"p_timezone": "ALMT"}, "abbreviation"),
         ({"p_timezone": "msk"}, "abbreviation"),
         ({"p_group_by": None}, "must not be NULL"),
@@ -316,7 +322,18 @@ def test_dashboard_rejects_bad_input(api: PostgrestSession, cast: Cast, args: di
 def test_dashboard_reads_iana_zones_and_utc(api: PostgrestSession, cast: Cast) -> None:
     """IANA names (even Etc/GMT-5, whose sign the tz database documents) and the
     zero-offset abbreviations still work."""
-    for zone in ("Asia/Almaty", "UTC", "utc", "GMT", "Z", "Etc/GMT-5", "Europe/Moscow", "America/New_York"):
+    for zone in (
+        "Asia/Almaty",
+        "UTC",
+        "utc",
+        "GMT",
+        "Z",
+        "Etc/GMT-5",
+        "etc/gmt-5",
+        "Etc/GMT+0",
+        "Europe/Moscow",
+        "America/New_York",
+    ):
         assert isinstance(api.rpc(cast.admin, "traffic_dashboard", p_timezone=zone), list), zone
 
 
