@@ -646,3 +646,94 @@ def test_two_transactions_changing_one_leads_journey_keep_each_others_stages(
         stages, evidence = _stages(monitor, lead)
         assert stages == evidence, (stages, evidence)
         assert "webinar_attended" in stages
+
+
+def _race(
+    db_url: str, monitor: psycopg.Connection, first: tuple[str, tuple], second: tuple[str, tuple]
+) -> None:
+    """``first`` runs and stays open; ``second`` runs in another transaction and commits, at
+    once or after waiting for the first; then the first commits."""
+    with psycopg.connect(db_url) as one, psycopg.connect(db_url) as two:
+        for conn in (one, two):
+            conn.execute("set role service_role")
+        one.execute(*first)
+        errors: list[BaseException] = []
+
+        def run_second() -> None:
+            try:
+                two.execute(*second)
+                two.commit()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        t = threading.Thread(target=run_second)
+        t.start()
+        for _ in range(500):
+            blocked = monitor.execute(
+                "select cardinality(pg_blocking_pids(%s)) > 0", (two.info.backend_pid,)
+            ).fetchone()
+            if not t.is_alive() or (blocked and blocked[0]):
+                break
+            time.sleep(0.01)
+        one.commit()
+        t.join(timeout=30)
+        assert not t.is_alive() and not errors, errors
+
+
+@pytest.mark.parametrize(
+    "case", ["insert-then-delete", "intake-then-delete", "delete-then-delete", "insert-then-update"]
+)
+def test_concurrent_journey_writers_of_one_lead_leave_it_the_stages_of_its_journey(
+    db_url: str, committed_leads: None, case: str
+) -> None:
+    """The lead has payment_started from one journey row. One transaction adds a second
+    row with that stage (or deletes one of two) and stays open; another deletes (or
+    corrects) the other row meanwhile. The triggers decided from their own snapshot, so the
+    lead lost a stage its journey still had, or kept one its journey no longer had; now each
+    locks the lead before it reads the journey (20261201100100)."""
+    source = f"fb_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(db_url, autocommit=True) as monitor:
+        phone = unique_phone()
+        lead = monitor.execute(
+            "select lead_id from public.find_or_create_unified_lead(p_phone := %s, p_utm_source := %s,"
+            " p_stage := 'payment_started')",
+            (phone, source),
+        ).fetchone()[0]
+        rows = [
+            r[0]
+            for r in monitor.execute(
+                "select id from public.traffic_lead_journey where lead_id = %s order by id", (lead,)
+            ).fetchall()
+        ]
+        add = (
+            "insert into public.traffic_lead_journey (lead_id, stage) values (%s, 'payment_started')",
+            (lead,),
+        )
+        delete = ("delete from public.traffic_lead_journey where id = %s", (rows[0],))
+        if case == "insert-then-delete":
+            first, second = add, delete
+        elif case == "intake-then-delete":
+            rpc = "select * from public.find_or_create_unified_lead(p_phone := %s, p_stage := 'payment_started')"
+            first, second = (rpc, (phone,)), delete
+        elif case == "delete-then-delete":
+            monitor.execute(*add)
+            other = monitor.execute(
+                "select max(id) from public.traffic_lead_journey where lead_id = %s", (lead,)
+            ).fetchone()[0]
+            first, second = ("delete from public.traffic_lead_journey where id = %s", (other,)), delete
+        else:
+            first = add
+            second = (
+                "update public.traffic_lead_journey set stage = 'consultation_booked' where id = %s",
+                (rows[0],),
+            )
+        _race(db_url, monitor, first, second)
+        stages, evidence = _stages(monitor, lead)
+        assert stages == evidence, (stages, evidence)
+        counted = monitor.execute(
+            "select coalesce(array_agg(stage order by stage), '{}') from (select stage from"
+            " public.traffic_lead_daily_stats where utm_source = %s and stage <> ''"
+            " group by stage having sum(leads) <> 0) as s",
+            (source,),
+        ).fetchone()[0]
+        assert counted == evidence, (counted, evidence)
