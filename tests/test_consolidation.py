@@ -518,6 +518,96 @@ def test_quarantined_rows_leave_the_quarantine_when_a_later_run_imports_them(
     assert left == (0,) and arrived == (1,)
 
 
+def test_a_row_left_in_the_quarantine_gets_the_reason_the_latest_run_finds(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """Two journey rows with an unreadable stage, quarantined first because of their leads
+    (one has no identifier, one is not in Landing). Once both leads are imported, the rows stay
+    in the quarantine for their stage, and say so; the reasons used to stay as first written."""
+    source = fresh_source(stack, "cons_requar", rows=20, seed=3)
+    first_lead, second_lead = "bbbbbbbb-0000-0000-0000-000000000001", "bbbbbbbb-0000-0000-0000-000000000002"
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("insert into landing_leads (id, created_at) values (%s, '2024-02-01')", (first_lead,))
+        conn.execute(
+            "insert into lead_journey (id, lead_id, stage, created_at) values"
+            " (900001, %s, '???', '2024-02-02'), (900002, %s, '???', '2024-02-02')",
+            (first_lead, second_lead),
+        )
+    target = fresh_target(stack, "cons_requar_t")
+    assert consolidate(source, target, tmp_path / "1").ok
+
+    def reasons() -> list[tuple[str, str]]:
+        with psycopg.connect(target) as conn:
+            return conn.execute(
+                "select legacy_id, reason from private.consolidation_quarantine"
+                " where source_table = 'lead_journey' and legacy_id in ('900001', '900002') order by 1"
+            ).fetchall()
+
+    assert [r for _, r in reasons()] == [
+        f"its lead landing_leads {first_lead} is quarantined: no name, email or phone",
+        f"lead {second_lead} not found in landing_leads",
+    ]
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("update landing_leads set email = 'fixed@example.com' where id = %s", (first_lead,))
+        conn.execute(
+            "insert into landing_leads (id, email, created_at) values (%s, 'second@example.com', '2024-02-01')",
+            (second_lead,),
+        )
+    report = consolidate(source, target, tmp_path / "2")
+    assert report.ok, report.to_json()
+    stage = "stage '???' is not a valid stage name"
+    assert reasons() == [("900001", stage), ("900002", stage)]
+    assert report.changes["quarantine_reasons_updated"] == 2, report.changes
+    assert report.quarantine_reasons.get(f"lead_journey: {stage}", 0) >= 2, report.quarantine_reasons
+    again = consolidate(source, target, tmp_path / "3")
+    assert again.ok and not again.changed, again.changes
+
+
+@pytest.mark.parametrize("existing", ["created by the API", "imported by an earlier run"])
+def test_rows_reaching_one_existing_lead_fill_it_in_their_time_order(
+    stack: LocalStack, tmp_path: Path, existing: str
+) -> None:
+    """A lead in Traffic has a phone and an email. Three Landing rows: the phone alone, the
+    email with a name (Bob), the phone with another name (Alice). Replayed one by one, Bob's row
+    comes second and fills the name. The plan saw two persons that share the lead and filled it
+    with the first person's rows, then the second's: Alice."""
+    source = fresh_source(stack, "cons_fillorder", rows=0, seed=1)
+    target = fresh_target(stack, "cons_fillorder_t")
+    phone, email = "+77015550199", "bob.fill@example.com"
+    if existing == "created by the API":
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute(
+                "select public.find_or_create_unified_lead(p_phone => %s, p_email => %s,"
+                " p_occurred_at => '2026-01-01Z')",
+                (phone, email),
+            )
+    else:
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute(
+                "insert into landing_leads (id, phone, email, created_at) values"
+                " ('dddddddd-0000-0000-0000-000000000001', %s, %s, '2023-12-01')",
+                (phone, email),
+            )
+        assert consolidate(source, target, tmp_path / "0").ok
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "insert into lead_tracking (id, phone, created_at) values (1, %s, '2024-01-01')", (phone,)
+        )
+        conn.execute(
+            "insert into landing_leads (id, name, email, phone, metadata, created_at) values"
+            """ ('dddddddd-0000-0000-0000-000000000002', 'Bob', %s, null, '{"k": "b"}', '2024-01-02'),"""
+            """ ('dddddddd-0000-0000-0000-000000000003', 'Alice', null, %s, '{"k": "a"}', '2024-01-03')""",
+            (email, phone),
+        )
+    report = consolidate(source, target, tmp_path / "1")
+    assert report.ok, report.to_json()
+    with psycopg.connect(target) as conn:
+        leads = conn.execute(
+            "select name, metadata ->> 'k' from public.traffic_leads where merged_into is null"
+        ).fetchall()
+    assert leads == [("Bob", "b")]
+
+
 def test_a_backup_directory_in_use_keeps_its_backup(stack: LocalStack, source: str, tmp_path: Path) -> None:
     """Re-running the same command must not overwrite (or truncate) the backup taken before
     the target was first touched: the next one goes to a subdirectory."""
@@ -909,6 +999,16 @@ def test_rows_changed_or_deleted_in_landing_after_their_import_are_counted_per_t
     """Rows are imported once, never re-applied: a later run says how many imported rows
     Landing changed or deleted since (kept as imported), per table, and changes nothing."""
     source = fresh_source(stack, "cons_changed", rows=30, seed=19)
+    with psycopg.connect(source, autocommit=True) as conn:
+        notes = [
+            r[0]
+            for r in conn.execute(
+                "insert into scheduled_notifications (id, lead_id, channel, recipient, template, payload,"
+                " scheduled_for, status) select 900000 + row_number() over (order by id), id, 'email',"
+                " 'n@example.com', 'reminder', '{}', now() + interval '1 day', 'pending'"
+                " from landing_leads where phone is not null order by id limit 3 returning id"
+            ).fetchall()
+        ]
     target = fresh_target(stack, "cons_changed_t")
     first = consolidate(source, target, tmp_path / "1")
     assert first.ok
@@ -935,15 +1035,29 @@ def test_rows_changed_or_deleted_in_landing_after_their_import_are_counted_per_t
         conn.execute(
             "delete from scheduled_notifications where id = (select id from scheduled_notifications order by id limit 1)"
         )
+        # a notification given another recipient and template, one moved to another lead (counted),
+        # one whose delivery state changed (followed, as Landing goes on sending: not counted)
+        conn.execute(
+            "update scheduled_notifications set recipient = 'changed@example.com', template = 'other' where id = %s",
+            (notes[0],),
+        )
+        conn.execute(
+            "update scheduled_notifications set lead_id = (select l.id from landing_leads as l where l.phone"
+            " is not null and l.id is distinct from scheduled_notifications.lead_id order by l.id limit 1)"
+            " where id = %s",
+            (notes[1],),
+        )
+        conn.execute("update scheduled_notifications set status = 'cancelled' where id = %s", (notes[2],))
     again = consolidate(source, target, tmp_path / "2")
-    assert again.ok and not again.changed, again.changes
+    assert again.ok, again.changes
+    assert {k: v for k, v in again.changes.items() if v} == {"notifications_updated": 1}, again.changes
     counts = {t.table: (t.changed_in_landing, t.deleted_in_landing) for t in again.tables}
     assert counts == {
         "landing_leads": (1, 0),
         "lead_tracking": (2, 0),
         "unified_lead_tracking": (1, 0),
         "lead_journey": (1, 1),
-        "scheduled_notifications": (0, 1),
+        "scheduled_notifications": (2, 1),
     }, counts
     console = Console(record=True, width=200)
     render_report(console, again)
@@ -1366,6 +1480,37 @@ def test_data_quality_counts_read_blanks_as_the_rpc_does(stack: LocalStack, tmp_
     after = consolidate(source, target, tmp_path / "again").data_quality
     assert after["unusable_phones_kept_raw"] == before["unusable_phones_kept_raw"] + 1
     assert after["invalid_emails_kept_raw"] == before["invalid_emails_kept_raw"] + 1
+
+
+def test_unicode_blanks_around_a_phone_or_email_are_trimmed_before_matching(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """A zero-width space before an email, a line separator after a phone: the RPC trims them
+    and matches the person; the identity plan normalized the untrimmed value, so the lead it
+    wrote met the other lead's email and every run failed (23503)."""
+    source = fresh_source(stack, "cons_zwsp", rows=10, seed=17)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "insert into landing_leads (name, email, phone, created_at) values"
+            " ('First', 'zw@example.com', '87015550177', '2024-01-01'),"
+            " ('Second', U&'\\200Bzw@example.com', null, '2024-01-02'),"
+            " ('Third', null, U&'87015550177\\2028', '2024-01-03'),"
+            " ('Fourth', U&'\\FEFFzw2@example.com\\3000', U&'\\00A0+7 701 555 01 88', '2024-01-04'),"
+            " ('Fifth', 'ZW2@example.com', null, '2024-01-05')"
+        )
+    target = fresh_target(stack, "cons_zwsp_t")
+    report = consolidate(source, target, tmp_path / "1")
+    assert report.ok, report.to_json()
+    with psycopg.connect(target) as conn:
+        leads = conn.execute(
+            "select name, email, phone from public.traffic_leads where merged_into is null"
+            " and email_normalized in ('zw@example.com', 'zw2@example.com') order by name"
+        ).fetchall()
+    assert leads == [
+        ("First", "zw@example.com", "87015550177"),
+        ("Fourth", "zw2@example.com", "+7 701 555 01 88"),
+    ]
+    assert not consolidate(source, target, tmp_path / "2").changed
 
 
 def test_the_report_counts_legacy_notifications_still_pending(stack: LocalStack, tmp_path: Path) -> None:

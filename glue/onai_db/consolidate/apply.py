@@ -4,6 +4,7 @@ notifications that were not reached through a batch, all set-based."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -372,16 +373,38 @@ from bj as j join bl as l on l.comp = j.comp
 where j.problem is null
 """
 
-QUARANTINE_BATCH_JOURNEY = """
+# A row quarantined by an earlier run gets the reason this run finds (its lead may have arrived,
+# or been quarantined itself, since) and its values as Landing has them now; unchanged rows are
+# not written. RETURNING tells new rows (xmax 0) from updated ones.
+QUARANTINE_CONFLICT = """
+on conflict (source_table, legacy_id) do update
+set reason = excluded.reason, row_data = excluded.row_data, run_id = excluded.run_id
+where (private.consolidation_quarantine.reason, private.consolidation_quarantine.row_data)
+  is distinct from (excluded.reason, excluded.row_data)
+returning xmax = 0
+"""
+
+
+def quarantine(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> tuple[int, int]:
+    """Runs a quarantine insert; returns (rows newly quarantined, rows whose reason or values changed)."""
+    rows = conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+    new = sum(1 for (inserted,) in rows if inserted)
+    return new, len(rows) - new
+
+
+QUARANTINE_BATCH_JOURNEY = (
+    """
 insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
 select 'lead_journey', j.legacy_id, j.problem, to_jsonb(r), %(run)s
 from bj as j
 join private.consolidation_raw_lead_journey as r on r.id = j.legacy_id
 where j.problem is not null
-on conflict (source_table, legacy_id) do nothing
 """
+    + QUARANTINE_CONFLICT
+)
 
-QUARANTINE_LEADS = """
+QUARANTINE_LEADS = (
+    """
 insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
 select s.src, s.legacy_id, s.problem, to_jsonb(s) - 'ord' - 'phone_n' - 'email_n' - 'problem', %(run)s
 from private.consolidation_stage_leads as s
@@ -391,8 +414,9 @@ where s.problem is not null
   and not exists (
     select 1 from private.legacy_lead_map as m where m.source_table = s.src and m.legacy_id = s.legacy_id
   )
-on conflict (source_table, legacy_id) do nothing
 """
+    + QUARANTINE_CONFLICT
+)
 
 _live = _live_of("ml")
 
@@ -426,7 +450,8 @@ where {_journey_problem("x.stage_ok", "x.stage_raw", "so.canonical", "x.meta")} 
 on conflict (event_key) do nothing
 """
 
-QUARANTINE_JOURNEY = f"""
+QUARANTINE_JOURNEY = (
+    f"""
 insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
 select 'lead_journey', j.id,
   left(case
@@ -449,8 +474,9 @@ where (m.legacy_id is null or m.run_id <> %(run)s)
   and not exists (
     select 1 from public.traffic_lead_journey as t where t.event_key = 'legacy:lead_journey:' || j.id
   )
-on conflict (source_table, legacy_id) do nothing
 """
+    + QUARANTINE_CONFLICT
+)
 
 IMPORT_NOTIFICATIONS = f"""
 insert into private.legacy_scheduled_notifications (
@@ -477,7 +503,8 @@ where n.id = s.legacy_id
     is distinct from (n.status, n.sent_at::timestamptz, n.scheduled_for::timestamptz)
 """
 
-QUARANTINE_NOTIFICATIONS = """
+QUARANTINE_NOTIFICATIONS = (
+    """
 insert into private.consolidation_quarantine (source_table, legacy_id, reason, row_data, run_id)
 select 'scheduled_notifications', n.id,
   left(case
@@ -491,12 +518,9 @@ select 'scheduled_notifications', n.id,
 from private.consolidation_raw_scheduled_notifications as n
 left join private.consolidation_quarantine as lq on lq.source_table = 'landing_leads' and lq.legacy_id = n.lead_id
 where not exists (select 1 from private.legacy_scheduled_notifications as s where s.legacy_id = n.id)
-  and not exists (
-    select 1 from private.consolidation_quarantine as q
-    where q.source_table = 'scheduled_notifications' and q.legacy_id = n.id
-  )
-on conflict (source_table, legacy_id) do nothing
 """
+    + QUARANTINE_CONFLICT
+)
 
 
 @dataclass
@@ -506,6 +530,7 @@ class BatchResult:
     leads_filled: int = 0
     journey_rows: int = 0
     quarantined: int = 0
+    quarantine_updated: int = 0  # rows quarantined earlier whose reason or values changed
     leads_joined: int = 0  # persons whose lead a concurrent writer created during the run
 
 
@@ -551,7 +576,7 @@ def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResul
     held_elsewhere = conn.execute(INSERT_IDENTIFIERS).fetchall()  # type: ignore[arg-type]
     conn.execute(INSERT_MAP, p)  # type: ignore[arg-type]
     r.journey_rows = conn.execute(INSERT_JOURNEY).rowcount  # type: ignore[arg-type]
-    r.quarantined = conn.execute(QUARANTINE_BATCH_JOURNEY, p).rowcount  # type: ignore[arg-type]
+    r.quarantined, r.quarantine_updated = quarantine(conn, QUARANTINE_BATCH_JOURNEY, p)
     r.leads_joined += merge_pairs(conn, held_elsewhere)
     conn.execute(
         "insert into private.consolidation_batches (run_id, phase, batch_no, rows_in, leads_created, journey_rows)"
@@ -564,8 +589,9 @@ def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResul
     return r
 
 
-def quarantine_lead_rows(conn: psycopg.Connection, run_id: int) -> int:
-    return conn.execute(QUARANTINE_LEADS, {"run": run_id}).rowcount  # type: ignore[arg-type]
+def quarantine_lead_rows(conn: psycopg.Connection, run_id: int) -> tuple[int, int]:
+    """(lead rows newly quarantined, quarantined rows whose reason or values changed)"""
+    return quarantine(conn, QUARANTINE_LEADS, {"run": run_id})
 
 
 # rows quarantined by an earlier run and imported since (their lead arrived in Landing and
@@ -631,14 +657,15 @@ def release_resolved_quarantine(conn: psycopg.Connection) -> int:
     return conn.execute(RESOLVED_QUARANTINE).rowcount  # type: ignore[arg-type]
 
 
-def finish_journey(conn: psycopg.Connection, run_id: int) -> tuple[int, int]:
-    """(journey rows imported, rows quarantined) for rows not reached through a batch."""
+def finish_journey(conn: psycopg.Connection, run_id: int) -> tuple[int, int, int]:
+    """(journey rows imported, rows newly quarantined, quarantined rows whose reason or values
+    changed) for rows not reached through a batch."""
     conn.execute(
         "analyze private.legacy_lead_map, private.consolidation_quarantine, public.traffic_lead_journey"
     )
     imported = conn.execute(REMAINING_JOURNEY, {"run": run_id}).rowcount  # type: ignore[arg-type]
-    quarantined = conn.execute(QUARANTINE_JOURNEY, {"run": run_id}).rowcount  # type: ignore[arg-type]
-    return imported, quarantined
+    quarantined, updated = quarantine(conn, QUARANTINE_JOURNEY, {"run": run_id})
+    return imported, quarantined, updated
 
 
 def refresh_notification_delivery(conn: psycopg.Connection) -> int:
@@ -647,7 +674,8 @@ def refresh_notification_delivery(conn: psycopg.Connection) -> int:
     return conn.execute(REFRESH_NOTIFICATION_DELIVERY).rowcount  # type: ignore[arg-type]
 
 
-def import_notifications(conn: psycopg.Connection, run_id: int) -> tuple[int, int]:
+def import_notifications(conn: psycopg.Connection, run_id: int) -> tuple[int, int, int]:
+    """(notifications imported, newly quarantined, quarantined ones whose reason or values changed)"""
     imported = conn.execute(IMPORT_NOTIFICATIONS, {"run": run_id}).rowcount  # type: ignore[arg-type]
-    quarantined = conn.execute(QUARANTINE_NOTIFICATIONS, {"run": run_id}).rowcount  # type: ignore[arg-type]
-    return imported, quarantined
+    quarantined, updated = quarantine(conn, QUARANTINE_NOTIFICATIONS, {"run": run_id})
+    return imported, quarantined, updated

@@ -167,7 +167,8 @@ select
   u.metadata, u.amocrm_lead_id, u.amocrm_contact_id, u.amocrm_synced, u.email_sent, u.sms_sent,
   least(u.click_count, 2147483647)::integer,
   u.created_at,
-  public.normalize_phone(u.phone), private.normalize_email(u.email),
+  -- identities of the values as the lead stores them: trimmed of blanks, as the RPC trims them
+  public.normalize_phone({blank_null("u.phone")}), private.normalize_email({blank_null("u.email")}),
   case
     when {blank_null("u.name")} is null and {blank_null("u.email")} is null
       and {blank_null("u.phone")} is null then 'no name, email or phone'

@@ -305,7 +305,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
 
         current = "identity"
         t0 = time.perf_counter()
-        quarantined = apply.quarantine_lead_rows(tgt, run_id)
+        quarantined, requarantined = apply.quarantine_lead_rows(tgt, run_id)
         plan = identity.build_plan(tgt, opts.batch_size, progress)
         phase("leads")
         commit()
@@ -322,6 +322,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
             "notifications": 0,
             "notifications_updated": 0,
             "quarantine_released": 0,
+            "quarantine_reasons_updated": requarantined,
             "persons_rejoined": 0,
         }
         jobs = 1 if opts.dry_run else max(1, min(opts.jobs, plan.batches))
@@ -331,6 +332,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
             changes["rows_mapped"] += r.rows
             changes["journey_rows"] += r.journey_rows
             changes["quarantined"] += r.quarantined
+            changes["quarantine_reasons_updated"] += r.quarantine_updated
             changes["persons_rejoined"] += r.leads_joined
             progress("leads", r.rows, plan.rows)
         if plan.batches == 0:
@@ -340,14 +342,16 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         current = "journey"
         t0 = time.perf_counter()
         phase("journey")
-        imported, q = apply.finish_journey(tgt, run_id)
+        imported, q, qu = apply.finish_journey(tgt, run_id)
         changes["journey_rows"] += imported
         changes["quarantined"] += q
+        changes["quarantine_reasons_updated"] += qu
         progress("journey", 1, 2)
         changes["notifications_updated"] += apply.refresh_notification_delivery(tgt)
-        imported, q = apply.import_notifications(tgt, run_id)
+        imported, q, qu = apply.import_notifications(tgt, run_id)
         changes["notifications"] += imported
         changes["quarantined"] += q
+        changes["quarantine_reasons_updated"] += qu
         changes["quarantine_released"] += apply.release_resolved_quarantine(tgt)
         changes["persons_rejoined"] += apply.reconcile_split_persons(tgt)
         phase("verify")

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from .load import blank_null, journey_row_md5, lead_row_md5, raw_table
+from .load import blank_null, journey_row_md5, json_object, lead_row_md5, parse_json, raw_table
 
 LEAD_TABLES = ("landing_leads", "lead_tracking", "unified_lead_tracking")
 
@@ -170,7 +170,34 @@ def _changed_in_landing(conn: psycopg.Connection, run_id: int) -> dict[str, int]
         """
     ).fetchone()
     changed["lead_journey"] = journey[0] if journey else 0
+    # a notification keeps its imported values (its delivery state excepted, which every run
+    # brings up to Landing's): counted when Landing changed them since, or its lead, i.e. the
+    # Landing lead it names now is another person than the one it was imported for
+    notifications = conn.execute(
+        f"""
+        select count(*)
+        from private.consolidation_raw_scheduled_notifications as n
+        join private.legacy_scheduled_notifications as s on s.legacy_id = n.id
+        join public.traffic_leads as sl on sl.id = s.lead_id
+        left join private.legacy_lead_map as m on m.source_table = 'landing_leads' and m.legacy_id = n.lead_id
+        left join public.traffic_leads as ml on ml.id = m.lead_id
+        where s.run_id <> %s
+          and (
+            (s.delivery_channel, s.recipient, s.template_name, s.payload, s.created_at)
+              is distinct from (n.channel, n.recipient, n.template, {json_object(parse_json("n.payload"))},
+                n.created_at::timestamptz)
+            or {_live("ml")} is distinct from {_live("sl")}
+          )
+        """,
+        (run_id,),
+    ).fetchone()
+    changed["scheduled_notifications"] = notifications[0] if notifications else 0
     return changed
+
+
+def _live(alias: str) -> str:
+    """The live lead at the end of lead ``alias``'s merge chain (NULL for no lead)."""
+    return f"case when {alias}.merged_into is null then {alias}.id else private.live_lead({alias}.id) end"
 
 
 def verify(conn: psycopg.Connection, report: Report) -> Report:
