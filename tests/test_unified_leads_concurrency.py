@@ -564,25 +564,7 @@ def _in_two_transactions(
 ) -> None:
     """``first`` runs and stays open; ``second`` runs in another transaction, waits for the
     first's lock on the lead, and goes on when the first commits."""
-    with psycopg.connect(db_url) as one, psycopg.connect(db_url) as two:
-        for conn in (one, two):
-            conn.execute("set role service_role")
-        one.execute(first, args[0])
-        errors: list[BaseException] = []
-
-        def run_second() -> None:
-            try:
-                two.execute(second, args[1])
-                two.commit()
-            except BaseException as exc:  # reported below
-                errors.append(exc)
-
-        t = threading.Thread(target=run_second)
-        t.start()
-        _wait_until_blocked(monitor, two.info.backend_pid)
-        one.commit()
-        t.join(timeout=30)
-        assert not errors, errors
+    _race(db_url, monitor, (first, args[0]), (second, args[1]), must_wait=True)
 
 
 def test_two_transactions_writing_stale_lead_ids_of_one_person_both_reach_its_stages(
@@ -649,10 +631,14 @@ def test_two_transactions_changing_one_leads_journey_keep_each_others_stages(
 
 
 def _race(
-    db_url: str, monitor: psycopg.Connection, first: tuple[str, tuple], second: tuple[str, tuple]
+    db_url: str,
+    monitor: psycopg.Connection,
+    first: tuple[str, tuple],
+    second: tuple[str, tuple],
+    must_wait: bool = False,
 ) -> None:
     """``first`` runs and stays open; ``second`` runs in another transaction and commits, at
-    once or after waiting for the first; then the first commits."""
+    once or after waiting for the first (``must_wait``: it has to wait); then the first commits."""
     with psycopg.connect(db_url) as one, psycopg.connect(db_url) as two:
         for conn in (one, two):
             conn.execute("set role service_role")
@@ -675,6 +661,10 @@ def _race(
             if not t.is_alive() or (blocked and blocked[0]):
                 break
             time.sleep(0.01)
+        else:
+            raise AssertionError(f"backend {two.info.backend_pid} neither finished nor waited for a lock")
+        if must_wait and not (blocked and blocked[0]):
+            raise AssertionError(f"backend {two.info.backend_pid} never waited for a lock")
         one.commit()
         t.join(timeout=30)
         assert not t.is_alive() and not errors, errors

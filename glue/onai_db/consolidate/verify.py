@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 
+from .apply import _live_of
 from .load import blank_null, journey_row_md5, json_object, lead_row_md5, parse_json, raw_table
 
 LEAD_TABLES = ("landing_leads", "lead_tracking", "unified_lead_tracking")
@@ -186,18 +187,13 @@ def _changed_in_landing(conn: psycopg.Connection, run_id: int) -> dict[str, int]
             (s.delivery_channel, s.recipient, s.template_name, s.payload, s.created_at)
               is distinct from (n.channel, n.recipient, n.template, {json_object(parse_json("n.payload"))},
                 n.created_at::timestamptz)
-            or {_live("ml")} is distinct from {_live("sl")}
+            or {_live_of("ml")} is distinct from {_live_of("sl")}
           )
         """,
         (run_id,),
     ).fetchone()
     changed["scheduled_notifications"] = notifications[0] if notifications else 0
     return changed
-
-
-def _live(alias: str) -> str:
-    """The live lead at the end of lead ``alias``'s merge chain (NULL for no lead)."""
-    return f"case when {alias}.merged_into is null then {alias}.id else private.live_lead({alias}.id) end"
 
 
 def verify(conn: psycopg.Connection, report: Report) -> Report:
