@@ -1100,6 +1100,35 @@ def test_a_batch_that_loses_a_deadlock_is_applied_again(
     assert not consolidate(source, target, tmp_path / "again", batch_size=20).changed
 
 
+def test_a_journey_phase_that_loses_a_deadlock_is_run_again(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journey phase locks every live lead it writes rows for, so a live writer can make it
+    lose a deadlock: it is rolled back and run again, and counts its changes once."""
+    from onai_db.consolidate import apply
+
+    source = fresh_source(stack, "cons_jretry", rows=60, seed=9)
+    clean = consolidate(source, fresh_target(stack, "cons_jretry_c"), tmp_path / "clean", batch_size=20)
+    target = fresh_target(stack, "cons_jretry_t")
+    real = apply.finish_journey
+    calls: list[int] = []
+
+    def flaky(conn: psycopg.Connection, run_id: int) -> tuple[int, int, int]:
+        calls.append(run_id)
+        result = real(conn, run_id)
+        if len(calls) == 1:  # after the phase's first writes, before its commit
+            raise psycopg.errors.DeadlockDetected("lost to a live writer (injected)")
+        return result
+
+    monkeypatch.setattr(apply, "finish_journey", flaky)
+    report = consolidate(source, target, tmp_path / "1", batch_size=20)
+    assert report.ok, report.to_json()
+    assert len(calls) == 2
+    assert report.changes == clean.changes
+    monkeypatch.setattr(apply, "finish_journey", real)
+    assert not consolidate(source, target, tmp_path / "again", batch_size=20).changed
+
+
 def test_a_source_with_a_day_first_datestyle_keeps_its_dates(stack: LocalStack, tmp_path: Path) -> None:
     """Landing's text is read under ISO DateStyle: with its own 'SQL, DMY' the backup held
     04/03/2025, which the target read as 3 April (and 30/01/2025 stopped the run)."""

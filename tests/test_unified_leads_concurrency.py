@@ -727,3 +727,64 @@ def test_concurrent_journey_writers_of_one_lead_leave_it_the_stages_of_its_journ
             (source,),
         ).fetchone()[0]
         assert counted == evidence, (counted, evidence)
+
+
+def test_a_journey_row_for_a_merged_lead_does_not_deadlock_with_a_merge_of_its_live_lead(
+    db_url: str, committed_leads: None
+) -> None:
+    """M was merged into B. A call ties A and B and waits for B (held by a third transaction);
+    a journey row written for M waits for B too, to move there. When B is free the call merges
+    B into A, re-pointing M. The insert trigger used to lock M first, so the merge waited for
+    it while it waited for B: 40P01 for the insert. Now only live leads are locked."""
+    with psycopg.connect(db_url, autocommit=True) as monitor:
+
+        def call(**args: str) -> uuid.UUID:
+            names = ", ".join(f"{k} := %({k})s" for k in args)
+            row = monitor.execute(
+                f"select lead_id from public.find_or_create_unified_lead({names})", args
+            ).fetchone()
+            assert row is not None
+            return row[0]
+
+        phone_a, phone_m, email_b = unique_phone(), unique_phone(), f"b-{uuid.uuid4().hex[:8]}@example.kz"
+        lead_a = call(p_phone=phone_a, p_occurred_at="2025-01-01Z")
+        lead_b = call(p_email=email_b, p_occurred_at="2025-01-02Z")
+        lead_m = call(p_phone=phone_m, p_occurred_at="2025-01-03Z")
+        assert call(p_phone=phone_m, p_email=email_b) == lead_b  # M merged into B
+        results: dict = {}
+        with (
+            psycopg.connect(db_url) as holder,
+            psycopg.connect(db_url) as caller,
+            psycopg.connect(db_url) as writer,
+        ):
+            holder.execute("select 1 from public.traffic_leads where id = %s for update", (lead_b,))
+            t_call = threading.Thread(
+                target=_call_into,
+                args=(results, "call", caller),
+                kwargs={"p_phone": phone_a, "p_email": email_b},
+            )
+            t_call.start()
+            _wait_until_blocked(monitor, caller.info.backend_pid)
+
+            def insert() -> None:
+                try:
+                    with writer.transaction():
+                        writer.execute("set local role service_role")
+                        writer.execute(
+                            "insert into public.traffic_lead_journey (lead_id, stage) values (%s, 'contacted')",
+                            (lead_m,),
+                        )
+                    results["insert"] = "ok"
+                except BaseException as exc:
+                    results["insert"] = exc
+
+            t_insert = threading.Thread(target=insert)
+            t_insert.start()
+            _wait_until_blocked(monitor, writer.info.backend_pid)
+            holder.commit()
+            t_call.join(timeout=30)
+            t_insert.join(timeout=30)
+        assert results.get("insert") == "ok", results
+        assert results.get("call") == (lead_a, True), results
+        stages, evidence = _stages(monitor, lead_a)
+        assert stages == evidence and "contacted" in stages, (stages, evidence)

@@ -12,9 +12,12 @@
 -- - two transactions each deleting one of a lead's two rows with a stage: each saw the
 --   other's row, so neither took the stage away; the journey had none, the dashboard
 --   counted it.
--- Now each trigger first locks the leads its rows name (for no key update, in id order)
--- and reads their journey in later statements, which see what the transactions holding a
--- lead committed meanwhile. The insert trigger locks even when every lead already has the
+-- Now each trigger first locks the live leads its rows name (for no key update, in id
+-- order) and reads their journey in later statements, which see what the transactions
+-- holding a lead committed meanwhile. A merged lead is not locked: a row naming one moves to
+-- the live lead, and that move's trigger locks the live lead; a merge holding the live lead
+-- updates the merged one (re-pointing its earlier losers), so a lock on it here would
+-- deadlock with that merge. The insert trigger locks even when every lead already has the
 -- stage; its lock and its two lookups are one statement, and an intake call holds that
 -- lock already. The lock also orders a journey insert against a merge of its lead: the
 -- trigger sees the lead as merged and moves the row to the live lead.
@@ -35,20 +38,22 @@ declare
   v_merged bigint;  -- new rows that name a merged lead
   v_missing bigint;  -- new rows whose live lead lacks their stage
 begin
-  -- lock the leads (id order), even those that already have the stage: a concurrent journey
+  -- lock the live leads (id order), even those that already have the stage: a concurrent journey
   -- delete or update of the lead then waits for this transaction and sees its rows, instead
   -- of taking the stage away from its own snapshot. Counted from the rows as locked (the
   -- latest versions), in one statement: this replaces the two lookups intake calls made.
   select
-    pg_catalog.count(*) filter (where s.merged_into is not null),
-    pg_catalog.count(*) filter (where s.merged_into is null and not (n.stage = any(s.stages)))
+    pg_catalog.count(*) filter (where s.id is null),
+    pg_catalog.count(*) filter (where s.id is not null and not (n.stage = any(s.stages)))
   into v_merged, v_missing
   from new_rows as n
-  inner join (
-    -- each lead once, as locked
-    select l.id, l.merged_into, l.stages
+  left join (
+    -- each live lead once, as locked; a merged one is not locked (its row moves to the live
+    -- lead, whose lock the move takes): a merge holding that live lead updates the merged
+    -- one as an earlier loser, so locking it here would deadlock with the merge
+    select l.id, l.stages
     from public.traffic_leads as l
-    where l.id in (select r.lead_id from new_rows as r)
+    where l.id in (select r.lead_id from new_rows as r) and l.merged_into is null
     order by l.id
     for no key update
   ) as s on n.lead_id = s.id;
@@ -81,7 +86,7 @@ end;
 $$;
 
 comment on function private.append_lead_stages() is
-'Statement trigger on journey inserts: locks the rows'' leads (id order); a row written against a merged '
+'Statement trigger on journey inserts: locks the rows'' live leads (id order); a row written against a merged '
 'lead moves to the live lead (moved_from_lead_id keeps the id it was written with); the stages of the new '
 'rows are added to their live leads (set-based, grouped once, so a bulk import updates each lead once); '
 'returns after the lock when every lead is live and already has its new stages.';
@@ -100,7 +105,9 @@ begin
   -- transactions that held a lead committed meanwhile (their journey rows and deletes)
   perform
   from public.traffic_leads as l
-  where l.id in (select o.lead_id from old_rows as o union select n.lead_id from new_rows as n)
+  where
+    l.id in (select o.lead_id from old_rows as o union select n.lead_id from new_rows as n)
+    and l.merged_into is null  -- live leads only (see private.append_lead_stages)
   order by l.id
   for no key update;
 
@@ -168,7 +175,7 @@ comment on function private.refresh_lead_stages() is
 'Statement trigger on journey updates: a row pointed at a merged lead moves on to the live lead; for '
 'the stages of the old and new row versions, a lead keeps (or gains) each one it still has a journey '
 'row with and loses the others; its other stages (written directly) are kept. Computed from the lead''s '
-'row as locked; leads whose stages do not change are not written. Locks the leads (id order) before it '
+'row as locked; leads whose stages do not change are not written. Locks the live leads (id order) before it '
 'reads their journey, so it sees what concurrent journey writers of those leads committed.';
 
 create or replace function private.refresh_lead_stages_after_delete()
@@ -181,7 +188,7 @@ begin
   -- sees what the transactions that held a lead committed meanwhile (see refresh_lead_stages)
   perform
   from public.traffic_leads as l
-  where l.id in (select o.lead_id from old_rows as o)
+  where l.id in (select o.lead_id from old_rows as o) and l.merged_into is null
   order by l.id
   for no key update;
 
@@ -212,5 +219,5 @@ $$;
 comment on function private.refresh_lead_stages_after_delete() is
 'Statement trigger on journey deletes: a lead loses the stages of the deleted rows that none of its '
 'remaining journey rows has; its other stages (written directly) are kept. Computed from the lead''s '
-'row as locked, after locking the leads (id order), so it sees what concurrent journey writers of those '
+'row as locked, after locking the live leads (id order), so it sees what concurrent journey writers of those '
 'leads committed.';

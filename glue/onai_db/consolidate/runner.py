@@ -19,6 +19,7 @@ from ..connection import connect, describe_error
 from ..errors import ConsolidationError
 from ..migrate import Migration, local_migrations
 from . import apply, backup, identity, load
+from .backup import Progress
 from .connect import check_same_source, check_source, check_target, json_typed_columns
 from .verify import Report, verify
 
@@ -112,6 +113,36 @@ def _apply_one(
             conn.rollback()
             time.sleep(random.uniform(0.05, 0.25) * attempt)
     raise AssertionError("unreachable")
+
+
+def _journey_phase(tgt: psycopg.Connection, run_id: int, progress: Progress) -> dict[str, int]:
+    """Journey rows not reached through a batch, notifications, the quarantine's releases and
+    persons split by live writers; returns the changes it made."""
+    changes = dict.fromkeys(
+        (
+            "journey_rows",
+            "quarantined",
+            "quarantine_reasons_updated",
+            "notifications",
+            "notifications_updated",
+            "quarantine_released",
+            "persons_rejoined",
+        ),
+        0,
+    )
+    imported, q, qu = apply.finish_journey(tgt, run_id)
+    changes["journey_rows"] += imported
+    changes["quarantined"] += q
+    changes["quarantine_reasons_updated"] += qu
+    progress("journey", 1, 2)
+    changes["notifications_updated"] += apply.refresh_notification_delivery(tgt)
+    imported, q, qu = apply.import_notifications(tgt, run_id)
+    changes["notifications"] += imported
+    changes["quarantined"] += q
+    changes["quarantine_reasons_updated"] += qu
+    changes["quarantine_released"] += apply.release_resolved_quarantine(tgt)
+    changes["persons_rejoined"] += apply.reconcile_split_persons(tgt)
+    return changes
 
 
 def _apply_batches(
@@ -341,21 +372,30 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
 
         current = "journey"
         t0 = time.perf_counter()
-        phase("journey")
-        imported, q, qu = apply.finish_journey(tgt, run_id)
-        changes["journey_rows"] += imported
-        changes["quarantined"] += q
-        changes["quarantine_reasons_updated"] += qu
-        progress("journey", 1, 2)
-        changes["notifications_updated"] += apply.refresh_notification_delivery(tgt)
-        imported, q, qu = apply.import_notifications(tgt, run_id)
-        changes["notifications"] += imported
-        changes["quarantined"] += q
-        changes["quarantine_reasons_updated"] += qu
-        changes["quarantine_released"] += apply.release_resolved_quarantine(tgt)
-        changes["persons_rejoined"] += apply.reconcile_split_persons(tgt)
-        phase("verify")
-        commit()
+        # one transaction; retried like a batch when it loses a deadlock to a live writer (its
+        # journey import locks every live lead it writes rows for)
+        halfway: list[bool] = []  # the progress bar's first half is reported once
+
+        def journey_halfway(name: str, advance: int, total: int | None) -> None:
+            if not halfway:
+                halfway.append(True)
+                progress(name, advance, total)
+
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                phase("journey")
+                journey = _journey_phase(tgt, run_id, journey_halfway)
+                phase("verify")
+                commit()
+                break
+            except RETRYABLE:
+                if opts.dry_run or attempt == BATCH_ATTEMPTS:
+                    raise
+                tgt.rollback()
+                time.sleep(random.uniform(0.05, 0.25) * attempt)
+        for key, n in journey.items():
+            changes[key] += n
+        journey_halfway("journey", 1, 2)
         progress("journey", 1, 2)
         seconds["journey"] = time.perf_counter() - t0
 
