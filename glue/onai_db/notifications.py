@@ -31,10 +31,14 @@ def enqueue_welcome_emails(conn: psycopg.Connection, user_ids: Sequence[UUID] | 
 
 
 def enqueue_lead_notifications(
-    conn: psycopg.Connection, lead_ids: Sequence[UUID] | None = None, include_legacy: bool = False
+    conn: psycopg.Connection,
+    lead_ids: Sequence[UUID] | None = None,
+    include_legacy: bool = False,
+    amocrm_batch: int = 1000,
 ) -> QueuedNotifications:
     """Telegram "new lead" jobs for the given (or all live) leads, plus AmoCRM sync jobs for
-    every live unsynced lead (leads imported from Landing only with ``include_legacy``)."""
+    every live unsynced lead that has none yet (leads imported from Landing only with
+    ``include_legacy``). The AmoCRM count is of jobs queued by this call."""
     if lead_ids is None:
         rows = conn.execute(
             "select id from public.traffic_leads where merged_into is null order by created_at, id"
@@ -44,10 +48,16 @@ def enqueue_lead_notifications(
     for lid in lead_ids:
         row = conn.execute("select public.enqueue_lead_notification(%s)", (lid,)).fetchone()
         telegram += int(row[0]) if row else 0
-    row = conn.execute(
-        "select public.enqueue_amocrm_lead_sync(p_include_legacy => %s)", (include_legacy,)
-    ).fetchone()
-    return QueuedNotifications(telegram_jobs=telegram, amocrm_sync_jobs=int(row[0]) if row else 0)
+    amocrm = 0
+    while True:  # amocrm_batch jobs per statement, until nothing is left to queue
+        row = conn.execute(
+            "select public.enqueue_amocrm_lead_sync(p_limit => %s, p_include_legacy => %s)",
+            (amocrm_batch, include_legacy),
+        ).fetchone()
+        if not row or not row[0]:
+            break
+        amocrm += int(row[0])
+    return QueuedNotifications(telegram_jobs=telegram, amocrm_sync_jobs=amocrm)
 
 
 def enqueue_demo_notifications(conn: psycopg.Connection) -> QueuedNotifications:

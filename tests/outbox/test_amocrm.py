@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from onai_db.integration_tokens import TokenStore
+from onai_db.notifications import enqueue_lead_notifications
 from onai_db.outbox import Outbox, connect
 from onai_db.outbox_handlers import ProviderConfig
 from onai_db.providers.amocrm import AmoCrmClient
@@ -164,7 +165,7 @@ def test_lead_sync_creates_contact_and_lead_and_marks_the_lead_synced(
     before = queue.conn.execute("select unsynced, not_queued from public.amocrm_sync_backlog").fetchone()
     assert before[0] >= 1 and before[1] >= 1
     assert queue.conn.execute("select public.enqueue_amocrm_lead_sync()").fetchone()[0] >= 1
-    assert queue.conn.execute("select public.enqueue_amocrm_lead_sync()").fetchone()[0] >= 1  # idempotent
+    queue.conn.execute("select public.enqueue_amocrm_lead_sync()")  # the lead keeps its one job
     assert (
         queue.conn.execute(
             "select count(*) from public.outbox_jobs where idempotency_key = %s", (f"amocrm_sync/{lead}",)
@@ -261,4 +262,54 @@ def test_leads_imported_from_landing_are_synced_only_when_asked(
                 "delete from public.outbox_jobs where idempotency_key = %s", (f"amocrm_sync/{lead_id}",)
             )
             owner_conn.execute("delete from public.traffic_lead_journey where lead_id = %s", (lead_id,))
+            owner_conn.execute("delete from public.traffic_leads where id = %s", (lead_id,))
+
+
+def test_each_sync_call_queues_the_next_leads_even_behind_dead_jobs(
+    queue: Outbox, owner_conn: psycopg.Connection
+) -> None:
+    """Leads that already have a job (a dead one too) do not hold the places of the oldest
+    unsynced leads: a batch of p_limit queues the next ones and says how many; 0 when none are left."""
+    leads = [
+        owner_conn.execute(
+            "insert into public.traffic_leads (name, created_at) values (%s, %s) returning id",
+            (f"Очередь {i}", f"1990-01-0{i + 1}"),
+        ).fetchone()[0]
+        for i in range(4)
+    ]
+    last_job = queue.conn.execute("select coalesce(max(id), 0) from public.outbox_jobs").fetchone()[0]
+
+    def job_status(lead_id: uuid.UUID) -> str | None:
+        row = queue.conn.execute(
+            "select status::text from public.outbox_jobs where idempotency_key = %s",
+            (f"amocrm_sync/{lead_id}",),
+        ).fetchone()
+        return row[0] if row else None
+
+    def enqueue(limit: int) -> int:
+        return queue.conn.execute(
+            "select public.enqueue_amocrm_lead_sync(p_limit => %s)", (limit,)
+        ).fetchone()[0]
+
+    try:
+        assert enqueue(1) == 1
+        assert [job_status(x) for x in leads] == ["pending", None, None, None]
+        owner_conn.execute(  # its sync failed for good: the lead stays unsynced
+            "update public.outbox_jobs set status = 'dead', run_after = null where idempotency_key = %s",
+            (f"amocrm_sync/{leads[0]}",),
+        )
+        assert enqueue(1) == 1
+        assert [job_status(x) for x in leads] == ["dead", "pending", None, None]
+        queued = enqueue_lead_notifications(queue.conn, lead_ids=[], amocrm_batch=1)  # repeats until 0
+        assert queued.amocrm_sync_jobs >= 2
+        assert [job_status(x) for x in leads] == ["dead", "pending", "pending", "pending"]
+        assert enqueue(1000) == 0
+        backlog = queue.conn.execute("select not_queued - legacy_not_queued from public.amocrm_sync_backlog")
+        assert backlog.fetchone()[0] == 0
+    finally:
+        owner_conn.execute("delete from public.outbox_jobs where id > %s and kind = 'amocrm'", (last_job,))
+        for lead_id in leads:
+            owner_conn.execute(
+                "delete from public.outbox_jobs where idempotency_key = %s", (f"amocrm_sync/{lead_id}",)
+            )
             owner_conn.execute("delete from public.traffic_leads where id = %s", (lead_id,))
