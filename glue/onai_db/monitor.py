@@ -149,5 +149,6 @@ def render(snap: MonitorSnapshot, console: Console) -> None:
     if a.get("legacy_not_queued"):
         console.print(
             f"  {a['legacy_not_queued']} of those not queued were imported from Landing and wait for a decision: "
-            "select enqueue_amocrm_lead_sync(p_include_legacy => true) queues them (runbook, after the cut-over)"
+            "select enqueue_amocrm_lead_sync(p_include_legacy => true), repeated until it returns 0, queues them"
+            " (runbook, after the cut-over)"
         )
