@@ -551,6 +551,37 @@ def test_a_bulk_journey_insert_adds_each_leads_new_stages_once(api: PostgrestSes
         assert lead(api, lead_id)["stages"] == ["payment_started", "payment_succeeded", "proftest_submitted"]
 
 
+def test_a_merge_keeps_the_survivors_amocrm_sync(api: PostgrestSession) -> None:
+    """A lead synced to AmoCRM without a deal id (a contact only) stays synced when a newer,
+    unsynced lead is merged into it: otherwise it is queued again and AmoCRM gets a second deal.
+    Either lead synced means the person is (as onai-db consolidate combines them)."""
+    phone, email = unique_phone(), f"amo-{uuid.uuid4().hex[:8]}@example.kz"
+    old = api.query(
+        SERVICE,
+        "insert into public.traffic_leads (name, phone, amocrm_synced, amocrm_synced_at, amocrm_contact_id,"
+        " created_at) values ('Old', %s, true, now() - interval '1 day', 555, now() - interval '2 days')"
+        " returning id",
+        [phone],
+    )[0]["id"]
+    record(api, p_email=email, p_name="New")
+    assert record(api, p_phone=phone, p_email=email)["merged"]
+    live = lead(api, old)
+    assert live["merged_into"] is None
+    assert (live["amocrm_synced"], live["amocrm_contact_id"]) == (True, 555)
+    # the other way round: the newer lead was synced, the older (the survivor) was not
+    phone2, email2 = unique_phone(), f"amo-{uuid.uuid4().hex[:8]}@example.kz"
+    a = record(api, p_phone=phone2, p_occurred_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))["lead_id"]
+    b = api.query(
+        SERVICE,
+        "insert into public.traffic_leads (name, email, amocrm_synced, amocrm_contact_id)"
+        " values ('B', %s, true, 556) returning id",
+        [email2],
+    )[0]["id"]
+    assert record(api, p_phone=phone2, p_email=email2)["merged"]
+    assert lead(api, b)["merged_into"] == a
+    assert (lead(api, a)["amocrm_synced"], lead(api, a)["amocrm_contact_id"]) == (True, 556)
+
+
 def test_an_amocrm_sync_recorded_on_a_lead_merged_meanwhile_reaches_the_live_lead(
     api: PostgrestSession,
 ) -> None:
@@ -600,6 +631,13 @@ def test_the_legacy_view_shows_the_attributed_utm_over_the_leads_own_metadata(ap
     )[0]
     assert view["utm_source"] == "fb_arystan"
     assert view["metadata"]["utm_source"] == "fb_arystan" and view["metadata"]["k"] == 1
+    # sent in another case: metadata carries the attribution key, as the utm_source column does
+    row = record(api, p_phone=unique_phone(), p_utm_source=" FB_Arystan ", p_utm_campaign="Nov")
+    view = api.query(
+        SERVICE, "select utm_source, metadata from public.landing_leads where id = %s", [row["lead_id"]]
+    )[0]
+    assert view["utm_source"] == "fb_arystan"
+    assert view["metadata"] == {"utm_source": "fb_arystan", "utm_campaign": "Nov"}
 
 
 def test_the_legacy_view_shows_exactly_the_attributed_utm(api: PostgrestSession) -> None:
@@ -766,6 +804,87 @@ def test_renormalizing_after_a_rule_change_merges_and_registers(stack) -> None:
         stages = conn.execute("select stages from public.traffic_leads where id = %s", [a]).fetchone()[0]
         assert {"proftest_submitted", "expresscourse_clicked"} <= set(stages)
         assert rpc(p_phone="8 701 111 00 01") == a and rpc(p_email="f@example.kz") == e
+        assert conn.execute("select * from private.renormalize_lead_identities()").fetchone() == (0, 0, 0)
+
+
+def test_renormalizing_moves_stored_values_between_leads_without_23505(stack) -> None:
+    """New rules may give a lead a value another live lead still stores under the old rules
+    (a rotation of numbers, a swap of emails, a merge filling a number that a third lead held):
+    the unique indexes are checked row by row, so the run must clear those values first. The
+    leads below were written straight into the table (never registered), as the service role may."""
+    from support.consolidation import fresh_target
+
+    url = fresh_target(stack, "leads_renormalize_moves").replace("postgres:postgres@", "supabase_admin@")
+    with psycopg.connect(url, autocommit=True) as conn:
+
+        def insert(**kw: object) -> uuid.UUID:
+            cols = ", ".join(kw)
+            vals = ", ".join(f"%({k})s" for k in kw)
+            return conn.execute(
+                f"insert into public.traffic_leads ({cols}) values ({vals}) returning id", kw
+            ).fetchone()[0]
+
+        def stored(lead_id: uuid.UUID) -> tuple[object, ...]:
+            return conn.execute(
+                "select merged_into, phone, phone_normalized, email_normalized from public.traffic_leads where id = %s",
+                [lead_id],
+            ).fetchone()
+
+        day = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        # a rotation: A now reads ...002 (stores ...001), B now reads ...003 (stores ...002)
+        a = conn.execute(
+            "select lead_id from public.find_or_create_unified_lead(p_phone => '+77011210001', p_name => 'A')"
+        ).fetchone()[0]
+        b = insert(name="B", phone="+77011210002")
+        # a swap: S1 stores s1@ and now reads s2@, S2 the reverse
+        s1 = insert(name="S1", email="s1@example.kz")
+        s2 = insert(name="S2", email="s2@example.kz")
+        # a merge's fill: W (stores no phone) and L now read ...101, Z stores ...101 and now reads ...109
+        w = insert(name="W", email="w@example.kz", created_at=day)
+        z = insert(name="Z", phone="+77011210101")
+        lx = insert(name="L", phone="+77011210177", created_at=day + dt.timedelta(days=1))
+        # a merge by email keeps the valid number: W2's number no longer reads as one, L2's does
+        w2 = insert(name="W2", phone="+77011210201", created_at=day)
+        l2 = insert(
+            name="L2", phone="+77011210202", email="l2-old@example.kz", created_at=day + dt.timedelta(days=1)
+        )
+        conn.execute("set session_replication_role = replica")  # as the old rules stored them
+        for lead_id, column, value in (
+            (a, "phone", "+77011210002"),  # A first: its new value meets B's stored one
+            (b, "phone", "+77011210003"),
+            (s1, "email", "s2@example.kz"),
+            (s2, "email", "s1@example.kz"),
+            (w, "phone", "8 701 121 01 01"),
+            (z, "phone", "+77011210109"),
+            (lx, "phone", "+77011210101"),
+            (w2, "phone", "+7 701 121"),
+            (w2, "email", "pair2@example.kz"),
+            (l2, "email", "pair2@example.kz"),
+        ):
+            conn.execute(f"update public.traffic_leads set {column} = %s where id = %s", [value, lead_id])
+        conn.execute("set session_replication_role = origin")
+
+        done = conn.execute("select * from private.renormalize_lead_identities()").fetchone()
+        assert done[:2] == (9, 2)  # every lead above stored anew; L into W, L2 into W2
+        assert stored(a) == (None, "+77011210002", "+77011210002", None)
+        assert stored(b) == (None, "+77011210003", "+77011210003", None)
+        assert stored(s1)[3] == "s2@example.kz" and stored(s2)[3] == "s1@example.kz"
+        assert stored(w) == (None, "8 701 121 01 01", "+77011210101", "w@example.kz")
+        assert stored(lx)[0] == w and stored(z) == (None, "+77011210109", "+77011210109", None)
+        assert stored(w2) == (None, "+77011210202", "+77011210202", "pair2@example.kz")
+        assert stored(l2)[0] == w2
+        assert conn.execute(
+            "select count(*) from public.traffic_leads where merged_into is null and no_identifier"
+        ).fetchone() == (0,)
+
+        def rpc_lead(**kw: object) -> uuid.UUID:
+            names = ", ".join(f"{k} => %({k})s" for k in kw)
+            return conn.execute(
+                f"select lead_id from public.find_or_create_unified_lead({names})", kw
+            ).fetchone()[0]
+
+        assert rpc_lead(p_phone="+77011210003") == b and rpc_lead(p_phone="+77011210101") == w
+        assert rpc_lead(p_email="s2@example.kz") == s1 and rpc_lead(p_phone="+77011210202") == w2
         assert conn.execute("select * from private.renormalize_lead_identities()").fetchone() == (0, 0, 0)
 
 
