@@ -365,7 +365,7 @@ def test_legacy_views_keep_the_seed_shapes(api: PostgrestSession, cast: Cast) ->
 
 def test_legacy_views_give_old_code_the_seed_values(api: PostgrestSession) -> None:
     """20261122130500: seed 000's synced_to_amocrm, UTM in metadata where the Landing app kept
-    it, and the same source spelling in both views."""
+    it (utm_source as the attribution key, 20261202100300), and the same source spelling in both views."""
     row = record(
         api,
         p_phone=unique_phone(),
@@ -382,7 +382,7 @@ def test_legacy_views_give_old_code_the_seed_values(api: PostgrestSession) -> No
     )
     assert landing == [
         {
-            "metadata": {"utm_source": "FB_Anna", "utm_campaign": "nov", "page": "/proftest"},
+            "metadata": {"utm_source": "fb_anna", "utm_campaign": "nov", "page": "/proftest"},
             "synced_to_amocrm": False,
             "legacy_id": None,
         }

@@ -13,6 +13,10 @@ import psycopg
 
 @dataclass(frozen=True)
 class QueuedNotifications:
+    """Welcome e-mails and Telegram jobs count what a call offered (users; groups per lead),
+    and a repeat offers the same (each job is queued once); AmoCRM sync jobs count the jobs the
+    call queued, so a repeat counts 0."""
+
     welcome_emails: int = 0
     telegram_jobs: int = 0
     amocrm_sync_jobs: int = 0
