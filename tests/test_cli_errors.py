@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from onai_db.connection import describe_error
 from onai_db.errors import ConfigError
 from onai_db.local import LocalStack
 from onai_db.settings import Settings
@@ -316,3 +317,9 @@ def test_every_error_kind_is_documented_and_none_is_left_generic() -> None:
         if "raise OnaiDbError(" in line and "kind=" not in line
     ]
     assert not bare, bare
+
+
+def test_a_server_hint_over_several_lines_stays_on_one(stack: LocalStack, test_db: str) -> None:
+    with psycopg.connect(stack.database_url(test_db)) as conn, pytest.raises(psycopg.Error) as err:
+        conn.execute("do $$ begin raise exception 'boom' using hint = E'first line\\n  second line'; end $$")
+    assert describe_error(err.value) == "boom (SQLSTATE P0001); hint: first line second line"

@@ -835,6 +835,13 @@ def test_values_the_preflight_accepts_never_stop_the_run(stack: LocalStack, tmp_
     with psycopg.connect(source, autocommit=True) as conn:
         conn.execute("alter table landing_leads alter column click_count type bigint")
         conn.execute("alter table lead_journey alter column metadata type json using metadata::json")
+        # a text lead_id too long for a B-tree entry (2.7 kB)
+        conn.execute("alter table lead_journey alter column lead_id type text")
+        conn.execute("drop index lead_journey_lead_id_idx")  # Landing's own index would refuse it
+        absurd = conn.execute(
+            "insert into lead_journey (lead_id, stage) select string_agg(md5(i::text), ''), 'proftest_submitted'"
+            " from generate_series(1, 400) as i returning id"
+        ).fetchone()[0]
         conn.execute(
             "insert into landing_leads (name, phone, click_count) values ('Clicks', '+77015550201', 5000000000),"
             " ('Twice', '+77015550202', 2000000000), ('Twice', '8 701 555 02 02', 2000000000)"
@@ -881,7 +888,110 @@ def test_values_the_preflight_accepts_never_stop_the_run(stack: LocalStack, tmp_
         ).fetchone()
     assert "click_count larger than 2147483647" in reasons
     assert twice == (2147483647,)  # a count saturates
+    with psycopg.connect(target) as conn:
+        assert conn.execute(
+            "select count(*) from private.consolidation_quarantine where source_table = 'lead_journey' and legacy_id = %s",
+            (str(absurd),),
+        ).fetchone() == (1,)
     assert note == ("a\ufffdb",)
+
+
+def test_the_targets_session_defaults_do_not_change_what_is_imported(
+    stack: LocalStack, source: str, consolidated: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's PGCLIENTENCODING, or a Traffic database whose default client encoding is
+    not UTF8 (or whose strings are not standard conforming), must not garble or stop the run:
+    the result equals the fixture's run with default settings."""
+    target = fresh_target(stack, "cons_latin1")
+    with stack.admin_connect() as conn:
+        conn.execute("alter database cons_latin1 set client_encoding = 'LATIN1'")
+        conn.execute("alter database cons_latin1 set standard_conforming_strings = off")
+    with monkeypatch.context() as env:
+        env.setenv("PGCLIENTENCODING", "LATIN1")
+        report = consolidate(source, target, tmp_path)
+    assert report.ok, report.to_json()
+    with psycopg.connect(target, client_encoding="UTF8") as conn, psycopg.connect(consolidated) as expected:
+        assert snapshot(conn) == snapshot(expected)
+        assert (
+            conn.execute("select count(*) from public.traffic_leads where name ~ '[А-Яа-яӘәҚқ]'").fetchone()
+            == expected.execute(
+                "select count(*) from public.traffic_leads where name ~ '[А-Яа-яӘәҚқ]'"
+            ).fetchone()
+            != (0,)
+        )
+
+
+def test_a_target_that_cannot_be_written_is_refused_before_the_backup(
+    stack: LocalStack, source: str, tmp_path: Path
+) -> None:
+    """A read-only Traffic, or a login that may only read it: one line in the preflight,
+    no backup taken, nothing written (it used to be a "backup failed" after a full backup)."""
+    target = fresh_target(stack, "cons_ro")
+    with stack.admin_connect() as conn:
+        conn.execute("alter database cons_ro set default_transaction_read_only = on")
+    with pytest.raises(ConsolidationError, match="the target is read-only") as refused:
+        consolidate(source, target, tmp_path / "ro")
+    assert refused.value.kind == "target_not_writable" and "nothing was written" in str(refused.value)
+    assert not list(tmp_path.rglob("*.csv"))
+    role = f"cons_reader_{os.getpid()}"
+    with stack.admin_connect() as conn:
+        conn.execute("alter database cons_ro reset default_transaction_read_only")
+        conn.execute(f"create role {role} login password 'reader'")
+    try:
+        with psycopg.connect(stack.database_url("cons_ro", "supabase_admin"), autocommit=True) as conn:
+            conn.execute(f"grant usage on schema public, private to {role}")
+            conn.execute(f"grant select on all tables in schema public, private to {role}")
+        reader = target.replace("postgres:postgres@", f"{role}:reader@")
+        with pytest.raises(
+            ConsolidationError, match=r"the target login cannot write public\.traffic_leads"
+        ) as refused:
+            consolidate(source, reader, tmp_path / "reader")
+        assert refused.value.kind == "target_not_writable"
+        # without usage of schema private: the same line, not "permission denied for schema private"
+        with psycopg.connect(stack.database_url("cons_ro", "supabase_admin"), autocommit=True) as conn:
+            conn.execute(f"revoke usage on schema private from {role}")
+        with pytest.raises(ConsolidationError, match="the target login cannot write") as refused:
+            consolidate(source, reader, tmp_path / "reader")
+        assert not list(tmp_path.rglob("*.csv"))
+        with psycopg.connect(target) as conn:
+            assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
+    finally:
+        with psycopg.connect(stack.database_url("cons_ro", "supabase_admin"), autocommit=True) as conn:
+            conn.execute(f"drop owned by {role}")
+        with stack.admin_connect() as conn:
+            conn.execute(f"drop role {role}")
+
+
+def test_a_source_schema_the_login_cannot_use_or_a_materialized_view_is_named(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    source = fresh_source(stack, "cons_matview", rows=10, seed=2)
+    target = fresh_target(stack, "cons_matview_t")
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("alter table lead_tracking rename to lead_tracking_t")
+        conn.execute("create materialized view lead_tracking as select * from lead_tracking_t")
+    with pytest.raises(ConsolidationError, match="lead_tracking in schema public is not a table") as refused:
+        consolidate(source, target, tmp_path)
+    assert refused.value.kind == "source_not_landing"
+    role = f"cons_nousage_{os.getpid()}"
+    noschema = fresh_source(stack, "cons_nousage", rows=10, seed=2)
+    with stack.admin_connect() as conn:
+        conn.execute(f"create role {role} login password 'reader'")
+    try:
+        with psycopg.connect(noschema, autocommit=True) as conn:
+            conn.execute("revoke usage on schema public from public")
+            conn.execute(f"grant select on all tables in schema public to {role}")
+        url = noschema.replace("postgres:postgres@", f"{role}:reader@")
+        with pytest.raises(ConsolidationError, match="the source login cannot read table") as refused:
+            consolidate(url, target, tmp_path)
+        assert refused.value.kind == "source_not_readable" and "no usage of schema public" in str(
+            refused.value
+        )
+    finally:
+        with psycopg.connect(stack.database_url("cons_nousage", "supabase_admin"), autocommit=True) as conn:
+            conn.execute(f"drop owned by {role}")
+        with stack.admin_connect() as conn:
+            conn.execute(f"drop role {role}")
 
 
 def test_duplicate_legacy_ids_are_one_clear_error(stack: LocalStack, tmp_path: Path) -> None:
@@ -894,9 +1004,12 @@ def test_duplicate_legacy_ids_are_one_clear_error(stack: LocalStack, tmp_path: P
     target = fresh_target(stack, "cons_dupids_t")
     with pytest.raises(ConsolidationError, match="lead_journey has duplicate ids") as refused:
         consolidate(source, target, tmp_path)
-    assert refused.value.kind == "source_ids"
+    assert refused.value.kind == "source_ids" and "nothing was written" in str(refused.value)
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from public.traffic_leads").fetchone() == (0,)
+        # refused in the preflight: no run was started (its row would make the next run "resume" it)
+        assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
+    assert not list(tmp_path.rglob("*.csv"))
 
 
 def test_an_unwritable_backup_directory_is_one_clear_error(
@@ -1666,6 +1779,7 @@ def test_quarantine_reasons_group_whatever_the_legacy_ids_look_like(
     source = fresh_source(stack, "cons_reasons", rows=30, seed=9)
     with psycopg.connect(source, autocommit=True) as conn:
         conn.execute("alter table lead_journey alter column lead_id type text")
+        conn.execute("drop index lead_journey_lead_id_idx")  # Landing's own index would refuse it
         conn.execute(
             "insert into lead_journey (lead_id, stage) values ('41', 'proftest_submitted'),"
             " ('42', 'proftest_submitted'), ('no such lead', 'expresscourse_clicked'),"

@@ -49,7 +49,9 @@ def connect(url: str, what: str = "", *, autocommit: bool = False) -> psycopg.Co
             " write it as %40 in the URL"
         )
     try:
-        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+        # UTF-8 whatever PGCLIENTENCODING or the database's default says: text is sent and COPY
+        # data streamed as UTF-8 (a LATIN1 session stored Cyrillic names garbled, with no error)
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10, client_encoding="UTF8")
     except psycopg.Error as exc:
         message = first_line(exc)
         secret = userinfo.split(":", 1)[1] if ":" in userinfo else ""
@@ -74,4 +76,5 @@ def describe_error(exc: psycopg.Error) -> str:
             "is this a database with the onai-db migrations? `onai-db local status` (local) or "
             "`npx supabase migration list --remote=<url>` shows what is applied"
         )
+    hint = " ".join(hint.split()) if hint else hint  # one line, whatever the server's hint holds
     return f"{text} (SQLSTATE {code})" + (f"; hint: {hint}" if hint else "")

@@ -368,7 +368,7 @@ class LocalStack:
     # ---- databases --------------------------------------------------------------------
     def admin_connect(self, dbname: str = DEFAULT_DB) -> psycopg.Connection:
         state = self.require_running()
-        return psycopg.connect(state.url(SUPERUSER, dbname), autocommit=True)
+        return psycopg.connect(state.url(SUPERUSER, dbname), autocommit=True, client_encoding="UTF8")
 
     def require_running(self) -> StackState:
         state = self.state()

@@ -7,10 +7,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
-import psycopg
 import typer
 from rich.console import Console
 
+from ..connection import connect
 from ..consolidate import ConsolidationOptions, run_consolidation
 from ..consolidate.backup import check_writable
 from ..consolidate.demo import attribution_summary
@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(130) from None
         rows = []
         if attribution and not dry_run:
-            with psycopg.connect(tgt) as conn:
+            with connect(tgt, "target (Traffic)") as conn:
                 rows = attribution_summary(conn)
         # a dry run's leads were rolled back: there is nothing to attribute (not "no leads")
         if as_json:

@@ -94,6 +94,19 @@ select count(*) filter (where id is null or id::text = ''), count(*) filter (whe
 from public.{table}
 """
 
+# a table without a unique index on id (Landing has primary keys) may hold one id twice
+UNIQUE_ID_SQL = """
+select exists (
+  select from pg_catalog.pg_index as i
+  join pg_catalog.pg_attribute as a on a.attrelid = i.indrelid and a.attname = 'id'
+  where i.indrelid = %s::regclass and i.indisunique and i.indpred is null and i.indexprs is null
+    and i.indnkeyatts = 1 and i.indkey[0] = a.attnum
+)
+"""
+DUPLICATE_ID_SQL = """
+select id::text, count(*) from public.{table} group by id having count(*) > 1 order by count(*) desc, 1 limit 1
+"""
+
 
 def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
     """The source's column lists per legacy table; raises when a table or column is missing,
@@ -107,7 +120,11 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
         (list(LEGACY_TABLES),),
     ).fetchall()
     conn.rollback()
-    if conn.execute("select to_regclass('private.consolidation_runs') is not null").fetchone() == (True,):
+    traffic = conn.execute(  # in the catalog: to_regclass on a schema the login may not use fails
+        "select exists (select from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n"
+        " on n.oid = c.relnamespace where n.nspname = 'private' and c.relname = 'consolidation_runs')"
+    ).fetchone()
+    if traffic == (True,):
         conn.rollback()
         raise ConsolidationError(
             "the source has onai-db's migrations: it is a Traffic database, not Landing "
@@ -130,16 +147,28 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
     columns = {name: list(cols) for name, cols, _types in rows}
     types = {name: dict(zip(cols, kinds, strict=True)) for name, cols, kinds in rows}
     missing = [t for t in LEGACY_TABLES if t not in columns]
-    unreadable = [
-        t for (t,) in conn.execute(
-            "select t from unnest(%s::text[]) as t where to_regclass('public.' || pg_catalog.quote_ident(t)) is not null",
-            (missing,),
-        ).fetchall()
-    ] if missing else []  # fmt: skip
+    # what information_schema leaves out (tables the login cannot read, relations that are no
+    # tables) or shows although the login cannot use their schema
+    present = conn.execute(
+        "select c.relname::text, c.relkind in ('r', 'p'), pg_catalog.has_schema_privilege(c.relnamespace, 'usage')"
+        " and pg_catalog.has_table_privilege(c.oid, 'select') from pg_catalog.pg_class as c"
+        " join pg_catalog.pg_namespace as n on n.oid = c.relnamespace"
+        " where n.nspname = 'public' and c.relname = any(%s) order by 1",
+        (list(LEGACY_TABLES),),
+    ).fetchall()  # fmt: skip
     conn.rollback()
+    no_tables = [name for name, table, _ in present if not table and name in missing]
+    if no_tables:
+        raise ConsolidationError(
+            f"source is not a Landing database: {', '.join(no_tables)} in schema public is not a table "
+            "(a materialized view?)",
+            kind="source_not_landing",
+        )
+    unreadable = [name for name, table, readable in present if table and not readable]
     if unreadable:
         raise ConsolidationError(
-            f"the source login cannot read table(s) {', '.join(unreadable)} (no SELECT privilege): "
+            f"the source login cannot read table(s) {', '.join(unreadable)} (no usage of schema public, or no "
+            "SELECT privilege): "
             "connect as postgres (the project's database password)",
             kind="source_not_readable",
         )
@@ -195,6 +224,15 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
             raise ConsolidationError(
                 f"source table {table} has {what}: every row is accounted for by its id, so give those rows "
                 "ids (or remove them) in Landing first; nothing was written",
+                kind="source_ids",
+            )
+        unique = conn.execute(UNIQUE_ID_SQL, (f"public.{table}",)).fetchone()
+        twice = None if unique == (True,) else conn.execute(DUPLICATE_ID_SQL.format(table=table)).fetchone()  # type: ignore[arg-type]
+        conn.rollback()
+        if twice:
+            raise ConsolidationError(
+                f"source table {table} has duplicate ids (id {twice[0][:40]} is in {twice[1]} rows): every legacy "
+                "row is accounted for by its id, so fix the duplicates in Landing first; nothing was written",
                 kind="source_ids",
             )
     return columns
@@ -253,16 +291,41 @@ def check_target(conn: psycopg.Connection, migrations: Sequence[Migration] = ())
     run writes, and, where the Supabase CLI keeps its history (``supabase_migrations``),
     every one of ``migrations`` (this checkout's): a target pushed from an older checkout
     has the tables but not the functions and rules the run relies on."""
+    # by name in the catalog: to_regclass on a schema the login may not use fails (42501)
     rows = conn.execute(
-        "select o, to_regclass(o) is not null from unnest(%s::text[]) as o", (list(TARGET_OBJECTS),)
+        "select o, c.oid is not null,"
+        " coalesce(pg_catalog.has_schema_privilege(c.relnamespace, 'usage')"
+        " and pg_catalog.has_table_privilege(c.oid, 'select') and pg_catalog.has_table_privilege(c.oid, 'insert')"
+        " and pg_catalog.has_table_privilege(c.oid, 'update') and pg_catalog.has_table_privilege(c.oid, 'delete'),"
+        " false)"
+        " from unnest(%s::text[]) with ordinality as o (o, n)"
+        " left join pg_catalog.pg_namespace as s on s.nspname = split_part(o, '.', 1)"
+        " left join pg_catalog.pg_class as c on c.relnamespace = s.oid and c.relname = split_part(o, '.', 2)"
+        " order by n",
+        (list(TARGET_OBJECTS),),
     ).fetchall()
+    read_only = conn.execute("select pg_catalog.current_setting('transaction_read_only') = 'on'").fetchone()
     conn.rollback()
-    absent = [name for name, present in rows if not present]
+    absent = [name for name, present, _ in rows if not present]
     if absent:
         raise ConsolidationError(
             f"target lacks the onai-db migrations ({', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''} "
             f"missing): {PUSH_ADVICE}",
             kind="target_lacks_migrations",
+        )
+    if read_only == (True,):
+        raise ConsolidationError(
+            "the target is read-only (default_transaction_read_only is on, or it is a standby): "
+            "consolidate into the primary, writable Traffic database; nothing was written",
+            kind="target_not_writable",
+        )
+    unwritable = [name for name, _, writable in rows if not writable]
+    if unwritable:
+        raise ConsolidationError(
+            f"the target login cannot write {', '.join(unwritable[:3])}{' ...' if len(unwritable) > 3 else ''} "
+            "(no usage of its schema, or no select, insert, update and delete on it): consolidate as the "
+            "database owner (postgres, TRAFFIC_DB_URL); nothing was written",
+            kind="target_not_writable",
         )
     if not migrations:
         return

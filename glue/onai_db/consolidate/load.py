@@ -74,7 +74,9 @@ def load_raw(
         for column in (json_columns or {}).get(table, []):
             kept += keep_unreadable_json(conn, table, column)
         if table in ("lead_journey", "scheduled_notifications"):
-            conn.execute(sql.SQL("create index on {} (lead_id)").format(ident))
+            # hash: a B-tree entry cannot hold a value over 2.7 kB, and one absurd lead_id (a
+            # text column in Landing) would stop the run; the journey is looked up by equality
+            conn.execute(sql.SQL("create index on {} using hash (lead_id)").format(ident))
         try:
             with conn.transaction():
                 conn.execute(sql.SQL("create unique index on {} (id)").format(ident))

@@ -64,6 +64,7 @@ def _tune(conn: psycopg.Connection) -> None:
     _no_timeouts(conn)
     # legacy timestamps without a time zone are read as UTC, whatever the target's setting
     conn.execute("set timezone = 'UTC'")
+    conn.execute("set standard_conforming_strings = on")  # the run's SQL writes '\' as a plain character
     conn.execute("set synchronous_commit = off")  # a lost commit is redone by the idempotent re-run
     conn.execute("set work_mem = '256MB'")
     conn.execute("set temp_buffers = '1GB'")  # the batch's temp tables stay in memory

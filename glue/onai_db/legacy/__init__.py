@@ -83,7 +83,7 @@ def create_landing_db(
         admin.execute(f"comment on database \"{dbname}\" is '{FIXTURE_MARKER}'")
         admin.commit()
     url = stack.database_url(dbname)
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True, client_encoding="UTF8") as conn:
         install_schema(conn)
         counts = generate(conn, rows, seed=seed, **ratios)
         conn.execute("analyze")
