@@ -1001,6 +1001,9 @@ def test_duplicate_legacy_ids_are_one_clear_error(stack: LocalStack, tmp_path: P
         conn.execute(
             "insert into lead_journey (id, lead_id, stage) select id, lead_id, stage from lead_journey limit 1"
         )
+        # a unique index that failed to build (left invalid) does not make the ids unique
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("create unique index concurrently lead_journey_id_key on lead_journey (id)")
     target = fresh_target(stack, "cons_dupids_t")
     with pytest.raises(ConsolidationError, match="lead_journey has duplicate ids") as refused:
         consolidate(source, target, tmp_path)

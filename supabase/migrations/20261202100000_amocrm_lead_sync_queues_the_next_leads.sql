@@ -9,7 +9,8 @@
 -- being queued. Now the leads that already have a job (pending, running, done or dead;
 -- requeue_dead_outbox_jobs revives a dead one) are left out, the jobs are inserted in one
 -- statement, and the function returns how many jobs it queued (0: nothing is left to
--- queue), so callers repeat it until 0. Otherwise as 20261122130700: the same arguments,
+-- queue), so callers repeat it until 0; concurrent calls run one after the other (an advisory
+-- lock), so each queues other leads. Otherwise as 20261122130700: the same arguments,
 -- checks and job shape (the defaults of enqueue_outbox_job: run now, 8 attempts).
 
 create or replace function public.enqueue_amocrm_lead_sync(
@@ -35,6 +36,10 @@ begin
       message = 'p_include_legacy must not be NULL',
       hint = 'Leave it out (leads that came in through Traffic) or pass true (imported Landing leads too).';
   end if;
+  -- one call at a time: a concurrent call would pick the same leads, wait for this one's jobs
+  -- and skip them all, returning 0 while leads are left; after the wait it sees them and
+  -- picks the next ones (read committed: the insert below reads a snapshot taken after it)
+  perform pg_catalog.pg_advisory_xact_lock(1634561891, 0);  -- 'amoc', apart from other advisory keys
   insert into public.outbox_jobs (kind, payload, idempotency_key, run_after, max_attempts)
   select
     'amocrm',

@@ -313,3 +313,44 @@ def test_each_sync_call_queues_the_next_leads_even_behind_dead_jobs(
                 "delete from public.outbox_jobs where idempotency_key = %s", (f"amocrm_sync/{lead_id}",)
             )
             owner_conn.execute("delete from public.traffic_leads where id = %s", (lead_id,))
+
+
+def test_concurrent_sync_calls_queue_other_leads(
+    queue: Outbox, owner_conn: psycopg.Connection, db_url: str
+) -> None:
+    """A call that runs while another is still open waits for it and queues the next leads:
+    it never returns 0 ("nothing left") while leads are left."""
+    leads = [
+        owner_conn.execute(
+            "insert into public.traffic_leads (name, created_at) values (%s, %s) returning id",
+            (f"Параллельно {i}", f"1990-02-0{i + 1}"),
+        ).fetchone()[0]
+        for i in range(4)
+    ]
+    result: list[int] = []
+    try:
+        with connect(db_url) as first, connect(db_url) as second:
+            first.execute("begin")
+            assert first.execute("select public.enqueue_amocrm_lead_sync(p_limit => 2)").fetchone()[0] == 2
+            waiter = threading.Thread(
+                target=lambda: result.append(
+                    second.execute("select public.enqueue_amocrm_lead_sync(p_limit => 2)").fetchone()[0]
+                )
+            )
+            waiter.start()
+            waiter.join(0.5)
+            assert waiter.is_alive()  # waits for the first call's transaction
+            first.execute("commit")
+            waiter.join(10)
+        assert result == [2]
+        queued = owner_conn.execute(
+            "select count(*) from public.outbox_jobs where idempotency_key = any(%s)",
+            ([f"amocrm_sync/{x}" for x in leads],),
+        ).fetchone()[0]
+        assert queued == 4
+    finally:
+        for lead_id in leads:
+            owner_conn.execute(
+                "delete from public.outbox_jobs where idempotency_key = %s", (f"amocrm_sync/{lead_id}",)
+            )
+            owner_conn.execute("delete from public.traffic_leads where id = %s", (lead_id,))

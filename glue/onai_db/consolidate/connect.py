@@ -99,7 +99,7 @@ UNIQUE_ID_SQL = """
 select exists (
   select from pg_catalog.pg_index as i
   join pg_catalog.pg_attribute as a on a.attrelid = i.indrelid and a.attname = 'id'
-  where i.indrelid = %s::regclass and i.indisunique and i.indpred is null and i.indexprs is null
+  where i.indrelid = %s::regclass and i.indisunique and i.indisvalid and i.indpred is null and i.indexprs is null
     and i.indnkeyatts = 1 and i.indkey[0] = a.attnum
 )
 """
