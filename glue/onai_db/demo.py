@@ -24,6 +24,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from . import monitor, notifications, worker
+from .connection import connect
 from .consolidate import ConsolidationOptions, run_consolidation
 from .consolidate.demo import attribution_summary, seed_demo_targetologists
 from .consolidate.render import render_attribution, render_report
@@ -58,7 +59,7 @@ class DemoResult:
 def visible_leads(authenticator_url: str) -> list[tuple[str, int | str]]:
     """How many live leads each role sees, one PostgREST-style request each."""
     out: list[tuple[str, int | str]] = []
-    with psycopg.connect(authenticator_url, client_encoding="UTF8") as conn:
+    with connect(authenticator_url) as conn:
         for label, role, sub in VIEWERS:
             claims = {"role": role, **({"sub": sub, "aud": "authenticated"} if sub else {})}
             try:
@@ -93,7 +94,7 @@ def run_demo(
 
     console.rule("[bold]2/5 Access matrix")
     matrix = load_matrix(settings.project_dir)
-    with psycopg.connect(url, autocommit=True, client_encoding="UTF8") as conn:
+    with connect(url, autocommit=True) as conn:
         report = coverage(conn, matrix, exposed_schemas(settings.project_dir))
     console.print(matrix_table(matrix))
     if report.ok:
@@ -115,7 +116,7 @@ def run_demo(
     console.print(table)
 
     console.rule("[bold]4/5 Consolidation Landing → Traffic")
-    with psycopg.connect(url, autocommit=True, client_encoding="UTF8") as conn:
+    with connect(url, autocommit=True) as conn:
         seed_demo_targetologists(conn)
     preflight(source_url, url)
     backup_dir = settings.local_dir / "backups" / time.strftime("landing-%Y%m%dT%H%M%S")
@@ -126,7 +127,7 @@ def run_demo(
             )
         )
     render_report(console, result)
-    with psycopg.connect(url, client_encoding="UTF8") as conn:
+    with connect(url) as conn:
         render_attribution(console, attribution_summary(conn))
         leads = conn.execute("select count(*) from public.traffic_leads where merged_into is null").fetchone()
     seen = Table(title="What each role sees of public.landing_leads (RLS, as PostgREST runs it)")
@@ -138,7 +139,7 @@ def run_demo(
     console.print(f"backup of the Landing tables: {_relative(backup_dir, settings.project_dir)}")
 
     console.rule("[bold]5/5 Integrations queue")
-    with psycopg.connect(url, autocommit=True, client_encoding="UTF8") as conn:
+    with connect(url, autocommit=True) as conn:
         before = _outbox_jobs_per_kind(conn)
         queued = notifications.enqueue_demo_notifications(conn)
         after = _outbox_jobs_per_kind(conn)
@@ -160,7 +161,7 @@ def run_demo(
         settings, once=True, dry_run=True, db_url=url, services=["email", "telegram", "amocrm"]
     )
     console.print(f"worker --once --dry-run: {done.summary()}")
-    with psycopg.connect(url, autocommit=True, client_encoding="UTF8") as conn:
+    with connect(url, autocommit=True) as conn:
         monitor.render(monitor.snapshot(conn), console)
 
     elapsed = time.monotonic() - started
