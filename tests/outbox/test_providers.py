@@ -4,12 +4,20 @@ Telegram chat gone / migrated, GoTrue links, AmoCRM problem+json)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
-from onai_db.providers.base import Delivery, PermanentError, RateLimitedError, TransientError
+from onai_db.providers.base import (
+    Delivery,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+    retry_after_header,
+)
 from onai_db.providers.email_templates import render
 from onai_db.providers.mobizon import MobizonClient
 from onai_db.providers.resend import ResendClient
@@ -244,3 +252,24 @@ def test_redact_removes_known_and_pattern_secrets() -> None:
     out = redact(text, [MOBIZON_KEY])
     for secret in (LEADS_BOT, MOBIZON_KEY, "abc.def", "token=xyz", RESEND_KEY, "verify?token=1"):
         assert secret not in out
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("120", 120.0),
+        ("0", 1.0),  # at least a second: "Retry-After: 0" must not spin --once on the provider
+        ("1e13", 86400.0),  # at most a day: a huge wait overflowed the job's timestamp
+        ("nan", 7.0),
+        ("soon", 7.0),
+    ],
+)
+def test_retry_after_is_read_and_bounded(header: str, expected: float) -> None:
+    response = httpx.Response(429, headers={"retry-after": header})
+    assert RateLimitedError("x", retry_after_header(response, 7.0)).retry_after == expected
+
+
+def test_retry_after_may_be_an_http_date() -> None:
+    when = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=600), usegmt=True)
+    waited = retry_after_header(httpx.Response(429, headers={"retry-after": when}), 1.0)
+    assert 590 <= waited <= 600

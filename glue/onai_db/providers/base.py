@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,12 +42,19 @@ class PermanentError(ProviderError):
     retry = False
 
 
+MIN_RATE_LIMIT_WAIT = 1.0
+MAX_RATE_LIMIT_WAIT = 86400.0
+
+
 class RateLimitedError(ProviderError):
     """429: retry after ``retry_after`` seconds without spending an attempt."""
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
-        self.retry_after = max(0.0, retry_after)
+        # at least a second (a 429 with "Retry-After: 0" made --once call the provider again
+        # and again, the attempt not being counted), at most a day (a huge value overflowed the
+        # job's timestamp and stopped the worker)
+        self.retry_after = min(max(MIN_RATE_LIMIT_WAIT, retry_after), MAX_RATE_LIMIT_WAIT)
 
 
 class AuthExpiredError(ProviderError):
@@ -60,11 +70,21 @@ def body_json(response: httpx.Response) -> Any:
 
 
 def retry_after_header(response: httpx.Response, default: float) -> float:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP date (RFC 9110)."""
     value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else default
-    except ValueError:
+    if value is None:
         return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return default
+        if when.tzinfo is None:  # an HTTP date is GMT
+            when = when.replace(tzinfo=dt.UTC)
+        return (when - dt.datetime.now(dt.UTC)).total_seconds()
+    return seconds if math.isfinite(seconds) else default
 
 
 def request(client: httpx.Client, service: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
