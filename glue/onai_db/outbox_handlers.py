@@ -232,16 +232,21 @@ class Handlers:
         try:
             return client.send_message(token, chat_id, text)
         except ChatMigratedError as moved:
-            self.ctx.conn.execute(
-                "update public.telegram_groups set chat_id = %s where chat_id = %s",
-                (moved.new_chat_id, chat_id),
-            )
-            return client.send_message(token, moved.new_chat_id, text)
+            self.ctx.conn.execute("select public.move_telegram_chat(%s, %s)", (chat_id, moved.new_chat_id))
+            try:
+                return client.send_message(token, moved.new_chat_id, text)
+            except ChatGoneError as gone:  # migrated, and this bot is not in the supergroup
+                return self._chat_gone(moved.new_chat_id, bot, gone)
         except ChatGoneError as gone:
-            self.ctx.conn.execute(
-                "select public.deactivate_telegram_group(%s, %s)", (chat_id, gone.message[:500])
-            )
-            return Delivery(failed=True, note=f"group deactivated: {gone.message}")
+            return self._chat_gone(chat_id, bot, gone)
+
+    def _chat_gone(self, chat_id: int, bot: str, gone: ChatGoneError) -> Delivery:
+        """Telegram refused this bot the chat: its groups there are switched off (other bots'
+        groups of the chat stay), and the job is done, not delivered."""
+        self.ctx.conn.execute(
+            "select public.deactivate_telegram_group(%s, %s, %s)", (chat_id, gone.message[:500], bot)
+        )
+        return Delivery(failed=True, note=f"group deactivated: {gone.message}")
 
     # -- amocrm -------------------------------------------------------------------------
 

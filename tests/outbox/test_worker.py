@@ -248,6 +248,73 @@ def test_telegram_group_migrated_to_a_supergroup_is_followed(
     assert queue.conn.execute("select chat_id from public.telegram_groups").fetchall() == [(-1002001,)]
 
 
+KICKED = Reply(
+    403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was kicked from the supergroup chat"}
+)
+MIGRATED = Reply(
+    400,
+    {
+        "ok": False,
+        "error_code": 400,
+        "description": "Bad Request: group chat was upgraded to a supergroup chat",
+        "parameters": {"migrate_to_chat_id": -1003001},
+    },
+)
+
+
+def test_a_bot_kicked_from_a_chat_leaves_the_other_bots_groups_there_active(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    queue.conn.execute(
+        "insert into public.telegram_groups (chat_id, group_type, bot) values (-3001, 'leads', 'leads'),"
+        " (-3001, 'admin', 'admin')"
+    )
+    queue.conn.execute("select public.enqueue_telegram_notification(array['leads'], 'x', 'kick/1')")
+    fake.script("telegram", KICKED)
+    run_worker(worker_settings(fake, db_url), once=True, services=["telegram"])
+    states = dict(
+        queue.conn.execute(
+            "select group_type, is_active from public.telegram_groups where chat_id = -3001"
+        ).fetchall()
+    )
+    assert states == {"leads": False, "admin": True}
+    assert queue.conn.execute(
+        "select public.enqueue_telegram_notification(array['admin'], 'y', 'kick/2')"
+    ).fetchone() == (1,)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="p_bot must not be NULL"):
+        queue.conn.execute("select public.deactivate_telegram_group(-3001, 'x', null)")
+
+
+def test_a_migrated_chat_is_followed_into_a_supergroup_registered_already_or_that_kicked_the_bot(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """The supergroup already has a row for the group type: the message goes there and the old
+    row is switched off (the rows' move used to fail on the unique chat and group type, and the
+    job died). The supergroup refuses the bot: its group there is switched off, the job done."""
+    queue.conn.execute("insert into public.telegram_groups (chat_id, group_type) values (-3002, 'leads')")
+    queue.conn.execute("select public.enqueue_telegram_notification(array['leads'], 'hi', 'mig/2')")
+    queue.conn.execute("insert into public.telegram_groups (chat_id, group_type) values (-1003001, 'leads')")
+    fake.script("telegram", MIGRATED)
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["telegram"])
+    assert report.succeeded == 1 and report.dead == 0
+    assert [c.json()["chat_id"] for c in fake.calls("telegram")] == [-3002, -1003001]
+    rows = queue.conn.execute(
+        "select chat_id, is_active from public.telegram_groups where chat_id in (-3002, -1003001) order by 1"
+    ).fetchall()
+    assert rows == [(-1003001, True), (-3002, False)]
+    # migrated, and the bot is not in the supergroup
+    queue.conn.execute("delete from public.telegram_groups where chat_id in (-3002, -1003001)")
+    queue.conn.execute("insert into public.telegram_groups (chat_id, group_type) values (-3003, 'leads')")
+    queue.conn.execute("select public.enqueue_telegram_notification(array['leads'], 'hi', 'mig/3')")
+    fake.script("telegram", MIGRATED, KICKED)
+    run_worker(worker_settings(fake, db_url), once=True, services=["telegram"])
+    job = _job(queue.conn, "mig/3/-3003/leads")
+    assert job["status"] == "done"
+    assert queue.conn.execute(
+        "select chat_id, is_active from public.telegram_groups where group_type = 'leads' and chat_id in (-3003, -1003001)"
+    ).fetchall() == [(-1003001, False)]
+
+
 def test_two_workers_on_one_queue_never_process_a_job_twice(
     fake: FakeProviders, queue: Outbox, db_url: str
 ) -> None:

@@ -104,8 +104,9 @@ ADAPTERS = {
     "public.requeue_dead_outbox_jobs": _rpc("requeue_dead_outbox_jobs", p_ids="{0}"),
     "public.prune_integration_history": _rpc("prune_integration_history", p_keep_days=30),
     "public.deactivate_telegram_group": _rpc(
-        "deactivate_telegram_group", p_chat_id=-100777, p_reason="matrix"
+        "deactivate_telegram_group", p_chat_id=-100777, p_reason="matrix", p_bot="leads"
     ),
+    "public.move_telegram_chat": _rpc("move_telegram_chat", p_old_chat_id=-100778, p_new_chat_id=-100779),
     "public.enqueue_telegram_notification": _rpc(
         "enqueue_telegram_notification",
         p_group_types="{leads}",
