@@ -106,8 +106,15 @@ class WorkerConfig:
 
 
 def _is_local(url: str) -> bool:
-    host = conninfo_to_dict(url).get("host") or "localhost"
-    return all(h in ("localhost", "127.0.0.1", "::1") or h.startswith("/") for h in str(host).split(","))
+    """Every host the connection may reach is loopback or a socket: libpq connects to
+    ``hostaddr`` when it is given (whatever ``host`` says), and PGHOST / PGHOSTADDR fill what
+    the URL leaves out."""
+    params = conninfo_to_dict(url)
+    hosts = str(params.get("host") or os.environ.get("PGHOST") or "localhost").split(",")
+    addrs = str(params.get("hostaddr") or os.environ.get("PGHOSTADDR") or "").split(",")
+    return all(h in ("localhost", "127.0.0.1", "::1") or h.startswith("/") for h in hosts) and all(
+        a in ("", "127.0.0.1", "::1") for a in addrs
+    )
 
 
 def database_url(settings: Settings) -> str:

@@ -101,6 +101,13 @@ def test_dry_run_refuses_a_remote_database(fake: FakeProviders) -> None:
     with pytest.raises(ConfigError, match="local database"):
         WorkerConfig.from_settings(settings, dry_run=True)
     assert WorkerConfig.from_settings(settings, dry_run=False).db_url == remote
+    # libpq connects to hostaddr whatever host says
+    for disguised in (
+        "postgresql://postgres:x@localhost:5432/postgres?hostaddr=203.0.113.5",
+        "host=localhost hostaddr=203.0.113.5 dbname=postgres user=postgres",
+    ):
+        with pytest.raises(ConfigError, match="local database"):
+            WorkerConfig.from_settings(worker_settings(fake, disguised), dry_run=True)
 
 
 @pytest.fixture()
