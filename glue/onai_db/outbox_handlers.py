@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -105,6 +106,31 @@ class ProviderConfig:
             need.append("AMOCRM_BASE_URL or AMOCRM_SUBDOMAIN")
         return need
 
+    def urls(self, kind: str) -> dict[str, str | None]:
+        """The URLs a kind calls or writes into its messages, by the setting that gives each."""
+        if kind == "email":
+            return {
+                "RESEND_API_URL": self.resend_api_url,
+                "TRAFFIC_SUPABASE_URL (or SUPABASE_URL)": self.supabase_url,
+                "PLATFORM_URL": self.platform_url,
+                "SET_PASSWORD_REDIRECT_URL": self.set_password_redirect,
+            }
+        if kind == "sms":
+            return {"MOBIZON_API_URL": self.mobizon_api_url}
+        if kind == "telegram":
+            return {"TELEGRAM_API_URL": self.telegram_api_url}
+        if kind == "amocrm" and self.amocrm is not None:
+            return {"AMOCRM_BASE_URL (or AMOCRM_SUBDOMAIN)": self.amocrm.base_url}
+        return {}
+
+    def bad_urls(self, kind: str) -> list[str]:
+        """Settings of a kind whose value is not an absolute http(s) URL."""
+        return [
+            f"{name}={value!r}"
+            for name, value in self.urls(kind).items()
+            if value and not _is_http_url(value)
+        ]
+
     def secrets(self) -> list[str]:
         """Every credential, for redaction of error texts."""
         values = [self.resend_api_key, self.supabase_service_key, self.mobizon_api_key]
@@ -192,7 +218,7 @@ class Handlers:
         if not cfg.resend_api_key:
             raise TransientError("resend: RESEND_API_KEY not set")
         client = ResendClient(self.http, cfg.resend_api_key, cfg.resend_from, cfg.resend_api_url)
-        return client.send(str(to), email, job.idempotency_key)
+        return client.send(str(to), email, job.idempotency_key, single_use_link=link is not None)
 
     # -- sms ----------------------------------------------------------------------------
 
@@ -281,8 +307,20 @@ class Handlers:
         return sync_lead(self.ctx.conn, client, job.payload)
 
 
+def _is_http_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in value)
+
+
 def require_kinds(config: ProviderConfig, kinds: list[str], dry_run: bool) -> None:
-    """ConfigError naming what is missing for any requested kind."""
+    """ConfigError naming what is missing, or not a URL, for any requested kind."""
+    bad = [u for k in kinds for u in config.bad_urls(k)]
+    if bad:
+        raise ConfigError(f"not an absolute http(s) URL: {', '.join(bad)}")
     if dry_run:
         return
     gaps = {k: config.missing(k) for k in kinds}

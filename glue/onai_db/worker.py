@@ -10,6 +10,7 @@ the lead stats (``private.fold_lead_daily_stats``) itself.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -31,12 +32,21 @@ from .redact import redact
 from .settings import Settings
 
 
-def _float(settings: Settings, name: str, default: float) -> float:
+def _number(
+    settings: Settings, name: str, default: float, low: float, high: float, low_open: bool = False
+) -> float:
+    """A numeric setting within [low, high] (``low_open``: above low), checked at start-up so
+    a bad value stops the worker before it claims a job, with the setting's name."""
     value = settings.get(name)
     try:
-        return float(value) if value is not None else default
+        number = float(value) if value is not None else default
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        number = math.nan
+    too_low = number <= low if low_open else number < low
+    if not math.isfinite(number) or too_low or number > high:
+        bound = f"above {low:g}" if low_open else f"at least {low:g}"
+        raise ConfigError(f"{name} must be a number {bound} and at most {high:g}, got {value!r}")
+    return number
 
 
 def checked_kinds(services: Sequence[str]) -> list[str]:
@@ -89,17 +99,35 @@ class WorkerConfig:
                 "--dry-run marks jobs done without sending them; it runs only against a local database "
                 "(set OUTBOX_ALLOW_DRY_RUN=1 to override)"
             )
+        backoff_base = _number(settings, "OUTBOX_BACKOFF_BASE_SECONDS", 10.0, 0, 86400)
+        backoff_cap = _number(settings, "OUTBOX_BACKOFF_CAP_SECONDS", 3600.0, 0, 30 * 86400)
+        if backoff_cap < backoff_base:
+            raise ConfigError(
+                f"OUTBOX_BACKOFF_CAP_SECONDS ({backoff_cap:g}) is below OUTBOX_BACKOFF_BASE_SECONDS"
+                f" ({backoff_base:g}); the cap is the longest wait between two attempts"
+            )
+        threads = (
+            concurrency if concurrency is not None else _number(settings, "OUTBOX_CONCURRENCY", 2, 1, 64)
+        )
+        if threads != int(threads) or not 1 <= threads <= 64:
+            raise ConfigError(
+                f"--concurrency / OUTBOX_CONCURRENCY must be a whole number from 1 to 64, got {threads:g}"
+            )
         return cls(
             db_url=url,
             kinds=kinds,
-            concurrency=max(1, concurrency or int(_float(settings, "OUTBOX_CONCURRENCY", 2))),
-            lease_seconds=_float(settings, "OUTBOX_LEASE_SECONDS", 60.0),
-            poll_seconds=_float(settings, "OUTBOX_POLL_SECONDS", 1.0),
-            backoff_base_seconds=_float(settings, "OUTBOX_BACKOFF_BASE_SECONDS", 10.0),
-            backoff_cap_seconds=_float(settings, "OUTBOX_BACKOFF_CAP_SECONDS", 3600.0),
-            http_timeout_seconds=_float(settings, "OUTBOX_HTTP_TIMEOUT_SECONDS", 10.0),
-            retention_days=int(_float(settings, "OUTBOX_RETENTION_DAYS", 30)),
-            housekeeping_seconds=_float(settings, "OUTBOX_HOUSEKEEPING_SECONDS", 30.0),
+            concurrency=int(threads),
+            lease_seconds=_number(settings, "OUTBOX_LEASE_SECONDS", 60.0, 0.5, 86400),
+            poll_seconds=_number(settings, "OUTBOX_POLL_SECONDS", 1.0, 0, 3600, low_open=True),
+            backoff_base_seconds=backoff_base,
+            backoff_cap_seconds=backoff_cap,
+            http_timeout_seconds=_number(
+                settings, "OUTBOX_HTTP_TIMEOUT_SECONDS", 10.0, 0, 3600, low_open=True
+            ),
+            retention_days=int(_number(settings, "OUTBOX_RETENTION_DAYS", 30, 1, 3650)),
+            housekeeping_seconds=_number(
+                settings, "OUTBOX_HOUSEKEEPING_SECONDS", 30.0, 0, 86400, low_open=True
+            ),
             dry_run=dry_run,
             providers=providers,
         )

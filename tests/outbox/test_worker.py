@@ -112,6 +112,43 @@ def test_a_failed_link_request_is_retried_and_never_sends_without_a_link(
     assert [r[2] for r in _logs(queue.conn, job["id"])] == ["failed", "success"]
 
 
+def test_a_welcome_email_whose_answer_was_lost_is_sent_again_with_the_live_link(
+    fake: FakeProviders, queue: Outbox, db_url: str, student: tuple[uuid.UUID, str]
+) -> None:
+    """Resend took the first e-mail but its answer was lost (502). The retry makes a new link,
+    which cancels the first e-mail's; Resend refuses the key with the new body (409), so the
+    e-mail goes out again under a key of its own, and the user has a link that works."""
+    uid, email = student
+    queue.conn.execute("select public.enqueue_account_email(%s, 'tripwire_welcome')", (uid,))
+    fake.script("resend", Reply(502, raw=b"<html>502 Bad Gateway</html>", accepted=True))
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["email"])
+    assert (report.retried, report.succeeded, report.skipped) == (1, 1, 0)
+
+    first_link, live_link = fake.links
+    first, refused, resent = fake.calls("resend")
+    key = f"tripwire_welcome/{uid}"
+    assert first.headers["Idempotency-Key"] == refused.headers["Idempotency-Key"] == key
+    assert first_link in first.json()["text"] and live_link in refused.json()["text"]
+    assert resent.headers["Idempotency-Key"].startswith(key + "/")
+    assert resent.json()["to"] == [email] and live_link in resent.json()["text"]
+    job = _job(queue.conn, key)
+    assert job["status"] == "done"
+    assert [r[2] for r in _logs(queue.conn, job["id"])] == ["failed", "success"]
+
+
+def test_an_email_without_a_link_whose_answer_was_lost_is_not_sent_twice(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """The same body under the same key: Resend answers the first e-mail's id again."""
+    queue.enqueue("email", {"template": "password_changed", "to": "a@example.kz", "name": "Ерлан"}, "pw/1")
+    fake.script("resend", Reply(502, raw=b"<html>502 Bad Gateway</html>", accepted=True))
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["email"])
+    assert (report.retried, report.succeeded) == (1, 1)
+    first, second = fake.calls("resend")
+    assert first.body == second.body and first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
+    assert len(fake.resend_keys) == 1
+
+
 def test_email_changed_goes_to_the_old_address(
     fake: FakeProviders, queue: Outbox, db_url: str, student: tuple[uuid.UUID, str]
 ) -> None:
@@ -406,6 +443,42 @@ def test_a_service_without_settings_is_a_config_error(fake: FakeProviders, db_ur
     with pytest.raises(ConfigError, match="unknown service"):
         WorkerConfig.from_settings(settings, ["fax"])
     assert "sms" not in WorkerConfig.from_settings(settings).kinds
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("OUTBOX_LEASE_SECONDS", "0", "OUTBOX_LEASE_SECONDS must be a number at least 0.5"),
+        ("OUTBOX_LEASE_SECONDS", "nan", "OUTBOX_LEASE_SECONDS must be"),
+        ("OUTBOX_POLL_SECONDS", "0", "OUTBOX_POLL_SECONDS must be a number above 0"),
+        ("OUTBOX_HTTP_TIMEOUT_SECONDS", "ten", "OUTBOX_HTTP_TIMEOUT_SECONDS must be a number"),
+        ("OUTBOX_BACKOFF_BASE_SECONDS", "-1", "OUTBOX_BACKOFF_BASE_SECONDS must be"),
+        ("OUTBOX_BACKOFF_BASE_SECONDS", "60", "OUTBOX_BACKOFF_CAP_SECONDS \\(0\\) is below"),
+        ("OUTBOX_RETENTION_DAYS", "0", "OUTBOX_RETENTION_DAYS must be a number at least 1"),
+        ("OUTBOX_CONCURRENCY", "2.5", "OUTBOX_CONCURRENCY must be a whole number"),
+        ("OUTBOX_CONCURRENCY", "0", "OUTBOX_CONCURRENCY must be a number at least 1"),
+        (
+            "MOBIZON_API_URL",
+            "api.mobizon.kz",
+            "not an absolute http\\(s\\) URL: MOBIZON_API_URL='api.mobizon.kz'",
+        ),
+        ("RESEND_API_URL", "https://api.resend.com:port", "RESEND_API_URL="),
+        ("PLATFORM_URL", "expresscourse.onai.academy/login", "PLATFORM_URL="),
+        ("AMOCRM_BASE_URL", "ftp://onai.amocrm.ru", "AMOCRM_BASE_URL"),
+    ],
+)
+def test_bad_worker_settings_stop_it_before_it_claims_a_job(
+    fake: FakeProviders, queue: Outbox, db_url: str, name: str, value: str, says: str
+) -> None:
+    """Checked at start-up with the setting's name: before, a URL without a scheme failed
+    every attempt until the job was dead, and a backoff base above its cap stopped the run
+    with the job still leased."""
+    key = f"bad-setting/{uuid.uuid4()}"
+    queue.enqueue("sms", {"to": "+77011234567", "text": "x"}, key)
+    settings = worker_settings(fake, db_url, **{name: value})
+    with pytest.raises(ConfigError, match=says):
+        run_worker(settings, once=True)
+    assert _job(queue.conn, key)["attempts"] == 0 and fake.requests == []
 
 
 def test_a_slow_call_keeps_its_job_through_the_lease_heartbeat(

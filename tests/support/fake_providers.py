@@ -3,7 +3,9 @@
 One threaded HTTP server plays Resend, Supabase Auth (GoTrue admin generate_link),
 Mobizon, the Telegram Bot API and AmoCRM v4 (+ its OAuth token endpoint). Tests queue
 replies per route with :meth:`FakeProviders.script`; with nothing queued a route gives
-the provider's success answer. Every request is recorded. Worker subprocesses reach it
+the provider's success answer. Every request is recorded. Resend keeps its documented
+idempotency: a key seen with the same body answers the first e-mail's id again, with
+another body ``409 invalid_idempotent_request``. Worker subprocesses reach it
 through the URLs in :meth:`FakeProviders.env`.
 """
 
@@ -36,6 +38,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     raw: bytes | None = None  # a non-JSON body
+    # Resend only: the e-mail was accepted (its idempotency key is taken) though this reply
+    # says otherwise: a response lost on the way back
+    accepted: bool = False
 
 
 @dataclass
@@ -71,6 +76,7 @@ class FakeProviders:
         self.requests: list[Recorded] = []
         self.queued: dict[str, deque[Reply]] = defaultdict(deque)
         self.links: list[str] = []  # every set-password link handed out
+        self.resend_keys: dict[str, tuple[bytes, str]] = {}  # Idempotency-Key -> (body, e-mail id)
         self.ids = itertools.count(5000)
         # AmoCRM OAuth state: the one valid access token and the one valid refresh token
         self.amo_access = "amo-access-1"
@@ -95,7 +101,9 @@ class FakeProviders:
                 with fake.lock:
                     fake.requests.append(rec)
                     scripted = fake.queued[route].popleft() if fake.queued[route] else None
-                reply = scripted or fake.default(rec)
+                reply = fake.default(rec) if scripted is None else scripted
+                if scripted is not None and scripted.accepted:
+                    fake.default(rec)
                 if reply.delay:
                     time.sleep(reply.delay)
                 data = (
@@ -135,6 +143,7 @@ class FakeProviders:
             self.requests.clear()
             self.queued.clear()
             self.links.clear()
+            self.resend_keys.clear()
             self.amo_access, self.amo_refresh, self.amo_refreshes = "amo-access-1", "amo-refresh-1", 0
 
     def script(self, route: str, *replies: Reply) -> None:
@@ -173,7 +182,7 @@ class FakeProviders:
     def default(self, rec: Recorded) -> Reply:
         n = next(self.ids)
         if rec.route == "resend":
-            return Reply(200, {"id": f"49a3999c-0ce1-4ea6-ab68-afcd6dc{n:05d}"})
+            return self._resend(rec, f"49a3999c-0ce1-4ea6-ab68-afcd6dc{n:05d}")
         if rec.route == "gotrue":
             email = rec.json().get("email")
             token = secrets.token_hex(16)
@@ -237,6 +246,23 @@ class FakeProviders:
                 return Reply(200, {"id": int(rec.path.rsplit("/", 1)[1]), "updated_at": int(time.time())})
             return Reply(200, {"_embedded": {entity: [{"id": n, "request_id": "0"}]}})
         return Reply(404, {"error": "unknown route"})
+
+    def _resend(self, rec: Recorded, new_id: str) -> Reply:
+        key = rec.headers.get("Idempotency-Key")
+        if key is None:
+            return Reply(200, {"id": new_id})
+        with self.lock:
+            body, email_id = self.resend_keys.setdefault(key, (rec.body, new_id))
+        if body != rec.body:
+            return Reply(
+                409,
+                {
+                    "statusCode": 409,
+                    "name": "invalid_idempotent_request",
+                    "message": "Same idempotency key used with a different request payload. Change your idempotency key or payload.",
+                },
+            )
+        return Reply(200, {"id": email_id})
 
     def _refresh(self, rec: Recorded) -> Reply:
         body = rec.json()

@@ -3,13 +3,15 @@
 Errors (resend.com/docs/api-reference/errors): JSON ``{statusCode, name, message}``.
 429 ``rate_limit_exceeded`` / ``daily_quota_exceeded`` carry ``retry-after``; 409
 ``concurrent_idempotent_requests`` means the first request is still running (retry);
-409 ``invalid_idempotent_request`` means the key was already used with another body —
-for our jobs that is an earlier attempt that went through (the body differs only by the
-fresh set-password link), so the e-mail counts as sent.
+409 ``invalid_idempotent_request`` means the key was already used with another body: an
+earlier attempt of the job went through though its answer was lost. Most e-mails then count
+as sent. An e-mail carrying a one-time link (``single_use_link``) is sent again under a key
+of its own: making this attempt's link cancelled the one the earlier e-mail carries.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import httpx
@@ -36,13 +38,32 @@ class ResendClient:
     from_email: str
     api_url: str = DEFAULT_URL
 
-    def send(self, to: str, email: Email, idempotency_key: str) -> Delivery:
+    def send(self, to: str, email: Email, idempotency_key: str, single_use_link: bool = False) -> Delivery:
+        """Send once per key. ``single_use_link``: the e-mail carries a link that cancels the
+        one in any earlier e-mail of this job, so a key already used by one is no reason to
+        stop; the e-mail goes under the key plus a digest of this body."""
+        delivery = self._post(to, email, idempotency_key[:256])
+        if delivery is not None:
+            return delivery
+        if not single_use_link:
+            return Delivery(
+                skipped=True, note="resend: already sent by an earlier attempt (idempotency key used)"
+            )
+        digest = hashlib.sha256(f"{email.subject}\0{email.html}\0{email.text}".encode()).hexdigest()[:24]
+        again = self._post(to, email, f"{idempotency_key[:231]}/{digest}")
+        if again is None:  # the digest's key taken by another body: not expected to happen
+            return Delivery(skipped=True, note="resend: both idempotency keys used with other bodies")
+        note = "resend: sent again with a new link (an earlier attempt's e-mail carries a cancelled one)"
+        return Delivery(provider_ref=again.provider_ref, note=note)
+
+    def _post(self, to: str, email: Email, key: str) -> Delivery | None:
+        """The e-mail's id, or None when Resend says the key was used with another body."""
         response = request(
             self.http,
             "resend",
             "POST",
             f"{self.api_url.rstrip('/')}/emails",
-            headers={"Authorization": f"Bearer {self.api_key}", "Idempotency-Key": idempotency_key[:256]},
+            headers={"Authorization": f"Bearer {self.api_key}", "Idempotency-Key": key},
             json={
                 "from": self.from_email,
                 "to": [to],
@@ -56,9 +77,7 @@ class ResendClient:
             return Delivery(provider_ref=str(body["id"]))
         name = str(body.get("name")) if isinstance(body, dict) and body.get("name") else ""
         if response.status_code == 409 and name == "invalid_idempotent_request":
-            return Delivery(
-                skipped=True, note="resend: already sent by an earlier attempt (idempotency key used)"
-            )
+            return None
         if response.status_code == 409 and name == "concurrent_idempotent_requests":
             raise TransientError("resend: HTTP 409 concurrent_idempotent_requests")
         if response.status_code == 429:
