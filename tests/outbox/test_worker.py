@@ -162,6 +162,31 @@ def test_email_changed_goes_to_the_old_address(
     assert fake.calls("gotrue") == []
 
 
+def test_a_change_notice_needs_an_event_key_and_each_change_gets_its_own(
+    queue: Outbox, student: tuple[uuid.UUID, str]
+) -> None:
+    """Without p_event_key a second password change of the user queued nothing."""
+    uid, email = student
+    for template, old in (("password_changed", None), ("email_changed", "old@example.kz")):
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
+            queue.conn.execute("select public.enqueue_account_email(%s, %s, null, %s)", (uid, template, old))
+        assert err.value.diag.message_primary == (
+            f"{template} needs p_event_key: without it a later change of the same user would send nothing"
+        )
+        assert "id of this change" in (err.value.diag.message_hint or "")
+    first, again, second = (
+        queue.conn.execute(
+            "select public.enqueue_account_email(%s, 'password_changed', %s)", (uid, key)
+        ).fetchone()[0]
+        for key in ("change-1", "change-1", "change-2")
+    )
+    assert first == again != second
+    sent_to = queue.conn.execute(
+        "select payload ->> 'to' from public.outbox_jobs where id = any(%s)", ([first, second],)
+    ).fetchall()
+    assert sent_to == [(email,), (email,)]
+
+
 def test_sms_retry_then_success(fake: FakeProviders, queue: Outbox, db_url: str) -> None:
     job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "Комиссия 5000 KZT"}, "sale/1")
     fake.script("mobizon", Reply(503, raw=b"unavailable"))

@@ -63,7 +63,11 @@ def _lead_notification(api: PostgrestSession, actor: Actor, cast: Cast) -> Any:
 
 def _account_email(api: PostgrestSession, actor: Actor, cast: Cast) -> Any:
     return api.rpc(
-        actor, "enqueue_account_email", p_user_id=cast.student.user_id, p_template="password_changed"
+        actor,
+        "enqueue_account_email",
+        p_user_id=cast.student.user_id,
+        p_template="password_changed",
+        p_event_key=f"matrix/{uuid.uuid4()}",
     )
 
 
