@@ -146,3 +146,62 @@ def test_a_deactivated_traffic_user_loses_access_until_reactivated(api: Postgres
     assert api.query(
         SERVICE, "select suspended_roles::text[] as r from public.traffic_users where id = %s", [who.user_id]
     ) == [{"r": []}]
+
+
+@pytest.mark.parametrize(
+    ("statement", "args"),
+    [
+        ("update public.traffic_users set suspended_roles = '{admin}' where id = %s", "self"),
+        ("update public.traffic_users set suspended_roles = '{admin}' where id = %s", "other"),
+        ("update public.traffic_users set id = %s where id = %s", "swap"),
+        (
+            "insert into public.traffic_users (id, email, full_name, is_active, suspended_roles)"
+            " values (%s, 'planted@example.kz', 'Planted', false, '{admin}')",
+            "nobody",
+        ),
+    ],
+)
+def test_an_admin_cannot_plant_roles_for_reactivation(
+    api: PostgrestSession, cast: Cast, statement: str, args: str
+) -> None:
+    """suspended_roles is written by the (de)activation triggers only: an admin who could write
+    it (or move a profile's id) had the definer trigger grant those roles on reactivation, to
+    themselves too, with granted_by NULL (found by review)."""
+    params = {
+        "self": [cast.admin.user_id],
+        "other": [cast.targetologist.user_id],
+        "swap": [cast.admin.user_id, cast.targetologist.user_id],
+        "nobody": [cast.nobody.user_id],
+    }[args]
+    with pytest.raises(ApiError) as err:
+        api.query(cast.admin, statement, params)
+    assert err.value.code == "42501" and err.value.status == 403
+
+
+@pytest.mark.parametrize("label", ["targetologist", "sales_manager", "student", "nobody"])
+def test_a_role_insert_by_a_non_admin_does_not_tell_who_is_deactivated(
+    api: PostgrestSession, cast: Cast, label: str
+) -> None:
+    """The trigger refusing roles for deactivated users ran before RLS and answered 55000 (HTTP
+    500) for them, 42501 for others: anyone signed in could test ids (found by review)."""
+    who = cast.targetologist_b
+    api.query(cast.admin, "update public.traffic_users set is_active = false where id = %s", [who.user_id])
+    try:
+        for target in (who.user_id, cast.sales_manager.user_id):
+            with pytest.raises(ApiError) as err:
+                api.query(
+                    getattr(cast, label),
+                    "insert into public.app_user_roles (user_id, role) values (%s, 'admin')",
+                    [target],
+                )
+            assert err.value.code == "42501" and err.value.status == 403
+        with pytest.raises(ApiError) as err:  # an admin is told why
+            api.query(
+                cast.admin,
+                "insert into public.app_user_roles (user_id, role) values (%s, 'admin')",
+                [who.user_id],
+            )
+        assert err.value.code == "55000"
+    finally:
+        api.query(cast.admin, "update public.traffic_users set is_active = true where id = %s", [who.user_id])
+    assert roles_of(api, who.user_id) == {"targetologist"}
