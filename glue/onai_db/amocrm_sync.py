@@ -3,23 +3,71 @@
 Reads the lead at send time (fresh data; merged leads are skipped), finds or creates the
 contact (by phone, then e-mail), records the contact id at once so a retry reuses it,
 creates or updates the lead in the pipeline and marks the traffic_lead synced.
+
+One worker at a time syncs a lead (a session advisory lock; another gets a short retry), so
+a job run twice after a lost lease updates what the first run created. A merge may still
+hand the lead another contact and deal while the calls run: the ids stored first win
+(``record_amocrm_sync``), the deal goes to the stored contact, and a deal created in vain
+is named in the job's log.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from .providers.amocrm import AmoCrmClient
-from .providers.base import Delivery, PermanentError
+from .providers.base import Delivery, PermanentError, RateLimitedError
+
+# pg_try_advisory_lock(LOCK_CLASS, hashtext(lead id)): "one sync of this lead at a time"
+LOCK_CLASS = 1634561892
+BUSY_RETRY_SECONDS = 5.0
+
+
+@contextmanager
+def _one_sync_of(conn: psycopg.Connection, lead_id: str) -> Iterator[None]:
+    row = conn.execute(
+        "select pg_catalog.pg_try_advisory_lock(%s, pg_catalog.hashtext(%s))", (LOCK_CLASS, lead_id)
+    ).fetchone()
+    if not (row and row[0]):
+        raise RateLimitedError(
+            f"amocrm: lead {lead_id} is being synced by another worker", BUSY_RETRY_SECONDS
+        )
+    try:
+        yield
+    finally:
+        conn.execute(
+            "select pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))", (LOCK_CLASS, lead_id)
+        )
+
+
+def _record(
+    conn: psycopg.Connection, lead_id: str, contact_id: int, deal_id: int | None
+) -> tuple[int | None, int | None, bool]:
+    """Store the ids (only where the lead has none) and read back what the live lead holds:
+    its contact, its deal, and whether it is another lead (this one was merged meanwhile)."""
+    conn.execute("select public.record_amocrm_sync(%s, %s, %s)", (lead_id, contact_id, deal_id))
+    row = conn.execute(
+        "select l.amocrm_contact_id, l.amocrm_lead_id, l.id <> %s from public.traffic_leads as l"
+        " where l.id = coalesce((select m.merged_into from public.traffic_leads as m where m.id = %s), %s)",
+        (lead_id, lead_id, lead_id),
+    ).fetchone()
+    return (row[0], row[1], bool(row[2])) if row else (contact_id, deal_id, False)
 
 
 def sync_lead(conn: psycopg.Connection, client: AmoCrmClient, payload: dict[str, Any]) -> Delivery:
     lead_id = payload.get("lead_id")
     if not lead_id:
         raise PermanentError("sync_lead job without lead_id")
+    with _one_sync_of(conn, str(lead_id)):
+        return _sync(conn, client, str(lead_id))
+
+
+def _sync(conn: psycopg.Connection, client: AmoCrmClient, lead_id: str) -> Delivery:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "select id, name, email, phone, phone_normalized, source, first_utm_source,"
@@ -41,10 +89,22 @@ def sync_lead(conn: psycopg.Connection, client: AmoCrmClient, payload: dict[str,
             if query and contact_id is None:
                 contact_id = client.find_contact(str(query))
     contact_id = client.upsert_contact(contact_id, name, phone, email)
-    conn.execute("select public.record_amocrm_sync(%s, %s, null)", (lead["id"], contact_id))
+    notes: list[str] = []
+    stored_contact, stored_deal, merged = _record(conn, lead_id, contact_id, None)
+    if merged and stored_deal is not None:  # the lead it was merged into has its deal: leave it be
+        return Delivery(
+            skipped=True, note=f"lead was merged during the sync; the surviving lead has deal {stored_deal}"
+        )
+    if stored_contact is not None and stored_contact != contact_id:
+        notes.append(f"contact {contact_id} made while a merge gave the lead contact {stored_contact}")
+        contact_id = stored_contact
     tags = [t for t in (lead["source"], lead["first_utm_source"]) if t]
     amo_lead = client.upsert_lead(
-        lead["amocrm_lead_id"], f"{name} — {lead['source'] or 'лид'}", contact_id, tags
+        stored_deal or lead["amocrm_lead_id"], f"{name} — {lead['source'] or 'лид'}", contact_id, tags
     )
-    conn.execute("select public.record_amocrm_sync(%s, %s, %s)", (lead["id"], contact_id, amo_lead))
-    return Delivery(provider_ref=str(amo_lead))
+    _, kept, _ = _record(conn, lead_id, contact_id, amo_lead)
+    if kept is not None and kept != amo_lead:
+        notes.append(f"deal {amo_lead} made while a merge gave the lead deal {kept}")
+        amo_lead = kept
+    note = f"amocrm: {'; '.join(notes)}: merge the duplicates in AmoCRM" if notes else None
+    return Delivery(provider_ref=str(amo_lead), note=note)

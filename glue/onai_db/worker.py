@@ -24,7 +24,7 @@ import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from .errors import ConfigError
+from .errors import ConfigError, OnaiDbError
 from .outbox import KINDS, Job, Outbox, connect
 from .outbox_handlers import HandlerContext, Handlers, ProviderConfig, require_kinds
 from .providers.base import Delivery, PermanentError, ProviderError, RateLimitedError
@@ -191,25 +191,28 @@ class Worker:
         self._lock = threading.Lock()
         self._errors: list[Exception] = []
         self._secrets = config.providers.secrets()
+        self._leases = _LeaseKeeper(config.db_url, config.lease_seconds, echo)
         self.id_prefix = f"{socket.gethostname()}:{os.getpid()}"
 
     # -- running ------------------------------------------------------------------------
 
     def run(self, once: bool = False) -> WorkerReport:
         restore = self._install_signals()
+        self._leases = _LeaseKeeper(self.config.db_url, self.config.lease_seconds, self.echo)  # one per run
         try:
             self._housekeeping(force=True)
             threads = [
                 threading.Thread(target=self._guarded_loop, args=(f"{self.id_prefix}:{i}", once), daemon=True)
                 for i in range(self.config.concurrency)
             ]
-            for t in threads:
-                t.start()
-            while any(t.is_alive() for t in threads):
+            with self._leases:
                 for t in threads:
-                    t.join(timeout=min(self.config.housekeeping_seconds, 1.0))
-                if not once:
-                    self._housekeeping()
+                    t.start()
+                while any(t.is_alive() for t in threads):
+                    for t in threads:
+                        t.join(timeout=min(self.config.housekeeping_seconds, 1.0))
+                    if not once:
+                        self._housekeeping()
             if self._errors:
                 raise self._errors[0]
             return self.report
@@ -306,10 +309,9 @@ class Worker:
         started = time.monotonic()
         outcome: Delivery | None = None
         error: ProviderError | None = None
-        heartbeat = _Heartbeat(queue, worker_id, job.id, cfg.lease_seconds)
+        self._leases.add(job.id, worker_id)
         try:
-            with heartbeat:
-                outcome = handlers.handle(job)
+            outcome = handlers.handle(job)
         except ProviderError as exc:
             error = exc
         except Exception as exc:  # malformed payload: dead at once; anything else: retried, then dead
@@ -318,6 +320,8 @@ class Worker:
                 if isinstance(exc, (KeyError, TypeError, ValueError))
                 else ProviderError(f"unexpected {type(exc).__name__}")
             )
+        finally:
+            self._leases.remove(job.id)
         elapsed_ms = int((time.monotonic() - started) * 1000)
         if outcome is not None:
             status = "failed" if outcome.failed else ("skipped" if outcome.skipped else "success")
@@ -354,26 +358,64 @@ class Worker:
                 self.report.retried += 1
 
 
-class _Heartbeat:
-    """Extends the job's lease every third of the lease while its handler runs, so a slow
-    but alive provider call (several AmoCRM requests, a token refresh) keeps its job."""
+class _LeaseKeeper:
+    """Extends the lease of every job in flight every third of the lease, from one thread with
+    a connection of its own, so a slow but alive handler (several AmoCRM requests, a token
+    refresh, a write waiting on a row lock held by a merge) keeps its job. The handler's own
+    connection cannot do it: a write waiting on a lock holds that connection, and the lease
+    ran out under it, so a second worker ran the same AmoCRM sync (found by review)."""
 
-    def __init__(self, queue: Outbox, worker: str, job_id: int, lease_seconds: float) -> None:
-        self.queue, self.worker, self.job_id, self.lease = queue, worker, job_id, lease_seconds
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True)
+    def __init__(self, db_url: str, lease_seconds: float, echo: Callable[[str], None]) -> None:
+        self.db_url, self.lease, self.echo = db_url, lease_seconds, echo
+        self._jobs: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._conn: psycopg.Connection | None = None
+        self._thread = threading.Thread(target=self._beat, name="lease-keeper", daemon=True)
+
+    def add(self, job_id: int, worker: str) -> None:
+        with self._lock:
+            self._jobs[job_id] = worker
+
+    def remove(self, job_id: int) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
 
     def _beat(self) -> None:
-        while not self.done.wait(self.lease / 3):
-            self.queue.extend(self.worker, [self.job_id], self.lease)
+        while not self._done.wait(self.lease / 3):
+            with self._lock:
+                jobs = dict(self._jobs)
+            if jobs:
+                self._extend(jobs)
 
-    def __enter__(self) -> _Heartbeat:
-        self.thread.start()
+    def _extend(self, jobs: dict[int, str]) -> None:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = connect(self.db_url)
+            queue = Outbox(self._conn)
+            for job_id, worker in jobs.items():
+                if queue.extend(worker, [job_id], self.lease) == 0:
+                    with self._lock:
+                        running = job_id in self._jobs
+                    if running:
+                        self.echo(f"job {job_id}: lease lost while its handler ran (recovered or taken over)")
+        except (psycopg.Error, OnaiDbError) as exc:  # the database went away: try again next beat
+            self.echo(
+                f"lease heartbeat failed, trying again: {str(exc).splitlines()[0] if str(exc) else exc}"
+            )
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> _LeaseKeeper:
+        self._thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.done.set()
-        self.thread.join()
+        self._done.set()
+        self._thread.join()
+        if self._conn is not None:
+            self._conn.close()
 
 
 def run_worker(

@@ -4,20 +4,22 @@ use), lead sync creating contact + lead and marking the lead synced, lesson stag
 from __future__ import annotations
 
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import psycopg
 import pytest
 
+from onai_db.amocrm_sync import LOCK_CLASS, sync_lead
 from onai_db.integration_tokens import TokenStore
 from onai_db.notifications import enqueue_lead_notifications
 from onai_db.outbox import Outbox, connect
 from onai_db.outbox_handlers import ProviderConfig
 from onai_db.providers.amocrm import AmoCrmClient
-from onai_db.providers.base import PermanentError, RateLimitedError, TransientError
-from onai_db.worker import run_worker
+from onai_db.providers.base import Delivery, PermanentError, RateLimitedError, TransientError
+from onai_db.worker import Worker, WorkerConfig, run_worker
 from support.fake_providers import FakeProviders, Reply
 from support.outbox_fixtures import worker_settings
 
@@ -354,3 +356,118 @@ def test_concurrent_sync_calls_queue_other_leads(
                 "delete from public.outbox_jobs where idempotency_key = %s", (f"amocrm_sync/{lead_id}",)
             )
             owner_conn.execute("delete from public.traffic_leads where id = %s", (lead_id,))
+
+
+def _wait_for(check: Callable[[], bool], seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_sync_waiting_on_a_row_lock_keeps_its_lease_and_makes_one_deal(
+    fake: FakeProviders, queue: Outbox, db_url: str, owner_conn: psycopg.Connection, lead: uuid.UUID
+) -> None:
+    """Another transaction (a merge, a consolidation batch) holds the lead's row for three
+    leases. The heartbeat ran on the handler's own connection, which waited on that lock: the
+    lease ran out, the job was recovered, and a second thread synced the lead again (two
+    contacts, two deals). Now the leases are kept from a connection of their own."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    job_id = queue.enqueue("amocrm", {"action": "sync_lead", "lead_id": str(lead)}, f"amocrm_sync/{lead}")
+    settings = worker_settings(fake, db_url, OUTBOX_LEASE_SECONDS="1", OUTBOX_CONCURRENCY="2")
+    worker = Worker(WorkerConfig.from_settings(settings, ["amocrm"]))
+    with psycopg.connect(db_url) as locker:
+        locker.execute("select 1 from public.traffic_leads where id = %s for update", (lead,))
+        runner = threading.Thread(target=worker.run)
+        runner.start()
+        try:
+            _wait_for(lambda: any(c.method == "POST" for c in fake.calls("amocrm_contacts")))
+            time.sleep(3.0)  # the handler waits on the lock for three leases
+        finally:
+            locker.rollback()
+    try:
+        _wait_for(
+            lambda: queue.conn.execute(
+                "select status = 'done' from public.outbox_jobs where id = %s", (job_id,)
+            ).fetchone()[0]
+        )
+    finally:
+        worker.stop.set()
+        runner.join(timeout=30)
+    posts = [(c.route, c.method) for c in fake.requests if c.method == "POST" and c.route != "amocrm_token"]
+    assert posts == [("amocrm_contacts", "POST"), ("amocrm_leads", "POST")]
+    logs = queue.conn.execute(
+        "select action, status from public.integration_logs where job_id = %s order by id", (job_id,)
+    ).fetchall()
+    assert logs == [("sync_lead", "success")]
+    assert worker.report.recovered == 0 and worker.report.lost == 0
+
+
+def test_a_merge_during_a_sync_keeps_the_persons_first_deal(
+    fake: FakeProviders, queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """Lead B (e-mail) is being synced when a form ties it to lead A (phone), synced already:
+    the merge gives B A's contact and deal. B's job created a second contact and deal and
+    stored them over A's. Now the ids stored first win and the deal goes to them; the contact
+    made in vain is named in the log."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    suffix = uuid.uuid4().hex[:6]
+    email, phone = f"merge-{suffix}@example.kz", f"+7702{int(suffix, 16) % 10**7:07d}"
+
+    def intake(**args: str) -> uuid.UUID:
+        names = ", ".join(f"{k} => %s" for k in args)
+        return owner_conn.execute(
+            f"select lead_id from public.find_or_create_unified_lead({names})", tuple(args.values())
+        ).fetchone()[0]
+
+    b = intake(p_email=email, p_source="profitest")
+    a = intake(p_phone=phone, p_source="profitest")
+    with connect(db_url) as conn, httpx.Client(timeout=10) as http:
+        sync_lead(conn, _client(conn, fake, http, "wA"), {"lead_id": str(a)})
+    a_ids = owner_conn.execute(
+        "select amocrm_contact_id, amocrm_lead_id from public.traffic_leads where id = %s", (a,)
+    ).fetchone()
+    fake.script("amocrm_contacts", Reply(204, delay=1.5))  # B's contact search is slow
+    outcome: list[Delivery] = []
+
+    def sync_b() -> None:
+        with connect(db_url) as conn, httpx.Client(timeout=10) as http:
+            outcome.append(sync_lead(conn, _client(conn, fake, http, "wB"), {"lead_id": str(b)}))
+
+    runner = threading.Thread(target=sync_b)
+    runner.start()
+    _wait_for(lambda: len(fake.calls("amocrm_contacts")) >= 3)  # A: search + create; B: search
+    assert intake(p_phone=phone, p_email=email, p_source="profitest") == b  # A merged into B
+    runner.join(timeout=30)
+    b_ids = owner_conn.execute(
+        "select amocrm_contact_id, amocrm_lead_id, amocrm_synced from public.traffic_leads where id = %s",
+        (b,),
+    ).fetchone()
+    assert b_ids == (*a_ids, True)
+    deals = [c for c in fake.calls("amocrm_leads") if c.method == "POST"]
+    assert len(deals) == 1  # A's; B's job updated that deal
+    (done,) = outcome
+    assert done.provider_ref == str(a_ids[1])
+    assert "merge the duplicates in AmoCRM" in (done.note or "") and str(a_ids[0]) in (done.note or "")
+
+
+def test_one_worker_at_a_time_syncs_a_lead(
+    fake: FakeProviders, queue: Outbox, db_url: str, owner_conn: psycopg.Connection, lead: uuid.UUID
+) -> None:
+    """A second run of the job (after a lost lease) waits its turn instead of creating again."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    holder = owner_conn.execute(
+        "select pg_catalog.pg_advisory_lock(%s, pg_catalog.hashtext(%s))", (LOCK_CLASS, str(lead))
+    )
+    assert holder is not None
+    try:
+        with connect(db_url) as conn, httpx.Client(timeout=5) as http:
+            with pytest.raises(RateLimitedError, match="being synced by another worker") as err:
+                sync_lead(conn, _client(conn, fake, http, "w2"), {"lead_id": str(lead)})
+            assert err.value.retry_after == 5.0 and fake.requests == []
+    finally:
+        owner_conn.execute(
+            "select pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))", (LOCK_CLASS, str(lead))
+        )
+    with connect(db_url) as conn, httpx.Client(timeout=5) as http:
+        assert sync_lead(conn, _client(conn, fake, http, "w2"), {"lead_id": str(lead)}).provider_ref
