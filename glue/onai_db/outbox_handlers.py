@@ -173,6 +173,14 @@ class StaticTokens:
 class HandlerContext:
     conn: psycopg.Connection
     worker: str
+    http_timeout_seconds: float = 10.0
+
+    @property
+    def token_lease_seconds(self) -> float:
+        """How long a token refresh may hold its lease: longer than its one HTTP call can take
+        (httpx's timeout is per phase: connect, write, read, pool). A fixed 30 s let a second
+        worker spend the single-use refresh token again under a slow token endpoint."""
+        return max(30.0, 4 * self.http_timeout_seconds + 5)
 
 
 class Handlers:
@@ -282,7 +290,15 @@ class Handlers:
             if cfg is None:
                 raise TransientError("amocrm: AMOCRM_BASE_URL / AMOCRM_SUBDOMAIN not set")
             tokens: Any = (
-                StaticTokens() if self.dry_run else TokenStore(self.ctx.conn, "amocrm", self.ctx.worker)
+                StaticTokens()
+                if self.dry_run
+                else TokenStore(
+                    self.ctx.conn,
+                    "amocrm",
+                    self.ctx.worker,
+                    lease_seconds=self.ctx.token_lease_seconds,
+                    wait_seconds=self.ctx.token_lease_seconds,
+                )
             )
             self._amocrm_client = AmoCrmClient(self.http, cfg, tokens)
         return self._amocrm_client

@@ -16,6 +16,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -122,7 +123,7 @@ class WorkerConfig:
             backoff_base_seconds=backoff_base,
             backoff_cap_seconds=backoff_cap,
             http_timeout_seconds=_number(
-                settings, "OUTBOX_HTTP_TIMEOUT_SECONDS", 10.0, 0, 3600, low_open=True
+                settings, "OUTBOX_HTTP_TIMEOUT_SECONDS", 10.0, 0, 120, low_open=True
             ),
             retention_days=int(_number(settings, "OUTBOX_RETENTION_DAYS", 30, 1, 3650)),
             housekeeping_seconds=_number(
@@ -192,7 +193,9 @@ class Worker:
         self._errors: list[Exception] = []
         self._secrets = config.providers.secrets()
         self._leases = _LeaseKeeper(config.db_url, config.lease_seconds, echo)
-        self.id_prefix = f"{socket.gethostname()}:{os.getpid()}"
+        # host:pid alone repeats across containers (each worker is pid 1) and across Worker
+        # objects of one process; leases and token refreshes tell workers apart by this id
+        self.id_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # -- running ------------------------------------------------------------------------
 
@@ -285,7 +288,8 @@ class Worker:
             httpx.Client(timeout=timeout, transport=self.transport) as http,
         ):
             queue = Outbox(conn)
-            handlers = Handlers(cfg.providers, http, HandlerContext(conn, worker_id), dry_run=cfg.dry_run)
+            context = HandlerContext(conn, worker_id, cfg.http_timeout_seconds)
+            handlers = Handlers(cfg.providers, http, context, dry_run=cfg.dry_run)
             while not self.stop.is_set():
                 jobs = queue.claim(worker_id, 1, cfg.lease_seconds, cfg.kinds)
                 if not jobs:

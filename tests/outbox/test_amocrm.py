@@ -471,3 +471,32 @@ def test_one_worker_at_a_time_syncs_a_lead(
         )
     with connect(db_url) as conn, httpx.Client(timeout=5) as http:
         assert sync_lead(conn, _client(conn, fake, http, "w2"), {"lead_id": str(lead)}).provider_ref
+
+
+def test_a_token_refresh_holds_its_lease_longer_than_its_http_call(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """The refresh lease was a fixed 30 s whatever OUTBOX_HTTP_TIMEOUT_SECONDS said: a token
+    endpoint slower than that let a second worker spend the single-use refresh token again."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    queue.enqueue("amocrm", {"action": "move_stage", "amocrm_lead_id": 9100, "lesson": 1}, "stage/9100/1")
+    fake.script("amocrm_token", Reply(delay=1.5, usual=True))
+    settings = worker_settings(fake, db_url, OUTBOX_HTTP_TIMEOUT_SECONDS="20")
+    runner = threading.Thread(
+        target=run_worker, args=(settings,), kwargs={"once": True, "services": ["amocrm"]}
+    )
+    runner.start()
+    lease: list[float] = []
+
+    def leased() -> bool:
+        row = queue.conn.execute(
+            "select extract(epoch from refresh_lease_expires_at - now())::float8 from public.integration_tokens"
+            " where service_name = 'amocrm' and refresh_owner is not null"
+        ).fetchone()
+        lease.extend([row[0]] if row else [])
+        return row is not None
+
+    _wait_for(leased)
+    runner.join(timeout=30)
+    assert lease[0] > 4 * 20  # four times the HTTP timeout (and at least 30 s)
+    assert fake.amo_refreshes == 1

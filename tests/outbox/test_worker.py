@@ -4,7 +4,9 @@ link and no stored secret, SMS, Telegram fan-out and deactivation, retries, pois
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
 import threading
 import uuid
@@ -531,3 +533,12 @@ def test_a_worker_whose_database_vanishes_fails_loudly(fake: FakeProviders) -> N
 
     with pytest.raises(DatabaseUnreachableError):
         run_worker(settings, once=True, services=["sms"])
+
+
+def test_two_workers_of_one_host_and_pid_have_distinct_ids(fake: FakeProviders, db_url: str) -> None:
+    """host:pid repeats across containers (each worker is pid 1) and across Worker objects of
+    one process; two workers with one id shared leases and token refreshes (found by review)."""
+    config = WorkerConfig.from_settings(worker_settings(fake, db_url), ["sms"])
+    first, second = Worker(config), Worker(config)
+    assert first.id_prefix != second.id_prefix
+    assert first.id_prefix.startswith(f"{socket.gethostname()}:{os.getpid()}:")

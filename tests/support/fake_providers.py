@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -41,6 +41,7 @@ class Reply:
     # Resend only: the e-mail was accepted (its idempotency key is taken) though this reply
     # says otherwise: a response lost on the way back
     accepted: bool = False
+    usual: bool = False  # the route's usual answer, after ``delay`` (a slow provider)
 
 
 @dataclass
@@ -102,7 +103,9 @@ class FakeProviders:
                     fake.requests.append(rec)
                     scripted = fake.queued[route].popleft() if fake.queued[route] else None
                 reply = fake.default(rec) if scripted is None else scripted
-                if scripted is not None and scripted.accepted:
+                if scripted is not None and scripted.usual:
+                    reply = replace(fake.default(rec), delay=scripted.delay)
+                elif scripted is not None and scripted.accepted:
                     fake.default(rec)
                 if reply.delay:
                     time.sleep(reply.delay)
