@@ -56,7 +56,7 @@ class Job:
 @dataclass(frozen=True)
 class PruneResult:
     logs_deleted: int
-    jobs_deleted: int
+    jobs_emptied: int  # done jobs past retention: payload emptied, row and key kept
 
 
 class Outbox:

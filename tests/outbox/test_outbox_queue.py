@@ -240,9 +240,16 @@ def test_retention_prunes_old_logs_and_done_jobs_only(
         "update public.outbox_jobs set completed_at = now() - interval '40 days' where id = %s", (done,)
     )
     result = queue.prune(30)
-    assert (result.logs_deleted, result.jobs_deleted) == (2, 1)
-    left = queue.conn.execute("select id from public.outbox_jobs").fetchall()
-    assert left == [(dead,)]
+    assert (result.logs_deleted, result.jobs_emptied) == (2, 1)
+    left = queue.conn.execute("select id, status, payload from public.outbox_jobs order by id").fetchall()
+    assert left == [(done, "done", {}), (dead, "dead", {"to": "+7", "text": "t"})]
+    assert queue.prune(30).jobs_emptied == 0  # emptied once
+    # the key stays used: queuing the same event again after retention sends nothing
+    assert queue.enqueue("sms", {"to": "+7", "text": "t"}, "ret/1") == done
+    assert (
+        queue.conn.execute("select count(*) from public.outbox_jobs where status = 'pending'").fetchone()[0]
+        == 0
+    )
 
 
 def test_concurrent_claimers_never_get_the_same_job(db_url: str, queue: Outbox) -> None:
