@@ -311,11 +311,27 @@ class Handlers:
                 lead_id, lesson = int(job.payload["amocrm_lead_id"]), int(job.payload["lesson"])
             except (KeyError, TypeError, ValueError):
                 raise PermanentError("move_stage needs amocrm_lead_id and lesson") from None
+            later = self._later_lesson_moved(job.id, lead_id, lesson)
+            if later is not None:
+                return Delivery(skipped=True, note=f"deal {lead_id} was moved to lesson {later} already")
             client.move_lead_stage(lead_id, lesson)
             return Delivery(provider_ref=str(lead_id))
         if action == "sync_lead":
             return self._sync_lead(job, client)
         raise PermanentError(f"unknown amocrm action {action!r}")
+
+    def _later_lesson_moved(self, job_id: int, deal_id: int, lesson: int) -> int | None:
+        """The highest later lesson whose move of this deal is done or under way. A retried
+        earlier lesson (after a 5xx, a 429 snooze) must not move the deal back (found by
+        review). Exact keys, so the unique index answers; done jobs keep their keys."""
+        later = [f"amocrm_stage/{deal_id}/{n}" for n in range(lesson + 1, 4)]
+        row = self.ctx.conn.execute(
+            "select max(pg_catalog.split_part(j.idempotency_key, '/', 3)::integer)"
+            " from public.outbox_jobs as j"
+            " where j.idempotency_key = any(%s) and j.status in ('done', 'running') and j.id <> %s",
+            (later, job_id),
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     def _sync_lead(self, job: Job, client: AmoCrmClient) -> Delivery:
         from .amocrm_sync import sync_lead

@@ -217,6 +217,27 @@ def test_lesson_stage_jobs_move_the_deal(fake: FakeProviders, queue: Outbox, db_
     assert patch.json() == {"status_id": 102, "pipeline_id": 7001}
 
 
+def test_a_retried_earlier_lesson_does_not_move_the_deal_back(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """Lesson 2's move fails (502) and is retried after lesson 3's went through: it moved the
+    deal back to lesson 2 (found by review). Now it sees lesson 3 done and stops."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    second = queue.conn.execute("select public.enqueue_amocrm_lesson_stage(777, 2)").fetchone()[0]
+    queue.conn.execute("select public.enqueue_amocrm_lesson_stage(777, 3)")
+    fake.script("amocrm_leads", Reply(502, {"title": "Bad Gateway", "status": 502}))
+    report = run_worker(worker_settings(fake, db_url, OUTBOX_CONCURRENCY="1"), once=True, services=["amocrm"])
+    assert [c.json()["status_id"] for c in fake.calls("amocrm_leads")] == [102, 103]
+    assert (report.retried, report.succeeded, report.skipped) == (1, 1, 1)
+    log = queue.conn.execute(
+        "select status, error_message from public.integration_logs where job_id = %s order by id", (second,)
+    ).fetchall()
+    assert log == [
+        ("failed", "amocrm stage move: HTTP 502 Bad Gateway"),
+        ("skipped", "deal 777 was moved to lesson 3 already"),
+    ]
+
+
 def test_leads_imported_from_landing_are_synced_only_when_asked(
     queue: Outbox, owner_conn: psycopg.Connection, lead: uuid.UUID
 ) -> None:
