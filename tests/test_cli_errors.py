@@ -122,6 +122,20 @@ def test_consolidate_options_are_checked_before_any_work(stack: LocalStack, test
         one_line_error(out, 2, option)
 
 
+def test_an_empty_backup_dir_and_a_huge_fixture_are_refused(stack: LocalStack, test_db: str) -> None:
+    """`--backup-dir ""` (an unset $BACKUP_DIR) wrote Landing's personal data into the working
+    directory; `legacy create --rows 10**20` took the machine's memory (found by review)."""
+    url = stack.database_url(test_db)
+    for empty in ("", "."):
+        out = cli("consolidate", "--source", url, "--target", url, "--backup-dir", empty)
+        one_line_error(out, 2, "--backup-dir is empty")
+    one_line_error(
+        cli("legacy", "create", "--db", "never_made", "--rows", "5000001"),
+        2,
+        "--rows must be from 0 to 5,000,000",
+    )
+
+
 def test_supabase_project_url_and_key_come_as_a_pair(tmp_path: Path) -> None:
     seed_env = {  # seed 000's backend/.env: the plain names are the Main platform project
         "SUPABASE_URL": "https://main.supabase.co",
@@ -136,6 +150,20 @@ def test_supabase_project_url_and_key_come_as_a_pair(tmp_path: Path) -> None:
     half = {**plain, "TRAFFIC_SUPABASE_URL": "https://traffic.supabase.co"}
     assert Settings(tmp_path, half).supabase_project() == ("https://traffic.supabase.co", None)
     assert Settings(tmp_path, {"SUPABASE_URL": "u", "SUPABASE_KEY": "k"}).supabase_project() == ("u", "k")
+
+
+def test_an_exported_alias_beats_the_dot_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """.env's ONAI_DB_URL outranked an exported TRAFFIC_DB_URL: a run meant for one database
+    went to another (found by review)."""
+    (tmp_path / ".env").write_text("ONAI_DB_URL=postgresql://h/from_dotenv\nRESEND_API_KEY=re_dotenv\n")
+    for name in ("ONAI_DB_URL", "TRAFFIC_DB_URL", "DATABASE_URL", "SUPABASE_DB_URL", "RESEND_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRAFFIC_DB_URL", "postgresql://h/exported")
+    settings = Settings.load(tmp_path)
+    assert settings.get("ONAI_DB_URL") == "postgresql://h/exported"
+    assert settings.get("RESEND_API_KEY") == "re_dotenv"  # .env still fills what is not exported
+    monkeypatch.delenv("TRAFFIC_DB_URL")
+    assert Settings.load(tmp_path).get("ONAI_DB_URL") == "postgresql://h/from_dotenv"
 
 
 def test_integer_settings_name_the_bad_value(tmp_path: Path) -> None:

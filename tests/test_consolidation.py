@@ -248,13 +248,16 @@ def test_existing_leads_of_one_person_are_merged_into_the_oldest(
     del name
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["kill-9", "ctrl-c", "sigterm"]
+)
 def test_crash_in_the_middle_then_rerun_equals_uninterrupted(
     stack: LocalStack, tmp_path: Path, sig: signal.Signals
 ) -> None:
     """Killed (kill -9) or interrupted (Ctrl-C, with --json) after five batches: the re-run resumes
     and ends with what an uninterrupted run gives. Ctrl-C also says so: exit code 130, one JSON
-    document on stdout, and the run recorded as interrupted."""
+    document on stdout, and the run recorded as interrupted; so does SIGTERM (systemd, Kubernetes,
+    `timeout`), which killed the run without a word before (found by review)."""
     src = fresh_source(stack, "cons_landing_big", rows=3000, seed=11)
     clean, crashed = fresh_target(stack, "cons_clean"), fresh_target(stack, "cons_crashed")
     assert consolidate(src, clean, tmp_path / "a", batch_size=30).ok
@@ -281,7 +284,7 @@ def test_crash_in_the_middle_then_rerun_equals_uninterrupted(
         done = conn.execute("select count(*) from private.consolidation_batches").fetchone()
         status = conn.execute("select status from private.consolidation_runs").fetchall()
     assert done is not None and done[0] >= 5
-    if sig == signal.SIGINT:
+    if sig in (signal.SIGINT, signal.SIGTERM):
         assert proc.returncode == 130, err
         assert json.loads(out) == {
             "ok": False,

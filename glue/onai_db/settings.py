@@ -73,14 +73,19 @@ class Settings:
 
     project_dir: Path
     env: Mapping[str, str]
+    # the process environment alone: any of a setting's names set there beats every name in
+    # .env (an exported TRAFFIC_DB_URL beat by .env's ONAI_DB_URL pointed a run elsewhere)
+    process: Mapping[str, str] | None = None
 
     @classmethod
     def load(cls, project_dir: Path | None = None) -> Settings:
         root = project_dir or find_project_dir()
-        return cls(project_dir=root, env=load_env(root))
+        return cls(project_dir=root, env=load_env(root), process=dict(os.environ))
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        value = lookup(self.env, name)
+        value = lookup(self.process, name) if self.process is not None else None
+        if value is None:
+            value = lookup(self.env, name)
         return value if value is not None else default
 
     def require(self, name: str, hint: str = "") -> str:

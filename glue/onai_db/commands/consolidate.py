@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +25,10 @@ from ..settings import Settings
 
 console = Console(width=None if Console().is_terminal else 130)
 err_console = Console(stderr=True)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _target_url(settings: Settings, target: str | None) -> str:
@@ -74,6 +79,11 @@ def register(app: typer.Typer) -> None:
         for name, value in (("--source", source), ("--target", target)):
             if value is not None and not value.strip():
                 raise ConfigError(f"{name} is empty: pass a Postgres URL, or leave the option out")
+        if backup_dir is not None and str(backup_dir).strip() in ("", "."):
+            # an unset $BACKUP_DIR in a script put Landing's personal data into the working directory
+            raise ConfigError(
+                "--backup-dir is empty (or '.'): pass a directory of its own, or leave the option out"
+            )
         settings = Settings.load()
         src = source or settings.get("LANDING_DB_URL")
         if not src:
@@ -82,6 +92,8 @@ def register(app: typer.Typer) -> None:
         preflight(src, tgt)  # bad input: one line, before any progress output
         if backup_dir is not None:
             check_writable(backup_dir)
+        # systemd, Kubernetes and `timeout` stop a run with SIGTERM: the same clean stop as Ctrl-C
+        previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             with phase_progress(PHASES, err_console, disable=as_json) as progress:
                 report = run_consolidation(
@@ -105,6 +117,8 @@ def register(app: typer.Typer) -> None:
             if as_json:
                 typer.echo(error_document(message, 130, "interrupted"))
             raise typer.Exit(130) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         rows = []
         if attribution and not dry_run:
             with connect(tgt, "target (Traffic)") as conn:

@@ -35,6 +35,8 @@ select
   )
 """
 
+MAX_ROWS = 5_000_000  # about 5 GB of generated rows; the 1M-row benchmark needs 1 GB
+
 
 def refuse_to_replace(stack: LocalStack, dbname: str) -> None:
     """``legacy create`` drops and recreates its database: only an earlier fixture (or an
@@ -72,8 +74,11 @@ def create_landing_db(
 ) -> tuple[str, GeneratedCounts]:
     """Create (or refresh) database ``dbname`` in the local cluster with the legacy
     schema and ``rows`` generated lead rows; returns (url, counts)."""
-    if rows < 0:
-        raise ConfigError(f"--rows must be 0 or more, not {rows}")
+    if not 0 <= rows <= MAX_ROWS:
+        raise ConfigError(
+            f"--rows must be from 0 to {MAX_ROWS:,}, not {rows:,}: the generator holds the rows in memory"
+            " (about 1 GB per million)"
+        )
     stack.require_running()
     refuse_to_replace(stack, dbname)
     stack.create_database(dbname, drop=True)
