@@ -443,6 +443,29 @@ def test_a_merge_during_a_sync_keeps_the_persons_first_deal(
 
     b = intake(p_email=email, p_source="profitest")
     a = intake(p_phone=phone, p_source="profitest")
+    try:
+        _sync_during_a_merge(fake, db_url, owner_conn, intake, a, b, phone, email)
+    finally:  # other tests count committed leads and journey rows
+        with owner_conn.transaction():
+            owner_conn.execute("delete from public.traffic_lead_journey where lead_id in (%s, %s)", (a, b))
+            owner_conn.execute("delete from public.traffic_lead_merges where winner_id in (%s, %s)", (a, b))
+            owner_conn.execute(
+                "delete from private.traffic_lead_identifiers where lead_id in (%s, %s)", (a, b)
+            )
+            owner_conn.execute("delete from public.traffic_leads where id = %s", (a,))
+            owner_conn.execute("delete from public.traffic_leads where id = %s", (b,))
+
+
+def _sync_during_a_merge(
+    fake: FakeProviders,
+    db_url: str,
+    owner_conn: psycopg.Connection,
+    intake: Callable[..., uuid.UUID],
+    a: uuid.UUID,
+    b: uuid.UUID,
+    phone: str,
+    email: str,
+) -> None:
     with connect(db_url) as conn, httpx.Client(timeout=10) as http:
         sync_lead(conn, _client(conn, fake, http, "wA"), {"lead_id": str(a)})
     a_ids = owner_conn.execute(
