@@ -201,7 +201,6 @@ class Worker:
 
     def run(self, once: bool = False) -> WorkerReport:
         restore = self._install_signals()
-        self._leases = _LeaseKeeper(self.config.db_url, self.config.lease_seconds, self.echo)  # one per run
         try:
             self._housekeeping(force=True)
             threads = [
@@ -375,7 +374,7 @@ class _LeaseKeeper:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._conn: psycopg.Connection | None = None
-        self._thread = threading.Thread(target=self._beat, name="lease-keeper", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def add(self, job_id: int, worker: str) -> None:
         with self._lock:
@@ -412,14 +411,19 @@ class _LeaseKeeper:
             self._conn = None
 
     def __enter__(self) -> _LeaseKeeper:
+        """Starts the keeper's thread (again for each run of the worker)."""
+        self._done.clear()
+        self._thread = threading.Thread(target=self._beat, name="lease-keeper", daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self._done.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         if self._conn is not None:
             self._conn.close()
+            self._conn = None
 
 
 def run_worker(
