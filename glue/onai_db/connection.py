@@ -38,7 +38,9 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def connect(url: str, what: str = "", *, autocommit: bool = False) -> psycopg.Connection:
+def connect(
+    url: str, what: str = "", *, autocommit: bool = False, application_name: str | None = None
+) -> psycopg.Connection:
     """A connection to ``url``; unreachable, refused, unknown database or a malformed URL
     raise :class:`DatabaseUnreachableError` naming the database (``what``: "source", ...)."""
     label = f"the {what} database" if what else "the database"
@@ -51,7 +53,10 @@ def connect(url: str, what: str = "", *, autocommit: bool = False) -> psycopg.Co
     try:
         # UTF-8 whatever PGCLIENTENCODING or the database's default says: text is sent and COPY
         # data streamed as UTF-8 (a LATIN1 session stored Cyrillic names garbled, with no error)
-        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10, client_encoding="UTF8")
+        extra = {"application_name": application_name} if application_name else {}
+        return psycopg.connect(
+            url, autocommit=autocommit, connect_timeout=10, client_encoding="UTF8", **extra
+        )
     except psycopg.Error as exc:
         message = first_line(exc)
         secret = userinfo.split(":", 1)[1] if ":" in userinfo else ""

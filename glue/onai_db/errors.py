@@ -51,6 +51,12 @@ class MigrationError(OnaiDbError):
         super().__init__(f"{where}: {detail}")
 
 
+class DeadJobsError(OnaiDbError):
+    """``worker --once``: a job went dead in the run (exit 1, so cron reports it)."""
+
+    kind = "dead_jobs"
+
+
 class DatabaseUnreachableError(OnaiDbError):
     """A database URL could not be connected to."""
 

@@ -21,9 +21,11 @@ from .connection import connect as open_connection
 KINDS = ("email", "sms", "telegram", "amocrm")
 
 
-def connect(url: str, *, as_service_role: bool = True) -> psycopg.Connection:
+def connect(
+    url: str, *, as_service_role: bool = True, application_name: str | None = None
+) -> psycopg.Connection:
     """An autocommit connection; switched to ``service_role`` when the login may."""
-    conn = open_connection(url, autocommit=True)
+    conn = open_connection(url, autocommit=True, application_name=application_name)
     if as_service_role:
         row = conn.execute(
             "select pg_catalog.pg_has_role(current_user, 'service_role', 'member')"

@@ -25,7 +25,8 @@ import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from .errors import ConfigError, OnaiDbError
+from .connection import describe_url, first_line
+from .errors import ConfigError, DatabaseUnreachableError, OnaiDbError
 from .outbox import KINDS, Job, Outbox, connect
 from .outbox_handlers import HandlerContext, Handlers, ProviderConfig, require_kinds
 from .providers.base import Delivery, PermanentError, ProviderError, RateLimitedError
@@ -177,6 +178,14 @@ class WorkerReport:
         )
 
 
+# the database went away (restart, failover, a terminated backend, a network cut): a
+# long-running worker reconnects; a statement the server refused is not one of these
+_DB_GONE = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnreachableError)
+_RECONNECT_CAP_SECONDS = 30.0
+_PROGRESS_SECONDS = 60.0
+_APPLICATION = "onai-db worker"  # pg_stat_activity's application_name of its connections
+
+
 class Worker:
     def __init__(
         self,
@@ -203,6 +212,12 @@ class Worker:
         restore = self._install_signals()
         try:
             self._housekeeping(force=True)
+            self._last_progress = time.monotonic()
+            cfg = self.config
+            self.echo(
+                f"worker {self.id_prefix} started: {', '.join(cfg.kinds)}; {cfg.concurrency} thread(s); "
+                f"database {describe_url(cfg.db_url)}" + ("; dry run, nothing is sent" if cfg.dry_run else "")
+            )
             threads = [
                 threading.Thread(target=self._guarded_loop, args=(f"{self.id_prefix}:{i}", once), daemon=True)
                 for i in range(self.config.concurrency)
@@ -214,7 +229,8 @@ class Worker:
                     for t in threads:
                         t.join(timeout=min(self.config.housekeeping_seconds, 1.0))
                     if not once:
-                        self._housekeeping()
+                        self._housekeeping_or_warn()
+                        self._progress()
             if self._errors:
                 raise self._errors[0]
             return self.report
@@ -241,13 +257,36 @@ class Worker:
 
     _last_housekeeping = 0.0
     _last_prune = 0.0
+    _last_progress = 0.0
+    _progress_shown = ""
+
+    def _progress(self) -> None:
+        """A line with the run's totals every minute in which something happened, so the log
+        of a long-running worker shows it is alive and what it did."""
+        now = time.monotonic()
+        if now - self._last_progress < _PROGRESS_SECONDS:
+            return
+        self._last_progress = now
+        with self._lock:
+            summary = self.report.summary()
+        if summary != self._progress_shown:
+            self._progress_shown = summary
+            self.echo(f"so far: {summary}")
+
+    def _housekeeping_or_warn(self) -> None:
+        """Housekeeping of a running worker: a database that went away is a warning (the next
+        period tries again), not the end of the worker."""
+        try:
+            self._housekeeping()
+        except _DB_GONE as exc:
+            self.echo(f"housekeeping skipped, database unreachable: {first_line(exc)}")
 
     def _housekeeping(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_housekeeping < self.config.housekeeping_seconds:
             return
         self._last_housekeeping = now
-        with connect(self.config.db_url) as conn:
+        with connect(self.config.db_url, application_name=_APPLICATION) as conn:
             queue = Outbox(conn)
             if queue.has_pg_cron():
                 return  # the migrations scheduled these jobs in pg_cron
@@ -262,7 +301,7 @@ class Worker:
     def _fold_lead_stats(self) -> None:
         """As the login role (the function is the database owner's, not the API's); a login
         that may not run it gets a warning, the worker carries on."""
-        with connect(self.config.db_url, as_service_role=False) as conn:
+        with connect(self.config.db_url, as_service_role=False, application_name=_APPLICATION) as conn:
             try:
                 fold_lead_stats(conn)
             except psycopg.errors.InsufficientPrivilege as exc:
@@ -280,13 +319,47 @@ class Worker:
             self.stop.set()
 
     def _loop(self, worker_id: str, once: bool) -> None:
+        """Serve jobs; a lost database connection is reconnected with a growing pause (1 s to
+        30 s), and the outcome of a job whose provider call was made before it is recorded
+        on the new connection (its lease is kept meanwhile), so the call is not made again.
+        With ``once`` the loss ends the run (cron runs it again)."""
+        pause = 1.0
+        unrecorded: list[Callable[[Outbox], None]] = []
+        while not self.stop.is_set():
+            connected = time.monotonic()
+            try:
+                self._serve(worker_id, once, unrecorded)
+                return
+            except _DB_GONE as exc:
+                if once:
+                    raise
+                if time.monotonic() - connected > 2 * _RECONNECT_CAP_SECONDS:
+                    pause = 1.0
+                self.echo(
+                    f"{worker_id}: database connection lost ({first_line(exc)}); reconnecting in {pause:g} s"
+                )
+                self.stop.wait(pause)
+                pause = min(2 * pause, _RECONNECT_CAP_SECONDS)
+        for record in unrecorded:  # stopped while the database was away: one last try
+            try:
+                with connect(self.config.db_url, application_name=_APPLICATION) as conn:
+                    record(Outbox(conn))
+            except _DB_GONE as exc:
+                self.echo(
+                    f"{worker_id}: an outcome could not be recorded ({first_line(exc)}); its lease will expire"
+                )
+
+    def _serve(self, worker_id: str, once: bool, unrecorded: list[Callable[[Outbox], None]]) -> None:
         cfg = self.config
         timeout = httpx.Timeout(cfg.http_timeout_seconds)
         with (
-            connect(cfg.db_url) as conn,
+            connect(cfg.db_url, application_name=_APPLICATION) as conn,
             httpx.Client(timeout=timeout, transport=self.transport) as http,
         ):
             queue = Outbox(conn)
+            while unrecorded:
+                unrecorded[0](queue)
+                unrecorded.pop(0)
             context = HandlerContext(conn, worker_id, cfg.http_timeout_seconds)
             handlers = Handlers(cfg.providers, http, context, dry_run=cfg.dry_run)
             while not self.stop.is_set():
@@ -302,10 +375,16 @@ class Worker:
                         with self._lock:
                             self.report.released += released
                         return
-                    self._run_job(queue, handlers, worker_id, job)
+                    record = self._run_job(handlers, worker_id, job)
+                    try:
+                        record(queue)
+                    except _DB_GONE:
+                        unrecorded.append(record)
+                        raise
 
-    def _run_job(self, queue: Outbox, handlers: Handlers, worker_id: str, job: Job) -> None:
-        cfg = self.config
+    def _run_job(self, handlers: Handlers, worker_id: str, job: Job) -> Callable[[Outbox], None]:
+        """Run the job's handler; returns how to record its outcome. The lease keeper keeps
+        the job's lease until the outcome is recorded."""
         with self._lock:
             self.report.claimed += 1
             self.report.by_kind[job.kind] += 1
@@ -317,28 +396,40 @@ class Worker:
             outcome = handlers.handle(job)
         except ProviderError as exc:
             error = exc
+        except _DB_GONE as exc:
+            error = ProviderError(f"database connection lost while handling the job: {first_line(exc)}")
         except Exception as exc:  # malformed payload: dead at once; anything else: retried, then dead
             error = (
                 PermanentError(f"{type(exc).__name__} while handling the job")
                 if isinstance(exc, (KeyError, TypeError, ValueError))
                 else ProviderError(f"unexpected {type(exc).__name__}")
             )
-        finally:
-            self._leases.remove(job.id)
         elapsed_ms = int((time.monotonic() - started) * 1000)
-        if outcome is not None:
-            status = "failed" if outcome.failed else ("skipped" if outcome.skipped else "success")
-            note = redact(outcome.note, self._secrets) if outcome.note else None
-            done = queue.complete(worker_id, [job.id], [elapsed_ms], [outcome.provider_ref], status, note)
-            with self._lock:
-                if not done:
-                    self.report.lost += 1
-                elif status == "success":
-                    self.report.succeeded += 1
-                else:
-                    self.report.skipped += 1
-            return
-        assert error is not None
+
+        def record(queue: Outbox) -> None:
+            if outcome is not None:
+                self._complete(queue, worker_id, job, outcome, elapsed_ms)
+            else:
+                assert error is not None
+                self._fail(queue, worker_id, job, error, elapsed_ms)
+            self._leases.remove(job.id)
+
+        return record
+
+    def _complete(self, queue: Outbox, worker_id: str, job: Job, outcome: Delivery, elapsed_ms: int) -> None:
+        status = "failed" if outcome.failed else ("skipped" if outcome.skipped else "success")
+        note = redact(outcome.note, self._secrets) if outcome.note else None
+        done = queue.complete(worker_id, [job.id], [elapsed_ms], [outcome.provider_ref], status, note)
+        with self._lock:
+            if not done:
+                self.report.lost += 1
+            elif status == "success":
+                self.report.succeeded += 1
+            else:
+                self.report.skipped += 1
+
+    def _fail(self, queue: Outbox, worker_id: str, job: Job, error: ProviderError, elapsed_ms: int) -> None:
+        cfg = self.config
         message = redact(str(error), self._secrets)
         rate_limited = isinstance(error, RateLimitedError)
         new_status = queue.fail(
@@ -359,6 +450,8 @@ class Worker:
                 self.report.dead += 1
             else:
                 self.report.retried += 1
+        if new_status == "dead":
+            self.echo(f"job {job.id} ({job.kind}) is dead: {message}")
 
 
 class _LeaseKeeper:
@@ -394,7 +487,7 @@ class _LeaseKeeper:
     def _extend(self, jobs: dict[int, str]) -> None:
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = connect(self.db_url)
+                self._conn = connect(self.db_url, application_name=_APPLICATION)
             queue = Outbox(self._conn)
             for job_id, worker in jobs.items():
                 if queue.extend(worker, [job_id], self.lease) == 0:

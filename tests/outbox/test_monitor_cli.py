@@ -82,12 +82,12 @@ def test_worker_command_once_and_requeue(fake: FakeProviders, queue: Outbox, db_
     fake.script("mobizon", Reply(500, raw=b"oops"))
     env = worker_env(fake, db_url)
     result = runner.invoke(app, ["worker", "--once", "--services", "sms"], env=env)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a job went dead: cron is told
     assert "1 dead" in result.output
     result = runner.invoke(app, ["worker", "--requeue-dead", "--services", "sms"], env=env)
     assert "requeued 1 dead job" in result.output
     result = runner.invoke(app, ["worker", "--once", "--services", "sms", "--concurrency", "2"], env=env)
-    assert "1 sent" in result.output
+    assert "1 sent" in result.output and result.exit_code == 0
     bad = runner.invoke(app, ["worker", "--once", "--services", "fax"], env=env)
     assert bad.exit_code != 0
 

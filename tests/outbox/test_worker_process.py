@@ -101,3 +101,52 @@ def test_sigterm_finishes_the_job_in_flight_then_exits(
     assert _job(queue.conn, job_id) == ("done", 1, None)
     assert _job(queue.conn, later) == ("pending", 0, None)
     assert "1 sent" in proc.stderr.read()
+
+
+def test_a_lost_database_connection_is_reconnected_and_the_outcome_recorded(
+    fake: FakeProviders, queue: Outbox, owner_conn: psycopg.Connection, spawn: Callable
+) -> None:
+    """The database drops every worker connection while a provider call is in flight (a
+    restart, a failover): the worker reconnects, records the answer it got (no second SMS)
+    and goes on serving. Before, the thread died, the worker exited 1 and the job stayed
+    leased until recovery sent the SMS again."""
+    job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "through a restart"}, "reconnect/1")
+    fake.script("mobizon", Reply(200, {"code": 0, "data": {"messageId": "41"}, "message": ""}, delay=1.5))
+    proc = spawn(
+        "--services", "sms", "--concurrency", "1", OUTBOX_LEASE_SECONDS="30", OUTBOX_HTTP_TIMEOUT_SECONDS="10"
+    )
+    _wait_for(lambda: len(fake.calls("mobizon")) == 1, 20, "the worker to call Mobizon")
+    terminated = owner_conn.execute(
+        "select count(pg_catalog.pg_terminate_backend(pid)) from pg_catalog.pg_stat_activity"
+        " where datname = current_database() and application_name = 'onai-db worker'"
+    ).fetchone()[0]
+    assert terminated >= 1  # the job's thread (the lease keeper connects at its first beat)
+    _wait_for(lambda: _job(queue.conn, job_id)[0] == "done", 30, "the answer to be recorded")
+    assert _job(queue.conn, job_id) == ("done", 1, None)
+    assert proc.poll() is None, "the worker exited on a lost connection"
+
+    later = queue.enqueue("sms", {"to": "+77011234567", "text": "after the restart"}, "reconnect/2")
+    _wait_for(lambda: _job(queue.conn, later)[0] == "done", 30, "the next job to be served")
+    assert len(fake.calls("mobizon")) == 2
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    err = proc.stderr.read()
+    assert "started: sms; 1 thread(s); database " in err
+    assert "database connection lost" in err and "reconnecting in 1 s" in err
+    assert "claimed 2: 2 sent" in err
+
+
+def test_once_exits_1_when_a_job_went_dead(fake: FakeProviders, queue: Outbox, spawn: Callable) -> None:
+    queue.enqueue("sms", {"to": "+77011234567", "text": "x"}, "dead-once/1", max_attempts=1)
+    fake.script("mobizon", Reply(200, {"code": 999, "data": [], "message": "Internal error"}))
+    proc = spawn("--once", "--services", "sms")
+    assert proc.wait(timeout=30) == 1
+    err = proc.stderr.read()
+    assert "1 dead" in err and "1 job(s) went dead in this run" in err and "--requeue-dead" in err
+    assert "is dead: mobizon: code 999" in err
+
+
+def test_an_empty_services_list_is_refused(fake: FakeProviders, queue: Outbox, spawn: Callable) -> None:
+    proc = spawn("--once", "--services", " , ")
+    assert proc.wait(timeout=30) == 2
+    assert "--services names no service" in proc.stderr.read()

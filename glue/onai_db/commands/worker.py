@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ..errors import ConfigError, DeadJobsError
 from ..outbox import Outbox, connect
 from ..settings import Settings
 from ..worker import checked_kinds, database_url, run_worker
@@ -39,7 +40,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Claim outbox jobs and send them (Resend, Mobizon, Telegram, AmoCRM)."""
         settings = Settings.load()
-        kinds = checked_kinds([s.strip() for s in services.split(",") if s.strip()]) if services else None
+        kinds = None
+        if services is not None:
+            kinds = checked_kinds([s.strip() for s in services.split(",") if s.strip()])
+            if not kinds:
+                raise ConfigError(
+                    "--services names no service; give some of email,sms,telegram,amocrm"
+                    " or leave it out for every configured one"
+                )
         if requeue_dead:
             with connect(database_url(settings)) as conn:
                 queue = Outbox(conn)
@@ -52,6 +60,12 @@ def register(app: typer.Typer) -> None:
             services=kinds,
             concurrency=concurrency,
             dry_run=dry_run,
-            echo=lambda m: console.print(f"[dim]{m}[/dim]"),
+            echo=lambda m: console.print(f"[dim]{m}[/dim]", soft_wrap=True),  # a log line each
         )
-        console.print(report.summary())
+        console.print(report.summary(), soft_wrap=True)
+        if once and report.dead:
+            # a cron-run drain reports jobs that went dead (cron mails a failing command)
+            raise DeadJobsError(
+                f"{report.dead} job(s) went dead in this run: `onai-db monitor` shows why;"
+                " fix the cause, then `onai-db worker --requeue-dead`"
+            )
