@@ -18,7 +18,7 @@ import pytest
 
 from onai_db.connection import describe_error
 from onai_db.errors import ConfigError
-from onai_db.local import LocalStack
+from onai_db.local import DatabaseContents, LocalStack
 from onai_db.settings import Settings
 
 ROOT = Path(__file__).parents[1]
@@ -93,6 +93,52 @@ def test_legacy_create_never_replaces_a_traffic_database(stack: LocalStack, test
     for _ in range(2):
         made = cli("legacy", "create", "--db", "cli_fixture", "--rows", "10")
         assert made.returncode == 0, made.stderr
+
+
+def test_local_up_and_reset_never_touch_a_database_that_is_not_onai_dbs(stack: LocalStack) -> None:
+    """`local up --db landing` applied the bootstrap and 95 migrations into the Landing
+    fixture, and `local reset --db` dropped any database (found by review)."""
+    made = cli("legacy", "create", "--db", "cli_fixture_up", "--rows", "10")
+    assert made.returncode == 0, made.stderr
+    one_line_error(
+        cli("local", "up", "--db", "cli_fixture_up"), 2, "legacy Landing fixture", "choose another --db"
+    )
+    one_line_error(cli("local", "reset", "--db", "cli_fixture_up"), 2, "would drop it")
+    with psycopg.connect(stack.database_url("cli_fixture_up")) as conn:
+        assert conn.execute(
+            "select to_regnamespace('supabase_migrations') is null and to_regnamespace('auth') is null,"
+            " (select count(*) from public.landing_leads) > 0"
+        ).fetchone() == (True, True)
+    # a database holding only a materialized view (or only functions) is somebody's too
+    stack.create_database("cli_only_matview", drop=True)
+    with psycopg.connect(stack.database_url("cli_only_matview", "supabase_admin"), autocommit=True) as conn:
+        conn.execute("create materialized view public.report as select 1 as n")
+    one_line_error(cli("local", "up", "--db", "cli_only_matview"), 2, "not the onai-db migrations")
+    one_line_error(
+        cli("legacy", "create", "--db", "cli_only_matview", "--rows", "10"), 2, "not made by `legacy create`"
+    )
+    stack.create_database("cli_only_function", drop=True)
+    with psycopg.connect(stack.database_url("cli_only_function", "supabase_admin"), autocommit=True) as conn:
+        conn.execute("create function public.keep() returns int language sql as 'select 1'")
+    one_line_error(cli("local", "reset", "--db", "cli_only_function"), 2, "would drop it")
+    assert stack.database_exists("cli_only_function")
+    # what the bootstrap makes (a push that failed after it) and an empty database are not
+    # somebody else's: `local up` goes on with them
+    stack.create_database("cli_bootstrapped", drop=True)
+    stack.bootstrap("cli_bootstrapped")
+    found = stack.contents("cli_bootstrapped")
+    assert found is not None and not found.has_objects and not found.migrated
+    stack.create_database("cli_empty", drop=True)
+    assert stack.contents("cli_empty") == DatabaseContents(False, False, False)
+    with stack.admin_connect("postgres") as admin:
+        for name in (
+            "cli_fixture_up",
+            "cli_only_matview",
+            "cli_only_function",
+            "cli_bootstrapped",
+            "cli_empty",
+        ):
+            admin.execute(f'drop database "{name}" with (force)')
 
 
 def test_a_database_without_the_migrations_names_the_likely_cause(stack: LocalStack) -> None:
@@ -351,3 +397,20 @@ def test_a_server_hint_over_several_lines_stays_on_one(stack: LocalStack, test_d
     with psycopg.connect(stack.database_url(test_db)) as conn, pytest.raises(psycopg.Error) as err:
         conn.execute("do $$ begin raise exception 'boom' using hint = E'first line\\n  second line'; end $$")
     assert describe_error(err.value) == "boom (SQLSTATE P0001); hint: first line second line"
+
+
+def test_local_status_of_a_stack_that_does_not_run_exits_1_with_or_without_json(tmp_path: Path) -> None:
+    """`local status --json` exited 0 for a stopped stack while the table form exited 1, and
+    the table said "0 applied, none pending" of a cluster it could not ask (found by review)."""
+    (tmp_path / "supabase").mkdir()
+    (tmp_path / "supabase" / "config.toml").write_text('project_id = "scratch"\n')
+    table = cli("local", "status", ONAI_DB_PROJECT_DIR=str(tmp_path))
+    assert table.returncode == 1, table.stderr
+    rows = dict(
+        (cells[0], cells[1]) for line in table.stdout.splitlines()
+        if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 2
+    )  # fmt: skip
+    assert rows["migrations applied"] == "-" and rows["migrations pending"] == "-", table.stdout
+    as_json = cli("local", "status", "--json", ONAI_DB_PROJECT_DIR=str(tmp_path))
+    assert as_json.returncode == 1, as_json.stderr
+    assert json.loads(as_json.stdout)["running"] is False

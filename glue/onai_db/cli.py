@@ -77,15 +77,16 @@ def local_status(
     status = _stack().status(db)
     if as_json:
         console.print_json(json.dumps(status.__dict__))
-        return
-    table = Table(title="onai-db local stack", show_header=False)
-    table.add_row("state", status.message)
-    table.add_row("port", str(status.port or "-"))
-    table.add_row("data", status.data_dir or "-")
-    table.add_row("migrations applied", str(len(status.applied)))
-    table.add_row("migrations pending", ", ".join(status.pending) or "none")
-    console.print(table)
-    if not status.running:
+    else:
+        table = Table(title="onai-db local stack", show_header=False)
+        table.add_row("state", status.message)
+        table.add_row("port", str(status.port or "-"))
+        table.add_row("data", status.data_dir or "-")
+        # a stopped cluster cannot be asked: "-", not "0 applied, none pending"
+        table.add_row("migrations applied", str(len(status.applied)) if status.running else "-")
+        table.add_row("migrations pending", (", ".join(status.pending) or "none") if status.running else "-")
+        console.print(table)
+    if not status.running:  # the same exit code with and without --json, for scripts
         raise typer.Exit(1)
 
 

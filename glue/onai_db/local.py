@@ -134,6 +134,49 @@ def _require_program(name: str, package: str, why: str) -> None:
         )
 
 
+# the comment `legacy create` puts on its databases: only those are ever dropped by it
+FIXTURE_MARKER = "onai-db legacy fixture: generated data, replaced by `onai-db legacy create`"
+
+# what an existing database holds: the onai-db migrations; the legacy fixture's comment; any
+# table, view, materialized view, foreign table or function of its own (outside the system
+# schemas, the schemas the platform bootstrap makes, and extensions' members)
+_CONTENTS_SQL = """
+select
+  to_regnamespace('supabase_migrations') is not null or to_regclass('public.traffic_leads') is not null,
+  coalesce(
+    (select shobj_description(d.oid, 'pg_database') from pg_catalog.pg_database as d
+     where d.datname = current_database()),
+    ''
+  ) = %(marker)s,
+  exists (
+    select 1 from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
+    where c.relkind in ('r', 'p', 'v', 'm', 'f')
+      and n.nspname not in ('pg_catalog', 'information_schema', 'auth', 'extensions')
+      and n.nspname not like 'pg\\_%%'
+      and not exists (
+        select 1 from pg_catalog.pg_depend as d
+        where d.classid = 'pg_catalog.pg_class'::regclass and d.objid = c.oid and d.deptype = 'e'
+      )
+  )
+  or exists (
+    select 1 from pg_catalog.pg_proc as p join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
+    where n.nspname not in ('pg_catalog', 'information_schema', 'auth', 'extensions')
+      and n.nspname not like 'pg\\_%%'
+      and not exists (
+        select 1 from pg_catalog.pg_depend as d
+        where d.classid = 'pg_catalog.pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'
+      )
+  )
+"""
+
+
+@dataclass(frozen=True)
+class DatabaseContents:
+    migrated: bool  # the onai-db migrations (or their lead table) are there
+    fixture: bool  # made by `legacy create`
+    has_objects: bool  # relations or functions of its own
+
+
 class LocalStack:
     """Operations on the local cluster; every method is safe to call repeatedly."""
 
@@ -396,6 +439,34 @@ class LocalStack:
                 conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone() is not None
             )
 
+    def contents(self, dbname: str) -> DatabaseContents | None:
+        """What an existing database holds (None when it does not exist)."""
+        if not self.database_exists(dbname):
+            return None
+        with self.admin_connect(dbname) as conn:
+            row = conn.execute(_CONTENTS_SQL, {"marker": FIXTURE_MARKER}).fetchone()
+        assert row is not None
+        return DatabaseContents(*row)
+
+    def refuse_foreign(self, dbname: str, action: str) -> None:
+        """``local up`` / ``local reset`` work on onai-db's databases only: an existing database
+        with objects of its own but without the migrations (a Landing fixture, a restored
+        Landing copy, another project's database) would get the bootstrap and every migration,
+        or be dropped."""
+        found = self.contents(dbname)
+        if found is None or found.migrated or not found.has_objects:
+            return
+        what = (
+            "a legacy Landing fixture made by `onai-db legacy create`"
+            if found.fixture
+            else "tables, views or functions but not the onai-db migrations (a Landing copy? another database?)"
+        )
+        effect = "drop it" if action == "reset" else "apply the platform bootstrap and every migration to it"
+        raise ConfigError(
+            f"database {dbname!r} holds {what}; `onai-db local {action}` would {effect}:"
+            " choose another --db (or drop it yourself if it is not needed)"
+        )
+
     def create_database(self, dbname: str, drop: bool = False) -> None:
         check_db_name(dbname)
         with self.admin_connect(self.maintenance_db(dbname)) as conn:
@@ -419,6 +490,8 @@ class LocalStack:
     def up(self, dbname: str = DEFAULT_DB, fresh: bool = False) -> StackState:
         """Start the cluster, bootstrap the platform and push pending migrations."""
         state = self.start()
+        if not fresh:
+            self.refuse_foreign(dbname, "up")
         if dbname != DEFAULT_DB or fresh:
             self.create_database(dbname, drop=fresh)
         self.bootstrap(dbname)
@@ -428,6 +501,7 @@ class LocalStack:
     def reset(self, dbname: str = DEFAULT_DB) -> StackState:
         """Drop and recreate the database, then bootstrap and push every migration."""
         self.start()
+        self.refuse_foreign(dbname, "reset")
         self.create_database(dbname, drop=True)
         return self.up(dbname)
 

@@ -7,7 +7,7 @@ from importlib import resources
 import psycopg
 
 from ..errors import ConfigError
-from ..local import LocalStack
+from ..local import FIXTURE_MARKER, LocalStack
 from .generator import LEAD_TABLES, GeneratedCounts, generate
 
 LEGACY_TABLES: tuple[str, ...] = (*LEAD_TABLES, "lead_journey", "scheduled_notifications")
@@ -15,49 +15,23 @@ LEGACY_TABLES: tuple[str, ...] = (*LEAD_TABLES, "lead_journey", "scheduled_notif
 __all__ = ["LEGACY_TABLES", "GeneratedCounts", "create_landing_db", "generate", "install_schema"]
 
 
-# what the database holds, when it exists: the onai-db migrations, the legacy lead table,
-# any table at all outside the system schemas
-# the comment `legacy create` puts on its databases: only those are ever dropped by it
-FIXTURE_MARKER = "onai-db legacy fixture: generated data, replaced by `onai-db legacy create`"
-
-_CONTENTS_SQL = """
-select
-  to_regnamespace('supabase_migrations') is not null or to_regclass('public.traffic_leads') is not null,
-  coalesce(
-    (select shobj_description(d.oid, 'pg_database') from pg_catalog.pg_database as d
-     where d.datname = current_database()),
-    ''
-  ) = %(marker)s,
-  exists (
-    select 1 from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
-    where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
-      and n.nspname not like 'pg\\_%%'
-  )
-"""
-
 MAX_ROWS = 5_000_000  # about 5 GB of generated rows; the 1M-row benchmark needs 1 GB
 
 
 def refuse_to_replace(stack: LocalStack, dbname: str) -> None:
     """``legacy create`` drops and recreates its database: only an earlier fixture (or an
     empty database) may be replaced, never a migrated Traffic database or anything else."""
-    if not stack.database_exists(dbname):
+    found = stack.contents(dbname)
+    if found is None:
         return
-    with stack.admin_connect(dbname) as conn:
-        migrated, fixture, has_tables = conn.execute(
-            _CONTENTS_SQL, {"marker": FIXTURE_MARKER}
-        ).fetchone() or (
-            False,
-            False,
-            False,
-        )
+    migrated, fixture, has_tables = found.migrated, found.fixture, found.has_objects
     if migrated:
         raise ConfigError(
             f"database {dbname!r} holds the onai-db migrations; `legacy create` would drop it: choose another --db"
         )
     if has_tables and not fixture:
         raise ConfigError(
-            f"database {dbname!r} holds tables and was not made by `legacy create` (a real Landing copy, or a "
+            f"database {dbname!r} holds tables, views or functions and was not made by `legacy create` (a real Landing copy, or a "
             "fixture made by an earlier onai-db), so `legacy create` will not drop it: choose another --db, or drop "
             "it yourself if it is an old fixture"
         )
