@@ -19,6 +19,7 @@ from . import local as local_mod
 from .connection import describe_error
 from .errors import ConfigError, OnaiDbError
 from .output_mode import error_document, json_wanted, want_json
+from .render import plain
 from .settings import Settings
 
 app = typer.Typer(
@@ -38,7 +39,7 @@ DbOption = Annotated[str, typer.Option("--db", help="Database name in the local 
 
 
 def _stack() -> local_mod.LocalStack:
-    return local_mod.LocalStack(Settings.load(), echo=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    return local_mod.LocalStack(Settings.load(), echo=lambda msg: err_console.print(plain(msg), style="dim"))
 
 
 @local_app.command("up")

@@ -33,7 +33,7 @@ from .legacy import create_landing_db
 from .local import DEFAULT_DB, LocalStack
 from .policies import coverage, exposed_schemas, load_matrix
 from .progress import phase_progress
-from .render import matrix_table
+from .render import matrix_table, plain
 from .settings import Settings
 
 LANDING_DB = "landing"
@@ -80,7 +80,7 @@ def run_demo(
 ) -> DemoResult:
     started = time.monotonic()
     settings = Settings.load()
-    stack = LocalStack(settings, echo=lambda m: console.print(f"[dim]{m}[/dim]"))
+    stack = LocalStack(settings, echo=lambda m: console.print(plain(m), style="dim"))
 
     console.rule("[bold]1/5 Local stack")
     state = stack.up(dbname)

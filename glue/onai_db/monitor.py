@@ -7,13 +7,17 @@ latest errors, dead jobs, Telegram groups active / deactivated, AmoCRM leads not
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from rich.console import Console
 from rich.table import Table
+
+from .errors import ConfigError
+from .render import plain
 
 
 @dataclass
@@ -24,19 +28,71 @@ class MonitorSnapshot:
     dead: list[dict[str, Any]]
     telegram: list[dict[str, Any]]
     amocrm: dict[str, Any]
+    # connections named "onai-db worker" the database shows now (a pooler may drop the name)
+    worker_connections: int = 0
+    # more errors / dead jobs exist than the lists hold
+    truncated: dict[str, bool] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """For JSON: times as ISO 8601 in UTC, ages as ``<name>_seconds`` numbers."""
+        return _jsonable(asdict(self))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(item, timedelta):
+                out[f"{key}_seconds"] = round(item.total_seconds(), 3)
+            else:
+                out[key] = _jsonable(item)
+        return out
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
+
+
+def _utc(value: Any) -> Any:
+    return value.astimezone(UTC) if isinstance(value, datetime) and value.tzinfo else value
 
 
 def _rows(conn: psycopg.Connection, query: str, params: tuple = ()) -> list[dict[str, Any]]:
+    """Rows as dicts, every time in UTC whatever the session's time zone (PGTZ, the role's or
+    the database's setting: "(UTC)" showed Almaty time)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query, params)  # type: ignore[arg-type]
-        return list(cur.fetchall())
+        return [{k: _utc(v) for k, v in row.items()} for row in cur.fetchall()]
+
+
+def require_full_view(conn: psycopg.Connection) -> None:
+    """The views are security_invoker: a login under row-level security that may read them
+    sees no rows and the monitor said "all healthy" (found by review)."""
+    row = conn.execute(
+        "select current_user::text, r.rolbypassrls or r.rolsuper"
+        " or pg_catalog.pg_has_role(current_user, c.relowner, 'member')"
+        " from pg_catalog.pg_roles as r, pg_catalog.pg_class as c"
+        " where r.rolname = current_user and c.oid = 'public.outbox_jobs'::regclass"
+    ).fetchone()
+    if row is not None and not row[1]:
+        raise ConfigError(
+            f"the monitor's login acts as {row[0]}, to which row-level security applies: it would see no jobs"
+            " and report all healthy; connect as postgres or a login that is a member of service_role"
+        )
 
 
 def snapshot(conn: psycopg.Connection, days: int = 7, errors: int = 10, dead: int = 20) -> MonitorSnapshot:
     """Everything ``onai-db monitor`` shows, as plain rows."""
+    require_full_view(conn)
+    error_rows = _rows(conn, "select * from public.integration_recent_errors limit %s", (errors + 1,))
+    dead_rows = _rows(
+        conn, "select * from public.outbox_dead_jobs order by updated_at desc limit %s", (dead + 1,)
+    )
+    workers = conn.execute(
+        "select count(*) from pg_catalog.pg_stat_activity"
+        " where datname = current_database() and application_name = 'onai-db worker'"
+    ).fetchone()
     return MonitorSnapshot(
         queue=_rows(conn, "select * from public.outbox_queue_stats order by kind"),
         daily=_rows(
@@ -45,10 +101,12 @@ def snapshot(conn: psycopg.Connection, days: int = 7, errors: int = 10, dead: in
             " where log_date > (now() at time zone 'utc')::date - %s order by log_date desc, service_name",
             (days,),
         ),
-        errors=_rows(conn, "select * from public.integration_recent_errors limit %s", (errors,)),
-        dead=_rows(conn, "select * from public.outbox_dead_jobs order by updated_at desc limit %s", (dead,)),
+        errors=error_rows[:errors],
+        dead=dead_rows[:dead],
         telegram=_rows(conn, "select * from public.telegram_group_stats order by group_type"),
         amocrm=_rows(conn, "select * from public.amocrm_sync_backlog")[0],
+        worker_connections=int(workers[0]) if workers else 0,
+        truncated={"errors": len(error_rows) > errors, "dead": len(dead_rows) > dead},
     )
 
 
@@ -68,19 +126,37 @@ def _age(value: Any) -> str:
 def render(snap: MonitorSnapshot, console: Console) -> None:
     """Print the snapshot as tables."""
     queue = Table(title="Outbox queue")
-    for col in ("kind", "pending", "due", "running", "dead", "done", "oldest pending"):
+    columns = ("kind", "pending", "due", "waiting since", "running", "lease expired", "dead", "done")
+    for col in columns:
         queue.add_column(col, justify="left" if col == "kind" else "right")
     for r in snap.queue:
         queue.add_row(
             str(r["kind"]),
             str(r["pending"]),
             str(r["due"]),
+            _age(r.get("oldest_due_age")),
             str(r["running"]),
+            f"[red]{r['expired_leases']}[/red]" if r.get("expired_leases") else "0",
             f"[red]{r['dead']}[/red]" if r["dead"] else "0",
             str(r["done"]),
-            _age(r["oldest_pending_age"]),
         )
     console.print(queue)
+    due = sum(int(r["due"]) for r in snap.queue)
+    expired = sum(int(r.get("expired_leases") or 0) for r in snap.queue)
+    waited = [r["oldest_due_age"] for r in snap.queue if r.get("oldest_due_age") is not None]
+    console.print(
+        f"worker connections now: {snap.worker_connections} (named `onai-db worker`; a pooler may hide the name)"
+    )
+    if due and max(waited, default=timedelta(0)) > timedelta(minutes=5):
+        console.print(
+            f"[red]{due} job(s) due, the oldest for {_age(max(waited))}[/red]: no worker serves them"
+            " (is `onai-db worker` running, with the --services / settings for these kinds?)"
+        )
+    if expired:
+        console.print(
+            f"[red]{expired} running job(s) with an expired lease[/red]: their worker is gone;"
+            " lease recovery (pg_cron, or a running worker) makes them pending again"
+        )
 
     daily = Table(title="Integration calls per day (UTC)")
     for col in ("day", "service", "success", "failed", "skipped", "avg ms"):
@@ -88,7 +164,7 @@ def render(snap: MonitorSnapshot, console: Console) -> None:
     for r in snap.daily:
         daily.add_row(
             str(r["log_date"]),
-            r["service_name"],
+            plain(r["service_name"]),
             str(r["successes"]),
             f"[red]{r['failures']}[/red]" if r["failures"] else "0",
             str(r["skipped"]),
@@ -98,40 +174,47 @@ def render(snap: MonitorSnapshot, console: Console) -> None:
         daily.add_row("-", "no calls yet", "", "", "", "")
     console.print(daily)
 
-    errors = Table(title="Latest errors")
+    errors = Table(
+        title="Latest errors" + (" (more in integration_logs)" if snap.truncated.get("errors") else "")
+    )
     for col in ("when (UTC)", "service", "action", "job", "attempt", "error"):
         errors.add_column(col)
     for r in snap.errors:
         errors.add_row(
             r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
-            r["service_name"],
-            r["action"],
+            plain(r["service_name"]),
+            plain(r["action"]),
             str(r["job_id"] or "-"),
             str(r["attempt"] or "-"),
-            r["error_message"] or "",
+            plain(r["error_message"]),
         )
     if not snap.errors:
         errors.add_row("-", "none", "", "", "", "")
     console.print(errors)
 
-    dead = Table(title="Dead jobs (onai-db worker --requeue-dead revives them)")
+    more = ", newest first; more in outbox_dead_jobs" if snap.truncated.get("dead") else ""
+    dead = Table(title=f"Dead jobs (onai-db worker --requeue-dead revives them{more})")
     for col in ("id", "kind", "key", "attempts", "last error"):
         dead.add_column(col)
     for r in snap.dead:
         dead.add_row(
-            str(r["id"]), str(r["kind"]), r["idempotency_key"], str(r["attempts"]), r["last_error"] or ""
+            str(r["id"]),
+            str(r["kind"]),
+            plain(r["idempotency_key"]),
+            str(r["attempts"]),
+            plain(r["last_error"]),
         )
     if not snap.dead:
         dead.add_row("-", "none", "", "", "")
     console.print(dead)
 
     tg = Table(title="Telegram groups")
-    for col in ("group type", "active", "deactivated", "last deactivated"):
+    for col in ("group type", "active", "deactivated", "last deactivated (UTC)"):
         tg.add_column(col)
     for r in snap.telegram:
         last = r["last_deactivated_at"]
         tg.add_row(
-            r["group_type"],
+            plain(r["group_type"]),
             str(r["active"]),
             str(r["deactivated"]),
             last.strftime("%Y-%m-%d %H:%M") if last else "-",
@@ -141,7 +224,7 @@ def render(snap: MonitorSnapshot, console: Console) -> None:
     console.print(tg)
 
     a = snap.amocrm
-    oldest = a["oldest_unsynced_at"].strftime("%Y-%m-%d %H:%M") if a["oldest_unsynced_at"] else "-"
+    oldest = a["oldest_unsynced_at"].strftime("%Y-%m-%d %H:%M UTC") if a["oldest_unsynced_at"] else "-"
     console.print(
         f"AmoCRM: {a['unsynced']} live leads not synced (oldest {oldest}); "
         f"{a['queued']} queued, {a['dead']} dead, {a['not_queued']} not queued yet"

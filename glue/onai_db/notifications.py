@@ -10,6 +10,8 @@ from uuid import UUID
 
 import psycopg
 
+from .outbox import Outbox
+
 
 @dataclass(frozen=True)
 class QueuedNotifications:
@@ -53,14 +55,9 @@ def enqueue_lead_notifications(
         row = conn.execute("select public.enqueue_lead_notification(%s)", (lid,)).fetchone()
         telegram += int(row[0]) if row else 0
     amocrm = 0
-    while True:  # amocrm_batch jobs per statement, until nothing is left to queue
-        row = conn.execute(
-            "select public.enqueue_amocrm_lead_sync(p_limit => %s, p_include_legacy => %s)",
-            (amocrm_batch, include_legacy),
-        ).fetchone()
-        if not row or not row[0]:
-            break
-        amocrm += int(row[0])
+    queue = Outbox(conn)
+    while queued := queue.enqueue_amocrm_lead_sync(amocrm_batch, include_legacy):  # until none is left
+        amocrm += queued
     return QueuedNotifications(telegram_jobs=telegram, amocrm_sync_jobs=amocrm)
 
 

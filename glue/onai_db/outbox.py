@@ -161,6 +161,19 @@ class Outbox:
         ).fetchone()
         return int(row[0]) if row else 0
 
+    def enqueue_amocrm_lead_sync(self, limit: int = 1000, include_legacy: bool = False) -> int:
+        """Sync jobs for the next ``limit`` live unsynced leads without one; how many it queued."""
+        row = self.conn.execute(
+            "select public.enqueue_amocrm_lead_sync(p_limit => %s, p_include_legacy => %s)",
+            (limit, include_legacy),
+        ).fetchone()
+        return int(row[0]) if row and row[0] else 0
+
+    def enqueue_amocrm_new_lead_syncs(self, limit: int = 1000) -> int:
+        """Sync jobs for the next ``limit`` live unsynced leads that did not come from Landing."""
+        row = self.conn.execute("select public.enqueue_amocrm_new_lead_syncs(%s)", (limit,)).fetchone()
+        return int(row[0]) if row and row[0] else 0
+
     def recover_expired(self) -> int:
         row = self.conn.execute("select public.recover_expired_outbox_leases()").fetchone()
         return int(row[0]) if row else 0

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.table import Table
+from rich.text import Text
 
 from .policies import ROLES, Entry
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(value: object) -> Text:
+    """Text from the database or a provider, shown as it is: never read as rich markup (an
+    error quoting ``[/b]`` crashed the monitor, ``[field: X]`` vanished) and with control
+    characters written as escapes (an ESC in an error reached the terminal)."""
+    text = "" if value is None else str(value)
+    return Text(_CONTROL.sub(lambda m: repr(m.group())[1:-1], text))
+
 
 _ABBREV = {"select": "S", "insert": "I", "update": "U", "delete": "D", "execute": "X"}
 

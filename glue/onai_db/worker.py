@@ -183,6 +183,7 @@ class WorkerReport:
 _DB_GONE = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnreachableError)
 _RECONNECT_CAP_SECONDS = 30.0
 _PROGRESS_SECONDS = 60.0
+_AMOCRM_BATCH, _AMOCRM_BATCHES = 1000, 10  # at most 10,000 sync jobs queued per period
 _APPLICATION = "onai-db worker"  # pg_stat_activity's application_name of its connections
 
 
@@ -209,6 +210,7 @@ class Worker:
     # -- running ------------------------------------------------------------------------
 
     def run(self, once: bool = False) -> WorkerReport:
+        self._once = once
         restore = self._install_signals()
         try:
             self._housekeeping(force=True)
@@ -258,6 +260,8 @@ class Worker:
     _last_housekeeping = 0.0
     _last_prune = 0.0
     _last_progress = 0.0
+    _last_full_sweep = 0.0
+    _once = False
     _progress_shown = ""
 
     def _progress(self) -> None:
@@ -288,6 +292,11 @@ class Worker:
         self._last_housekeeping = now
         with connect(self.config.db_url, application_name=_APPLICATION) as conn:
             queue = Outbox(conn)
+            if "amocrm" in self.config.kinds:
+                # the full sweep reads every imported lead (seconds on a big table): not in
+                # every cron-run --once, only in a long-running worker, at start and daily
+                full = not self._once and (force or now - self._last_full_sweep > 86400)
+                self._queue_amocrm_syncs(queue, full=full)
             if queue.has_pg_cron():
                 return  # the migrations scheduled these jobs in pg_cron
             recovered = queue.recover_expired()
@@ -297,6 +306,31 @@ class Worker:
                 self._last_prune = now
                 queue.prune(self.config.retention_days)
                 self._fold_lead_stats()
+
+    def _queue_amocrm_syncs(self, queue: Outbox, full: bool) -> None:
+        """A worker that serves AmoCRM queues a sync job for each new live lead not yet in
+        AmoCRM, every housekeeping period (enqueue_amocrm_new_lead_syncs, index-backed):
+        intake (a PostgREST call of find_or_create_unified_lead) queues none, and nothing
+        else did, so new leads never reached AmoCRM unless someone ran
+        enqueue_amocrm_lead_sync (found by review). At start-up and daily, ``full``: also
+        leads imported from Landing that came back through Traffic (enqueue_amocrm_lead_sync,
+        which reads every imported lead). Imported leads that did not come back wait for the
+        operator's decision (README, runbook)."""
+        queued = 0
+        for _ in range(_AMOCRM_BATCHES):
+            batch = queue.enqueue_amocrm_new_lead_syncs(_AMOCRM_BATCH)
+            queued += batch
+            if batch < _AMOCRM_BATCH:
+                break
+        if full:
+            self._last_full_sweep = time.monotonic()
+            for _ in range(_AMOCRM_BATCHES):
+                batch = queue.enqueue_amocrm_lead_sync(_AMOCRM_BATCH)
+                queued += batch
+                if batch < _AMOCRM_BATCH:
+                    break
+        if queued:
+            self.echo(f"queued {queued} AmoCRM sync job(s) for new leads")
 
     def _fold_lead_stats(self) -> None:
         """As the login role (the function is the database owner's, not the API's); a login

@@ -544,3 +544,71 @@ def test_a_token_refresh_holds_its_lease_longer_than_its_http_call(
     runner.join(timeout=30)
     assert lease[0] > 4 * 20  # four times the HTTP timeout (and at least 30 s)
     assert fake.amo_refreshes == 1
+
+
+def test_a_worker_serving_amocrm_queues_new_leads_itself(
+    fake: FakeProviders, queue: Outbox, owner_conn: psycopg.Connection, db_url: str
+) -> None:
+    """Intake queues no AmoCRM job and nothing called enqueue_amocrm_lead_sync, so a lead
+    that came in through the API never reached AmoCRM (found by review). The worker now
+    queues new leads every housekeeping period; an imported lead that came back through
+    Traffic at start and daily (the long-running worker only); other imported leads wait."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    suffix = uuid.uuid4().hex[:6]
+    new = queue.conn.execute(
+        "select lead_id from public.find_or_create_unified_lead(p_name => 'Новый', p_phone => %s,"
+        " p_source => 'proftest', p_utm_source => 'fb_arystan')",
+        (f"+7702{int(suffix, 16) % 10**7:07d}",),
+    ).fetchone()[0]
+    imported, returned = (
+        owner_conn.execute(
+            "insert into public.traffic_leads (name, legacy_source_table, legacy_id, created_at)"
+            " values (%s, 'landing_leads', %s, '2024-01-05') returning id",
+            (name, str(uuid.uuid4())),
+        ).fetchone()[0]
+        for name in ("Старый лид", "Вернулся")
+    )
+    owner_conn.execute(
+        "insert into public.traffic_lead_journey (lead_id, stage, legacy_source_table, legacy_id)"
+        " values (%s, 'proftest_submitted', null, null)",
+        (returned,),
+    )
+
+    def synced(lead_id: uuid.UUID) -> bool:
+        return queue.conn.execute(
+            "select amocrm_synced from public.traffic_leads where id = %s", (lead_id,)
+        ).fetchone()[0]
+
+    def has_job(lead_id: uuid.UUID) -> bool:
+        return queue.conn.execute(
+            "select exists (select 1 from public.outbox_jobs where idempotency_key = %s)",
+            (f"amocrm_sync/{lead_id}",),
+        ).fetchone()[0]
+
+    try:
+        report = run_worker(worker_settings(fake, db_url), once=True, services=["amocrm"])
+        assert synced(new) and report.succeeded >= 1
+        assert not has_job(returned) and not has_job(imported)  # --once: the cheap sweep only
+        assert queue.conn.execute("select public.enqueue_amocrm_new_lead_syncs()").fetchone()[0] == 0
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="limit must be between"):
+            queue.conn.execute("select public.enqueue_amocrm_new_lead_syncs(0)")
+
+        worker = Worker(WorkerConfig.from_settings(worker_settings(fake, db_url), ["amocrm"]))
+        thread = threading.Thread(target=worker.run)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 20
+            while not synced(returned) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            worker.stop.set()
+            thread.join(timeout=20)
+        assert synced(returned) and not has_job(imported)
+    finally:
+        for lead_id in (new, imported, returned):
+            owner_conn.execute(
+                "delete from public.outbox_jobs where idempotency_key = %s", (f"amocrm_sync/{lead_id}",)
+            )
+            owner_conn.execute("delete from public.traffic_lead_journey where lead_id = %s", (lead_id,))
+            owner_conn.execute("delete from private.traffic_lead_identifiers where lead_id = %s", (lead_id,))
+            owner_conn.execute("delete from public.traffic_leads where id = %s", (lead_id,))

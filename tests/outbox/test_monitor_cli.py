@@ -177,3 +177,101 @@ def test_pg_cron_schedules_housekeeping_where_it_exists(stack: LocalStack, queue
         "onai-integration-retention": "select * from public.prune_integration_history(30)",
         "onai-lead-stats-fold": "select private.fold_lead_daily_stats()",
     }
+
+
+def test_provider_text_is_shown_as_it_is_and_never_breaks_the_monitor_or_the_worker(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """Rich read error text as markup: "[/b]" in a Telegram description crashed `monitor` and
+    the worker's dead-job line, "[field: X]" in an AmoCRM error vanished, and an ESC reached
+    the terminal (found by review)."""
+    queue.conn.execute(
+        "insert into public.integration_logs (service_name, action, status, error_message) values"
+        " ('amocrm', 'sync_lead', 'failed', 'Request validation failed [custom_fields_values.0.field_code:"
+        " NotSupportedChoice]'), ('telegram', 'send_message', 'failed', e'x [/b] y \\x1b[2J')"
+    )
+    table = runner.invoke(app, ["monitor"], env={"ONAI_DB_URL": db_url, "COLUMNS": "250"})
+    assert table.exit_code == 0, table.output
+    assert "[custom_fields_values.0.field_code: NotSupportedChoice]" in table.output
+    assert "x [/b] y \\x1b[2J" in table.output and "\x1b[2J" not in table.output
+
+    queue.conn.execute("delete from public.integration_logs")
+    queue.conn.execute("insert into public.telegram_groups (chat_id, group_type) values (-77, 'leads')")
+    for n in (1, 2):
+        queue.conn.execute(
+            "select public.enqueue_telegram_notification(array['leads'], %s, %s)", (f"msg {n}", f"markup/{n}")
+        )
+    fake.script(
+        "telegram",
+        Reply(400, {"ok": False, "error_code": 400, "description": "Bad Request: Unsupported end tag [/b]"}),
+    )
+    env = worker_env(fake, db_url, OUTBOX_CONCURRENCY="1", COLUMNS="250")
+    result = runner.invoke(app, ["worker", "--once", "--services", "telegram"], env=env)
+    assert "internal error" not in result.output, result.output
+    assert "Unsupported end tag [/b]" in result.output
+    assert (
+        queue.conn.execute(
+            "select count(*) from public.outbox_jobs where status = 'pending' and kind = 'telegram'"
+        ).fetchone()[0]
+        == 0
+    )  # the second job was served too
+
+
+def test_times_are_utc_and_a_waiting_retry_is_not_a_missing_worker(
+    queue: Outbox, owner_conn: psycopg.Connection, db_url: str
+) -> None:
+    """ "when (UTC)" showed the session's time zone; "oldest pending" counted a retry waiting
+    out its backoff as days of waiting, and a running job whose worker died looked normal."""
+    waiting = queue.enqueue("sms", {"to": "+77011234567", "text": "later"}, "tz/retry")
+    due = queue.enqueue("email", {"template": "password_changed", "to": "a@example.kz"}, "tz/due")
+    orphan = queue.enqueue("sms", {"to": "+77011234567", "text": "orphan"}, "tz/orphan")
+    owner_conn.execute(
+        "update public.outbox_jobs set created_at = now() - interval '3 days',"
+        " run_after = now() + interval '1 hour' where id = %s",
+        (waiting,),
+    )
+    owner_conn.execute(
+        "update public.outbox_jobs set run_after = now() - interval '10 minutes' where id = %s", (due,)
+    )
+    assert queue.claim("gone-worker", 1, 60, ["sms"])[0].id == orphan
+    owner_conn.execute(
+        "update public.outbox_jobs set lease_expires_at = now() - interval '1 minute' where id = %s",
+        (orphan,),
+    )
+    queue.conn.execute(
+        "insert into public.integration_logs (service_name, action, status, error_message, created_at)"
+        " values ('mobizon', 'send_sms', 'failed', 'at noon UTC', '2026-01-05 12:00:00+00')"
+    )
+    queue.conn.execute("set timezone = 'Asia/Almaty'")
+    snap = snapshot(queue.conn)
+    assert snap.errors[0]["created_at"].isoformat() == "2026-01-05T12:00:00+00:00"
+    sms = next(r for r in snap.queue if r["kind"] == "sms")
+    email = next(r for r in snap.queue if r["kind"] == "email")
+    assert sms["oldest_due_age"] is None and sms["expired_leases"] == 1
+    assert 590 <= email["oldest_due_age"].total_seconds() < 900
+    console = Console(record=True, width=200)
+    render(snap, console)
+    text = console.export_text()
+    assert "2026-01-05 12:00:00" in text
+    assert "1 job(s) due, the oldest for 10m" in text and "1 running job(s) with an expired lease" in text
+
+    doc = json.loads(
+        runner.invoke(app, ["monitor", "--json"], env={"ONAI_DB_URL": db_url, "PGTZ": "Asia/Almaty"}).output
+    )
+    email_doc = next(r for r in doc["queue"] if r["kind"] == "email")
+    assert (
+        isinstance(email_doc["oldest_due_age_seconds"], float) and email_doc["oldest_due_age_seconds"] >= 590
+    )
+    assert doc["errors"][0]["created_at"] == "2026-01-05T12:00:00+00:00"
+    assert doc["truncated"] == {"errors": False, "dead": False} and "worker_connections" in doc
+
+
+def test_a_login_under_row_level_security_is_refused_not_told_all_is_well(
+    stack: LocalStack, test_db: str
+) -> None:
+    with psycopg.connect(stack.database_url(test_db, "supabase_admin"), autocommit=True) as conn:
+        conn.execute("set role pg_read_all_data")  # may read every table, but RLS applies
+        from onai_db.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="row-level security applies"):
+            snapshot(conn)

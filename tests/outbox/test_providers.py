@@ -252,6 +252,14 @@ def test_redact_removes_known_and_pattern_secrets() -> None:
     out = redact(text, [MOBIZON_KEY])
     for secret in (LEADS_BOT, MOBIZON_KEY, "abc.def", "token=xyz", RESEND_KEY, "verify?token=1"):
         assert secret not in out
+    # as JSON and as "key: value" (they passed through, found by review)
+    quoted = redact('{"access_token": "eyJhbGciOi.x.y", "refresh_token":"def50200ab", "expires_in": 86400}')
+    assert "eyJ" not in quoted and "def50200ab" not in quoted and '"expires_in": 86400' in quoted
+    assert quoted.startswith('{"access_token": <redacted>')
+    spoken = redact("api_key: sk_live_123456, password: hunter2; client_secret: s3cr3t} Secret: x")
+    for secret in ("sk_live_123456", "hunter2", "s3cr3t", "Secret: x"):
+        assert secret not in spoken
+    assert redact("status: 400, detail: bad") == "status: 400, detail: bad"
 
 
 @pytest.mark.parametrize(

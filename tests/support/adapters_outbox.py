@@ -132,6 +132,7 @@ ADAPTERS = {
     ),
     "public.enqueue_account_email": FunctionAdapter(call=_account_email),
     "public.enqueue_amocrm_lead_sync": _rpc("enqueue_amocrm_lead_sync", p_limit=10),
+    "public.enqueue_amocrm_new_lead_syncs": _rpc("enqueue_amocrm_new_lead_syncs", p_limit=10),
     "public.record_amocrm_sync": _rpc("record_amocrm_sync", p_lead_id=uuid.uuid4(), p_contact_id=1),
     "public.enqueue_amocrm_lesson_stage": _rpc("enqueue_amocrm_lesson_stage", p_amocrm_lead_id=1, p_lesson=1),
     "public.enqueue_lead_notification": FunctionAdapter(call=_lead_notification),

@@ -11,6 +11,7 @@ from rich.console import Console
 from ..legacy import create_landing_db
 from ..local import LocalStack
 from ..output_mode import want_json
+from ..render import plain
 from ..settings import Settings
 
 console = Console()
@@ -30,7 +31,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create or refresh a legacy Landing database filled with generated messy data; prints its URL."""
         want_json(as_json)
-        stack = LocalStack(Settings.load(), echo=lambda m: err_console.print(f"[dim]{m}[/dim]"))
+        stack = LocalStack(Settings.load(), echo=lambda m: err_console.print(plain(m), style="dim"))
         url, counts = create_landing_db(stack, db, rows=rows, seed=seed)
         if as_json:
             typer.echo(json.dumps({"url": url, "rows": counts.rows}))

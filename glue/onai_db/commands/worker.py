@@ -9,6 +9,7 @@ from rich.console import Console
 
 from ..errors import ConfigError, DeadJobsError
 from ..outbox import Outbox, connect
+from ..render import plain
 from ..settings import Settings
 from ..worker import checked_kinds, database_url, run_worker
 
@@ -60,7 +61,8 @@ def register(app: typer.Typer) -> None:
             services=kinds,
             concurrency=concurrency,
             dry_run=dry_run,
-            echo=lambda m: console.print(f"[dim]{m}[/dim]", soft_wrap=True),  # a log line each
+            # a log line each; provider text in it is never read as markup ("[/b]" crashed the worker)
+            echo=lambda m: console.print(plain(m), style="dim", soft_wrap=True),
         )
         console.print(report.summary(), soft_wrap=True)
         if once and report.dead:
