@@ -1850,3 +1850,95 @@ def test_the_migrations_required_are_this_checkouts_wherever_the_command_runs(
     (other / "supabase" / "migrations" / "20240101000000_app_init.sql").write_text("select 1;")
     monkeypatch.chdir(other)
     assert checkout_migrations() == local_migrations(Path(__file__).parents[1])
+
+
+def test_a_writers_lead_adopted_by_a_later_batch_still_joins_its_person(
+    owner_conn: psycopg.Connection,
+) -> None:
+    """A batch claims Olga's e-mail for lead B (her phone's lead) while intake creates a lead
+    with that e-mail and Daulet's phone (its identity insert gives way); a later batch adopts
+    that lead for Daulet, so it holds Landing data. The end-of-run check merged only a lead
+    without Landing data into one with it: the pair stayed split, the run said OK, and the
+    e-mail and the phone led to different leads for good (found by review)."""
+    from onai_db.consolidate import apply
+
+    sfx = os.urandom(3).hex()
+    olga = f"olga-{sfx}@example.kz"
+    b = owner_conn.execute(
+        "select lead_id from public.find_or_create_unified_lead(p_name => 'Ольга', p_phone => %s,"
+        " p_email => %s)",
+        (f"+7707{int(sfx, 16) % 10**7:07d}", f"b-{sfx}@example.kz"),
+    ).fetchone()[0]
+    owner_conn.execute(
+        "insert into private.traffic_lead_identifiers (kind, value, lead_id) values ('email', %s, %s)",
+        (olga, b),
+    )
+    a = owner_conn.execute(
+        "insert into public.traffic_leads (name, email, phone, legacy_source_table, legacy_id)"
+        " values ('Ольга снова', %s, %s, 'landing_leads', %s) returning id",
+        (olga, f"+7747{int(sfx, 16) % 10**7:07d}", sfx),
+    ).fetchone()[0]
+    try:
+        holders = (
+            "select count(*) from public.traffic_leads as l where l.merged_into is null and"
+            " (l.email_normalized = %(e)s or exists (select 1 from private.traffic_lead_identifiers as i"
+            " where i.kind = 'email' and i.value = %(e)s and private.live_lead(i.lead_id) = l.id))"
+        )
+        assert owner_conn.execute(holders, {"e": olga}).fetchone()[0] == 2  # the split the race leaves
+        assert apply.reconcile_split_persons(owner_conn) == 1
+        assert owner_conn.execute(holders, {"e": olga}).fetchone()[0] == 1
+        assert (
+            owner_conn.execute("select merged_into from public.traffic_leads where id = %s", (a,)).fetchone()[
+                0
+            ]
+            == b
+        )
+        assert apply.reconcile_split_persons(owner_conn) == 0
+    finally:
+        for stmt in (
+            "delete from public.traffic_lead_journey where lead_id in (%(a)s, %(b)s)",
+            "delete from public.traffic_lead_merges where winner_id in (%(a)s, %(b)s) or loser_id in (%(a)s, %(b)s)",
+            "delete from private.traffic_lead_identifiers where lead_id in (%(a)s, %(b)s)",
+            "delete from public.traffic_leads where id = %(a)s",  # the loser first
+            "delete from public.traffic_leads where id = %(b)s",
+        ):
+            owner_conn.execute(stmt, {"a": a, "b": b})
+
+
+def test_an_interrupt_during_the_backup_says_nothing_was_written(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C or SIGTERM while the backup copies Landing said "batches committed so far stay",
+    of a run that had written nothing (found by review)."""
+    from typer.testing import CliRunner
+
+    from onai_db.cli import app
+    from onai_db.consolidate import backup
+
+    src = fresh_source(stack, "cons_backup_stop", rows=20, seed=5)
+    target = fresh_target(stack, "cons_backup_stop_t")
+    copy_tables = backup.backup_tables
+
+    def interrupted(*_args: object, **_kwargs: object) -> object:
+        raise KeyboardInterrupt  # Ctrl-C while the backup copies Landing
+
+    monkeypatch.setattr(backup, "backup_tables", interrupted)
+    args = ["consolidate", "--source", src, "--target", target, "--backup-dir", str(tmp_path / "b"), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 130, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["error"] == (
+        "interrupted during the backup: nothing was written to the target; run the same command again"
+    )
+    with psycopg.connect(target) as conn:
+        assert conn.execute("select count(*) from private.consolidation_runs").fetchone()[0] == 0
+    # once the target is written, the message says what stays
+    monkeypatch.setattr(backup, "backup_tables", copy_tables)
+    from onai_db.consolidate import apply
+
+    def stop(*_args: object, **_kwargs: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(apply, "finish_journey", stop)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 130, result.output
+    assert "batches committed so far stay" in result.stdout

@@ -93,9 +93,15 @@ def register(app: typer.Typer) -> None:
         if backup_dir is not None:
             check_writable(backup_dir)
         # systemd, Kubernetes and `timeout` stop a run with SIGTERM: the same clean stop as Ctrl-C
+        seen: set[str] = set()  # the phases reached: an interrupt's message says what was written
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
-            with phase_progress(PHASES, err_console, disable=as_json) as progress:
+            with phase_progress(PHASES, err_console, disable=as_json) as bar:
+
+                def progress(phase: str, advance: int, total: int | None) -> None:
+                    seen.add(phase)
+                    bar(phase, advance, total)
+
                 report = run_consolidation(
                     ConsolidationOptions(
                         source_url=src,
@@ -108,11 +114,12 @@ def register(app: typer.Typer) -> None:
                     )
                 )
         except KeyboardInterrupt:
-            message = (
-                "interrupted: batches committed so far stay; run the same command again to resume"
-                if not dry_run
-                else "interrupted: nothing was written (dry run)"
-            )
+            if dry_run:
+                message = "interrupted: nothing was written (dry run)"
+            elif not seen - {"backup"}:  # the target is written only after the backup
+                message = "interrupted during the backup: nothing was written to the target; run the same command again"
+            else:
+                message = "interrupted: batches committed so far stay; run the same command again to resume"
             err_console.print(message, highlight=False)
             if as_json:
                 typer.echo(error_document(message, 130, "interrupted"))

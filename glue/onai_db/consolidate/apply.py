@@ -616,15 +616,29 @@ where
 # own phone or email held by that lead. Such leads are merged into the older one, as the next
 # find_or_create_unified_lead call would. No time window: a run that resumes an interrupted
 # one checks what happened during the interrupted one too.
+# A live lead whose own phone or email is registered to another live lead: one person as two
+# leads. A writer's identity insert gives way to an identifier a concurrent batch claims
+# (`on conflict do nothing`), so the writer's lead stays beside the batch's. Any two leads,
+# whatever their origin: a later batch (or the resume of a killed run) may adopt the writer's
+# lead for another legacy person, and the check once looked only at leads without Landing
+# data held by leads with it, so such a pair stayed split and verification said OK (found by
+# review). One hash join per kind over the live leads; the OR of both kinds in one join
+# cannot be hashed.
 SPLIT_PERSONS = f"""
-select distinct t.id, {_live_of("h")}
-from public.traffic_leads as t
-join private.traffic_lead_identifiers as i
-  on (i.kind = 'phone' and i.value = t.phone_normalized) or (i.kind = 'email' and i.value = t.email_normalized)
-join public.traffic_leads as h on h.id = i.lead_id
-where
-  t.merged_into is null and t.legacy_source_table is null
-  and h.legacy_source_table is not null and {_live_of("h")} <> t.id
+select distinct x.id, {_live_of("h")}
+from (
+  select t.id, i.lead_id
+  from public.traffic_leads as t
+  join private.traffic_lead_identifiers as i on i.kind = 'phone' and i.value = t.phone_normalized
+  where t.merged_into is null and i.lead_id <> t.id
+  union all
+  select t.id, i.lead_id
+  from public.traffic_leads as t
+  join private.traffic_lead_identifiers as i on i.kind = 'email' and i.value = t.email_normalized
+  where t.merged_into is null and i.lead_id <> t.id
+) as x
+join public.traffic_leads as h on h.id = x.lead_id
+where {_live_of("h")} <> x.id
 """
 
 
