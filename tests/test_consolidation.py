@@ -1927,7 +1927,8 @@ def test_an_interrupt_during_the_backup_says_nothing_was_written(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 130, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["error"] == (
-        "interrupted during the backup: nothing was written to the target; run the same command again"
+        "interrupted before the target was written (preflight or backup): nothing was written;"
+        " run the same command again"
     )
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone()[0] == 0

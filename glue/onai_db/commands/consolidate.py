@@ -89,13 +89,14 @@ def register(app: typer.Typer) -> None:
         if not src:
             raise ConfigError("no source: pass --source or set LANDING_DB_URL")
         tgt = _target_url(settings, target)
-        preflight(src, tgt)  # bad input: one line, before any progress output
-        if backup_dir is not None:
-            check_writable(backup_dir)
-        # systemd, Kubernetes and `timeout` stop a run with SIGTERM: the same clean stop as Ctrl-C
+        # systemd, Kubernetes and `timeout` stop a run with SIGTERM: the same clean stop as Ctrl-C,
+        # from the preflight on (it may wait for a lock on Landing's tables)
         seen: set[str] = set()  # the phases reached: an interrupt's message says what was written
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
+            preflight(src, tgt)  # bad input: one line, before any progress output
+            if backup_dir is not None:
+                check_writable(backup_dir)
             with phase_progress(PHASES, err_console, disable=as_json) as bar:
 
                 def progress(phase: str, advance: int, total: int | None) -> None:
@@ -117,7 +118,10 @@ def register(app: typer.Typer) -> None:
             if dry_run:
                 message = "interrupted: nothing was written (dry run)"
             elif not seen - {"backup"}:  # the target is written only after the backup
-                message = "interrupted during the backup: nothing was written to the target; run the same command again"
+                message = (
+                    "interrupted before the target was written (preflight or backup): nothing was written;"
+                    " run the same command again"
+                )
             else:
                 message = "interrupted: batches committed so far stay; run the same command again to resume"
             err_console.print(message, highlight=False)

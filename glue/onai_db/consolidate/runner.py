@@ -412,6 +412,9 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         if opts.dry_run:
             tgt.rollback()
         else:
+            # the report says OK only once it is durable: a synchronous commit flushes the WAL
+            # up to it, every batch's asynchronous commit included (found by review)
+            tgt.execute("set local synchronous_commit = on")
             tgt.execute(
                 "update private.consolidation_runs set status = %s, phase = null, changes = %s, report = %s,"
                 " finished_at = now() where id = %s",
