@@ -316,16 +316,14 @@ class Worker:
         leads imported from Landing that came back through Traffic (enqueue_amocrm_lead_sync,
         which reads every imported lead). Imported leads that did not come back wait for the
         operator's decision (README, runbook)."""
-        queued = 0
-        for _ in range(_AMOCRM_BATCHES):
-            batch = queue.enqueue_amocrm_new_lead_syncs(_AMOCRM_BATCH)
-            queued += batch
-            if batch < _AMOCRM_BATCH:
-                break
+        sweeps: list[Callable[[int], int]] = [queue.enqueue_amocrm_new_lead_syncs]
         if full:
             self._last_full_sweep = time.monotonic()
-            for _ in range(_AMOCRM_BATCHES):
-                batch = queue.enqueue_amocrm_lead_sync(_AMOCRM_BATCH)
+            sweeps.append(queue.enqueue_amocrm_lead_sync)
+        queued = 0
+        for sweep in sweeps:
+            for _ in range(_AMOCRM_BATCHES):  # batches until one comes back short
+                batch = sweep(_AMOCRM_BATCH)
                 queued += batch
                 if batch < _AMOCRM_BATCH:
                     break

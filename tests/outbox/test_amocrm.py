@@ -238,11 +238,8 @@ def test_a_retried_earlier_lesson_does_not_move_the_deal_back(
     ]
 
 
-def test_leads_imported_from_landing_are_synced_only_when_asked(
-    queue: Outbox, owner_conn: psycopg.Connection, lead: uuid.UUID
-) -> None:
-    """After a cut-over, years-old Landing leads must not become new deals by default; a
-    Landing person who came back through Traffic (an event recorded in Traffic) is queued."""
+def _imported_leads(owner_conn: psycopg.Connection) -> tuple[uuid.UUID, uuid.UUID]:
+    """Two leads imported from Landing in 2024 (the caller removes them)."""
     imported, returned = (
         owner_conn.execute(
             "insert into public.traffic_leads (name, legacy_source_table, legacy_id, created_at)"
@@ -251,6 +248,15 @@ def test_leads_imported_from_landing_are_synced_only_when_asked(
         ).fetchone()[0]
         for name in ("Старый лид", "Вернулся")
     )
+    return imported, returned
+
+
+def test_leads_imported_from_landing_are_synced_only_when_asked(
+    queue: Outbox, owner_conn: psycopg.Connection, lead: uuid.UUID
+) -> None:
+    """After a cut-over, years-old Landing leads must not become new deals by default; a
+    Landing person who came back through Traffic (an event recorded in Traffic) is queued."""
+    imported, returned = _imported_leads(owner_conn)
     owner_conn.execute(
         "insert into public.traffic_lead_journey (lead_id, stage, legacy_source_table, legacy_id)"
         " values (%s, 'lead_captured', 'landing_leads', 'x'), (%s, 'lead_captured', 'landing_leads', 'y'),"
@@ -560,14 +566,7 @@ def test_a_worker_serving_amocrm_queues_new_leads_itself(
         " p_source => 'proftest', p_utm_source => 'fb_arystan')",
         (f"+7702{int(suffix, 16) % 10**7:07d}",),
     ).fetchone()[0]
-    imported, returned = (
-        owner_conn.execute(
-            "insert into public.traffic_leads (name, legacy_source_table, legacy_id, created_at)"
-            " values (%s, 'landing_leads', %s, '2024-01-05') returning id",
-            (name, str(uuid.uuid4())),
-        ).fetchone()[0]
-        for name in ("Старый лид", "Вернулся")
-    )
+    imported, returned = _imported_leads(owner_conn)
     owner_conn.execute(
         "insert into public.traffic_lead_journey (lead_id, stage, legacy_source_table, legacy_id)"
         " values (%s, 'proftest_submitted', null, null)",
