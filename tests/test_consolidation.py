@@ -1943,3 +1943,28 @@ def test_an_interrupt_during_the_backup_says_nothing_was_written(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 130, result.output
     assert "batches committed so far stay" in result.stdout
+
+
+def test_a_run_that_fails_in_the_journey_phase_says_so_in_its_ledger(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The phase update rolled back with the journey's transaction, so the ledger said the run
+    failed in 'leads' (found by review)."""
+    from onai_db.consolidate import apply
+
+    src = fresh_source(stack, "cons_journey_fail", rows=20, seed=6)
+    target = fresh_target(stack, "cons_journey_fail_t")
+
+    def broken(*_args: object, **_kwargs: object) -> object:
+        raise psycopg.errors.DiskFull("could not extend file: No space left on device")
+
+    monkeypatch.setattr(apply, "finish_journey", broken)
+    with pytest.raises(ConsolidationError, match="journey failed"):
+        consolidate(src, target, tmp_path)
+    with psycopg.connect(target) as conn:
+        assert conn.execute("select status, phase from private.consolidation_runs").fetchall() == [
+            ("failed", "journey")
+        ]
+    monkeypatch.undo()
+    report = consolidate(src, target, tmp_path)
+    assert report.ok and report.resumed_from is not None

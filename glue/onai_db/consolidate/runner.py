@@ -424,7 +424,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         return report
     except Exception as exc:
         if run_id is not None and not opts.dry_run:
-            _mark_failed(tgt, run_id, exc)
+            _mark_failed(tgt, run_id, exc, phase=current)
         if isinstance(exc, psycopg.Error):  # a lost connection, a full disk, a revoked right, ...
             written = run_id is not None and not opts.dry_run
             raise ConsolidationError(
@@ -434,7 +434,11 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
     except KeyboardInterrupt:
         if run_id is not None and not opts.dry_run:
             _mark_failed(
-                tgt, run_id, "interrupted (Ctrl-C); run the same command again to resume", "interrupted"
+                tgt,
+                run_id,
+                "interrupted (Ctrl-C); run the same command again to resume",
+                "interrupted",
+                phase=current,
             )
         raise
     finally:
@@ -463,16 +467,21 @@ def _database_failure(
     return f"{phase} failed: {what}{describe_error(exc)}; {then}"
 
 
-def _mark_failed(conn: psycopg.Connection, run_id: int, exc: Exception | str, status: str = "failed") -> None:
-    """The ledger says the run failed (or was interrupted) and why (what it committed stays;
-    a re-run goes on from there). Best effort: the connection itself may be what failed."""
+def _mark_failed(
+    conn: psycopg.Connection, run_id: int, exc: Exception | str, status: str = "failed", *, phase: str
+) -> None:
+    """The ledger says the run failed (or was interrupted), in which phase and why (what it
+    committed stays; a re-run goes on from there). The phase is written here too: the
+    update that began it may have rolled back with the phase's work, and a run that failed in
+    the journey phase said 'leads' (found by review). Best effort: the connection itself may
+    be what failed."""
     error = describe_error(exc) if isinstance(exc, psycopg.Error) else str(exc)
     try:
         conn.rollback()
         conn.execute(
-            "update private.consolidation_runs set status = %s, finished_at = now(),"
+            "update private.consolidation_runs set status = %s, phase = %s, finished_at = now(),"
             " report = jsonb_build_object('error', %s::text) where id = %s and status = 'running'",
-            (status, error, run_id),
+            (status, phase, error, run_id),
         )
         conn.commit()
     except psycopg.Error:
