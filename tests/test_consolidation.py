@@ -1968,3 +1968,34 @@ def test_a_run_that_fails_in_the_journey_phase_says_so_in_its_ledger(
     monkeypatch.undo()
     report = consolidate(src, target, tmp_path)
     assert report.ok and report.resumed_from is not None
+
+
+def test_a_second_ctrl_c_does_not_cut_the_stop_short(stack: LocalStack, tmp_path: Path) -> None:
+    """Ctrl-C pressed twice: the second one killed the run while it recorded the first, and
+    --json lost its document (found by review). Now later signals are ignored while it stops."""
+    src = fresh_source(stack, "cons_twice", rows=3000, seed=12)
+    target = fresh_target(stack, "cons_twice_t")
+    cmd = [
+        sys.executable, "-c", "from onai_db.cli import main; main()", "consolidate", "--source", src,
+        "--target", target, "--batch-size", "30", "--backup-dir", str(tmp_path / "b"), "--json",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1]
+    )
+    with psycopg.connect(target, autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            n = conn.execute("select count(*) from private.consolidation_batches").fetchone()
+            if n and n[0] >= 3:
+                break
+            time.sleep(0.01)
+    for _ in range(40):  # pressed again and again while it stops
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert json.loads(out)["error_kind"] == "interrupted", out
+    with psycopg.connect(target) as conn:
+        assert conn.execute("select status from private.consolidation_runs").fetchall() == [("interrupted",)]

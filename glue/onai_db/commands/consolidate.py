@@ -28,6 +28,11 @@ err_console = Console(stderr=True)
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
+    """The first Ctrl-C or SIGTERM stops the run; later ones are ignored while it records the
+    stop and prints its message (a second Ctrl-C 0.15 s later killed it mid-record, and a
+    --json run lost its document; found by review)."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -92,7 +97,7 @@ def register(app: typer.Typer) -> None:
         # systemd, Kubernetes and `timeout` stop a run with SIGTERM: the same clean stop as Ctrl-C,
         # from the preflight on (it may wait for a lock on Landing's tables)
         seen: set[str] = set()  # the phases reached: an interrupt's message says what was written
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             preflight(src, tgt)  # bad input: one line, before any progress output
             if backup_dir is not None:
@@ -115,6 +120,8 @@ def register(app: typer.Typer) -> None:
                     )
                 )
         except KeyboardInterrupt:
+            if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # stopped by a signal (_interrupt):
+                previous.clear()  # further ones stay ignored until the process exits
             if dry_run:
                 message = "interrupted: nothing was written (dry run)"
             elif not seen - {"backup"}:  # the target is written only after the backup
@@ -129,7 +136,8 @@ def register(app: typer.Typer) -> None:
                 typer.echo(error_document(message, 130, "interrupted"))
             raise typer.Exit(130) from None
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
         rows = []
         if attribution and not dry_run:
             with connect(tgt, "target (Traffic)") as conn:
