@@ -150,6 +150,11 @@ def test_a_database_without_the_migrations_names_the_likely_cause(stack: LocalSt
     doc = json.loads(as_json.stdout)
     assert (doc["error_kind"], doc["sqlstate"], doc["exit_code"]) == ("database", "42P01", 1), doc
     one_line_error(cli("worker", "--once", "--dry-run", "--services", "sms", ONAI_DB_URL=bare), 1, "SQLSTATE")
+    # `types` said "out of date: run make types", `policies` printed the matrix and a line per object
+    one_line_error(cli("types", "--db", "cli_bare"), 1, "has no onai-db migrations", "local up --db cli_bare")
+    policies = cli("policies", "--db", "cli_bare")
+    one_line_error(policies, 1, "has no onai-db migrations")
+    assert policies.stdout == "", policies.stdout
 
 
 def test_worker_settings_and_options_are_checked(stack: LocalStack, test_db: str) -> None:
@@ -414,3 +419,12 @@ def test_local_status_of_a_stack_that_does_not_run_exits_1_with_or_without_json(
     as_json = cli("local", "status", "--json", ONAI_DB_PROJECT_DIR=str(tmp_path))
     assert as_json.returncode == 1, as_json.stderr
     assert json.loads(as_json.stdout)["running"] is False
+
+
+def test_without_a_database_url_the_error_names_the_setting(tmp_path: Path) -> None:
+    """On a server without ONAI_DB_URL the worker and monitor said only "start the local
+    stack with `onai-db local up`" (found by review)."""
+    (tmp_path / "supabase").mkdir()
+    (tmp_path / "supabase" / "config.toml").write_text('project_id = "scratch"\n')
+    for command in (("monitor",), ("worker", "--once", "--dry-run")):
+        one_line_error(cli(*command, ONAI_DB_PROJECT_DIR=str(tmp_path)), 2, "set ONAI_DB_URL", "local up")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from .errors import DatabaseUnreachableError
+from .errors import DatabaseUnreachableError, OnaiDbError
 
 
 def _url_parts(url: str) -> tuple[str, str]:
@@ -83,3 +83,11 @@ def describe_error(exc: psycopg.Error) -> str:
         )
     hint = " ".join(hint.split()) if hint else hint  # one line, whatever the server's hint holds
     return f"{text} (SQLSTATE {code})" + (f"; hint: {hint}" if hint else "")
+
+
+def require_migrated(conn: psycopg.Connection, url: str, hint: str) -> None:
+    """One clear error for a database without the onai-db migrations (no
+    ``public.traffic_leads``), instead of what a command would say of each missing object."""
+    row = conn.execute("select to_regclass('public.traffic_leads') is not null").fetchone()
+    if not (row and row[0]):
+        raise OnaiDbError(f"database {describe_url(url)} has no onai-db migrations; {hint}", kind="database")

@@ -26,7 +26,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from .connection import describe_url, first_line
-from .errors import ConfigError, DatabaseUnreachableError, OnaiDbError
+from .errors import ConfigError, DatabaseUnreachableError, OnaiDbError, StackError
 from .outbox import KINDS, Job, Outbox, connect
 from .outbox_handlers import HandlerContext, Handlers, ProviderConfig, require_kinds
 from .providers.base import Delivery, PermanentError, ProviderError, RateLimitedError
@@ -154,7 +154,14 @@ def database_url(settings: Settings) -> str:
         return url
     from .local import DEFAULT_DB, LocalStack
 
-    return LocalStack(settings, echo=lambda _m: None).database_url(DEFAULT_DB)
+    try:
+        return LocalStack(settings, echo=lambda _m: None).database_url(DEFAULT_DB)
+    except StackError:
+        # on a server the missing piece is the setting, not a local cluster
+        raise ConfigError(
+            "no database: set ONAI_DB_URL (or TRAFFIC_DB_URL, DATABASE_URL, SUPABASE_DB_URL) to the"
+            " Traffic database's URL, or start the local stack with `onai-db local up`"
+        ) from None
 
 
 @dataclass

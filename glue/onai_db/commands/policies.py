@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..connection import connect
+from ..connection import connect, require_migrated
 from ..errors import ConfigError
 from ..local import DEFAULT_DB, LocalStack
 from ..policies import coverage, exposed_schemas, load_matrix
@@ -36,6 +36,8 @@ def register(app: typer.Typer) -> None:
         env_url = None if db else settings.get("ONAI_DB_URL")
         target = url or env_url or LocalStack(settings).database_url(db or DEFAULT_DB)
         with connect(target, autocommit=True) as conn:
+            # one line, not a "missing" line for each of the matrix's objects
+            require_migrated(conn, target, "push them first (`onai-db local up --db NAME` for a local one)")
             report = coverage(conn, matrix, exposed_schemas(settings.project_dir))
         console.print(matrix_table(matrix))
         if report.ok:

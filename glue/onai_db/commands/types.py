@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from .. import types_gen
+from ..connection import connect, require_migrated
 from ..local import DEFAULT_DB, LocalStack
 from ..policies import exposed_schemas
 from ..settings import Settings
@@ -27,6 +28,8 @@ def register(app: typer.Typer) -> None:
         settings = Settings.load()
         stack = LocalStack(settings)
         url = stack.database_url(db)
+        with connect(url, autocommit=True) as conn:  # else: "out of date, run make types" (wrong)
+            require_migrated(conn, url, f"run `onai-db local up --db {db}` first")
         schemas = exposed_schemas(settings.project_dir)
         if write:
             result = types_gen.write(settings.project_dir, url, schemas)
@@ -34,6 +37,8 @@ def register(app: typer.Typer) -> None:
             return
         result = types_gen.check(settings.project_dir, url, schemas)
         if result.changed:
-            console.print(f"[red]{result.path} is out of date[/red]: run `make types` and commit it")
+            console.print(
+                f"[red]{result.path} is out of date[/red]: run `make types` and commit it", soft_wrap=True
+            )
             raise typer.Exit(1)
         console.print(f"{result.path} matches the database")
