@@ -309,9 +309,12 @@ def test_one_run_at_a_time_per_target(stack: LocalStack, source: str, tmp_path: 
     target = fresh_target(stack, "cons_locked")
     with psycopg.connect(target, autocommit=True) as other:
         other.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
+        holder = other.execute("select pg_backend_pid()").fetchone()[0]
         with pytest.raises(ConsolidationError, match="another onai-db consolidate is running") as refused:
             consolidate(source, target, tmp_path, lock_wait_s=0.5)
         assert refused.value.kind == "busy"
+        # the holder is named, so the operator can find it (it was only "wait for it")
+        assert f"(server process {holder}, since " in str(refused.value), str(refused.value)
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
 

@@ -45,7 +45,8 @@ class ConsolidationOptions:
 
 def _take_lock(conn: psycopg.Connection, wait_s: float = 15.0) -> None:
     """One consolidation per target. A run killed a moment ago may still hold the lock
-    until its server session notices the lost client, hence the short wait."""
+    until its server session notices the lost client, hence the short wait. A run that
+    still holds it at the end is named (its server process, since when, from where)."""
     deadline = time.monotonic() + wait_s
     while True:
         got = conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
@@ -53,10 +54,26 @@ def _take_lock(conn: psycopg.Connection, wait_s: float = 15.0) -> None:
             return
         if time.monotonic() > deadline:
             raise ConsolidationError(
-                "another onai-db consolidate is running against this target; wait for it",
+                f"another onai-db consolidate is running against this target{_lock_holder(conn)};"
+                " wait for it (or stop it: Ctrl-C, or SIGTERM to its process)",
                 kind="busy",
             )
         time.sleep(0.5)
+
+
+def _lock_holder(conn: psycopg.Connection) -> str:
+    """ " (server process N, since HH:MM:SS UTC, from ADDRESS)" for the session holding the
+    run lock, when the login may see it; "" otherwise."""
+    row = conn.execute(
+        "select a.pid, to_char(a.backend_start at time zone 'utc', 'YYYY-MM-DD HH24:MI:SS'),"
+        " coalesce(host(a.client_addr), 'a local socket')"
+        " from pg_catalog.pg_locks as l join pg_catalog.pg_stat_activity as a on a.pid = l.pid"
+        " where l.locktype = 'advisory' and l.granted and l.database = ("
+        "   select oid from pg_catalog.pg_database where datname = current_database())"
+        " and l.classid::bigint = %s and l.objid::bigint = %s and l.objsubid = 1",
+        (LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF),
+    ).fetchone()
+    return f" (server process {row[0]}, since {row[1]} UTC, from {row[2]})" if row else ""
 
 
 def _tune(conn: psycopg.Connection) -> None:
