@@ -2002,3 +2002,38 @@ def test_a_second_ctrl_c_does_not_cut_the_stop_short(stack: LocalStack, tmp_path
     assert json.loads(out)["error_kind"] == "interrupted", out
     with psycopg.connect(target) as conn:
         assert conn.execute("select status from private.consolidation_runs").fetchall() == [("interrupted",)]
+
+
+def test_two_traffic_leads_an_edit_made_to_share_a_number_are_left_alone(
+    owner_conn: psycopg.Connection,
+) -> None:
+    """A phone changed to another lead's old number: find_or_create_unified_lead keeps the two
+    apart, so a consolidation must not merge them either (it did, found by review)."""
+    from onai_db.consolidate import apply
+
+    sfx = os.urandom(3).hex()
+    old_number, new_number = (f"+7701{(int(sfx, 16) + k) % 10**7:07d}" for k in (0, 1))
+    b = owner_conn.execute(
+        "select lead_id from public.find_or_create_unified_lead(p_name => 'B', p_phone => %s)", (old_number,)
+    ).fetchone()[0]
+    owner_conn.execute("update public.traffic_leads set phone = %s where id = %s", (new_number, b))
+    a = owner_conn.execute(
+        "select lead_id from public.find_or_create_unified_lead(p_name => 'A', p_email => %s)",
+        (f"a-{sfx}@example.kz",),
+    ).fetchone()[0]
+    owner_conn.execute("update public.traffic_leads set phone = %s where id = %s", (old_number, a))
+    try:
+        assert apply.reconcile_split_persons(owner_conn) == 0
+        live = owner_conn.execute(
+            "select count(*) from public.traffic_leads where id in (%s, %s) and merged_into is null", (a, b)
+        ).fetchone()[0]
+        assert live == 2
+    finally:
+        for stmt in (
+            "delete from public.traffic_lead_journey where lead_id in (%(a)s, %(b)s)",
+            "delete from public.traffic_lead_merges where winner_id in (%(a)s, %(b)s) or loser_id in (%(a)s, %(b)s)",
+            "delete from private.traffic_lead_identifiers where lead_id in (%(a)s, %(b)s)",
+            "delete from public.traffic_leads where id in (%(a)s, %(b)s) and merged_into is not null",
+            "delete from public.traffic_leads where id in (%(a)s, %(b)s)",
+        ):
+            owner_conn.execute(stmt, {"a": a, "b": b})

@@ -616,29 +616,33 @@ where
 # own phone or email held by that lead. Such leads are merged into the older one, as the next
 # find_or_create_unified_lead call would. No time window: a run that resumes an interrupted
 # one checks what happened during the interrupted one too.
-# A live lead whose own phone or email is registered to another live lead: one person as two
-# leads. A writer's identity insert gives way to an identifier a concurrent batch claims
-# (`on conflict do nothing`), so the writer's lead stays beside the batch's. Any two leads,
-# whatever their origin: a later batch (or the resume of a killed run) may adopt the writer's
-# lead for another legacy person, and the check once looked only at leads without Landing
-# data held by leads with it, so such a pair stayed split and verification said OK (found by
-# review). One hash join per kind over the live leads; the OR of both kinds in one join
-# cannot be hashed.
+# A live lead whose own phone or email is registered to another live lead, one of the two
+# holding Landing data: one person split by a writer racing a batch. A writer's identity
+# insert gives way to an identifier a concurrent batch claims (`on conflict do nothing`), so
+# the writer's lead stays beside the batch's. Either side may hold the Landing data: a later
+# batch (or the resume of a killed run) may adopt the writer's lead for another Landing
+# person, and the check once looked only at a lead without Landing data held by one with it,
+# so such a pair stayed split and verification said OK (found by review). Two leads without
+# Landing data are left alone: such a pair comes from an edit (a phone changed to another
+# lead's old number), which find_or_create_unified_lead does not merge either. One join per
+# kind; the OR of both kinds in one join cannot be hashed.
 SPLIT_PERSONS = f"""
 select distinct x.id, {_live_of("h")}
 from (
-  select t.id, i.lead_id
+  select t.id, t.legacy_source_table, i.lead_id
   from public.traffic_leads as t
   join private.traffic_lead_identifiers as i on i.kind = 'phone' and i.value = t.phone_normalized
   where t.merged_into is null and i.lead_id <> t.id
   union all
-  select t.id, i.lead_id
+  select t.id, t.legacy_source_table, i.lead_id
   from public.traffic_leads as t
   join private.traffic_lead_identifiers as i on i.kind = 'email' and i.value = t.email_normalized
   where t.merged_into is null and i.lead_id <> t.id
 ) as x
 join public.traffic_leads as h on h.id = x.lead_id
-where {_live_of("h")} <> x.id
+where
+  {_live_of("h")} <> x.id
+  and (x.legacy_source_table is not null or h.legacy_source_table is not null)
 """
 
 
