@@ -13,15 +13,17 @@ is named in the job's log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from .errors import OnaiDbError
 from .providers.amocrm import AmoCrmClient
-from .providers.base import Delivery, PermanentError, RateLimitedError
+from .providers.base import Delivery, PermanentError, RateLimitedError, TransientError
 
 # pg_try_advisory_lock(LOCK_CLASS, hashtext(lead id)): "one sync of this lead at a time"
 LOCK_CLASS = 1634561892
@@ -40,9 +42,10 @@ def _one_sync_of(conn: psycopg.Connection, lead_id: str) -> Iterator[None]:
     try:
         yield
     finally:
-        conn.execute(
-            "select pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))", (LOCK_CLASS, lead_id)
-        )
+        if not conn.closed and not conn.broken:  # a lost session has released it already
+            conn.execute(
+                "select pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))", (LOCK_CLASS, lead_id)
+            )
 
 
 def _record(
@@ -59,15 +62,59 @@ def _record(
     return (row[0], row[1], bool(row[2])) if row else (contact_id, deal_id, False)
 
 
-def sync_lead(conn: psycopg.Connection, client: AmoCrmClient, payload: dict[str, Any]) -> Delivery:
+_DB_GONE = (psycopg.OperationalError, psycopg.InterfaceError)
+_RECORD_PAUSES = (1.0, 2.0, 4.0)  # seconds between tries on a new connection
+
+
+def _record_made(
+    conn: psycopg.Connection,
+    reconnect: Callable[[], psycopg.Connection] | None,
+    lead_id: str,
+    contact_id: int,
+    deal_id: int | None,
+) -> tuple[int | None, int | None, bool]:
+    """``_record`` of what AmoCRM has just made. The job's connection may have been lost
+    during the call (a restart, a terminated backend): the ids are then stored through a new
+    one, else the retry made a second deal and the first was lost without a word (found by
+    review). If the database stays away, the error names what was made."""
+    try:
+        return _record(conn, lead_id, contact_id, deal_id)
+    except _DB_GONE as lost:
+        error: Exception = lost
+    for pause in _RECORD_PAUSES if reconnect else ():
+        try:
+            with reconnect() as fresh:  # type: ignore[misc]
+                return _record(fresh, lead_id, contact_id, deal_id)
+        except (*_DB_GONE, OnaiDbError) as again:
+            error = again
+            time.sleep(pause)
+    made = f"deal {deal_id} of contact {contact_id}" if deal_id is not None else f"contact {contact_id}"
+    raise TransientError(
+        f"amocrm: {made} was made for lead {lead_id} but could not be stored (database unreachable:"
+        f" {str(error).splitlines()[0] if str(error) else type(error).__name__}); if the retry makes"
+        " another, merge them in AmoCRM"
+    )
+
+
+def sync_lead(
+    conn: psycopg.Connection,
+    client: AmoCrmClient,
+    payload: dict[str, Any],
+    reconnect: Callable[[], psycopg.Connection] | None = None,
+) -> Delivery:
     lead_id = payload.get("lead_id")
     if not lead_id:
         raise PermanentError("sync_lead job without lead_id")
     with _one_sync_of(conn, str(lead_id)):
-        return _sync(conn, client, str(lead_id))
+        return _sync(conn, client, str(lead_id), reconnect)
 
 
-def _sync(conn: psycopg.Connection, client: AmoCrmClient, lead_id: str) -> Delivery:
+def _sync(
+    conn: psycopg.Connection,
+    client: AmoCrmClient,
+    lead_id: str,
+    reconnect: Callable[[], psycopg.Connection] | None = None,
+) -> Delivery:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "select id, name, email, phone, phone_normalized, source, first_utm_source,"
@@ -90,7 +137,7 @@ def _sync(conn: psycopg.Connection, client: AmoCrmClient, lead_id: str) -> Deliv
                 contact_id = client.find_contact(str(query))
     contact_id = client.upsert_contact(contact_id, name, phone, email)
     notes: list[str] = []
-    stored_contact, stored_deal, merged = _record(conn, lead_id, contact_id, None)
+    stored_contact, stored_deal, merged = _record_made(conn, reconnect, lead_id, contact_id, None)
     if merged and stored_deal is not None:  # the lead it was merged into has its deal: leave it be
         return Delivery(
             skipped=True, note=f"lead was merged during the sync; the surviving lead has deal {stored_deal}"
@@ -102,7 +149,7 @@ def _sync(conn: psycopg.Connection, client: AmoCrmClient, lead_id: str) -> Deliv
     amo_lead = client.upsert_lead(
         stored_deal or lead["amocrm_lead_id"], f"{name} — {lead['source'] or 'лид'}", contact_id, tags
     )
-    _, kept, _ = _record(conn, lead_id, contact_id, amo_lead)
+    _, kept, _ = _record_made(conn, reconnect, lead_id, contact_id, amo_lead)
     if kept is not None and kept != amo_lead:
         notes.append(f"deal {amo_lead} made while a merge gave the lead deal {kept}")
         amo_lead = kept

@@ -38,8 +38,25 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+# a long-running client's connections notice a network cut within about 30 s (TCP keepalive,
+# and unacknowledged data after 30 s): without them a thread waited in recv() for ever and
+# SIGTERM could not stop the worker (found by review)
+KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
+
 def connect(
-    url: str, what: str = "", *, autocommit: bool = False, application_name: str | None = None
+    url: str,
+    what: str = "",
+    *,
+    autocommit: bool = False,
+    application_name: str | None = None,
+    keepalive: bool = False,
 ) -> psycopg.Connection:
     """A connection to ``url``; unreachable, refused, unknown database or a malformed URL
     raise :class:`DatabaseUnreachableError` naming the database (``what``: "source", ...)."""
@@ -53,7 +70,9 @@ def connect(
     try:
         # UTF-8 whatever PGCLIENTENCODING or the database's default says: text is sent and COPY
         # data streamed as UTF-8 (a LATIN1 session stored Cyrillic names garbled, with no error)
-        extra = {"application_name": application_name} if application_name else {}
+        extra: dict[str, str | int] = {"application_name": application_name} if application_name else {}
+        if keepalive:
+            extra.update(KEEPALIVE)
         return psycopg.connect(
             url, autocommit=autocommit, connect_timeout=10, client_encoding="UTF8", **extra
         )

@@ -22,10 +22,10 @@ KINDS = ("email", "sms", "telegram", "amocrm")
 
 
 def connect(
-    url: str, *, as_service_role: bool = True, application_name: str | None = None
+    url: str, *, as_service_role: bool = True, application_name: str | None = None, keepalive: bool = False
 ) -> psycopg.Connection:
     """An autocommit connection; switched to ``service_role`` when the login may."""
-    conn = open_connection(url, autocommit=True, application_name=application_name)
+    conn = open_connection(url, autocommit=True, application_name=application_name, keepalive=keepalive)
     if as_service_role:
         row = conn.execute(
             "select pg_catalog.pg_has_role(current_user, 'service_role', 'member')"

@@ -174,6 +174,9 @@ class HandlerContext:
     conn: psycopg.Connection
     worker: str
     http_timeout_seconds: float = 10.0
+    # a new connection like ``conn`` (service_role), for what must be stored after a
+    # provider call although ``conn`` was lost during it (an AmoCRM deal's id)
+    reconnect: Callable[[], psycopg.Connection] | None = None
 
     @property
     def token_lease_seconds(self) -> float:
@@ -336,7 +339,7 @@ class Handlers:
     def _sync_lead(self, job: Job, client: AmoCrmClient) -> Delivery:
         from .amocrm_sync import sync_lead
 
-        return sync_lead(self.ctx.conn, client, job.payload)
+        return sync_lead(self.ctx.conn, client, job.payload, reconnect=self.ctx.reconnect)
 
 
 def _is_http_url(value: str) -> bool:

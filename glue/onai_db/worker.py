@@ -297,7 +297,7 @@ class Worker:
         if not force and now - self._last_housekeeping < self.config.housekeeping_seconds:
             return
         self._last_housekeeping = now
-        with connect(self.config.db_url, application_name=_APPLICATION) as conn:
+        with connect(self.config.db_url, application_name=_APPLICATION, keepalive=True) as conn:
             queue = Outbox(conn)
             if "amocrm" in self.config.kinds:
                 # the full sweep reads every imported lead (seconds on a big table): not in
@@ -340,7 +340,9 @@ class Worker:
     def _fold_lead_stats(self) -> None:
         """As the login role (the function is the database owner's, not the API's); a login
         that may not run it gets a warning, the worker carries on."""
-        with connect(self.config.db_url, as_service_role=False, application_name=_APPLICATION) as conn:
+        with connect(
+            self.config.db_url, as_service_role=False, application_name=_APPLICATION, keepalive=True
+        ) as conn:
             try:
                 fold_lead_stats(conn)
             except psycopg.errors.InsufficientPrivilege as exc:
@@ -361,45 +363,68 @@ class Worker:
         """Serve jobs; a lost database connection is reconnected with a growing pause (1 s to
         30 s), and the outcome of a job whose provider call was made before it is recorded
         on the new connection (its lease is kept meanwhile), so the call is not made again.
-        With ``once`` the loss ends the run (cron runs it again)."""
+        With ``once`` the loss ends the run (cron runs it again), after one try to record
+        such an outcome (without it the next run made the call again; found by review)."""
         pause = 1.0
         unrecorded: list[Callable[[Outbox], None]] = []
-        while not self.stop.is_set():
-            connected = time.monotonic()
+        lost = False
+        try:
+            while not self.stop.is_set():
+                connected = time.monotonic()
+                try:
+                    self._serve(worker_id, once, unrecorded, reconnected=lost)
+                    return
+                except _DB_GONE as exc:
+                    if once:
+                        raise
+                    lost = True
+                    if time.monotonic() - connected > 2 * _RECONNECT_CAP_SECONDS:
+                        pause = 1.0
+                    self.echo(
+                        f"{worker_id}: database connection lost ({first_line(exc)}); reconnecting in {pause:g} s"
+                    )
+                    self.stop.wait(pause)
+                    pause = min(2 * pause, _RECONNECT_CAP_SECONDS)
+        finally:
+            self._record_on_the_way_out(worker_id, unrecorded)
+
+    def _record_on_the_way_out(self, worker_id: str, unrecorded: list[Callable[[Outbox], None]]) -> None:
+        """Outcomes not yet recorded when the thread ends (stopped while the database was
+        away, or ``--once`` ending on a loss): one last try each, on a new connection."""
+        for record in unrecorded:
             try:
-                self._serve(worker_id, once, unrecorded)
-                return
-            except _DB_GONE as exc:
-                if once:
-                    raise
-                if time.monotonic() - connected > 2 * _RECONNECT_CAP_SECONDS:
-                    pause = 1.0
-                self.echo(
-                    f"{worker_id}: database connection lost ({first_line(exc)}); reconnecting in {pause:g} s"
-                )
-                self.stop.wait(pause)
-                pause = min(2 * pause, _RECONNECT_CAP_SECONDS)
-        for record in unrecorded:  # stopped while the database was away: one last try
-            try:
-                with connect(self.config.db_url, application_name=_APPLICATION) as conn:
+                with connect(self.config.db_url, application_name=_APPLICATION, keepalive=True) as conn:
                     record(Outbox(conn))
             except _DB_GONE as exc:
                 self.echo(
                     f"{worker_id}: an outcome could not be recorded ({first_line(exc)}); its lease will expire"
                 )
 
-    def _serve(self, worker_id: str, once: bool, unrecorded: list[Callable[[Outbox], None]]) -> None:
+    def _serve(
+        self,
+        worker_id: str,
+        once: bool,
+        unrecorded: list[Callable[[Outbox], None]],
+        reconnected: bool = False,
+    ) -> None:
         cfg = self.config
         timeout = httpx.Timeout(cfg.http_timeout_seconds)
         with (
-            connect(cfg.db_url, application_name=_APPLICATION) as conn,
+            connect(cfg.db_url, application_name=_APPLICATION, keepalive=True) as conn,
             httpx.Client(timeout=timeout, transport=self.transport) as http,
         ):
             queue = Outbox(conn)
+            if reconnected:
+                self.echo(f"{worker_id}: database connection re-made")
             while unrecorded:
                 unrecorded[0](queue)
                 unrecorded.pop(0)
-            context = HandlerContext(conn, worker_id, cfg.http_timeout_seconds)
+            context = HandlerContext(
+                conn,
+                worker_id,
+                cfg.http_timeout_seconds,
+                reconnect=lambda: connect(cfg.db_url, application_name=_APPLICATION, keepalive=True),
+            )
             handlers = Handlers(cfg.providers, http, context, dry_run=cfg.dry_run)
             while not self.stop.is_set():
                 jobs = queue.claim(worker_id, 1, cfg.lease_seconds, cfg.kinds)
@@ -526,7 +551,7 @@ class _LeaseKeeper:
     def _extend(self, jobs: dict[int, str]) -> None:
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = connect(self.db_url, application_name=_APPLICATION)
+                self._conn = connect(self.db_url, application_name=_APPLICATION, keepalive=True)
             queue = Outbox(self._conn)
             for job_id, worker in jobs.items():
                 if queue.extend(worker, [job_id], self.lease) == 0:

@@ -611,3 +611,51 @@ def test_a_worker_serving_amocrm_queues_new_leads_itself(
             owner_conn.execute("delete from public.traffic_lead_journey where lead_id = %s", (lead_id,))
             owner_conn.execute("delete from private.traffic_lead_identifiers where lead_id = %s", (lead_id,))
             owner_conn.execute("delete from public.traffic_leads where id = %s", (lead_id,))
+
+
+def test_a_deal_made_while_the_connection_was_lost_is_stored_not_made_again(
+    fake: FakeProviders, queue: Outbox, owner_conn: psycopg.Connection, db_url: str, lead: uuid.UUID
+) -> None:
+    """The job's connection dies while AmoCRM creates the deal: the deal's id is stored through
+    a new connection. Before, storing it failed, the job was retried, and a second deal was
+    made while the first was lost without a word (found by review)."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    queue.conn.execute("select public.enqueue_amocrm_lead_sync()")
+    fake.script("amocrm_leads", Reply(200, delay=1.5, usual=True))
+    settings = worker_settings(fake, db_url, OUTBOX_CONCURRENCY="1", OUTBOX_HTTP_TIMEOUT_SECONDS="10")
+    worker = Worker(WorkerConfig.from_settings(settings, ["amocrm"]))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while (
+            not [c for c in fake.calls("amocrm_leads") if c.method == "POST"] and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+        owner_conn.execute(
+            "select pg_catalog.pg_terminate_backend(pid) from pg_catalog.pg_stat_activity"
+            " where datname = current_database() and application_name = 'onai-db worker'"
+        )
+        deadline = time.monotonic() + 30
+        while (
+            time.monotonic() < deadline
+            and not queue.conn.execute(
+                "select amocrm_synced from public.traffic_leads where id = %s", (lead,)
+            ).fetchone()[0]
+        ):
+            time.sleep(0.05)
+        job_done = lambda: queue.conn.execute(  # noqa: E731
+            "select status::text from public.outbox_jobs where idempotency_key = %s", (f"amocrm_sync/{lead}",)
+        ).fetchone()[0]
+        while time.monotonic() < deadline and job_done() != "done":
+            time.sleep(0.05)
+    finally:
+        worker.stop.set()
+        thread.join(timeout=30)
+    deals = [c for c in fake.calls("amocrm_leads") if c.method == "POST"]
+    assert len(deals) == 1
+    stored = queue.conn.execute(
+        "select amocrm_synced, amocrm_lead_id from public.traffic_leads where id = %s", (lead,)
+    ).fetchone()
+    assert stored[0] and stored[1] is not None
+    assert job_done() == "done"

@@ -542,3 +542,26 @@ def test_two_workers_of_one_host_and_pid_have_distinct_ids(fake: FakeProviders, 
     first, second = Worker(config), Worker(config)
     assert first.id_prefix != second.id_prefix
     assert first.id_prefix.startswith(f"{socket.gethostname()}:{os.getpid()}:")
+
+
+def test_worker_connections_notice_a_network_cut(
+    fake: FakeProviders, queue: Outbox, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread waiting in recv() on a cut network waited for ever (SIGTERM could not stop the
+    worker; found by review): every worker connection has TCP keepalive and a user timeout."""
+    import onai_db.worker as worker_mod
+
+    opened: list[dict[str, str]] = []
+    real = worker_mod.connect
+
+    def recording(*args: object, **kwargs: object) -> psycopg.Connection:
+        conn = real(*args, **kwargs)  # type: ignore[arg-type]
+        opened.append(conn.info.get_parameters())
+        return conn
+
+    monkeypatch.setattr(worker_mod, "connect", recording)
+    queue.enqueue("sms", {"to": "+77011234567", "text": "x"}, "keepalive/1")
+    run_worker(worker_settings(fake, db_url, OUTBOX_LEASE_SECONDS="0.6"), once=True, services=["sms"])
+    assert opened
+    for params in opened:
+        assert (params.get("keepalives"), params.get("tcp_user_timeout")) == ("1", "30000"), params

@@ -150,3 +150,21 @@ def test_an_empty_services_list_is_refused(fake: FakeProviders, queue: Outbox, s
     proc = spawn("--once", "--services", " , ")
     assert proc.wait(timeout=30) == 2
     assert "--services names no service" in proc.stderr.read()
+
+
+def test_once_records_the_answer_it_got_before_ending_on_a_lost_connection(
+    fake: FakeProviders, queue: Outbox, owner_conn: psycopg.Connection, spawn: Callable
+) -> None:
+    """`--once` ends on a lost connection (cron runs it again), but first records the answer of
+    the call it made: before, the job stayed leased and the next run sent the SMS again."""
+    job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "once"}, "once-lost/1")
+    fake.script("mobizon", Reply(200, {"code": 0, "data": {"messageId": "42"}, "message": ""}, delay=1.5))
+    proc = spawn("--once", "--services", "sms", "--concurrency", "1", OUTBOX_HTTP_TIMEOUT_SECONDS="10")
+    _wait_for(lambda: len(fake.calls("mobizon")) == 1, 20, "the worker to call Mobizon")
+    owner_conn.execute(
+        "select pg_catalog.pg_terminate_backend(pid) from pg_catalog.pg_stat_activity"
+        " where datname = current_database() and application_name = 'onai-db worker'"
+    )
+    assert proc.wait(timeout=30) == 1
+    assert _job(queue.conn, job_id) == ("done", 1, None)
+    assert len(fake.calls("mobizon")) == 1
