@@ -122,6 +122,29 @@ def test_local_up_and_reset_never_touch_a_database_that_is_not_onai_dbs(stack: L
         conn.execute("create function public.keep() returns int language sql as 'select 1'")
     one_line_error(cli("local", "reset", "--db", "cli_only_function"), 2, "would drop it")
     assert stack.database_exists("cli_only_function")
+    # another Supabase project's database has a migration history too, and a database may
+    # hold nothing but a sequence, a type, a schema, an extension or sign-ups (found by review)
+    others = {
+        "cli_other_project": "create schema supabase_migrations; create table supabase_migrations.schema_migrations"
+        " (version text primary key); insert into supabase_migrations.schema_migrations values ('20200101000000');"
+        " create table public.customers (id int); insert into public.customers values (1)",
+        "cli_only_sequence": "create sequence public.invoice_no",
+        "cli_only_type": "create type public.mood as enum ('ok')",
+        "cli_only_schema": "create schema billing",
+        "cli_only_extension": "create extension hstore",
+    }
+    for name, ddl in others.items():
+        stack.create_database(name, drop=True)
+        with psycopg.connect(stack.database_url(name, "supabase_admin"), autocommit=True) as conn:
+            conn.execute(ddl)
+        one_line_error(cli("local", "reset", "--db", name), 2, "would drop it")
+        one_line_error(cli("local", "up", "--db", name), 2, "choose another --db")
+        assert stack.database_exists(name)
+    stack.create_database("cli_signups", drop=True)
+    stack.bootstrap("cli_signups")
+    with psycopg.connect(stack.database_url("cli_signups", "supabase_admin"), autocommit=True) as conn:
+        conn.execute("insert into auth.users (id, email) values (gen_random_uuid(), 'someone@example.kz')")
+    one_line_error(cli("local", "reset", "--db", "cli_signups"), 2, "would drop it")
     # what the bootstrap makes (a push that failed after it) and an empty database are not
     # somebody else's: `local up` goes on with them
     stack.create_database("cli_bootstrapped", drop=True)
@@ -137,6 +160,8 @@ def test_local_up_and_reset_never_touch_a_database_that_is_not_onai_dbs(stack: L
             "cli_only_function",
             "cli_bootstrapped",
             "cli_empty",
+            "cli_signups",
+            *others,
         ):
             admin.execute(f'drop database "{name}" with (force)')
 

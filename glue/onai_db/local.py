@@ -137,12 +137,13 @@ def _require_program(name: str, package: str, why: str) -> None:
 # the comment `legacy create` puts on its databases: only those are ever dropped by it
 FIXTURE_MARKER = "onai-db legacy fixture: generated data, replaced by `onai-db legacy create`"
 
-# what an existing database holds: the onai-db migrations; the legacy fixture's comment; any
-# table, view, materialized view, foreign table or function of its own (outside the system
-# schemas, the schemas the platform bootstrap makes, and extensions' members)
+# what an existing database holds: the legacy fixture's comment, and whether anything of its
+# own is there: a table, view, materialized view, foreign table, sequence, function, type or
+# schema outside the system schemas and the schemas the platform bootstrap makes, or an
+# extension the bootstrap does not install (extensions' own members are not counted). Rows
+# in auth.users and onai-db's migration history are asked for separately.
 _CONTENTS_SQL = """
 select
-  to_regnamespace('supabase_migrations') is not null or to_regclass('public.traffic_leads') is not null,
   coalesce(
     (select shobj_description(d.oid, 'pg_database') from pg_catalog.pg_database as d
      where d.datname = current_database()),
@@ -150,7 +151,7 @@ select
   ) = %(marker)s,
   exists (
     select 1 from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
-    where c.relkind in ('r', 'p', 'v', 'm', 'f')
+    where c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
       and n.nspname not in ('pg_catalog', 'information_schema', 'auth', 'extensions')
       and n.nspname not like 'pg\\_%%'
       and not exists (
@@ -166,6 +167,25 @@ select
         select 1 from pg_catalog.pg_depend as d
         where d.classid = 'pg_catalog.pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'
       )
+  )
+  or exists (
+    select 1 from pg_catalog.pg_type as t join pg_catalog.pg_namespace as n on n.oid = t.typnamespace
+    where t.typtype in ('e', 'd', 'r', 'm', 'b')
+      and n.nspname not in ('pg_catalog', 'information_schema', 'auth', 'extensions')
+      and n.nspname not like 'pg\\_%%'
+      and not exists (
+        select 1 from pg_catalog.pg_depend as d
+        where d.classid = 'pg_catalog.pg_type'::regclass and d.objid = t.oid and d.deptype = 'e'
+      )
+  )
+  or exists (
+    select 1 from pg_catalog.pg_namespace as n
+    where n.nspname not in ('pg_catalog', 'information_schema', 'auth', 'extensions', 'public', 'pg_toast')
+      and n.nspname not like 'pg\\_%%'
+  )
+  or exists (
+    select 1 from pg_catalog.pg_extension as e
+    where e.extname not in ('plpgsql', 'uuid-ossp', 'pgcrypto', 'plpgsql_check', 'pg_cron')
   )
 """
 
@@ -443,10 +463,27 @@ class LocalStack:
         """What an existing database holds (None when it does not exist)."""
         if not self.database_exists(dbname):
             return None
+        first = migrate.local_migrations(self.settings.project_dir)[0].version
         with self.admin_connect(dbname) as conn:
             row = conn.execute(_CONTENTS_SQL, {"marker": FIXTURE_MARKER}).fetchone()
-        assert row is not None
-        return DatabaseContents(*row)
+            assert row is not None
+            fixture, has_objects = bool(row[0]), bool(row[1])
+            # onai-db's own history (its first migration), not any project's: another
+            # Supabase project's database has a supabase_migrations schema too (found by review)
+            migrated = bool(
+                conn.execute("select to_regclass('public.traffic_leads') is not null").fetchone()[0]
+            )
+            history = conn.execute("select to_regclass('supabase_migrations.schema_migrations') is not null")
+            if not migrated and history.fetchone()[0]:
+                migrated = bool(
+                    conn.execute(
+                        "select exists (select 1 from supabase_migrations.schema_migrations where version = %s)",
+                        (first,),
+                    ).fetchone()[0]
+                )
+            if not has_objects and conn.execute("select to_regclass('auth.users') is not null").fetchone()[0]:
+                has_objects = bool(conn.execute("select exists (select 1 from auth.users)").fetchone()[0])
+        return DatabaseContents(migrated, fixture, has_objects)
 
     def refuse_foreign(self, dbname: str, action: str) -> None:
         """``local up`` / ``local reset`` work on onai-db's databases only: an existing database
