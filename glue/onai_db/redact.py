@@ -12,16 +12,18 @@ from collections.abc import Iterable
 _PATTERNS = (
     (re.compile(r"bot\d+:[A-Za-z0-9_-]+"), "bot<redacted>"),  # Telegram token in a URL path
     (
-        re.compile(r"(?i)(api_?key|apikey|token|access_token|refresh_token|secret|password)=[^&\s\"']+"),
+        re.compile(r"(?i)((?:x-)?api[-_]?key|token|access_token|refresh_token|secret|password)=[^&\s\"']+"),
         r"\1=<redacted>",
     ),
-    (  # the same keys as JSON ("access_token": "eyJ…") or as "key: value" in a message
+    (  # the same keys as JSON ("access_token": "eyJ…", escaped quotes inside) or as
+        # "key: value" in a message or a header (X-Api-Key: …)
         re.compile(
-            r"(?i)(\"?(?:api_?key|apikey|token|access_token|refresh_token|client_secret|secret|password)\"?"
-            r"\s*:\s*)(\"[^\"]*\"|[^\s,;}&]+)"
+            r"(?i)(\"?(?:(?:x-)?api[-_]?key|token|access_token|refresh_token|client_secret|secret|password)\"?"
+            r"\s*:\s*)(\"(?:[^\"\\]|\\.)*\"|[^\s,;}&]+)"
         ),
         r"\1<redacted>",
     ),
+    (re.compile(r"(?i)(authorization\s*:\s*)(?:basic|bearer|token)?\s*[^\s,;]+"), r"\1<redacted>"),
     (re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer <redacted>"),
     (re.compile(r"re_[A-Za-z0-9_]{8,}"), "re_<redacted>"),  # Resend API keys
     (re.compile(r"https?://\S*(?:verify|token|recovery)\S*"), "<link redacted>"),

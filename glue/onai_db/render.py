@@ -9,7 +9,9 @@ from rich.text import Text
 
 from .policies import ROLES, Entry
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 and C1 controls (not tab and newline) and the bidirectional overrides and isolates,
+# which reorder what a terminal shows (U+202E from a provider's text; found by review)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def plain(value: object) -> Text:
@@ -17,7 +19,7 @@ def plain(value: object) -> Text:
     error quoting ``[/b]`` crashed the monitor, ``[field: X]`` vanished) and with control
     characters written as escapes (an ESC in an error reached the terminal)."""
     text = "" if value is None else str(value)
-    return Text(_CONTROL.sub(lambda m: repr(m.group())[1:-1], text))
+    return Text(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text))
 
 
 _ABBREV = {"select": "S", "insert": "I", "update": "U", "delete": "D", "execute": "X"}

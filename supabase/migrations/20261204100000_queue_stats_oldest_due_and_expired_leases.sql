@@ -4,7 +4,8 @@
 -- dead job just requeued, showed days although every worker was healthy, and a job whose
 -- worker died (status running, lease expired) showed as an ordinary "running" (found by
 -- review). Two columns are added at the end (the existing ones keep their meaning):
--- `oldest_due_age`, how long the longest-waiting due job has been due, and
+-- `oldest_due_age`, how long the longest-waiting due job has been due (from its run_after,
+-- or from its creation when it was queued with an earlier run_after), and
 -- `expired_leases`, running jobs whose lease has run out.
 
 create or replace view public.outbox_queue_stats
@@ -18,7 +19,7 @@ select
   count(j.id) filter (where j.status = 'done') as done,
   pg_catalog.now() - min(j.created_at) filter (where j.status = 'pending') as oldest_pending_age,
   pg_catalog.now()
-  - min(j.run_after) filter (
+  - min(greatest(j.run_after, j.created_at)) filter (
     where j.status = 'pending' and j.run_after <= pg_catalog.now()
   ) as oldest_due_age,
   count(j.id) filter (

@@ -194,6 +194,9 @@ def test_provider_text_is_shown_as_it_is_and_never_breaks_the_monitor_or_the_wor
     assert table.exit_code == 0, table.output
     assert "[custom_fields_values.0.field_code: NotSupportedChoice]" in table.output
     assert "x [/b] y \\x1b[2J" in table.output and "\x1b[2J" not in table.output
+    from onai_db.render import plain
+
+    assert plain("a \u202e b").plain == "a \\u202e b"  # a bidi override would reorder the line
 
     queue.conn.execute("delete from public.integration_logs")
     queue.conn.execute("insert into public.telegram_groups (chat_id, group_type) values (-77, 'leads')")
@@ -231,7 +234,9 @@ def test_times_are_utc_and_a_waiting_retry_is_not_a_missing_worker(
         (waiting,),
     )
     owner_conn.execute(
-        "update public.outbox_jobs set run_after = now() - interval '10 minutes' where id = %s", (due,)
+        "update public.outbox_jobs set created_at = now() - interval '10 minutes',"
+        " run_after = now() - interval '10 minutes' where id = %s",
+        (due,),
     )
     assert queue.claim("gone-worker", 1, 60, ["sms"])[0].id == orphan
     owner_conn.execute(
@@ -249,6 +254,12 @@ def test_times_are_utc_and_a_waiting_retry_is_not_a_missing_worker(
     email = next(r for r in snap.queue if r["kind"] == "email")
     assert sms["oldest_due_age"] is None and sms["expired_leases"] == 1
     assert 590 <= email["oldest_due_age"].total_seconds() < 900
+    # queued just now with a run_after long past: due since it was queued, not for 400 days
+    queue.conn.execute(
+        "select public.enqueue_outbox_job('telegram', '{\"text\": \"x\"}', 'tz/backdated', now() - interval '400 days')"
+    )
+    telegram = next(r for r in snapshot(queue.conn).queue if r["kind"] == "telegram")
+    assert telegram["oldest_due_age"].total_seconds() < 60
     console = Console(record=True, width=200)
     render(snap, console)
     text = console.export_text()

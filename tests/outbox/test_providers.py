@@ -260,6 +260,14 @@ def test_redact_removes_known_and_pattern_secrets() -> None:
     for secret in ("sk_live_123456", "hunter2", "s3cr3t", "Secret: x"):
         assert secret not in spoken
     assert redact("status: 400, detail: bad") == "status: 400, detail: bad"
+    # an escaped quote inside a JSON value, hyphenated key names, an Authorization header
+    for text, secret in (
+        ('{"password":"a\\"b secret"}', "b secret"),
+        ("X-Api-Key: abc123", "abc123"),
+        ('"api-key": "zzz-key"', "zzz-key"),
+        ("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+    ):
+        assert secret not in redact(text), text
 
 
 @pytest.mark.parametrize(
