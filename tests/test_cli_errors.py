@@ -152,6 +152,8 @@ def test_local_up_and_reset_never_touch_a_database_that_is_not_onai_dbs(stack: L
     found = stack.contents("cli_bootstrapped")
     assert found is not None and not found.has_objects and not found.migrated
     stack.create_database("cli_empty", drop=True)
+    with psycopg.connect(stack.database_url("cli_empty")) as conn:  # leaves its pg_temp_N schema
+        conn.execute("create temporary table scratch (n int)")
     assert stack.contents("cli_empty") == DatabaseContents(False, False, False)
     with stack.admin_connect("postgres") as admin:
         for name in (

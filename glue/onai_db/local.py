@@ -142,42 +142,34 @@ FIXTURE_MARKER = "onai-db legacy fixture: generated data, replaced by `onai-db l
 # schema outside the system schemas and the schemas the platform bootstrap makes, or an
 # extension the bootstrap does not install (extensions' own members are not counted). Rows
 # in auth.users and onai-db's migration history are asked for separately.
-_CONTENTS_SQL = """
+_NOT_OURS = "('pg_catalog', 'information_schema', 'auth', 'extensions')"
+
+
+def _own_objects(catalog: str, alias: str, namespace_column: str, condition: str) -> str:
+    """exists: an object of ``catalog`` matching ``condition``, outside the system and
+    bootstrap schemas, that is not an extension's member."""
+    return f"""exists (
+    select 1 from pg_catalog.{catalog} as {alias}
+    join pg_catalog.pg_namespace as n on n.oid = {alias}.{namespace_column}
+    where {condition}
+      and n.nspname not in {_NOT_OURS} and n.nspname not like 'pg\\_%%'
+      and not exists (
+        select 1 from pg_catalog.pg_depend as d
+        where d.classid = 'pg_catalog.{catalog}'::regclass and d.objid = {alias}.oid and d.deptype = 'e'
+      )
+  )"""
+
+
+_CONTENTS_SQL = f"""
 select
   coalesce(
     (select shobj_description(d.oid, 'pg_database') from pg_catalog.pg_database as d
      where d.datname = current_database()),
     ''
   ) = %(marker)s,
-  exists (
-    select 1 from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
-    where c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
-      and n.nspname not in ('pg_catalog', 'information_schema', 'auth', 'extensions')
-      and n.nspname not like 'pg\\_%%'
-      and not exists (
-        select 1 from pg_catalog.pg_depend as d
-        where d.classid = 'pg_catalog.pg_class'::regclass and d.objid = c.oid and d.deptype = 'e'
-      )
-  )
-  or exists (
-    select 1 from pg_catalog.pg_proc as p join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
-    where n.nspname not in ('pg_catalog', 'information_schema', 'auth', 'extensions')
-      and n.nspname not like 'pg\\_%%'
-      and not exists (
-        select 1 from pg_catalog.pg_depend as d
-        where d.classid = 'pg_catalog.pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'
-      )
-  )
-  or exists (
-    select 1 from pg_catalog.pg_type as t join pg_catalog.pg_namespace as n on n.oid = t.typnamespace
-    where t.typtype in ('e', 'd', 'r', 'm', 'b')
-      and n.nspname not in ('pg_catalog', 'information_schema', 'auth', 'extensions')
-      and n.nspname not like 'pg\\_%%'
-      and not exists (
-        select 1 from pg_catalog.pg_depend as d
-        where d.classid = 'pg_catalog.pg_type'::regclass and d.objid = t.oid and d.deptype = 'e'
-      )
-  )
+  {_own_objects("pg_class", "c", "relnamespace", "c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')")}
+  or {_own_objects("pg_proc", "p", "pronamespace", "true")}
+  or {_own_objects("pg_type", "t", "typnamespace", "t.typtype in ('e', 'd', 'r', 'm', 'b')")}
   or exists (
     select 1 from pg_catalog.pg_namespace as n
     where n.nspname not in ('pg_catalog', 'information_schema', 'auth', 'extensions', 'public', 'pg_toast')
