@@ -131,11 +131,16 @@ def _sync(
     email = lead["email"]
     name = lead["name"] or phone or email or f"Лид {lead['id']}"
     contact_id = lead["amocrm_contact_id"]
+    existing: list[dict] | None = None
     if contact_id is None:
         for query in (phone, email):
             if query and contact_id is None:
-                contact_id = client.find_contact(str(query))
-    contact_id = client.upsert_contact(contact_id, name, phone, email)
+                found = client.find_contact(str(query), phone, email)
+                if found is not None:
+                    contact_id, existing = found.id, found.fields
+    else:
+        existing = client.contact_fields(contact_id)  # an update must keep what sales added
+    contact_id = client.upsert_contact(contact_id, name, phone, email, existing)
     notes: list[str] = []
     stored_contact, stored_deal, merged = _record_made(conn, reconnect, lead_id, contact_id, None)
     if merged and stored_deal is not None:  # the lead it was merged into has its deal: leave it be

@@ -659,3 +659,77 @@ def test_a_deal_made_while_the_connection_was_lost_is_stored_not_made_again(
     ).fetchone()
     assert stored[0] and stored[1] is not None
     assert job_done() == "done"
+
+
+def _contact(contact_id: int, phones: list[str], emails: list[str]) -> dict:
+    """A contact as AmoCRM's GET /api/v4/contacts lists it (custom_fields_values)."""
+    fields = []
+    if phones:
+        fields.append(
+            {"field_id": 1, "field_name": "Телефон", "field_code": "PHONE", "field_type": "multitext",
+             "values": [{"value": p, "enum_id": 11, "enum_code": "WORK"} for p in phones]}
+        )  # fmt: skip
+    if emails:
+        fields.append(
+            {"field_id": 2, "field_name": "Email", "field_code": "EMAIL", "field_type": "multitext",
+             "values": [{"value": e, "enum_id": 21, "enum_code": "WORK"} for e in emails]}
+        )  # fmt: skip
+    return {"id": contact_id, "name": "x", "custom_fields_values": fields or None}
+
+
+def test_the_contact_search_takes_only_a_contact_that_holds_the_number_and_keeps_its_values(
+    fake: FakeProviders, queue: Outbox, db_url: str, owner_conn: psycopg.Connection, lead: uuid.UUID
+) -> None:
+    """AmoCRM's search matches parts of any field: its first hit was taken even when it was
+    another person's contact, and the PATCH replaced the contact's phones and e-mails with
+    ours, losing the second number sales had added (found by review)."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    phone, email = owner_conn.execute(
+        "select phone_normalized, email from public.traffic_leads where id = %s", (lead,)
+    ).fetchone()
+    local = f"8 ({phone[2:5]}) {phone[5:8]}-{phone[8:10]}-{phone[10:]}"  # typed by sales
+    hits = [_contact(901, ["+77019999999"], []), _contact(902, [local, "+77470001122"], ["old@example.kz"])]
+    fake.script("amocrm_contacts", Reply(200, {"_embedded": {"contacts": hits}}))
+    queue.conn.execute("select public.enqueue_amocrm_lead_sync()")
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["amocrm"])
+    assert report.succeeded >= 1
+    (patch,) = [c for c in fake.calls("amocrm_contacts") if c.method == "PATCH"]
+    assert patch.path == "/api/v4/contacts/902"
+    fields = {
+        f["field_code"]: [v["value"] for v in f["values"]] for f in patch.json()["custom_fields_values"]
+    }
+    assert fields == {"PHONE": [local, "+77470001122"], "EMAIL": ["old@example.kz", email]}
+    assert (
+        owner_conn.execute(
+            "select amocrm_contact_id from public.traffic_leads where id = %s", (lead,)
+        ).fetchone()[0]
+        == 902
+    )
+
+
+def test_a_search_hit_that_is_someone_else_makes_a_new_contact(
+    fake: FakeProviders, queue: Outbox, db_url: str, lead: uuid.UUID
+) -> None:
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    other = {"_embedded": {"contacts": [_contact(901, ["+77019999999"], ["someone@example.kz"])]}}
+    fake.script("amocrm_contacts", Reply(200, other), Reply(200, other))  # by phone, then by e-mail
+    queue.conn.execute("select public.enqueue_amocrm_lead_sync()")
+    run_worker(worker_settings(fake, db_url), once=True, services=["amocrm"])
+    methods = [c.method for c in fake.calls("amocrm_contacts")]
+    assert methods == ["GET", "GET", "POST"] and "PATCH" not in methods
+
+
+def test_an_update_of_the_stored_contact_keeps_what_sales_added(
+    fake: FakeProviders, queue: Outbox, db_url: str, owner_conn: psycopg.Connection, lead: uuid.UUID
+) -> None:
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    owner_conn.execute("update public.traffic_leads set amocrm_contact_id = 555 where id = %s", (lead,))
+    fake.script("amocrm_contacts", Reply(200, _contact(555, ["+77470001122"], [])))  # GET /contacts/555
+    queue.conn.execute("select public.enqueue_amocrm_lead_sync()")
+    run_worker(worker_settings(fake, db_url), once=True, services=["amocrm"])
+    get, patch = fake.calls("amocrm_contacts")[:2]
+    assert (get.method, get.path, patch.method, patch.path) == (
+        "GET", "/api/v4/contacts/555", "PATCH", "/api/v4/contacts/555"
+    )  # fmt: skip
+    phones = next(f["values"] for f in patch.json()["custom_fields_values"] if f["field_code"] == "PHONE")
+    assert phones[0] == {"value": "+77470001122", "enum_id": 11, "enum_code": "WORK"} and len(phones) == 2

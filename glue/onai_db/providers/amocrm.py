@@ -9,7 +9,8 @@ Requests carry ``Authorization: Bearer <access token>`` from ``integration_token
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -53,6 +54,42 @@ class AmoCrmConfig:
     redirect_uri: str | None = None
     pipeline_id: int | None = None
     lesson_stages: dict[int, int] | None = None  # lesson number -> status id
+
+
+@dataclass(frozen=True)
+class FoundContact:
+    id: int
+    fields: list[dict] = field(default_factory=list)  # custom_fields_values as AmoCRM sent them
+
+
+def _phone_key(value: str) -> str:
+    """The last ten digits: +7 701 123 45 67, 8 (701) 123-45-67 and 77011234567 are one number."""
+    return re.sub(r"\D", "", value)[-10:]
+
+
+def _values(fields: list[dict], code: str) -> list[dict]:
+    for item in fields:
+        if (item or {}).get("field_code") == code:
+            return [v for v in (item.get("values") or []) if isinstance(v, dict) and v.get("value")]
+    return []
+
+
+def _holds(fields: list[dict], code: str, wanted: str | None, key: Any) -> bool:
+    return bool(wanted) and any(key(str(v["value"])) == key(str(wanted)) for v in _values(fields, code))
+
+
+def _merged_fields(existing: list[dict], phone: str | None, email: str | None) -> list[dict]:
+    """PHONE and EMAIL with the contact's values first and ours added when missing."""
+    out = []
+    for code, ours, key in (("PHONE", phone, _phone_key), ("EMAIL", email, str.casefold)):
+        values = [
+            {k: v[k] for k in ("value", "enum_id", "enum_code") if k in v} for v in _values(existing, code)
+        ]
+        if ours and not any(key(str(v["value"])) == key(ours) for v in values):
+            values.append({"value": ours, "enum_code": "WORK"})
+        if values:
+            out.append({"field_code": code, "values": values})
+    return out
 
 
 class AmoCrmClient:
@@ -122,27 +159,49 @@ class AmoCrmClient:
 
     # -- entities -----------------------------------------------------------------------
 
-    def find_contact(self, query: str) -> int | None:
-        response = self.call("GET", "/api/v4/contacts", "contact search", params={"query": query, "limit": 1})
+    def find_contact(self, query: str, phone: str | None, email: str | None) -> FoundContact | None:
+        """The first contact AmoCRM's full-text search finds that really holds this phone
+        (the same last ten digits, however typed) or e-mail (any case). The search matches
+        parts of any field, so its first hit could be another person's contact (found by
+        review); no exact match means a new contact."""
+        response = self.call(
+            "GET", "/api/v4/contacts", "contact search", params={"query": query, "limit": 10}
+        )
         if response.status_code == 204:
             return None
         contacts = ((body_json(response) or {}).get("_embedded") or {}).get("contacts") or []
-        return int(contacts[0]["id"]) if contacts else None
+        for contact in contacts:
+            fields = contact.get("custom_fields_values") or []
+            if _holds(fields, "PHONE", phone, _phone_key) or _holds(fields, "EMAIL", email, str.casefold):
+                return FoundContact(int(contact["id"]), fields)
+        return None
 
-    @staticmethod
-    def _contact_fields(phone: str | None, email: str | None) -> list[dict]:
-        fields = []
-        if phone:
-            fields.append({"field_code": "PHONE", "values": [{"value": phone, "enum_code": "WORK"}]})
-        if email:
-            fields.append({"field_code": "EMAIL", "values": [{"value": email, "enum_code": "WORK"}]})
-        return fields
+    def contact_fields(self, contact_id: int) -> list[dict]:
+        """The contact's phone, e-mail and other fields as AmoCRM holds them now."""
+        response = self.call("GET", f"/api/v4/contacts/{contact_id}", "contact read")
+        if response.status_code == 204:
+            return []
+        return list((body_json(response) or {}).get("custom_fields_values") or [])
 
-    def upsert_contact(self, contact_id: int | None, name: str, phone: str | None, email: str | None) -> int:
-        body = {"name": name, "custom_fields_values": self._contact_fields(phone, email)}
+    def upsert_contact(
+        self,
+        contact_id: int | None,
+        name: str,
+        phone: str | None,
+        email: str | None,
+        existing: list[dict] | None = None,
+    ) -> int:
+        """Create the contact, or update it keeping what it holds: a PATCH replaces a field's
+        whole list of values, so the phones and e-mails the contact has (``existing``, as
+        AmoCRM sent them) are sent back with ours added (sales' second number was lost)."""
         if contact_id is not None:
-            self.call("PATCH", f"/api/v4/contacts/{contact_id}", "contact update", json=body)
+            fields = _merged_fields(existing or [], phone, email)
+            self.call(
+                "PATCH", f"/api/v4/contacts/{contact_id}", "contact update",
+                json={"name": name, "custom_fields_values": fields},
+            )  # fmt: skip
             return contact_id
+        body = {"name": name, "custom_fields_values": _merged_fields([], phone, email)}
         response = self.call("POST", "/api/v4/contacts", "contact create", json=[body])
         return _first_id(response, "contacts")
 
