@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from .connection import CONNECTION_LOST
 from .errors import OnaiDbError
 from .providers.amocrm import AmoCrmClient
 from .providers.base import Delivery, PermanentError, RateLimitedError, TransientError
@@ -62,7 +63,6 @@ def _record(
     return (row[0], row[1], bool(row[2])) if row else (contact_id, deal_id, False)
 
 
-_DB_GONE = (psycopg.OperationalError, psycopg.InterfaceError)
 _RECORD_PAUSES = (1.0, 2.0, 4.0)  # seconds between tries on a new connection
 
 
@@ -79,13 +79,13 @@ def _record_made(
     review). If the database stays away, the error names what was made."""
     try:
         return _record(conn, lead_id, contact_id, deal_id)
-    except _DB_GONE as lost:
+    except CONNECTION_LOST as lost:
         error: Exception = lost
     for pause in _RECORD_PAUSES if reconnect else ():
         try:
             with reconnect() as fresh:  # type: ignore[misc]
                 return _record(fresh, lead_id, contact_id, deal_id)
-        except (*_DB_GONE, OnaiDbError) as again:
+        except (*CONNECTION_LOST, OnaiDbError) as again:
             error = again
             time.sleep(pause)
     made = f"deal {deal_id} of contact {contact_id}" if deal_id is not None else f"contact {contact_id}"

@@ -38,6 +38,10 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+# errors that mean the connection itself is gone (a restart, a failover, a terminated
+# backend, a network cut), not that the server refused a statement
+CONNECTION_LOST = (psycopg.OperationalError, psycopg.InterfaceError)
+
 # a long-running client's connections notice a network cut within about 30 s (TCP keepalive,
 # and unacknowledged data after 30 s): without them a thread waited in recv() for ever and
 # SIGTERM could not stop the worker (found by review)

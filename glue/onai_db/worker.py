@@ -25,7 +25,7 @@ import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from .connection import describe_url, first_line
+from .connection import CONNECTION_LOST, describe_url, first_line
 from .errors import ConfigError, DatabaseUnreachableError, OnaiDbError, StackError
 from .outbox import KINDS, Job, Outbox, connect
 from .outbox_handlers import HandlerContext, Handlers, ProviderConfig, require_kinds
@@ -187,11 +187,16 @@ class WorkerReport:
 
 # the database went away (restart, failover, a terminated backend, a network cut): a
 # long-running worker reconnects; a statement the server refused is not one of these
-_DB_GONE = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnreachableError)
+_DB_GONE = (*CONNECTION_LOST, DatabaseUnreachableError)
 _RECONNECT_CAP_SECONDS = 30.0
 _PROGRESS_SECONDS = 60.0
 _AMOCRM_BATCH, _AMOCRM_BATCHES = 1000, 10  # at most 10,000 sync jobs queued per period
 _APPLICATION = "onai-db worker"  # pg_stat_activity's application_name of its connections
+
+
+def _open(url: str, *, as_service_role: bool = True) -> psycopg.Connection:
+    """A worker connection: named in pg_stat_activity, with TCP keepalive."""
+    return connect(url, as_service_role=as_service_role, application_name=_APPLICATION, keepalive=True)
 
 
 class Worker:
@@ -297,7 +302,7 @@ class Worker:
         if not force and now - self._last_housekeeping < self.config.housekeeping_seconds:
             return
         self._last_housekeeping = now
-        with connect(self.config.db_url, application_name=_APPLICATION, keepalive=True) as conn:
+        with _open(self.config.db_url) as conn:
             queue = Outbox(conn)
             if "amocrm" in self.config.kinds:
                 # the full sweep reads every imported lead (seconds on a big table): not in
@@ -340,9 +345,7 @@ class Worker:
     def _fold_lead_stats(self) -> None:
         """As the login role (the function is the database owner's, not the API's); a login
         that may not run it gets a warning, the worker carries on."""
-        with connect(
-            self.config.db_url, as_service_role=False, application_name=_APPLICATION, keepalive=True
-        ) as conn:
+        with _open(self.config.db_url, as_service_role=False) as conn:
             try:
                 fold_lead_stats(conn)
             except psycopg.errors.InsufficientPrivilege as exc:
@@ -393,7 +396,7 @@ class Worker:
         away, or ``--once`` ending on a loss): one last try each, on a new connection."""
         for record in unrecorded:
             try:
-                with connect(self.config.db_url, application_name=_APPLICATION, keepalive=True) as conn:
+                with _open(self.config.db_url) as conn:
                     record(Outbox(conn))
             except _DB_GONE as exc:
                 self.echo(
@@ -410,7 +413,7 @@ class Worker:
         cfg = self.config
         timeout = httpx.Timeout(cfg.http_timeout_seconds)
         with (
-            connect(cfg.db_url, application_name=_APPLICATION, keepalive=True) as conn,
+            _open(cfg.db_url) as conn,
             httpx.Client(timeout=timeout, transport=self.transport) as http,
         ):
             queue = Outbox(conn)
@@ -423,7 +426,7 @@ class Worker:
                 conn,
                 worker_id,
                 cfg.http_timeout_seconds,
-                reconnect=lambda: connect(cfg.db_url, application_name=_APPLICATION, keepalive=True),
+                reconnect=lambda: _open(cfg.db_url),
             )
             handlers = Handlers(cfg.providers, http, context, dry_run=cfg.dry_run)
             while not self.stop.is_set():
@@ -551,7 +554,7 @@ class _LeaseKeeper:
     def _extend(self, jobs: dict[int, str]) -> None:
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = connect(self.db_url, application_name=_APPLICATION, keepalive=True)
+                self._conn = _open(self.db_url)
             queue = Outbox(self._conn)
             for job_id, worker in jobs.items():
                 if queue.extend(worker, [job_id], self.lease) == 0:
