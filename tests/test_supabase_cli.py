@@ -64,6 +64,22 @@ def test_policies_command_reports_full_coverage(test_db: str) -> None:
     assert "find_or_create_unified_lead" in proc.stdout
 
 
+def test_policies_output_to_a_pipe_is_not_folded(test_db: str) -> None:
+    """Piped (cron, ``| less``, a file) with no ``COLUMNS``, rich assumed 80 columns and
+    folded every cell: ``sales_manager`` became three lines and object names were cut."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.run(
+        [ONAI, "policies", "--db", test_db], cwd=ROOT, capture_output=True, text=True, env=env,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    header = next(line for line in proc.stdout.splitlines() if "object (public.)" in line)
+    for role in ("anon", "student", "targetologist", "sales_manager", "admin", "service_role"):
+        assert f" {role} " in header, header
+    rows = [line for line in proc.stdout.splitlines() if "find_or_create_unified_lead" in line]
+    assert rows and "function" in rows[0], proc.stdout
+
+
 def test_local_status_json(test_db: str) -> None:
     proc = subprocess.run(
         [ONAI, "local", "status", "--db", test_db, "--json"], cwd=ROOT, capture_output=True, text=True

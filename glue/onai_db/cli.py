@@ -19,7 +19,7 @@ from . import local as local_mod
 from .connection import describe_error
 from .errors import ConfigError, OnaiDbError
 from .output_mode import error_document, json_wanted, want_json
-from .render import plain
+from .render import OutputConsole, plain
 from .settings import Settings
 
 app = typer.Typer(
@@ -32,7 +32,7 @@ local_app = typer.Typer(
 )
 app.add_typer(local_app, name="local")
 
-console = Console()
+console = OutputConsole()
 err_console = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[str, typer.Option("--db", help="Database name in the local cluster.")]

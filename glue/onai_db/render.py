@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 from rich.text import Text
 
@@ -12,6 +13,22 @@ from .policies import ROLES, Entry
 # C0 and C1 controls (not tab and newline) and the bidirectional overrides and isolates,
 # which reorder what a terminal shows (U+202E from a provider's text; found by review)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+# Width of output that goes to a file or a pipe: wide enough that no table is folded.
+PIPED_WIDTH = 1000
+
+
+class OutputConsole(Console):
+    """A rich console for command output. Sent to a file or a pipe (cron, ``| less``,
+    ``> report.txt``), rich assumes 80 columns and folds every table cell to fit; this
+    one renders tables at their natural width instead. ``COLUMNS`` still wins."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = super().size
+        if self._width is None and not self.is_terminal and "COLUMNS" not in self._environ:
+            return ConsoleDimensions(PIPED_WIDTH, dims.height)
+        return dims
 
 
 def plain(value: object) -> Text:

@@ -21,9 +21,10 @@ from ..errors import ConfigError
 from ..local import LocalStack
 from ..output_mode import error_document, want_json
 from ..progress import phase_progress
+from ..render import OutputConsole
 from ..settings import Settings
 
-console = Console(width=None if Console().is_terminal else 130)
+console = OutputConsole()
 err_console = Console(stderr=True)
 
 

@@ -11,10 +11,10 @@ from rich.console import Console
 from ..legacy import create_landing_db
 from ..local import LocalStack
 from ..output_mode import want_json
-from ..render import plain
+from ..render import OutputConsole, plain
 from ..settings import Settings
 
-console = Console()
+console = OutputConsole()
 err_console = Console(stderr=True)
 
 

@@ -6,15 +6,15 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ..monitor import render, snapshot
 from ..outbox import connect
 from ..output_mode import want_json
+from ..render import OutputConsole
 from ..settings import Settings
 from ..worker import database_url
 
-console = Console()
+console = OutputConsole()
 
 
 def register(app: typer.Typer) -> None:

@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ..connection import connect, require_migrated
 from ..errors import ConfigError
 from ..local import DEFAULT_DB, LocalStack
 from ..policies import coverage, exposed_schemas, load_matrix
-from ..render import matrix_table
+from ..render import OutputConsole, matrix_table
 from ..settings import Settings
 
-console = Console()
+console = OutputConsole()
 
 
 def register(app: typer.Typer) -> None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from .. import types_gen
 from ..connection import connect, require_migrated
 from ..local import DEFAULT_DB, LocalStack
 from ..policies import exposed_schemas
+from ..render import OutputConsole
 from ..settings import Settings
 
-console = Console()
+console = OutputConsole()
 
 
 def register(app: typer.Typer) -> None:

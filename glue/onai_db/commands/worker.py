@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ..errors import ConfigError, DeadJobsError
 from ..outbox import Outbox, connect
-from ..render import plain
+from ..render import OutputConsole, plain
 from ..settings import Settings
 from ..worker import checked_kinds, database_url, run_worker
 
-console = Console(stderr=True)
+console = OutputConsole(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
