@@ -272,3 +272,72 @@ def test_concurrent_claimers_never_get_the_same_job(db_url: str, queue: Outbox) 
     everything = [i for ids in seen for i in ids]
     assert len(everything) == 400 and len(set(everything)) == 400
     assert queue.conn.execute("select count(*) from public.integration_logs").fetchone()[0] == 400
+
+
+def _intake(conn: psycopg.Connection, phone: str, key: str, **extra: object) -> tuple:
+    args = {"p_name": "Айгерим", "p_phone": phone, "p_source": "profitest", "p_event_key": key, **extra}
+    named = ", ".join(f"{k} := %({k})s" for k in args)
+    return conn.execute(
+        f"select lead_id, created from public.find_or_create_unified_lead({named})", args
+    ).fetchone()
+
+
+def _lead_jobs(conn: psycopg.Connection, lead: object) -> list[str]:
+    rows = conn.execute(
+        "select idempotency_key from public.outbox_jobs where idempotency_key like %s order by 1",
+        (f"lead_notification/{lead}/%",),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_intake_queues_the_new_lead_message_in_its_own_transaction(
+    queue: Outbox, owner_conn: psycopg.Connection
+) -> None:
+    """``p_notify => true``: the call that creates a lead queues its "Новый лид" message, so a
+    backend that dies between two calls no longer loses it; a lead found is not announced,
+    and a caller that does not ask gets no message (it may post to Telegram itself)."""
+    conn = queue.conn
+    conn.execute(
+        "insert into public.telegram_groups (chat_id, group_type) values"
+        " (-601, 'leads'), (-602, 'leads_profitest'), (-603, 'leads_expresscourse')"
+    )
+    made: list[object] = []
+    try:
+        lead, created = _intake(conn, "+7 701 555 01 01", "notify-1", p_notify=True)
+        made.append(lead)
+        assert created
+        assert _lead_jobs(conn, lead) == [
+            f"lead_notification/{lead}/-601/leads",
+            f"lead_notification/{lead}/-602/leads_profitest",
+        ]
+        text = conn.execute(
+            "select payload ->> 'text' from public.outbox_jobs where idempotency_key = %s",
+            (f"lead_notification/{lead}/-601/leads",),
+        ).fetchone()[0]
+        assert text.startswith("Новый лид (ПРОФТЕСТ)\nИмя: Айгерим\nТелефон: +77015550101")
+        # the same person again: found, not announced again; the backend's own call adds nothing
+        again, created = _intake(conn, "8 701 555 0101", "notify-2", p_notify=True)
+        assert (again, created) == (lead, False)
+        assert conn.execute("select public.enqueue_lead_notification(%s)", (lead,)).fetchone()[0] == 2
+        assert len(_lead_jobs(conn, lead)) == 2
+        # not asked: nothing queued
+        quiet, created = _intake(conn, "+7 701 555 02 02", "notify-3")
+        made.append(quiet)
+        assert created and _lead_jobs(conn, quiet) == []
+        # one transaction: rolled back, neither the lead nor its message is left
+        with conn.transaction(force_rollback=True):
+            gone, created = _intake(conn, "+7 701 555 03 03", "notify-4", p_notify=True)
+            assert created and len(_lead_jobs(conn, gone)) == 2
+        assert _lead_jobs(conn, gone) == []
+        assert (
+            conn.execute("select count(*) from public.traffic_leads where id = %s", (gone,)).fetchone()[0]
+            == 0
+        )
+    finally:
+        for lead in made:
+            for stmt in (
+                "delete from public.traffic_lead_journey where lead_id = %s",
+                "delete from private.traffic_lead_identifiers where lead_id = %s",
+                "delete from public.traffic_leads where id = %s",
+            ):
+                owner_conn.execute(stmt, (lead,))
