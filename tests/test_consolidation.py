@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -304,19 +305,30 @@ def test_crash_in_the_middle_then_rerun_equals_uninterrupted(
 
 
 def test_one_run_at_a_time_per_target(stack: LocalStack, source: str, tmp_path: Path) -> None:
-    from onai_db.consolidate.runner import LOCK_KEY
+    from onai_db.consolidate.runner import LOCK_KEY, _take_lock
 
     target = fresh_target(stack, "cons_locked")
     with psycopg.connect(target, autocommit=True) as other:
         other.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
         holder = other.execute("select pg_backend_pid()").fetchone()[0]
+        said: list[str] = []
         with pytest.raises(ConsolidationError, match="another onai-db consolidate is running") as refused:
-            consolidate(source, target, tmp_path, lock_wait_s=0.5)
+            consolidate(source, target, tmp_path, lock_wait_s=0.5, notice=said.append)
         assert refused.value.kind == "busy"
         # the holder is named, so the operator can find it (it was only "wait for it")
         assert f"(server process {holder}, since " in str(refused.value), str(refused.value)
+        # and the wait is said when it begins (it was silent for its 15 s)
+        assert len(said) == 1 and said[0].startswith("another onai-db consolidate holds this target"), said
+        assert f"(server process {holder}, since " in said[0] and "waiting up to 0.5 s" in said[0], said
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
+    # a lock freed during the wait: the run goes on, and says so
+    with psycopg.connect(target, autocommit=True) as other, psycopg.connect(target, autocommit=True) as conn:
+        other.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
+        said.clear()
+        threading.Timer(0.7, lambda: other.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))).start()
+        _take_lock(conn, 30.0, said.append)
+        assert said[-1] == "the other run's lock is free: going on" and len(said) == 2, said
 
 
 def test_bad_input_is_one_clear_error_and_nothing_written(

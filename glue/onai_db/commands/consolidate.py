@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..local import LocalStack
 from ..output_mode import error_document, want_json
 from ..progress import phase_progress
-from ..render import OutputConsole
+from ..render import OutputConsole, plain
 from ..settings import Settings
 
 console = OutputConsole()
@@ -118,6 +118,7 @@ def register(app: typer.Typer) -> None:
                         jobs=jobs,
                         dry_run=dry_run,
                         progress=progress,
+                        notice=lambda line: err_console.print(plain(line), highlight=False),
                     )
                 )
         except KeyboardInterrupt:

@@ -31,6 +31,10 @@ def _no_progress(_phase: str, _advance: int, _total: int | None) -> None:
     return None
 
 
+def _no_notice(_message: str) -> None:
+    return None
+
+
 @dataclass
 class ConsolidationOptions:
     source_url: str
@@ -41,17 +45,30 @@ class ConsolidationOptions:
     jobs: int = 2  # batches applied in parallel on this many connections (1 in a dry run)
     lock_wait_s: float = 15.0  # how long to wait for another run's lock on the target
     progress: Callable[[str, int, int | None], None] = field(default=_no_progress)
+    notice: Callable[[str], None] = field(default=_no_notice)  # a line for the operator (a wait)
 
 
-def _take_lock(conn: psycopg.Connection, wait_s: float = 15.0) -> None:
+def _take_lock(
+    conn: psycopg.Connection, wait_s: float = 15.0, notice: Callable[[str], None] = _no_notice
+) -> None:
     """One consolidation per target. A run killed a moment ago may still hold the lock
-    until its server session notices the lost client, hence the short wait. A run that
-    still holds it at the end is named (its server process, since when, from where)."""
+    until its server session notices the lost client, hence the short wait, which is
+    announced (it was silent for its 15 s). A run that still holds it at the end is named
+    (its server process, since when, from where)."""
     deadline = time.monotonic() + wait_s
+    announced = False
     while True:
         got = conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
         if got and got[0]:
+            if announced:
+                notice("the other run's lock is free: going on")
             return
+        if not announced:
+            announced = True
+            notice(
+                f"another onai-db consolidate holds this target{_lock_holder(conn)};"
+                f" waiting up to {wait_s:g} s for it to end"
+            )
         if time.monotonic() > deadline:
             raise ConsolidationError(
                 f"another onai-db consolidate is running against this target{_lock_holder(conn)};"
@@ -295,7 +312,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         check_target(tgt, checkout_migrations())
         check_same_source(src, tgt)
         tgt.autocommit = True
-        _take_lock(tgt, opts.lock_wait_s)
+        _take_lock(tgt, opts.lock_wait_s, opts.notice)
         tgt.autocommit = False
         _tune(tgt)
 
