@@ -28,6 +28,9 @@ class MonitorSnapshot:
     dead: list[dict[str, Any]]
     telegram: list[dict[str, Any]]
     amocrm: dict[str, Any]
+    # the deactivated chats themselves, newest first: what the runbook's re-enable needs
+    # (the per-type counts named neither chat nor bot)
+    telegram_deactivated: list[dict[str, Any]] = field(default_factory=list)
     # connections named "onai-db worker" the database shows now (a pooler may drop the name)
     worker_connections: int = 0
     # more errors / dead jobs exist than the lists hold
@@ -82,12 +85,20 @@ def require_full_view(conn: psycopg.Connection) -> None:
         )
 
 
-def snapshot(conn: psycopg.Connection, days: int = 7, errors: int = 10, dead: int = 20) -> MonitorSnapshot:
+def snapshot(
+    conn: psycopg.Connection, days: int = 7, errors: int = 10, dead: int = 20, chats: int = 20
+) -> MonitorSnapshot:
     """Everything ``onai-db monitor`` shows, as plain rows."""
     require_full_view(conn)
     error_rows = _rows(conn, "select * from public.integration_recent_errors limit %s", (errors + 1,))
     dead_rows = _rows(
         conn, "select * from public.outbox_dead_jobs order by updated_at desc limit %s", (dead + 1,)
+    )
+    chat_rows = _rows(
+        conn,
+        "select chat_id, title, group_type, bot, deactivated_at, deactivation_reason"
+        " from public.telegram_groups where not is_active order by deactivated_at desc, chat_id limit %s",
+        (chats + 1,),
     )
     workers = conn.execute(
         "select count(*) from pg_catalog.pg_stat_activity"
@@ -105,8 +116,13 @@ def snapshot(conn: psycopg.Connection, days: int = 7, errors: int = 10, dead: in
         dead=dead_rows[:dead],
         telegram=_rows(conn, "select * from public.telegram_group_stats order by group_type"),
         amocrm=_rows(conn, "select * from public.amocrm_sync_backlog")[0],
+        telegram_deactivated=chat_rows[:chats],
         worker_connections=int(workers[0]) if workers else 0,
-        truncated={"errors": len(error_rows) > errors, "dead": len(dead_rows) > dead},
+        truncated={
+            "errors": len(error_rows) > errors,
+            "dead": len(dead_rows) > dead,
+            "telegram_deactivated": len(chat_rows) > chats,
+        },
     )
 
 
@@ -222,6 +238,21 @@ def render(snap: MonitorSnapshot, console: Console) -> None:
     if not snap.telegram:
         tg.add_row("none configured", "", "", "")
     console.print(tg)
+    if snap.telegram_deactivated:
+        more = "; more in telegram_groups" if snap.truncated.get("telegram_deactivated") else ""
+        off = Table(title=f"Deactivated Telegram chats (newest first{more})")
+        for col in ("chat", "title", "group type", "bot", "since (UTC)", "reason"):
+            off.add_column(col, overflow="fold")
+        for r in snap.telegram_deactivated:
+            off.add_row(
+                str(r["chat_id"]),
+                plain(r["title"] or "-"),
+                plain(r["group_type"]),
+                plain(r["bot"]),
+                r["deactivated_at"].strftime("%Y-%m-%d %H:%M") if r["deactivated_at"] else "-",
+                plain(r["deactivation_reason"] or "-"),
+            )
+        console.print(off)
 
     a = snap.amocrm
     oldest = a["oldest_unsynced_at"].strftime("%Y-%m-%d %H:%M UTC") if a["oldest_unsynced_at"] else "-"

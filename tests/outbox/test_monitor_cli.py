@@ -38,6 +38,11 @@ def _activity(queue: Outbox, fake: FakeProviders, db_url: str) -> None:
         "insert into public.telegram_groups (chat_id, group_type, is_active, deactivated_at, deactivation_reason)"
         " values (-1, 'leads', true, null, null), (-2, 'leads', false, now(), 'Forbidden: bot was kicked')"
     )
+    queue.conn.execute(
+        "insert into public.telegram_groups (chat_id, group_type, bot, title, is_active, deactivated_at,"
+        " deactivation_reason) values (-3, 'students', 'mentor', 'Поток 7', false, now() - interval '1 day',"
+        " 'Bad Request: chat not found')"
+    )
 
 
 def test_snapshot_and_render(fake: FakeProviders, queue: Outbox, db_url: str) -> None:
@@ -51,19 +56,27 @@ def test_snapshot_and_render(fake: FakeProviders, queue: Outbox, db_url: str) ->
     assert (mobizon["successes"], mobizon["failures"]) == (1, 1)
     assert snap.errors[0]["error_message"] == "mobizon: code 1 fields: recipient"
     assert [d["idempotency_key"] for d in snap.dead] == ["mon/dead"]
-    assert snap.telegram == [
-        {
-            "group_type": "leads",
-            "active": 1,
-            "deactivated": 1,
-            "last_deactivated_at": snap.telegram[0]["last_deactivated_at"],
-        }
+    assert snap.telegram[0] == {
+        "group_type": "leads",
+        "active": 1,
+        "deactivated": 1,
+        "last_deactivated_at": snap.telegram[0]["last_deactivated_at"],
+    }
+    # the deactivated chats themselves, newest first, with bot and reason (the counts named neither)
+    assert [(r["chat_id"], r["bot"], r["deactivation_reason"]) for r in snap.telegram_deactivated] == [
+        (-2, "leads", "Forbidden: bot was kicked"),
+        (-3, "mentor", "Bad Request: chat not found"),
     ]
+    assert not snap.truncated["telegram_deactivated"]
+    assert len(snapshot(queue.conn, chats=1).telegram_deactivated) == 1
+    assert snapshot(queue.conn, chats=1).truncated["telegram_deactivated"]
     console = Console(record=True, width=160)
     render(snap, console)
     text = console.export_text()
     for needle in ("Outbox queue", "mobizon", "mobizon: code 1 fields: recipient", "mon/dead", "AmoCRM:"):
         assert needle in text
+    chats = text[text.index("Deactivated Telegram chats") :]
+    assert "-3" in chats and "Поток 7" in chats and "mentor" in chats and "chat not found" in chats, chats
 
 
 def test_monitor_command_json(fake: FakeProviders, queue: Outbox, db_url: str) -> None:
@@ -274,7 +287,10 @@ def test_times_are_utc_and_a_waiting_retry_is_not_a_missing_worker(
         isinstance(email_doc["oldest_due_age_seconds"], float) and email_doc["oldest_due_age_seconds"] >= 590
     )
     assert doc["errors"][0]["created_at"] == "2026-01-05T12:00:00+00:00"
-    assert doc["truncated"] == {"errors": False, "dead": False} and "worker_connections" in doc
+    assert (
+        doc["truncated"] == {"errors": False, "dead": False, "telegram_deactivated": False}
+        and "worker_connections" in doc
+    )
 
 
 def test_a_login_under_row_level_security_is_refused_not_told_all_is_well(
