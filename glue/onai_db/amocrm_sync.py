@@ -32,20 +32,20 @@ BUSY_RETRY_SECONDS = 5.0
 
 
 @contextmanager
-def _one_sync_of(conn: psycopg.Connection, lead_id: str) -> Iterator[None]:
+def one_at_a_time(conn: psycopg.Connection, key: str, busy: str) -> Iterator[None]:
+    """A session advisory lock on ``key`` for the block; when another worker holds it, a
+    retry in a few seconds that spends no attempt (``busy`` says why)."""
     row = conn.execute(
-        "select pg_catalog.pg_try_advisory_lock(%s, pg_catalog.hashtext(%s))", (LOCK_CLASS, lead_id)
+        "select pg_catalog.pg_try_advisory_lock(%s, pg_catalog.hashtext(%s))", (LOCK_CLASS, key)
     ).fetchone()
     if not (row and row[0]):
-        raise RateLimitedError(
-            f"amocrm: lead {lead_id} is being synced by another worker", BUSY_RETRY_SECONDS
-        )
+        raise RateLimitedError(f"amocrm: {busy}", BUSY_RETRY_SECONDS)
     try:
         yield
     finally:
         if not conn.closed and not conn.broken:  # a lost session has released it already
             conn.execute(
-                "select pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))", (LOCK_CLASS, lead_id)
+                "select pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))", (LOCK_CLASS, key)
             )
 
 
@@ -105,7 +105,7 @@ def sync_lead(
     lead_id = payload.get("lead_id")
     if not lead_id:
         raise PermanentError("sync_lead job without lead_id")
-    with _one_sync_of(conn, str(lead_id)):
+    with one_at_a_time(conn, str(lead_id), f"lead {lead_id} is being synced by another worker"):
         return _sync(conn, client, str(lead_id), reconnect)
 
 

@@ -314,14 +314,25 @@ class Handlers:
                 lead_id, lesson = int(job.payload["amocrm_lead_id"]), int(job.payload["lesson"])
             except (KeyError, TypeError, ValueError):
                 raise PermanentError("move_stage needs amocrm_lead_id and lesson") from None
-            later = self._later_lesson_moved(job.id, lead_id, lesson)
-            if later is not None:
-                return Delivery(skipped=True, note=f"deal {lead_id} was moved to lesson {later} already")
-            client.move_lead_stage(lead_id, lesson)
-            return Delivery(provider_ref=str(lead_id))
+            return self._move_stage(job, client, lead_id, lesson)
         if action == "sync_lead":
             return self._sync_lead(job, client)
         raise PermanentError(f"unknown amocrm action {action!r}")
+
+    def _move_stage(self, job: Job, client: AmoCrmClient, deal_id: int, lesson: int) -> Delivery:
+        """One move of a deal at a time: two lessons' moves running at once could both pass the
+        check below and reach AmoCRM in the wrong order, leaving the deal at the earlier lesson
+        (left from last stop's list). The other waits a few seconds, then sees the later move."""
+        from .amocrm_sync import one_at_a_time
+
+        with one_at_a_time(
+            self.ctx.conn, f"deal/{deal_id}", f"deal {deal_id} is being moved by another worker"
+        ):
+            later = self._later_lesson_moved(job.id, deal_id, lesson)
+            if later is not None:
+                return Delivery(skipped=True, note=f"deal {deal_id} was moved to lesson {later} already")
+            client.move_lead_stage(deal_id, lesson)
+            return Delivery(provider_ref=str(deal_id))
 
     def _later_lesson_moved(self, job_id: int, deal_id: int, lesson: int) -> int | None:
         """The highest later lesson whose move of this deal is done or under way. A retried

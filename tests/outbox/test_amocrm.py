@@ -238,6 +238,40 @@ def test_a_retried_earlier_lesson_does_not_move_the_deal_back(
     ]
 
 
+def test_one_move_of_a_deal_at_a_time(
+    fake: FakeProviders, queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """Lesson 2's and lesson 3's moves running at once could both pass the "later lesson
+    moved?" check and reach AmoCRM in the wrong order (the deal stayed at lesson 2). A move
+    now waits while another move of the same deal is under way, spending no attempt."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    job = queue.conn.execute("select public.enqueue_amocrm_lesson_stage(888, 2)").fetchone()[0]
+    key = "deal/888"
+    owner_conn.execute("select pg_catalog.pg_advisory_lock(%s, pg_catalog.hashtext(%s))", (LOCK_CLASS, key))
+    try:
+        report = run_worker(worker_settings(fake, db_url), once=True, services=["amocrm"])
+        assert report.succeeded == 0 and fake.calls("amocrm_leads") == []
+        status, attempts, wait = queue.conn.execute(
+            "select status, attempts, run_after > now() from public.outbox_jobs where id = %s", (job,)
+        ).fetchone()
+        assert (status, wait) == ("pending", True) and attempts <= 1
+        # the other move (lesson 3) finished meanwhile: this one must not move the deal back
+        queue.conn.execute("select public.enqueue_amocrm_lesson_stage(888, 3)")
+        queue.conn.execute(
+            "update public.outbox_jobs set status = 'done', run_after = null where idempotency_key = 'amocrm_stage/888/3'"
+        )
+    finally:
+        owner_conn.execute(
+            "select pg_catalog.pg_advisory_unlock(%s, pg_catalog.hashtext(%s))", (LOCK_CLASS, key)
+        )
+    queue.conn.execute("update public.outbox_jobs set run_after = now() where id = %s", (job,))
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["amocrm"])
+    assert report.skipped == 1 and fake.calls("amocrm_leads") == []
+    assert queue.conn.execute(
+        "select error_message from public.integration_logs where job_id = %s order by id desc limit 1", (job,)
+    ).fetchone() == ("deal 888 was moved to lesson 3 already",)
+
+
 def _imported_leads(owner_conn: psycopg.Connection) -> tuple[uuid.UUID, uuid.UUID]:
     """Two leads imported from Landing in 2024 (the caller removes them)."""
     imported, returned = (
