@@ -249,6 +249,58 @@ def test_a_lead_committed_by_another_writer_meanwhile_is_found_not_duplicated(
         assert live == (1,)
 
 
+def test_an_event_key_a_direct_writer_records_meanwhile_changes_no_lead(
+    authenticator_url: str, db_url: str, committed_leads: None
+) -> None:
+    """The service role backfills a journey row with key K on lead B (README: insert ... on
+    conflict (event_key) do nothing) while a call with K about lead A runs. The call's
+    journey insert met K and did nothing, but A kept the call's stage, first touch and
+    created_at: an event counted by the dashboard and in no journey row (found by review).
+    Now the attempt is rolled back and run again, and finds K: B, nothing changed."""
+    a_phone, b_phone = unique_phone(), unique_phone()
+    with (
+        psycopg.connect(db_url, autocommit=True) as monitor,
+        psycopg.connect(db_url) as direct,
+        psycopg.connect(authenticator_url, autocommit=True) as caller,
+    ):
+        with caller.transaction():
+            a = _rpc(caller, p_phone=a_phone, p_utm_source="fb_arystan", p_stage="proftest_submitted")[0]
+        with caller.transaction():
+            b = _rpc(caller, p_phone=b_phone)[0]
+        before = monitor.execute(
+            "select stages, first_utm_source, created_at from public.traffic_leads where id = %s", (a,)
+        ).fetchone()
+        direct.execute(
+            "insert into public.traffic_lead_journey (lead_id, stage, event_key) values (%s, 'payment_started', 'pay-race-1')"
+            " on conflict (event_key) do nothing",
+            (b,),
+        )
+        results: dict[str, tuple | BaseException] = {}
+        t = threading.Thread(
+            target=_call_into,
+            args=(results, "call", caller),
+            kwargs={
+                "p_phone": "8" + a_phone[2:],
+                "p_stage": "payment_succeeded",
+                "p_utm_source": "ig_arystan",
+                "p_event_key": "pay-race-1",
+            },
+        )
+        t.start()
+        _wait_until_blocked(monitor, caller.info.backend_pid)
+        direct.commit()
+        t.join(timeout=60)
+        assert results["call"] == (b, False), results
+        after = monitor.execute(
+            "select stages, first_utm_source, created_at from public.traffic_leads where id = %s", (a,)
+        ).fetchone()
+        assert after == before
+        journey = monitor.execute(
+            "select lead_id, stage from public.traffic_lead_journey where event_key = 'pay-race-1'"
+        ).fetchall()
+        assert journey == [(b, "payment_started")]
+
+
 def test_filling_a_phone_another_writer_just_gave_to_a_lead_merges_the_two(
     authenticator_url: str, db_url: str, committed_leads: None
 ) -> None:
