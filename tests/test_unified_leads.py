@@ -228,6 +228,22 @@ def test_a_merged_leads_own_phone_still_finds_the_person(api: PostgrestSession) 
     assert live_leads(api, phone=x_phone) == []  # no second lead holds it
 
 
+def test_a_directly_written_email_is_read_with_the_rpcs_blanks(api: PostgrestSession) -> None:
+    """An email written straight into traffic_leads with a zero-width space (copied from a
+    messenger) was no identifier, and the same address through the RPC made a second lead
+    (found by review): the trigger's normalize_email trimmed fewer blanks than the RPC."""
+    email = f"zw-{uuid.uuid4().hex[:8]}@example.kz"
+    (direct,) = api.query(
+        SERVICE,
+        "insert into public.traffic_leads (name, email) values ('Aigerim', %s)"
+        " returning id, email_normalized, no_identifier",
+        [f"\ufeff{email.upper()}\u200b\u3000"],
+    )
+    assert (direct["email_normalized"], direct["no_identifier"]) == (email, False)
+    found = record(api, p_email=f"{email}\u200b")
+    assert (found["lead_id"], found["created"]) == (direct["id"], False)
+
+
 def test_two_leads_without_stages_merge(api: PostgrestSession) -> None:
     """Leads written straight into traffic_leads have no stages ('{}'): merging two of them
     gave the survivor NULL stages and failed with 23502, losing the call's event."""
