@@ -33,7 +33,7 @@ class MonitorSnapshot:
     telegram_deactivated: list[dict[str, Any]] = field(default_factory=list)
     # connections named "onai-db worker" the database shows now (a pooler may drop the name)
     worker_connections: int = 0
-    # more errors / dead jobs exist than the lists hold
+    # more errors / dead jobs / deactivated chats exist than the lists hold
     truncated: dict[str, bool] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,6 +69,12 @@ def _rows(conn: psycopg.Connection, query: str, params: tuple = ()) -> list[dict
         return [{k: _utc(v) for k, v in row.items()} for row in cur.fetchall()]
 
 
+def _newest(conn: psycopg.Connection, query: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """The first ``limit`` rows of ``query`` (already ordered), and whether more exist."""
+    rows = _rows(conn, f"{query} limit %s", (limit + 1,))
+    return rows[:limit], len(rows) > limit
+
+
 def require_full_view(conn: psycopg.Connection) -> None:
     """The views are security_invoker: a login under row-level security that may read them
     sees no rows and the monitor said "all healthy" (found by review)."""
@@ -90,15 +96,15 @@ def snapshot(
 ) -> MonitorSnapshot:
     """Everything ``onai-db monitor`` shows, as plain rows."""
     require_full_view(conn)
-    error_rows = _rows(conn, "select * from public.integration_recent_errors limit %s", (errors + 1,))
-    dead_rows = _rows(
-        conn, "select * from public.outbox_dead_jobs order by updated_at desc limit %s", (dead + 1,)
+    error_rows, more_errors = _newest(conn, "select * from public.integration_recent_errors", errors)
+    dead_rows, more_dead = _newest(
+        conn, "select * from public.outbox_dead_jobs order by updated_at desc", dead
     )
-    chat_rows = _rows(
+    chat_rows, more_chats = _newest(
         conn,
         "select chat_id, title, group_type, bot, deactivated_at, deactivation_reason"
-        " from public.telegram_groups where not is_active order by deactivated_at desc, chat_id limit %s",
-        (chats + 1,),
+        " from public.telegram_groups where not is_active order by deactivated_at desc, chat_id",
+        chats,
     )
     workers = conn.execute(
         "select count(*) from pg_catalog.pg_stat_activity"
@@ -112,17 +118,13 @@ def snapshot(
             " where log_date > (now() at time zone 'utc')::date - %s order by log_date desc, service_name",
             (days,),
         ),
-        errors=error_rows[:errors],
-        dead=dead_rows[:dead],
+        errors=error_rows,
+        dead=dead_rows,
         telegram=_rows(conn, "select * from public.telegram_group_stats order by group_type"),
         amocrm=_rows(conn, "select * from public.amocrm_sync_backlog")[0],
-        telegram_deactivated=chat_rows[:chats],
+        telegram_deactivated=chat_rows,
         worker_connections=int(workers[0]) if workers else 0,
-        truncated={
-            "errors": len(error_rows) > errors,
-            "dead": len(dead_rows) > dead,
-            "telegram_deactivated": len(chat_rows) > chats,
-        },
+        truncated={"errors": more_errors, "dead": more_dead, "telegram_deactivated": more_chats},
     )
 
 
