@@ -49,6 +49,7 @@ stack: setup
 lint: setup
 	$(VENV)/bin/ruff check glue tests bench
 	$(VENV)/bin/ruff format --check glue tests bench
+	$(VENV)/bin/mypy
 	$(VENV)/bin/sqlfluff lint supabase/ --processes 2
 
 test: setup lint

@@ -12,6 +12,7 @@ from rich.console import Console
 
 import bench
 from bench.common import RESULTS_DIR, Result, make_context, write_results
+from onai_db.connection import scalar
 
 ROOT = Path(__file__).resolve().parent.parent
 START = "<!-- results:start -->"
@@ -70,7 +71,7 @@ def main(argv: list[str]) -> int:
         # must not change the next one's work or figures
         ctx = make_context()
         with ctx.connect() as conn:
-            server = conn.execute("show server_version").fetchone()[0]
+            server = scalar(conn, "show server_version")
         module = importlib.import_module(f"bench.bench_{name}")
         results: list[Result] = module.run(ctx)
         path = write_results(name, results, server)

@@ -22,6 +22,7 @@ import psycopg
 from psycopg.types.string import TextLoader
 
 from bench.common import BenchContext, Result, summarize_ms
+from onai_db.connection import scalar
 
 TARGETOLOGISTS = 20
 ITERATIONS = 300
@@ -37,9 +38,9 @@ def build(ctx: BenchContext, leads: int) -> list[uuid.UUID]:
         conn.execute("delete from auth.users where email like 'bench-t%%@onai.academy'")
         conn.execute("delete from public.traffic_teams where name like 'Bench team %%'")
         teams = [
-            conn.execute(
-                "insert into public.traffic_teams (name) values (%s) returning id", (f"Bench team {t}",)
-            ).fetchone()[0]
+            scalar(
+                conn, "insert into public.traffic_teams (name) values (%s) returning id", (f"Bench team {t}",)
+            )
             for t in range(4)
         ]
         people: list[uuid.UUID] = []
@@ -181,12 +182,13 @@ def run(ctx: BenchContext) -> list[Result]:
     people = build(ctx, leads)
     who = people[3]
     with ctx.connect() as conn:
-        journey = conn.execute("select count(*) from public.traffic_lead_journey").fetchone()[0]
-        window = conn.execute(
+        journey = scalar(conn, "select count(*) from public.traffic_lead_journey")
+        window = scalar(
+            conn,
             "select count(*) from public.traffic_lead_attribution where targetologist_id = %s"
             " and created_at >= now() - interval '30 days'",
             (who,),
-        ).fetchone()[0]
+        )
     settle()
     targetologist = {"role": "authenticated", "sub": str(who), "aud": "authenticated"}
     own_args = "p_group_by => 'day'"

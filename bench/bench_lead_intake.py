@@ -15,6 +15,7 @@ import threading
 import time
 
 from bench.common import BenchContext, Result, summarize_ms
+from onai_db.connection import scalar
 
 CLIENTS = 8
 CLAIMS = json.dumps({"role": "service_role"})
@@ -125,15 +126,14 @@ def run(ctx: BenchContext) -> list[Result]:
     rpc_lat = [x for _, lat in rpc_runs for x in lat]
     calls = calls_all
     with ctx.connect() as conn:
-        duplicates = conn.execute(
+        duplicates = scalar(
+            conn,
             "select count(*) from (select phone_normalized from public.traffic_leads where merged_into is null"
-            " and phone_normalized is not null group by 1 having count(*) > 1) d"
-        ).fetchone()[0]
+            " and phone_normalized is not null group by 1 having count(*) > 1) d",
+        )
         people = len({c["p_name"] for c in calls})
-        live = conn.execute("select count(*) from public.traffic_leads where merged_into is null").fetchone()[
-            0
-        ]
-        events = conn.execute("select count(*) from public.traffic_lead_journey").fetchone()[0]
+        live = scalar(conn, "select count(*) from public.traffic_leads where merged_into is null")
+        events = scalar(conn, "select count(*) from public.traffic_lead_journey")
     rpc_rate, bare_rate = total / rpc_s, total / bare_s
     total_calls = len(calls)
     result = Result(

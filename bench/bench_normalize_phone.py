@@ -18,6 +18,7 @@ import time
 import psycopg
 
 from bench.common import BenchContext, Result
+from onai_db.connection import scalar
 from onai_db.phone_samples import samples
 
 BENCH = "normalize_phone"
@@ -36,9 +37,7 @@ language plpgsql immutable strict parallel safe set search_path = '' as $$ begin
 
 def create_without_set(conn: psycopg.Connection) -> None:
     """A pg_temp copy of public.normalize_phone without its SET clause (same body)."""
-    definition = conn.execute(
-        "select pg_get_functiondef('public.normalize_phone(text)'::regprocedure)"
-    ).fetchone()[0]
+    definition = scalar(conn, "select pg_get_functiondef('public.normalize_phone(text)'::regprocedure)")
     copy = definition.replace(
         "FUNCTION public.normalize_phone(", "FUNCTION pg_temp.normalize_phone_without_set(", 1
     ).replace(" SET search_path TO ''\n", "\n", 1)
@@ -70,9 +69,10 @@ def run(ctx: BenchContext) -> list[Result]:
         conn.execute("set max_parallel_workers_per_gather = 0")
         conn.execute(FLOOR_FUNCTION)
         create_without_set(conn)
-        normalized = conn.execute(
-            "select count(*) filter (where public.normalize_phone(x) is not null) from bench_phone_inputs"
-        ).fetchone()[0]
+        normalized = scalar(
+            conn,
+            "select count(*) filter (where public.normalize_phone(x) is not null) from bench_phone_inputs",
+        )
         times: dict[str, list[float]] = {"baseline": [], "workload": [], "floor": [], "without_set": []}
         for _ in range(REPETITIONS):
             times["baseline"].append(timed(conn, BASELINE_SQL))

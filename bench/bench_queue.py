@@ -18,6 +18,7 @@ import time
 import psycopg
 
 from bench.common import BenchContext, Result
+from onai_db.connection import scalar
 
 WORKERS = 4
 BATCH = int(os.environ.get("ONAI_DB_BENCH_QUEUE_BATCH", "50"))
@@ -114,7 +115,7 @@ def run(ctx: BenchContext) -> list[Result]:
                 minimal_rates.append(n / seconds)
             assert n == jobs, f"{side}: drained {n} of {jobs}"
     with ctx.connect() as conn:
-        logs = conn.execute("select count(*) from public.integration_logs").fetchone()[0]
+        logs = scalar(conn, "select count(*) from public.integration_logs")
         conn.execute("drop table if exists public.bench_minimal_queue")
     assert logs == jobs, f"expected one log row per job, found {logs}"
     # the machine may be shared: rounds alternate the order, and the medians are reported

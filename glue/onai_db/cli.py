@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import traceback
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 import typer
@@ -135,7 +135,9 @@ _register_commands()
 
 # click's exception classes, wherever this typer takes click from (typer 0.2x vendors its own
 # copy, older releases use the click package): BadParameter -> UsageError -> ClickException
-_USAGE_ERROR, _CLICK_ERROR = typer.BadParameter.__mro__[1:3]
+# (typed Any: which module they come from is only known at run time)
+_USAGE_ERROR: Any = typer.BadParameter.__mro__[1]
+_CLICK_ERROR: Any = typer.BadParameter.__mro__[2]
 
 
 def _sqlstate(exc: BaseException) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -32,6 +34,15 @@ def describe_url(url: str) -> str:
     return f"{host}{port}/{parts.get('dbname') or parts.get('user') or ''}"
 
 
+def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+    """The first column of the one row a query returns (``select count(*) ...``,
+    ``select exists ...``); a query that returns no row is a bug (the CLI reports it as one)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise RuntimeError(f"no row from {query!r} (expected one)")
+    return row[0]
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's text, or its class name when it has none."""
     text = str(exc).strip()
@@ -45,7 +56,7 @@ CONNECTION_LOST = (psycopg.OperationalError, psycopg.InterfaceError)
 # a long-running client's connections notice a network cut within about 30 s (TCP keepalive,
 # and unacknowledged data after 30 s): without them a thread waited in recv() for ever and
 # SIGTERM could not stop the worker (found by review)
-KEEPALIVE = {
+KEEPALIVE: dict[str, Any] = {
     "keepalives": 1,
     "keepalives_idle": 10,
     "keepalives_interval": 5,
@@ -74,7 +85,7 @@ def connect(
     try:
         # UTF-8 whatever PGCLIENTENCODING or the database's default says: text is sent and COPY
         # data streamed as UTF-8 (a LATIN1 session stored Cyrillic names garbled, with no error)
-        extra: dict[str, str | int] = {"application_name": application_name} if application_name else {}
+        extra: dict[str, Any] = {"application_name": application_name} if application_name else {}
         if keepalive:
             extra.update(KEEPALIVE)
         return psycopg.connect(

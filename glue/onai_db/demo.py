@@ -133,8 +133,8 @@ def run_demo(
     seen = Table(title="What each role sees of public.landing_leads (RLS, as PostgREST runs it)")
     seen.add_column("request as")
     seen.add_column("live leads visible", justify="right")
-    for label, n in visible_leads(state.url("authenticator", dbname)):
-        seen.add_row(label, str(n))
+    for label, visible in visible_leads(state.url("authenticator", dbname)):
+        seen.add_row(label, str(visible))
     console.print(seen)
     console.print(f"backup of the Landing tables: {_relative(backup_dir, settings.project_dir)}")
 

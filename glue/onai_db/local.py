@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from . import migrate
+from .connection import scalar
 from .errors import ConfigError, MissingDependencyError, StackError
 from .settings import Settings
 
@@ -192,7 +194,7 @@ class DatabaseContents:
 class LocalStack:
     """Operations on the local cluster; every method is safe to call repeatedly."""
 
-    def __init__(self, settings: Settings | None = None, echo=print) -> None:
+    def __init__(self, settings: Settings | None = None, echo: Callable[[str], None] = print) -> None:
         self.settings = settings or Settings.load()
         self.root = self.settings.local_dir
         self.state_file = self.root / "stack.json"
@@ -462,19 +464,18 @@ class LocalStack:
             fixture, has_objects = bool(row[0]), bool(row[1])
             # onai-db's own history (its first migration), not any project's: another
             # Supabase project's database has a supabase_migrations schema too (found by review)
-            migrated = bool(
-                conn.execute("select to_regclass('public.traffic_leads') is not null").fetchone()[0]
-            )
-            history = conn.execute("select to_regclass('supabase_migrations.schema_migrations') is not null")
-            if not migrated and history.fetchone()[0]:
+            migrated = bool(scalar(conn, "select to_regclass('public.traffic_leads') is not null"))
+            history = scalar(conn, "select to_regclass('supabase_migrations.schema_migrations') is not null")
+            if not migrated and history:
                 migrated = bool(
-                    conn.execute(
+                    scalar(
+                        conn,
                         "select exists (select 1 from supabase_migrations.schema_migrations where version = %s)",
                         (first,),
-                    ).fetchone()[0]
+                    )
                 )
-            if not has_objects and conn.execute("select to_regclass('auth.users') is not null").fetchone()[0]:
-                has_objects = bool(conn.execute("select exists (select 1 from auth.users)").fetchone()[0])
+            if not has_objects and scalar(conn, "select to_regclass('auth.users') is not null"):
+                has_objects = bool(scalar(conn, "select exists (select 1 from auth.users)"))
         return DatabaseContents(migrated, fixture, has_objects)
 
     def refuse_foreign(self, dbname: str, action: str) -> None:

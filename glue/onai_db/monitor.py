@@ -65,7 +65,7 @@ def _rows(conn: psycopg.Connection, query: str, params: tuple = ()) -> list[dict
     """Rows as dicts, every time in UTC whatever the session's time zone (PGTZ, the role's or
     the database's setting: "(UTC)" showed Almaty time)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, params)  # type: ignore[arg-type]
+        cur.execute(query, params)
         return [{k: _utc(v) for k, v in row.items()} for row in cur.fetchall()]
 
 

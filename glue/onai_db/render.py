@@ -30,6 +30,10 @@ class OutputConsole(Console):
             return ConsoleDimensions(PIPED_WIDTH, dims.height)
         return dims
 
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size  # as rich's own setter
+
 
 def plain(value: object) -> Text:
     """Text from the database or a provider, shown as it is: never read as rich markup (an

@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import re._constants as re_constants
 import re._parser as re_parser
+from typing import Any
 
 DIGITS = frozenset("0123456789")
 MAX_LENGTH = 17  # libphonenumber's longest national significant number
@@ -51,17 +52,17 @@ def _class(arg: list) -> frozenset[str]:
     return frozenset(chars)
 
 
-def _item(op: object, arg: object) -> list[Product]:
+def _item(op: object, arg: Any) -> list[Product]:  # arg: the parser's untyped tuple
     if op is re_constants.LITERAL:
         return [(_class([(op, arg)]),)]
     if op is re_constants.IN:
-        return [(_class(arg),)]  # type: ignore[arg-type]
+        return [(_class(arg),)]
     if op is re_constants.SUBPATTERN:
-        return _items(list(arg[3]))  # type: ignore[index]
+        return _items(list(arg[3]))
     if op is re_constants.BRANCH:
-        return [p for branch in arg[1] for p in _items(list(branch))]  # type: ignore[index]
+        return [p for branch in arg[1] for p in _items(list(branch))]
     if op is re_constants.MAX_REPEAT:
-        low, high, items = arg  # type: ignore[misc]
+        low, high, items = arg
         if high > MAX_LENGTH:
             raise ValueError("unbounded repetition")
         inner = _items(list(items))

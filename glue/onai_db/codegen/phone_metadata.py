@@ -32,6 +32,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
@@ -389,14 +390,14 @@ def _shape_of_items(items: list) -> Shape | None:
     return Shape(frozenset(first), frozenset(lengths))
 
 
-def _shape_of_item(op: object, arg: object) -> Shape | None:
+def _shape_of_item(op: object, arg: Any) -> Shape | None:  # arg: the parser's untyped tuple
     digits = frozenset("0123456789")
     name = str(op)
     if name == "LITERAL":
-        return Shape(frozenset({chr(arg)}), frozenset({1}))  # type: ignore[arg-type]
+        return Shape(frozenset({chr(arg)}), frozenset({1}))
     if name == "IN":
         chars: set[str] = set()
-        for kind, value in arg:  # type: ignore[union-attr]
+        for kind, value in arg:
             if str(kind) == "LITERAL":
                 chars.add(chr(value))
             elif str(kind) == "RANGE":
@@ -407,9 +408,9 @@ def _shape_of_item(op: object, arg: object) -> Shape | None:
                 return None
         return Shape(frozenset(chars), frozenset({1}))
     if name == "SUBPATTERN":
-        return _shape_of_items(list(arg[3]))  # type: ignore[index]
+        return _shape_of_items(list(arg[3]))
     if name == "BRANCH":
-        parts = [_shape_of_items(list(b)) for b in arg[1]]  # type: ignore[index]
+        parts = [_shape_of_items(list(b)) for b in arg[1]]
         if any(p is None for p in parts):
             return None
         return Shape(
@@ -417,7 +418,7 @@ def _shape_of_item(op: object, arg: object) -> Shape | None:
             frozenset().union(*(p.lengths for p in parts if p)),
         )
     if name in ("MAX_REPEAT", "MIN_REPEAT"):
-        low, high, items = arg  # type: ignore[misc]
+        low, high, items = arg
         inner = _shape_of_items(list(items))
         if inner is None or high > LENGTH_PROBE:
             return None
@@ -459,6 +460,19 @@ def covered(part: Shape, general: list[Shape], general_lengths: tuple[int, ...])
     )
 
 
+def general_desc(metadata: PhoneMetadata) -> PhoneNumberDesc:
+    """A region's general description (every region in libphonenumber's metadata has one)."""
+    desc = metadata.general_desc
+    assert desc is not None and desc.national_number_pattern, metadata.id
+    return desc
+
+
+def region_metadata(region: str) -> PhoneMetadata:
+    md = PhoneMetadata.metadata_for_region(region)
+    assert md is not None, region
+    return md
+
+
 def valid_regex_for(metadata: PhoneMetadata, leading: str) -> str:
     """NSNs valid for the region among those starting with ``leading`` (its leading digits).
 
@@ -468,7 +482,8 @@ def valid_regex_for(metadata: PhoneMetadata, leading: str) -> str:
     none of whose numbers starts with the leading digits is left out."""
     lead = shape(leading)
     assert lead is not None and lead.lengths == {1}
-    general = general_branches(metadata.general_desc)
+    whole = general_desc(metadata)
+    general = general_branches(whole)
     alternatives = []
     for attr in TYPE_ATTRS:
         desc = getattr(metadata, attr)
@@ -480,12 +495,8 @@ def valid_regex_for(metadata: PhoneMetadata, leading: str) -> str:
         pieces = []
         if part is None or not part.first <= lead.first:
             pieces.append(f"(?={leading})")
-        if (
-            part is None
-            or general is None
-            or not covered(part, general, metadata.general_desc.possible_length)
-        ):
-            pieces.append(f"(?={desc_regex(metadata.general_desc)})")
+        if part is None or general is None or not covered(part, general, whole.possible_length):
+            pieces.append(f"(?={desc_regex(whole)})")
         if part is None or not part.lengths <= set(desc.possible_length):
             lengths = "|".join(rf"\d{{{n}}}" for n in desc.possible_length if n > 0)
             pieces.append(f"(?=(?:{lengths})$)")
@@ -496,8 +507,8 @@ def valid_regex_for(metadata: PhoneMetadata, leading: str) -> str:
 
 def cc7_metadata() -> tuple[PhoneMetadata, PhoneMetadata]:
     assert COUNTRY_CODE_TO_REGION_CODE[7] == ("RU", "KZ"), COUNTRY_CODE_TO_REGION_CODE[7]
-    ru = PhoneMetadata.metadata_for_region("RU")
-    kz = PhoneMetadata.metadata_for_region("KZ")
+    ru = region_metadata("RU")
+    kz = region_metadata("KZ")
     for md in (ru, kz):
         # the SQL hard-codes these (8 trunk prefix, 8~10 international prefix)
         assert md.national_prefix_for_parsing == "8" and not md.national_prefix_transform_rule
@@ -509,6 +520,7 @@ def cc7_metadata() -> tuple[PhoneMetadata, PhoneMetadata]:
 def cc7_valid_regex() -> str:
     """NSN valid for +7: RU when it starts with RU's leading digits, KZ likewise."""
     ru, kz = cc7_metadata()
+    assert ru.leading_digits and kz.leading_digits
     return f"^(?:{valid_regex_for(ru, ru.leading_digits)}|{valid_regex_for(kz, kz.leading_digits)})$"
 
 
@@ -584,11 +596,12 @@ def cc7_valid_nsn_sql() -> str:
 def cc7_prefix_regex() -> str:
     ru, kz = cc7_metadata()
     # the facts the rules rely on
-    assert kz.general_desc.national_number_pattern == r"8\d{13}|[78]\d{9}"
-    assert ru.general_desc.national_number_pattern == r"8\d{13}|[347-9]\d{9}"
-    assert tuple(kz.general_desc.possible_length) == tuple(ru.general_desc.possible_length) == (10, 14)
-    assert tuple(kz.general_desc.possible_length_local_only) == (5, 6, 7)
-    assert tuple(ru.general_desc.possible_length_local_only) == (7,)
+    kz_general, ru_general = general_desc(kz), general_desc(ru)
+    assert kz_general.national_number_pattern == r"8\d{13}|[78]\d{9}"
+    assert ru_general.national_number_pattern == r"8\d{13}|[347-9]\d{9}"
+    assert tuple(kz_general.possible_length) == tuple(ru_general.possible_length) == (10, 14)
+    assert tuple(kz_general.possible_length_local_only) == (5, 6, 7)
+    assert tuple(ru_general.possible_length_local_only) == (7,)
     return "^(?:" + "|".join(CC7_PREFIX_RULES) + ")"
 
 
@@ -725,7 +738,7 @@ def country_prefixes() -> dict[str, list[str]]:
         kept = kept_lengths_regex(country.metadata)
         if not npfp or not kept:
             continue
-        general = country.metadata.general_desc.national_number_pattern
+        general = general_desc(country.metadata).national_number_pattern
         prefix = exact_prefix(npfp)
         first = shape(npfp)
         found[str(country.code)] = [

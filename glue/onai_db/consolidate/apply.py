@@ -387,7 +387,7 @@ returning xmax = 0
 
 def quarantine(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> tuple[int, int]:
     """Runs a quarantine insert; returns (rows newly quarantined, rows whose reason or values changed)."""
-    rows = conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+    rows = conn.execute(sql, params).fetchall()
     new = sum(1 for (inserted,) in rows if inserted)
     return new, len(rows) - new
 
@@ -538,7 +538,7 @@ def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResul
     """One batch of whole persons; the caller commits (with the ledger row)."""
     p = {"batch": batch, "run": run_id}
     r = BatchResult()
-    r.rows = conn.execute(BATCH_ROWS, p).rowcount  # type: ignore[arg-type]
+    r.rows = conn.execute(BATCH_ROWS, p).rowcount
     # temp tables have no statistics until analyzed: without them the joins below go quadratic
     conn.execute("analyze b")
     # a first run pays no lookup per journey row: only earlier runs' batches can have imported them
@@ -547,35 +547,35 @@ def apply_batch(conn: psycopg.Connection, run_id: int, batch: int) -> BatchResul
     ).fetchone()
     journey = BATCH_JOURNEY_AFTER_EARLIER_RUNS if earlier and earlier[0] else BATCH_JOURNEY
     for stmt, name in ((BATCH_COMPS, "bc"), (BATCH_META, "bm"), (journey, "bj"), (BATCH_STAGES, "bs")):
-        conn.execute(stmt)  # type: ignore[arg-type]
-        conn.execute(f"analyze {name}")  # type: ignore[arg-type]
+        conn.execute(stmt)
+        conn.execute(f"analyze {name}")
     existing = conn.execute("select count(*) from b where existing_leads is not null").fetchone()
     has_existing = bool(existing and existing[0])
-    conn.execute(BATCH_LEADS if has_existing else BATCH_NEW_LEADS)  # type: ignore[arg-type]
+    conn.execute(BATCH_LEADS if has_existing else BATCH_NEW_LEADS)
     conn.execute("analyze bl")
     try:
         with conn.transaction():  # a savepoint: the usual case pays no conflict check
-            r.leads_created = conn.execute(INSERT_LEADS).rowcount  # type: ignore[arg-type]
+            r.leads_created = conn.execute(INSERT_LEADS).rowcount
         skipped = False
     except psycopg.errors.UniqueViolation:  # persons a concurrent writer got to first
-        r.leads_created = conn.execute(INSERT_LEADS + "on conflict do nothing").rowcount  # type: ignore[operator]
+        r.leads_created = conn.execute(INSERT_LEADS + "on conflict do nothing").rowcount
         skipped = True
     if skipped:
-        conn.execute(BATCH_SKIPPED)  # type: ignore[arg-type]
-        r.leads_joined = conn.execute(BATCH_JOIN_SKIPPED).rowcount  # type: ignore[arg-type]
+        conn.execute(BATCH_SKIPPED)
+        r.leads_joined = conn.execute(BATCH_JOIN_SKIPPED).rowcount
         has_existing = True
     if has_existing:
         try:
             with conn.transaction():
-                r.leads_filled = conn.execute(UPDATE_EXISTING).rowcount  # type: ignore[arg-type]
+                r.leads_filled = conn.execute(UPDATE_EXISTING).rowcount
         except psycopg.errors.UniqueViolation:  # a concurrent writer took a phone or email to fill
             conn.execute("drop table if exists bx")
-            conn.execute(BATCH_REJOIN)  # type: ignore[arg-type]
-            r.leads_joined += conn.execute(BATCH_JOIN_SKIPPED).rowcount  # type: ignore[arg-type]
-            r.leads_filled = conn.execute(UPDATE_EXISTING).rowcount  # type: ignore[arg-type]
-    held_elsewhere = conn.execute(INSERT_IDENTIFIERS).fetchall()  # type: ignore[arg-type]
-    conn.execute(INSERT_MAP, p)  # type: ignore[arg-type]
-    r.journey_rows = conn.execute(INSERT_JOURNEY).rowcount  # type: ignore[arg-type]
+            conn.execute(BATCH_REJOIN)
+            r.leads_joined += conn.execute(BATCH_JOIN_SKIPPED).rowcount
+            r.leads_filled = conn.execute(UPDATE_EXISTING).rowcount
+    held_elsewhere = conn.execute(INSERT_IDENTIFIERS).fetchall()
+    conn.execute(INSERT_MAP, p)
+    r.journey_rows = conn.execute(INSERT_JOURNEY).rowcount
     r.quarantined, r.quarantine_updated = quarantine(conn, QUARANTINE_BATCH_JOURNEY, p)
     r.leads_joined += merge_pairs(conn, held_elsewhere)
     conn.execute(
@@ -667,12 +667,12 @@ def merge_pairs(conn: psycopg.Connection, pairs: list[tuple[object, object]]) ->
 
 def reconcile_split_persons(conn: psycopg.Connection) -> int:
     """Merges leads other writers created during a run beside a person's lead."""
-    return merge_pairs(conn, conn.execute(SPLIT_PERSONS).fetchall())  # type: ignore[arg-type]
+    return merge_pairs(conn, conn.execute(SPLIT_PERSONS).fetchall())
 
 
 def release_resolved_quarantine(conn: psycopg.Connection) -> int:
     """Quarantined rows that a later run imported; returns how many left the quarantine."""
-    return conn.execute(RESOLVED_QUARANTINE).rowcount  # type: ignore[arg-type]
+    return conn.execute(RESOLVED_QUARANTINE).rowcount
 
 
 def finish_journey(conn: psycopg.Connection, run_id: int) -> tuple[int, int, int]:
@@ -681,7 +681,7 @@ def finish_journey(conn: psycopg.Connection, run_id: int) -> tuple[int, int, int
     conn.execute(
         "analyze private.legacy_lead_map, private.consolidation_quarantine, public.traffic_lead_journey"
     )
-    imported = conn.execute(REMAINING_JOURNEY, {"run": run_id}).rowcount  # type: ignore[arg-type]
+    imported = conn.execute(REMAINING_JOURNEY, {"run": run_id}).rowcount
     quarantined, updated = quarantine(conn, QUARANTINE_JOURNEY, {"run": run_id})
     return imported, quarantined, updated
 
@@ -689,11 +689,11 @@ def finish_journey(conn: psycopg.Connection, run_id: int) -> tuple[int, int, int
 def refresh_notification_delivery(conn: psycopg.Connection) -> int:
     """Imported notifications whose status, sent_at or scheduled_for changed in Landing since:
     updated to Landing's values; returns how many."""
-    return conn.execute(REFRESH_NOTIFICATION_DELIVERY).rowcount  # type: ignore[arg-type]
+    return conn.execute(REFRESH_NOTIFICATION_DELIVERY).rowcount
 
 
 def import_notifications(conn: psycopg.Connection, run_id: int) -> tuple[int, int, int]:
     """(notifications imported, newly quarantined, quarantined ones whose reason or values changed)"""
-    imported = conn.execute(IMPORT_NOTIFICATIONS, {"run": run_id}).rowcount  # type: ignore[arg-type]
+    imported = conn.execute(IMPORT_NOTIFICATIONS, {"run": run_id}).rowcount
     quarantined, updated = quarantine(conn, QUARANTINE_NOTIFICATIONS, {"run": run_id})
     return imported, quarantined, updated

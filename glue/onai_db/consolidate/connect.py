@@ -212,7 +212,7 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
                     kind="source_not_landing",
                 )
     for table in LEGACY_TABLES:
-        row = conn.execute(ID_CHECK_SQL.format(table=table)).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(ID_CHECK_SQL.format(table=table)).fetchone()
         conn.rollback()
         nulls, long_ids = row if row else (0, 0)
         if nulls or long_ids:
@@ -227,7 +227,7 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
                 kind="source_ids",
             )
         unique = conn.execute(UNIQUE_ID_SQL, (f"public.{table}",)).fetchone()
-        twice = None if unique == (True,) else conn.execute(DUPLICATE_ID_SQL.format(table=table)).fetchone()  # type: ignore[arg-type]
+        twice = None if unique == (True,) else conn.execute(DUPLICATE_ID_SQL.format(table=table)).fetchone()
         conn.rollback()
         if twice:
             raise ConsolidationError(

@@ -251,8 +251,8 @@ def build_stage(conn: psycopg.Connection, progress: Progress) -> int:
     """Fill private.consolidation_stage_leads from the raw tables; returns its row count."""
     conn.execute("truncate private.consolidation_stage_leads, private.consolidation_stage_plan")
     for stmt in MAP_SQL:
-        conn.execute(stmt)  # type: ignore[arg-type]
-    cur = conn.execute(STAGE_SQL)  # type: ignore[arg-type]
+        conn.execute(stmt)
+    cur = conn.execute(STAGE_SQL)
     conn.execute("analyze private.consolidation_stage_leads")
     progress("stage", 1, None)
     return cur.rowcount

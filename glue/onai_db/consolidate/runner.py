@@ -116,7 +116,7 @@ def _no_timeouts(conn: psycopg.Connection) -> None:
         "idle_in_transaction_session_timeout",
         "idle_session_timeout",
     ):
-        conn.execute(f"set {name} = 0")  # type: ignore[arg-type]
+        conn.execute(f"set {name} = 0")
     conn.commit()
 
 

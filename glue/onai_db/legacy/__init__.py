@@ -40,7 +40,7 @@ def refuse_to_replace(stack: LocalStack, dbname: str) -> None:
 def install_schema(conn: psycopg.Connection) -> None:
     """(Re)create the five legacy tables, empty."""
     sql = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
-    conn.execute(sql)  # type: ignore[arg-type]
+    conn.execute(sql)
 
 
 def create_landing_db(
