@@ -767,3 +767,27 @@ def test_an_update_of_the_stored_contact_keeps_what_sales_added(
     )  # fmt: skip
     phones = next(f["values"] for f in patch.json()["custom_fields_values"] if f["field_code"] == "PHONE")
     assert phones[0] == {"value": "+77470001122", "enum_id": 11, "enum_code": "WORK"} and len(phones) == 2
+
+
+def test_an_update_of_the_stored_deal_adds_tags_and_leaves_its_pipeline(
+    fake: FakeProviders, queue: Outbox, db_url: str, owner_conn: psycopg.Connection, lead: uuid.UUID
+) -> None:
+    """A re-sync of a lead that has its deal PATCHed the deal with ``_embedded.tags``, which
+    AmoCRM reads as the deal's whole tag list (the tags sales had set were removed), and with
+    ``pipeline_id``, which moves a deal sales had put in another pipeline back to ours."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    owner_conn.execute(
+        "update public.traffic_leads set amocrm_contact_id = 555, amocrm_lead_id = 4242 where id = %s", (lead,)
+    )
+    fake.script("amocrm_contacts", Reply(200, _contact(555, [], [])))  # GET /contacts/555
+    queue.conn.execute("select public.enqueue_amocrm_lead_sync()")
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["amocrm"])
+    assert report.succeeded >= 1
+    (deal,) = fake.calls("amocrm_leads")
+    assert (deal.method, deal.path) == ("PATCH", "/api/v4/leads/4242")
+    body = deal.json()
+    assert set(body) == {"name", "tags_to_add"}, body
+    assert {t["name"] for t in body["tags_to_add"]} == {"expresscourse", "fb_arystan"}
+    assert owner_conn.execute(
+        "select amocrm_synced, amocrm_lead_id from public.traffic_leads where id = %s", (lead,)
+    ).fetchone() == (True, 4242)

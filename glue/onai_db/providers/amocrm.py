@@ -206,15 +206,22 @@ class AmoCrmClient:
         return _first_id(response, "contacts")
 
     def upsert_lead(self, lead_id: int | None, name: str, contact_id: int, tags: list[str]) -> int:
-        body: dict[str, Any] = {"name": name}
+        """Create the deal in our pipeline, or update it where sales may have worked on it:
+        an update adds our tags (``tags_to_add``; ``_embedded.tags`` would replace the deal's
+        whole list) and leaves its pipeline and stage alone (``pipeline_id`` would pull a
+        deal sales had moved to another pipeline back into ours)."""
+        tag_list = [{"name": t} for t in tags]
+        if lead_id is not None:
+            update: dict[str, Any] = {"name": name}
+            if tag_list:
+                update["tags_to_add"] = tag_list
+            self.call("PATCH", f"/api/v4/leads/{lead_id}", "lead update", json=update)
+            return lead_id
+        body: dict[str, Any] = {"name": name, "_embedded": {"contacts": [{"id": contact_id}]}}
         if self.config.pipeline_id:
             body["pipeline_id"] = self.config.pipeline_id
-        if tags:
-            body["_embedded"] = {"tags": [{"name": t} for t in tags]}
-        if lead_id is not None:
-            self.call("PATCH", f"/api/v4/leads/{lead_id}", "lead update", json=body)
-            return lead_id
-        body.setdefault("_embedded", {})["contacts"] = [{"id": contact_id}]
+        if tag_list:
+            body["_embedded"]["tags"] = tag_list
         response = self.call("POST", "/api/v4/leads", "lead create", json=[body])
         return _first_id(response, "leads")
 
