@@ -411,10 +411,12 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
 
 
 def test_cli_legacy_create_and_json_report(stack: LocalStack, tmp_path: Path) -> None:
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    def cli(*args: str, terminal: bool = False) -> subprocess.CompletedProcess[str]:
+        # TTY_COMPATIBLE=1: rich takes the captured stderr for a terminal (a person watching)
+        env = {**os.environ, "TTY_COMPATIBLE": "1" if terminal else "0"}
         return subprocess.run(
             [sys.executable, "-c", "from onai_db.cli import main; main()", *args],
-            capture_output=True, text=True, cwd=Path(__file__).parents[1], check=False,
+            capture_output=True, text=True, cwd=Path(__file__).parents[1], check=False, env=env,
         )  # fmt: skip
 
     created = cli("legacy", "create", "--db", "cons_cli_src", "--rows", "60", "--seed", "2", "--json")
@@ -427,6 +429,7 @@ def test_cli_legacy_create_and_json_report(stack: LocalStack, tmp_path: Path) ->
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
     assert report["ok"] and report["changed"] and report["unaccounted"] == 0
+    assert "backup" not in first.stderr, first.stderr  # no progress bars for a machine's log
     assert sum(r["leads"] for r in report["attribution"]) == report["leads_consolidated"]
     manifest = json.loads((tmp_path / "1" / "manifest.json").read_text())
     assert manifest["tables"]["lead_journey"]["rows"] == doc["rows"]["lead_journey"]
@@ -438,8 +441,10 @@ def test_cli_legacy_create_and_json_report(stack: LocalStack, tmp_path: Path) ->
     # a dry run has no leads to attribute: it says so instead of an empty table
     dry = fresh_target(stack, "cons_cli_dry")
     dry_args = ("consolidate", "--source", doc["url"], "--target", dry, "--attribution", "--dry-run")
-    as_json = cli(*dry_args, "--json", "--backup-dir", str(tmp_path / "3"))
+    as_json = cli(*dry_args, "--json", "--backup-dir", str(tmp_path / "3"), terminal=True)
     assert as_json.returncode == 0 and json.loads(as_json.stdout)["attribution"] is None, as_json.stdout
+    # `--json > report.json` run by a person: the phases' progress still shows on the terminal
+    assert all(phase in as_json.stderr for phase in ("backup", "verify")), as_json.stderr
     shown = cli(*dry_args, "--backup-dir", str(tmp_path / "4"))
     assert shown.returncode == 0 and "not shown for a dry run" in shown.stdout, shown.stdout
 

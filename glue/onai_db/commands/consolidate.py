@@ -103,7 +103,10 @@ def register(app: typer.Typer) -> None:
             preflight(src, tgt)  # bad input: one line, before any progress output
             if backup_dir is not None:
                 check_writable(backup_dir)
-            with phase_progress(PHASES, err_console, disable=as_json) as bar:
+            # --json: the bars only for a person watching (`--json > report.json` in a terminal),
+            # never in a machine's captured stderr
+            quiet = as_json and not err_console.is_terminal
+            with phase_progress(PHASES, err_console, disable=quiet) as bar:
 
                 def progress(phase: str, advance: int, total: int | None) -> None:
                     seen.add(phase)
