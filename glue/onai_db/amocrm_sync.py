@@ -2,7 +2,9 @@
 
 Reads the lead at send time (fresh data; merged leads are skipped), finds or creates the
 contact (by phone, then e-mail), records the contact id at once so a retry reuses it,
-creates or updates the lead in the pipeline and marks the traffic_lead synced.
+creates or updates the lead in the pipeline and marks the traffic_lead synced. A contact
+that existed before the run is asked for its deals first: an open one of ours with the same
+name (made by a run killed before it could store it) is reused, not made again.
 
 One worker at a time syncs a lead (a session advisory lock; another gets a short retry), so
 a job run twice after a lost lease updates what the first run created. A merge may still
@@ -23,7 +25,7 @@ from psycopg.rows import dict_row
 
 from .connection import CONNECTION_LOST
 from .errors import OnaiDbError
-from .providers.amocrm import AmoCrmClient
+from .providers.amocrm import AmoCrmClient, FoundContact
 from .providers.base import Delivery, PermanentError, RateLimitedError, TransientError
 
 # pg_try_advisory_lock(LOCK_CLASS, hashtext(lead id)): "one sync of this lead at a time"
@@ -131,16 +133,16 @@ def _sync(
     email = lead["email"]
     name = lead["name"] or phone or email or f"Лид {lead['id']}"
     contact_id = lead["amocrm_contact_id"]
-    existing: list[dict] | None = None
+    found: FoundContact | None = None
     if contact_id is None:
         for query in (phone, email):
-            if query and contact_id is None:
+            if query and found is None:
                 found = client.find_contact(str(query), phone, email)
-                if found is not None:
-                    contact_id, existing = found.id, found.fields
     else:
-        existing = client.contact_fields(contact_id)  # an update must keep what sales added
-    contact_id = client.upsert_contact(contact_id, name, phone, email, existing)
+        found = client.read_contact(contact_id)  # an update must keep what sales added
+    contact_id = client.upsert_contact(
+        found.id if found else None, name, phone, email, found.fields if found else None
+    )
     notes: list[str] = []
     stored_contact, stored_deal, merged = _record_made(conn, reconnect, lead_id, contact_id, None)
     if merged and stored_deal is not None:  # the lead it was merged into has its deal: leave it be
@@ -151,9 +153,13 @@ def _sync(
         notes.append(f"contact {contact_id} made while a merge gave the lead contact {stored_contact}")
         contact_id = stored_contact
     tags = [t for t in (lead["source"], lead["first_utm_source"]) if t]
-    amo_lead = client.upsert_lead(
-        stored_deal or lead["amocrm_lead_id"], f"{name} — {lead['source'] or 'лид'}", contact_id, tags
-    )
+    deal_name = f"{name} — {lead['source'] or 'лид'}"
+    deal = stored_deal or lead["amocrm_lead_id"]
+    if deal is None and found is not None and found.id == contact_id:
+        # a contact that existed before this run may hold the deal an earlier run made and was
+        # killed before storing (found by review: the retry made a second deal)
+        deal = client.find_open_deal(found.deal_ids, deal_name)
+    amo_lead = client.upsert_lead(deal, deal_name, contact_id, tags)
     _, kept, _ = _record_made(conn, reconnect, lead_id, contact_id, amo_lead)
     if kept is not None and kept != amo_lead:
         notes.append(f"deal {amo_lead} made while a merge gave the lead deal {kept}")

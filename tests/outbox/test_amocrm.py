@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import psycopg
@@ -777,7 +778,8 @@ def test_an_update_of_the_stored_deal_adds_tags_and_leaves_its_pipeline(
     ``pipeline_id``, which moves a deal sales had put in another pipeline back to ours."""
     _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
     owner_conn.execute(
-        "update public.traffic_leads set amocrm_contact_id = 555, amocrm_lead_id = 4242 where id = %s", (lead,)
+        "update public.traffic_leads set amocrm_contact_id = 555, amocrm_lead_id = 4242 where id = %s",
+        (lead,),
     )
     fake.script("amocrm_contacts", Reply(200, _contact(555, [], [])))  # GET /contacts/555
     queue.conn.execute("select public.enqueue_amocrm_lead_sync()")
@@ -791,3 +793,49 @@ def test_an_update_of_the_stored_deal_adds_tags_and_leaves_its_pipeline(
     assert owner_conn.execute(
         "select amocrm_synced, amocrm_lead_id from public.traffic_leads where id = %s", (lead,)
     ).fetchone() == (True, 4242)
+
+
+@pytest.mark.parametrize(
+    ("deal", "reused"),
+    [
+        ({"pipeline_id": 7001, "status_id": 101}, True),  # the deal the killed run made
+        ({"pipeline_id": 7001, "status_id": 143}, False),  # closed, not realised: a new one
+        ({"pipeline_id": 9999, "status_id": 101}, False),  # another pipeline's deal
+        ({"pipeline_id": 7001, "status_id": 101, "name": "Даурен — курс 2023"}, False),  # sales' own
+    ],
+)
+def test_a_retry_after_a_kill_reuses_the_deal_the_killed_run_made(
+    fake: FakeProviders,
+    queue: Outbox,
+    db_url: str,
+    owner_conn: psycopg.Connection,
+    lead: uuid.UUID,
+    deal: dict[str, Any],
+    reused: bool,
+) -> None:
+    """A worker killed after ``POST /leads`` and before storing the deal had stored the
+    contact; the job's next run made a second deal for the same person (found by review).
+    The run now reads the stored contact's deals (``with=leads``) and takes an open one of
+    ours with the same name; any other deal of the contact is left alone."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    owner_conn.execute("update public.traffic_leads set amocrm_contact_id = 555 where id = %s", (lead,))
+    contact = {**_contact(555, [], []), "_embedded": {"leads": [{"id": 4001}, {"id": 4002}]}}
+    fake.script("amocrm_contacts", Reply(200, contact))  # GET /contacts/555?with=leads
+    deals = [
+        {"id": 4001, "name": "Даурен — expresscourse", "pipeline_id": 7001, "status_id": 142},
+        {"id": 4002, "name": "Даурен — expresscourse", **deal},
+    ]
+    fake.script("amocrm_leads", Reply(200, {"_embedded": {"leads": deals}}))  # GET /leads?filter[id]
+    queue.conn.execute("select public.enqueue_amocrm_lead_sync()")
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["amocrm"])
+    assert report.succeeded >= 1
+    read, sent = fake.calls("amocrm_leads")
+    assert (read.method, read.path) == ("GET", "/api/v4/leads")
+    assert sorted(read.query["filter[id][]"]) == ["4001", "4002"]
+    stored = owner_conn.execute("select amocrm_lead_id from public.traffic_leads where id = %s", (lead,))
+    if reused:
+        assert (sent.method, sent.path) == ("PATCH", "/api/v4/leads/4002")
+        assert stored.fetchone()[0] == 4002
+    else:
+        assert (sent.method, sent.path) == ("POST", "/api/v4/leads")
+        assert stored.fetchone()[0] not in (4001, 4002)

@@ -60,6 +60,17 @@ class AmoCrmConfig:
 class FoundContact:
     id: int
     fields: list[dict] = field(default_factory=list)  # custom_fields_values as AmoCRM sent them
+    deal_ids: list[int] = field(default_factory=list)  # the deals linked to it (``with=leads``)
+
+
+# AmoCRM's system stages, the same in every pipeline: "successfully realised" and "closed and
+# not realised". A closed deal is never reused for a new lead.
+CLOSED_STATUSES = frozenset({142, 143})
+
+
+def _linked_deals(contact: dict) -> list[int]:
+    leads = (contact.get("_embedded") or {}).get("leads") or []
+    return [int(d["id"]) for d in leads if isinstance(d, dict) and "id" in d]
 
 
 def _phone_key(value: str) -> str:
@@ -165,7 +176,7 @@ class AmoCrmClient:
         parts of any field, so its first hit could be another person's contact (found by
         review); no exact match means a new contact."""
         response = self.call(
-            "GET", "/api/v4/contacts", "contact search", params={"query": query, "limit": 10}
+            "GET", "/api/v4/contacts", "contact search", params={"query": query, "limit": 10, "with": "leads"}
         )
         if response.status_code == 204:
             return None
@@ -173,15 +184,41 @@ class AmoCrmClient:
         for contact in contacts:
             fields = contact.get("custom_fields_values") or []
             if _holds(fields, "PHONE", phone, _phone_key) or _holds(fields, "EMAIL", email, str.casefold):
-                return FoundContact(int(contact["id"]), fields)
+                return FoundContact(int(contact["id"]), fields, _linked_deals(contact))
         return None
 
-    def contact_fields(self, contact_id: int) -> list[dict]:
-        """The contact's phone, e-mail and other fields as AmoCRM holds them now."""
-        response = self.call("GET", f"/api/v4/contacts/{contact_id}", "contact read")
+    def read_contact(self, contact_id: int) -> FoundContact:
+        """The contact's phone, e-mail and other fields as AmoCRM holds them now, and its deals."""
+        response = self.call(
+            "GET", f"/api/v4/contacts/{contact_id}", "contact read", params={"with": "leads"}
+        )
+        contact = (body_json(response) or {}) if response.status_code != 204 else {}
+        return FoundContact(
+            contact_id, list(contact.get("custom_fields_values") or []), _linked_deals(contact)
+        )
+
+    def find_open_deal(self, deal_ids: list[int], name: str) -> int | None:
+        """Among a contact's deals, an open one in our pipeline with exactly this name: the deal
+        an earlier run made before it could store it (a worker killed after ``POST /leads``), or
+        one made for the person before. Reusing it is what keeps a retry from a second deal."""
+        if not deal_ids:
+            return None
+        ids = sorted(set(deal_ids))[-50:]  # the newest 50: AmoCRM's page
+        response = self.call(
+            "GET", "/api/v4/leads", "deal read", params=[("filter[id][]", str(i)) for i in ids]
+        )
         if response.status_code == 204:
-            return []
-        return list((body_json(response) or {}).get("custom_fields_values") or [])
+            return None
+        deals = ((body_json(response) or {}).get("_embedded") or {}).get("leads") or []
+        matching = [
+            int(d["id"])
+            for d in deals
+            if isinstance(d, dict)
+            and d.get("name") == name
+            and d.get("status_id") not in CLOSED_STATUSES
+            and (not self.config.pipeline_id or d.get("pipeline_id") == self.config.pipeline_id)
+        ]
+        return max(matching, default=None)
 
     def upsert_contact(
         self,
