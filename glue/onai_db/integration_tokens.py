@@ -4,18 +4,29 @@ A refresh token can be used once (AmoCRM rotates it on every refresh), so exactl
 worker refreshes: :meth:`TokenStore.refresh` asks the database for the refresh lease;
 the winner calls the provider and stores the new pair, everyone else waits until the
 stored ``token_version`` moves and then uses the new access token.
+
+A pair the provider issued but the database could not store (the connection was lost) is
+kept in the process and stored by its next refresh, instead of calling the provider with a
+refresh token it has already rotated away (the integration needed a new OAuth consent).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from .connection import CONNECTION_LOST
 from .providers.base import ProviderError, TransientError
+
+# service -> the pair its token endpoint issued that no database write has taken yet, and
+# when (time.monotonic()): its lifetime runs from then
+_unsaved: dict[str, tuple[TokenGrant, float]] = {}
+_unsaved_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,16 @@ class TokenGrant:
     access_token: str
     refresh_token: str | None
     expires_in: float
+
+
+def _kept(service: str) -> TokenGrant | None:
+    """The pair kept for ``service``, its lifetime shortened by the time it waited."""
+    with _unsaved_lock:
+        kept = _unsaved.get(service)
+    if kept is None:
+        return None
+    grant, issued = kept
+    return replace(grant, expires_in=max(0.0, grant.expires_in - (time.monotonic() - issued)))
 
 
 class TokenStore:
@@ -85,19 +106,23 @@ class TokenStore:
                 (self.service, self.worker, seen.version, self.lease_seconds),
             ).fetchone()
             state = row[0] if row else None
-            if state == "refreshed":
+            if state == "refreshed":  # (a store whose answer was lost counts: its pair is in)
+                with _unsaved_lock:
+                    _unsaved.pop(self.service, None)
                 return self.load()
             if state == "acquired":
-                current = self.load()
-                if not current.refresh_token:
-                    self._abort("no refresh token stored")
-                    raise TransientError(f"{self.service}: no refresh token stored (re-authorize)")
-                try:
-                    grant = do_refresh(current.refresh_token)
-                except ProviderError as exc:
-                    self._abort(str(exc))
-                    raise
-                self.store(grant)
+                grant = _kept(self.service)
+                if grant is None:
+                    current = self.load()
+                    if not current.refresh_token:
+                        self._abort("no refresh token stored")
+                        raise TransientError(f"{self.service}: no refresh token stored (re-authorize)")
+                    try:
+                        grant = do_refresh(current.refresh_token)
+                    except ProviderError as exc:
+                        self._abort(str(exc))
+                        raise
+                self._store_or_keep(grant)
                 return self.load()
             if time.monotonic() > deadline:
                 raise TransientError(
@@ -105,6 +130,21 @@ class TokenStore:
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+    def _store_or_keep(self, grant: TokenGrant) -> None:
+        """Store a freshly issued pair; when the connection is lost on the way, keep it in the
+        process for the next refresh (the provider has rotated the stored refresh token away)."""
+        try:
+            self.store(grant)
+        except CONNECTION_LOST as exc:
+            with _unsaved_lock:
+                _unsaved.setdefault(self.service, (grant, time.monotonic()))
+            raise TransientError(
+                f"{self.service}: the refreshed token could not be stored (database connection lost);"
+                " this worker keeps it and stores it on its next refresh"
+            ) from exc
+        with _unsaved_lock:
+            _unsaved.pop(self.service, None)
 
     def _abort(self, error: str) -> None:
         self.conn.execute(

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from onai_db.amocrm_sync import LOCK_CLASS, sync_lead
-from onai_db.integration_tokens import TokenStore
+from onai_db.integration_tokens import TokenGrant, TokenStore
 from onai_db.notifications import enqueue_lead_notifications
 from onai_db.outbox import Outbox, connect
 from onai_db.outbox_handlers import ProviderConfig
@@ -839,3 +839,41 @@ def test_a_retry_after_a_kill_reuses_the_deal_the_killed_run_made(
     else:
         assert (sent.method, sent.path) == ("POST", "/api/v4/leads")
         assert stored.fetchone()[0] not in (4001, 4002)
+
+
+def test_a_refreshed_token_the_database_did_not_take_is_kept_and_stored_later(
+    queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """AmoCRM rotates the refresh token on every refresh. The connection lost between the
+    token endpoint's answer and the store lost the new pair: the next refresh sent the old,
+    rotated-away refresh token and the integration needed a new OAuth consent. The pair is
+    now kept in the worker and stored by its next refresh, without calling AmoCRM again."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    issued: list[str] = []
+
+    def refresh_and_lose_the_connection(refresh_token: str) -> TokenGrant:
+        issued.append(refresh_token)
+        # the store's connection is lost meanwhile
+        owner_conn.execute("select pg_catalog.pg_terminate_backend(%s)", (first.info.backend_pid,))
+        return TokenGrant("amo-access-2", "amo-refresh-2", 86400)
+
+    def must_not_be_called(refresh_token: str) -> TokenGrant:
+        raise AssertionError(f"the provider was asked again, with {refresh_token}")
+
+    with connect(db_url) as first:
+        store = TokenStore(first, "amocrm", "w1")
+        seen = store.load()
+        with pytest.raises(TransientError, match="could not be stored"):
+            store.refresh(seen, refresh_and_lose_the_connection)
+    assert issued == ["amo-refresh-1"]
+    with connect(db_url) as second:
+        token = TokenStore(second, "amocrm", "w1").refresh(seen, must_not_be_called)
+    assert (token.access_token, token.refresh_token, token.version) == ("amo-access-2", "amo-refresh-2", 2)
+    assert token.expires_at is not None and not token.expiring()
+    # stored: nothing is kept any more, and the next refresh asks AmoCRM with the new token
+    with connect(db_url) as third:
+        queue.conn.execute("update public.integration_tokens set expires_at = now() - interval '1 minute'")
+        TokenStore(third, "amocrm", "w1").refresh(
+            token, lambda rt: issued.append(rt) or TokenGrant("a3", "r3", 60)
+        )
+    assert issued == ["amo-refresh-1", "amo-refresh-2"]
