@@ -5,6 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from onai_db import migrate
+from onai_db.local import LocalStack
 from support.postgrest import ANON, SERVICE, ApiError, PostgrestSession
 
 
@@ -86,3 +88,56 @@ def test_api_roles_cannot_read_auth_users(api: PostgrestSession, cast) -> None:
         with pytest.raises(ApiError) as err:
             api.query(actor, "select count(*) from auth.users")
         assert err.value.code == "42501"
+
+
+# every privilege the API roles hold on this project's objects in public: relations and
+# sequences, columns, functions
+_PRIVILEGES = """
+select 'relation', c.relkind::text || ' ' || c.relname, a.grantee::regrole::text, a.privilege_type
+from pg_catalog.pg_class as c
+join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
+cross join lateral pg_catalog.aclexplode(c.relacl) as a
+where n.nspname = 'public'
+union all
+select 'column', c.relname || '.' || t.attname, a.grantee::regrole::text, a.privilege_type
+from pg_catalog.pg_attribute as t
+join pg_catalog.pg_class as c on c.oid = t.attrelid
+join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
+cross join lateral pg_catalog.aclexplode(t.attacl) as a
+where n.nspname = 'public' and t.attnum > 0 and not t.attisdropped
+union all
+select 'function', p.oid::regprocedure::text, a.grantee::regrole::text, a.privilege_type
+from pg_catalog.pg_proc as p
+join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
+cross join lateral pg_catalog.aclexplode(p.proacl) as a
+where n.nspname = 'public' and a.grantee <> 0
+"""
+
+
+def test_privileges_do_not_depend_on_the_projects_default_privileges(
+    stack: LocalStack, owner_conn: psycopg.Connection
+) -> None:
+    """A hosted project created before 2026-10-30 (the Traffic project) still grants all on
+    every new table, view and sequence to anon, authenticated and service_role. The
+    migrations must end with the same privileges there as under the current default:
+    before `20261206100000` anon could read the monitoring views and a sales manager could
+    update any column of traffic_leads (found by review of a hosted deploy)."""
+    db = "privileges_old_default"
+    stack.create_database(db, drop=True)
+    stack.bootstrap(db)
+    with stack.admin_connect(db) as conn:  # the old default, as such projects still have it
+        for kind in ("tables", "functions", "sequences"):
+            conn.execute(
+                f"alter default privileges for role postgres in schema public"
+                f" grant all on {kind} to anon, authenticated, service_role"
+            )
+    migrate.push(stack.settings.project_dir, stack.database_url(db), echo=lambda _m: None)
+    with psycopg.connect(stack.database_url(db)) as old_default:
+        got = set(old_default.execute(_PRIVILEGES).fetchall())
+    expected = set(owner_conn.execute(_PRIVILEGES).fetchall())
+    api_roles = {"anon", "authenticated", "service_role"}
+    assert any(row[0] == "column" and row[2] == "authenticated" for row in expected)  # the query sees columns
+    assert {r for r in got - expected if r[2] in api_roles} == set()
+    assert {r for r in expected - got if r[2] in api_roles} == set()
+    with stack.admin_connect(stack.maintenance_db(db)) as conn:
+        conn.execute(f'drop database "{db}"')
