@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from .connection import connect as open_connection
+from .connection import scalar
 
 KINDS = ("email", "sms", "telegram", "amocrm")
 
@@ -182,6 +183,19 @@ class Outbox:
         row = self.conn.execute("select * from public.prune_integration_history(%s)", (keep_days,)).fetchone()
         assert row is not None
         return PruneResult(int(row[0]), int(row[1]))
+
+    def scheduled_cron_jobs(self) -> set[str]:
+        """The names of the active pg_cron jobs (none without pg_cron, or when the login may not
+        read ``cron.job``). The migrations schedule housekeeping only when pg_cron is there at
+        push time: enabled later, it runs none of it until someone schedules the jobs."""
+        if not scalar(self.conn, "select to_regclass('cron.job') is not null"):
+            return set()
+        try:
+            with self.conn.transaction():
+                rows = self.conn.execute("select jobname from cron.job where active").fetchall()
+        except psycopg.errors.InsufficientPrivilege:
+            return set()
+        return {str(r[0]) for r in rows if r[0]}
 
     def has_pg_cron(self) -> bool:
         row = self.conn.execute(

@@ -192,6 +192,10 @@ _RECONNECT_CAP_SECONDS = 30.0
 _PROGRESS_SECONDS = 60.0
 _AMOCRM_BATCH, _AMOCRM_BATCHES = 1000, 10  # at most 10,000 sync jobs queued per period
 _APPLICATION = "onai-db worker"  # pg_stat_activity's application_name of its connections
+# the pg_cron jobs the migrations schedule (20261121120600, 20261122120400)
+CRON_RECOVER = "onai-outbox-recover-leases"
+CRON_RETENTION = "onai-integration-retention"
+CRON_FOLD = "onai-lead-stats-fold"
 
 
 def _open(url: str, *, as_service_role: bool = True) -> psycopg.Connection:
@@ -309,15 +313,20 @@ class Worker:
                 # every cron-run --once, only in a long-running worker, at start and daily
                 full = not self._once and (force or now - self._last_full_sweep > 86400)
                 self._queue_amocrm_syncs(queue, full=full)
-            if queue.has_pg_cron():
-                return  # the migrations scheduled these jobs in pg_cron
-            recovered = queue.recover_expired()
-            with self._lock:
-                self.report.recovered += recovered
+            # what pg_cron runs (scheduled by the migrations when pg_cron was there at push
+            # time) is left to it; each job it lacks is done here (pg_cron enabled after the
+            # push schedules nothing: the worker stopped all three then, found by review)
+            cron = queue.scheduled_cron_jobs()
+            if CRON_RECOVER not in cron:
+                recovered = queue.recover_expired()
+                with self._lock:
+                    self.report.recovered += recovered
             if force or now - self._last_prune > 86400:
                 self._last_prune = now
-                queue.prune(self.config.retention_days)
-                self._fold_lead_stats()
+                if CRON_RETENTION not in cron:
+                    queue.prune(self.config.retention_days)
+                if CRON_FOLD not in cron:
+                    self._fold_lead_stats()
 
     def _queue_amocrm_syncs(self, queue: Outbox, full: bool) -> None:
         """A worker that serves AmoCRM queues a sync job for each new live lead not yet in

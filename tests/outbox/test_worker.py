@@ -426,6 +426,44 @@ def test_without_pg_cron_the_worker_recovers_leases_and_prunes_logs(
     assert old.fetchone()[0] == 0
 
 
+def test_the_worker_leaves_to_pg_cron_only_the_jobs_it_has(
+    fake: FakeProviders, queue: Outbox, db_url: str, superuser_url: str, clean_outbox: psycopg.Connection
+) -> None:
+    """pg_cron enabled after the push has none of the housekeeping jobs (the migrations
+    schedule them only when it is there): the worker stopped all of it as soon as the
+    extension existed, and expired leases and old logs stayed (found by review). It now
+    leaves a job to pg_cron only when ``cron.job`` has it. Here ``cron.job`` is a table of
+    the same shape holding only the lease recovery."""
+    with psycopg.connect(superuser_url, autocommit=True) as su:
+        su.execute("create schema cron")
+        su.execute("create table cron.job (jobid bigint, jobname text, active boolean)")
+        su.execute("insert into cron.job values (1, 'onai-outbox-recover-leases', true)")
+        su.execute("grant usage on schema cron to service_role, postgres")
+        su.execute("grant select on cron.job to service_role, postgres")
+        try:
+            assert queue.scheduled_cron_jobs() == {"onai-outbox-recover-leases"}
+            queue.enqueue("sms", {"to": "+77011234567", "text": "x"}, "hk/cron")
+            queue.claim("vanished-worker", 1, 30)
+            clean_outbox.execute(
+                "update public.outbox_jobs set lease_expires_at = now() - interval '1 minute'"
+            )
+            clean_outbox.execute(
+                "insert into public.integration_logs (service_name, action, status, created_at)"
+                " values ('mobizon', 'send_sms', 'success', now() - interval '90 days')"
+            )
+            report = run_worker(worker_settings(fake, db_url), once=True, services=["sms"])
+            assert report.recovered == 0 and _job(queue.conn, "hk/cron")["status"] == "running"  # pg_cron's
+            old = queue.conn.execute(
+                "select count(*) from public.integration_logs where created_at < now() - interval '30 days'"
+            )
+            assert old.fetchone()[0] == 0  # retention is not in cron.job: the worker pruned
+            su.execute("update cron.job set active = false")
+            report = run_worker(worker_settings(fake, db_url), once=True, services=["sms"])
+            assert report.recovered == 1 and _job(queue.conn, "hk/cron")["status"] == "done"
+        finally:
+            su.execute("drop schema cron cascade")
+
+
 def test_without_pg_cron_the_worker_folds_the_lead_stats_of_past_days(
     fake: FakeProviders, queue: Outbox, db_url: str
 ) -> None:
