@@ -188,10 +188,10 @@ class Outbox:
         """The names of the active pg_cron jobs (none without pg_cron, or when the login may not
         read ``cron.job``). The migrations schedule housekeeping only when pg_cron is there at
         push time: enabled later, it runs none of it until someone schedules the jobs."""
-        if not scalar(self.conn, "select to_regclass('cron.job') is not null"):
-            return set()
         try:
-            with self.conn.transaction():
+            with self.conn.transaction():  # (to_regclass too fails without usage on the schema)
+                if not scalar(self.conn, "select to_regclass('cron.job') is not null"):
+                    return set()
                 rows = self.conn.execute("select jobname from cron.job where active").fetchall()
         except psycopg.errors.InsufficientPrivilege:
             return set()

@@ -316,7 +316,7 @@ class Worker:
             # what pg_cron runs (scheduled by the migrations when pg_cron was there at push
             # time) is left to it; each job it lacks is done here (pg_cron enabled after the
             # push schedules nothing: the worker stopped all three then, found by review)
-            cron = queue.scheduled_cron_jobs()
+            cron = self._cron_jobs()
             if CRON_RECOVER not in cron:
                 recovered = queue.recover_expired()
                 with self._lock:
@@ -327,6 +327,13 @@ class Worker:
                     queue.prune(self.config.retention_days)
                 if CRON_FOLD not in cron:
                     self._fold_lead_stats()
+
+    def _cron_jobs(self) -> set[str]:
+        """The active pg_cron jobs, read as the login role: on hosted Supabase ``postgres``
+        may read ``cron.job`` and ``service_role`` (the worker's role) may not. Unreadable:
+        none, so the worker does all housekeeping itself (each job is safe to run twice)."""
+        with _open(self.config.db_url, as_service_role=False) as login:
+            return Outbox(login).scheduled_cron_jobs()
 
     def _queue_amocrm_syncs(self, queue: Outbox, full: bool) -> None:
         """A worker that serves AmoCRM queues a sync job for each new live lead not yet in
