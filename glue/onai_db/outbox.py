@@ -28,13 +28,18 @@ def connect(
     """An autocommit connection; switched to ``service_role`` when the login may."""
     conn = open_connection(url, autocommit=True, application_name=application_name, keepalive=keepalive)
     if as_service_role:
-        row = conn.execute(
-            "select pg_catalog.pg_has_role(current_user, 'service_role', 'member')"
-            " from pg_catalog.pg_roles where rolname = 'service_role'"
-        ).fetchone()
-        if row and row[0]:
-            conn.execute("set role service_role")
+        use_service_role(conn)
     return conn
+
+
+def use_service_role(conn: psycopg.Connection) -> None:
+    """Act as ``service_role`` from now on, when the login may (``reset role`` goes back)."""
+    row = conn.execute(
+        "select pg_catalog.pg_has_role(current_user, 'service_role', 'member')"
+        " from pg_catalog.pg_roles where rolname = 'service_role'"
+    ).fetchone()
+    if row and row[0]:
+        conn.execute("set role service_role")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .connection import CONNECTION_LOST, describe_url, first_line
 from .errors import ConfigError, DatabaseUnreachableError, OnaiDbError, StackError
-from .outbox import KINDS, Job, Outbox, connect
+from .outbox import KINDS, Job, Outbox, connect, use_service_role
 from .outbox_handlers import HandlerContext, Handlers, ProviderConfig, require_kinds
 from .providers.base import Delivery, PermanentError, ProviderError, RateLimitedError
 from .redact import redact
@@ -306,17 +306,20 @@ class Worker:
         if not force and now - self._last_housekeeping < self.config.housekeeping_seconds:
             return
         self._last_housekeeping = now
-        with _open(self.config.db_url) as conn:
+        with _open(self.config.db_url, as_service_role=False) as conn:
             queue = Outbox(conn)
+            # what pg_cron runs (scheduled by the migrations when pg_cron was there at push
+            # time) is left to it; each job it lacks is done here (pg_cron enabled after the
+            # push schedules nothing: the worker stopped all three then, found by review).
+            # Read as the login role: on hosted Supabase ``postgres`` may read ``cron.job``,
+            # ``service_role`` may not; unreadable means none (each job is safe to run twice).
+            cron = queue.scheduled_cron_jobs()
+            use_service_role(conn)
             if "amocrm" in self.config.kinds:
                 # the full sweep reads every imported lead (seconds on a big table): not in
                 # every cron-run --once, only in a long-running worker, at start and daily
                 full = not self._once and (force or now - self._last_full_sweep > 86400)
                 self._queue_amocrm_syncs(queue, full=full)
-            # what pg_cron runs (scheduled by the migrations when pg_cron was there at push
-            # time) is left to it; each job it lacks is done here (pg_cron enabled after the
-            # push schedules nothing: the worker stopped all three then, found by review)
-            cron = self._cron_jobs()
             if CRON_RECOVER not in cron:
                 recovered = queue.recover_expired()
                 with self._lock:
@@ -326,14 +329,8 @@ class Worker:
                 if CRON_RETENTION not in cron:
                     queue.prune(self.config.retention_days)
                 if CRON_FOLD not in cron:
-                    self._fold_lead_stats()
-
-    def _cron_jobs(self) -> set[str]:
-        """The active pg_cron jobs, read as the login role: on hosted Supabase ``postgres``
-        may read ``cron.job`` and ``service_role`` (the worker's role) may not. Unreadable:
-        none, so the worker does all housekeeping itself (each job is safe to run twice)."""
-        with _open(self.config.db_url, as_service_role=False) as login:
-            return Outbox(login).scheduled_cron_jobs()
+                    conn.execute("reset role")
+                    self._fold_lead_stats(conn)
 
     def _queue_amocrm_syncs(self, queue: Outbox, full: bool) -> None:
         """A worker that serves AmoCRM queues a sync job for each new live lead not yet in
@@ -358,16 +355,15 @@ class Worker:
         if queued:
             self.echo(f"queued {queued} AmoCRM sync job(s) for new leads")
 
-    def _fold_lead_stats(self) -> None:
-        """As the login role (the function is the database owner's, not the API's); a login
-        that may not run it gets a warning, the worker carries on."""
-        with _open(self.config.db_url, as_service_role=False) as conn:
-            try:
-                fold_lead_stats(conn)
-            except psycopg.errors.InsufficientPrivilege as exc:
-                self.echo(
-                    f"lead stats not folded: {exc.diag.message_primary} (connect as postgres, or use pg_cron)"
-                )
+    def _fold_lead_stats(self, conn: psycopg.Connection) -> None:
+        """On a connection acting as the login role (the function is the database owner's,
+        not the API's); a login that may not run it gets a warning, the worker carries on."""
+        try:
+            fold_lead_stats(conn)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            self.echo(
+                f"lead stats not folded: {exc.diag.message_primary} (connect as postgres, or use pg_cron)"
+            )
 
     def _guarded_loop(self, worker_id: str, once: bool) -> None:
         """A thread that dies (database gone, a bug) stops the others and fails the run."""
