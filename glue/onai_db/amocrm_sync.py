@@ -98,6 +98,15 @@ def _record_made(
     )
 
 
+def _deal_names(lead: dict[str, Any], current: str) -> list[str]:
+    """Every name a sync of ``lead`` may have given its deal: the contact's name falls back to
+    the phone, then the e-mail, and the source to "лид", and intake fills a lead's gaps."""
+    who = [lead["name"], lead["phone_normalized"] or lead["phone"], lead["email"], f"Лид {lead['id']}"]
+    what = [lead["source"], "лид"]
+    names = [current] + [f"{w} — {s}" for w in who if w for s in what if s]
+    return list(dict.fromkeys(names))
+
+
 def sync_lead(
     conn: psycopg.Connection,
     client: AmoCrmClient,
@@ -158,7 +167,9 @@ def _sync(
     if deal is None and found is not None and found.id == contact_id:
         # a contact that existed before this run may hold the deal an earlier run made and was
         # killed before storing (found by review: the retry made a second deal)
-        deal = client.find_open_deal(found.deal_ids, deal_name)
+        # (under any name the lead has given a deal: intake may have filled its name or source
+        # since, found by review)
+        deal = client.find_open_deal(found.deal_ids, _deal_names(lead, deal_name))
     amo_lead = client.upsert_lead(deal, deal_name, contact_id, tags)
     _, kept, _ = _record_made(conn, reconnect, lead_id, contact_id, amo_lead)
     if kept is not None and kept != amo_lead:

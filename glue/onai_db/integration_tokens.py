@@ -6,8 +6,13 @@ the winner calls the provider and stores the new pair, everyone else waits until
 stored ``token_version`` moves and then uses the new access token.
 
 A pair the provider issued but the database could not store (the connection was lost) is
-kept in the process and stored by its next refresh, instead of calling the provider with a
-refresh token it has already rotated away (the integration needed a new OAuth consent).
+stored at once through new connections (a few tries over about 7 s, within the refresh
+lease); failing that it is kept in the process and stored by its next refresh, or when the
+worker stops, instead of calling the provider with a refresh token it has already rotated
+away (the integration needed a new OAuth consent). A kept pair is stored only while the
+database still holds the refresh token it replaced: once another pair is in (another
+process refreshed, an operator re-authorized, or the lost store did commit), it is stale
+and dropped, never written over the newer one.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from .connection import CONNECTION_LOST
+from .errors import OnaiDbError
 from .providers.base import ProviderError, TransientError
 
-# service -> the pair its token endpoint issued that no database write has taken yet, and
-# when (time.monotonic()): its lifetime runs from then
-_unsaved: dict[str, tuple[TokenGrant, float]] = {}
+# service -> the pair its token endpoint issued that no database write has taken yet, when
+# (time.monotonic(): its lifetime runs from then), and the refresh token it replaced
+_unsaved: dict[str, tuple[TokenGrant, float, str | None]] = {}
 _unsaved_lock = threading.Lock()
+_STORE_PAUSES = (0.0, 1.0, 2.0, 4.0)  # seconds before each try on a new connection
 
 
 @dataclass(frozen=True)
@@ -51,14 +58,68 @@ class TokenGrant:
     expires_in: float
 
 
-def _kept(service: str) -> TokenGrant | None:
-    """The pair kept for ``service``, its lifetime shortened by the time it waited."""
+def _kept(service: str, stored_refresh_token: str | None) -> TokenGrant | None:
+    """The pair kept for ``service``, its lifetime shortened by the time it waited, while the
+    database holds the refresh token it replaced (``stored_refresh_token``); a stale one is
+    dropped."""
     with _unsaved_lock:
         kept = _unsaved.get(service)
+        if kept is not None and kept[2] != stored_refresh_token:
+            del _unsaved[service]
+            kept = None
     if kept is None:
         return None
-    grant, issued = kept
+    grant, issued, _replaced = kept
     return replace(grant, expires_in=max(0.0, grant.expires_in - (time.monotonic() - issued)))
+
+
+def _forget(service: str) -> None:
+    with _unsaved_lock:
+        _unsaved.pop(service, None)
+
+
+def _store_if_current(
+    conn: psycopg.Connection, service: str, grant: TokenGrant, replaced: str | None, worker: str | None
+) -> bool:
+    """Store ``grant`` when the database still holds the refresh token it ``replaced``; False
+    when another pair is in (nothing is written then)."""
+    with conn.transaction():
+        row = conn.execute(
+            "select refresh_token from public.integration_tokens where service_name = %s for update",
+            (service,),
+        ).fetchone()
+        if row is None or row[0] != replaced:
+            return False
+        conn.execute(
+            "select public.store_integration_token(%s, %s, %s, %s, %s)",
+            (service, grant.access_token, grant.refresh_token, grant.expires_in, worker),
+        )
+    return True
+
+
+def store_kept_tokens(connect: Callable[[], psycopg.Connection], worker: str | None = None) -> list[str]:
+    """Store every pair this process keeps (see the module's docstring) through a connection
+    from ``connect``; for a worker on its way out. Returns what was said of each."""
+    with _unsaved_lock:
+        kept = {service: _unsaved[service][2] for service in _unsaved}
+    said: list[str] = []
+    for service, replaced in kept.items():
+        grant = _kept(service, replaced)
+        if grant is None:
+            continue
+        try:
+            with connect() as conn:
+                stored = _store_if_current(conn, service, grant, replaced, worker)
+        except (*CONNECTION_LOST, OnaiDbError) as exc:
+            said.append(f"{service}: the kept refreshed token could not be stored either ({exc}); it is lost")
+            continue
+        _forget(service)
+        said.append(
+            f"{service}: the kept refreshed token was stored"
+            if stored
+            else f"{service}: the kept refreshed token was stale (a newer pair is stored) and is dropped"
+        )
+    return said
 
 
 class TokenStore:
@@ -71,19 +132,26 @@ class TokenStore:
         worker: str,
         lease_seconds: float = 30.0,
         wait_seconds: float = 30.0,
+        reconnect: Callable[[], psycopg.Connection] | None = None,
     ) -> None:
         self.conn = conn
         self.service = service
         self.worker = worker
         self.lease_seconds = lease_seconds
         self.wait_seconds = wait_seconds
+        # a new connection like ``conn``, to store a pair after ``conn`` was lost
+        self.reconnect = reconnect
 
-    def load(self) -> Token:
-        row = self.conn.execute(
-            "select access_token, refresh_token, expires_at, token_version"
-            " from public.integration_tokens where service_name = %s",
-            (self.service,),
-        ).fetchone()
+    def load(self, conn: psycopg.Connection | None = None) -> Token:
+        row = (
+            (conn or self.conn)
+            .execute(
+                "select access_token, refresh_token, expires_at, token_version"
+                " from public.integration_tokens where service_name = %s",
+                (self.service,),
+            )
+            .fetchone()
+        )
         if row is None:
             raise TransientError(f"{self.service}: no OAuth tokens stored (run the OAuth consent first)")
         return Token(row[0], row[1], row[2], row[3])
@@ -107,13 +175,12 @@ class TokenStore:
             ).fetchone()
             state = row[0] if row else None
             if state == "refreshed":  # (a store whose answer was lost counts: its pair is in)
-                with _unsaved_lock:
-                    _unsaved.pop(self.service, None)
+                _forget(self.service)
                 return self.load()
             if state == "acquired":
-                grant = _kept(self.service)
+                current = self.load()
+                grant = _kept(self.service, current.refresh_token)
                 if grant is None:
-                    current = self.load()
                     if not current.refresh_token:
                         self._abort("no refresh token stored")
                         raise TransientError(f"{self.service}: no refresh token stored (re-authorize)")
@@ -122,8 +189,7 @@ class TokenStore:
                     except ProviderError as exc:
                         self._abort(str(exc))
                         raise
-                self._store_or_keep(grant)
-                return self.load()
+                return self._store_or_keep(grant, current.refresh_token)
             if time.monotonic() > deadline:
                 raise TransientError(
                     f"{self.service}: token refresh by another worker did not finish in time"
@@ -131,20 +197,34 @@ class TokenStore:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    def _store_or_keep(self, grant: TokenGrant) -> None:
-        """Store a freshly issued pair; when the connection is lost on the way, keep it in the
-        process for the next refresh (the provider has rotated the stored refresh token away)."""
+    def _store_or_keep(self, grant: TokenGrant, replaced: str | None) -> Token:
+        """Store a freshly issued pair (it ``replaced`` that refresh token) and return the
+        stored token. When the connection is lost on the way, store it through new ones; when
+        the database stays away, keep it in the process for the next refresh (the provider has
+        rotated the stored refresh token away)."""
         try:
             self.store(grant)
         except CONNECTION_LOST as exc:
-            with _unsaved_lock:
-                _unsaved.setdefault(self.service, (grant, time.monotonic()))
-            raise TransientError(
-                f"{self.service}: the refreshed token could not be stored (database connection lost);"
-                " this worker keeps it and stores it on its next refresh"
-            ) from exc
+            error: Exception = exc
+        else:
+            _forget(self.service)
+            return self.load()
         with _unsaved_lock:
-            _unsaved.pop(self.service, None)
+            _unsaved.setdefault(self.service, (grant, time.monotonic(), replaced))
+        for pause in _STORE_PAUSES if self.reconnect else ():
+            time.sleep(pause)
+            try:
+                with self.reconnect() as fresh:  # type: ignore[misc]
+                    # not stored: the lost store did commit after all, or another pair is in
+                    _store_if_current(fresh, self.service, grant, replaced, self.worker)
+                    _forget(self.service)
+                    return self.load(fresh)
+            except (*CONNECTION_LOST, OnaiDbError) as again:
+                error = again
+        raise TransientError(
+            f"{self.service}: the refreshed token could not be stored (database unreachable: {error});"
+            " this worker keeps it and stores it on its next refresh or when it stops"
+        ) from error
 
     def _abort(self, error: str) -> None:
         self.conn.execute(

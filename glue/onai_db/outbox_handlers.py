@@ -301,6 +301,7 @@ class Handlers:
                     self.ctx.worker,
                     lease_seconds=self.ctx.token_lease_seconds,
                     wait_seconds=self.ctx.token_lease_seconds,
+                    reconnect=self.ctx.reconnect,
                 )
             )
             self._amocrm_client = AmoCrmClient(self.http, cfg, tokens)

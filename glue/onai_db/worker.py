@@ -27,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .connection import CONNECTION_LOST, describe_url, first_line
 from .errors import ConfigError, DatabaseUnreachableError, OnaiDbError, StackError
+from .integration_tokens import store_kept_tokens
 from .outbox import KINDS, Job, Outbox, connect, use_service_role
 from .outbox_handlers import HandlerContext, Handlers, ProviderConfig, require_kinds
 from .providers.base import Delivery, PermanentError, ProviderError, RateLimitedError
@@ -405,7 +406,8 @@ class Worker:
 
     def _record_on_the_way_out(self, worker_id: str, unrecorded: list[Callable[[Outbox], None]]) -> None:
         """Outcomes not yet recorded when the thread ends (stopped while the database was
-        away, or ``--once`` ending on a loss): one last try each, on a new connection."""
+        away, or ``--once`` ending on a loss): one last try each, on a new connection; so for
+        a refreshed AmoCRM token pair the process still keeps (else it died with it)."""
         for record in unrecorded:
             try:
                 with _open(self.config.db_url) as conn:
@@ -414,6 +416,8 @@ class Worker:
                 self.echo(
                     f"{worker_id}: an outcome could not be recorded ({first_line(exc)}); its lease will expire"
                 )
+        for said in store_kept_tokens(lambda: _open(self.config.db_url), worker_id):
+            self.echo(f"{worker_id}: {said}")
 
     def _serve(
         self,

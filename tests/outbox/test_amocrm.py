@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from onai_db.amocrm_sync import LOCK_CLASS, sync_lead
-from onai_db.integration_tokens import TokenGrant, TokenStore
+from onai_db.integration_tokens import TokenGrant, TokenStore, store_kept_tokens
 from onai_db.notifications import enqueue_lead_notifications
 from onai_db.outbox import Outbox, connect
 from onai_db.outbox_handlers import ProviderConfig
@@ -802,6 +802,8 @@ def test_an_update_of_the_stored_deal_adds_tags_and_leaves_its_pipeline(
         ({"pipeline_id": 7001, "status_id": 143}, False),  # closed, not realised: a new one
         ({"pipeline_id": 9999, "status_id": 101}, False),  # another pipeline's deal
         ({"pipeline_id": 7001, "status_id": 101, "name": "Даурен — курс 2023"}, False),  # sales' own
+        # made while the lead had only its phone: intake filled the name before the retry
+        ({"pipeline_id": 7001, "status_id": 101, "name": "<phone> — expresscourse"}, True),
     ],
 )
 def test_a_retry_after_a_kill_reuses_the_deal_the_killed_run_made(
@@ -818,7 +820,11 @@ def test_a_retry_after_a_kill_reuses_the_deal_the_killed_run_made(
     The run now reads the stored contact's deals (``with=leads``) and takes an open one of
     ours with the same name; any other deal of the contact is left alone."""
     _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
-    owner_conn.execute("update public.traffic_leads set amocrm_contact_id = 555 where id = %s", (lead,))
+    phone = owner_conn.execute(
+        "update public.traffic_leads set amocrm_contact_id = 555 where id = %s returning phone_normalized",
+        (lead,),
+    ).fetchone()[0]
+    deal = {k: v.replace("<phone>", phone) if isinstance(v, str) else v for k, v in deal.items()}
     contact = {**_contact(555, [], []), "_embedded": {"leads": [{"id": 4001}, {"id": 4002}]}}
     fake.script("amocrm_contacts", Reply(200, contact))  # GET /contacts/555?with=leads
     deals = [
@@ -877,3 +883,78 @@ def test_a_refreshed_token_the_database_did_not_take_is_kept_and_stored_later(
             token, lambda rt: issued.append(rt) or TokenGrant("a3", "r3", 60)
         )
     assert issued == ["amo-refresh-1", "amo-refresh-2"]
+
+
+def _keep_a_pair(db_url: str, owner_conn: psycopg.Connection, access: str, refresh: str) -> None:
+    """A refresh whose store loses its connection, with no way to reconnect: the pair is kept."""
+    with connect(db_url) as conn:
+        store = TokenStore(conn, "amocrm", "w1")
+
+        def answer_and_lose_the_connection(_refresh_token: str) -> TokenGrant:
+            owner_conn.execute("select pg_catalog.pg_terminate_backend(%s)", (conn.info.backend_pid,))
+            return TokenGrant(access, refresh, 86400)
+
+        with pytest.raises(TransientError, match="keeps it"):
+            store.refresh(store.load(), answer_and_lose_the_connection)
+
+
+def _stored(owner_conn: psycopg.Connection) -> tuple[str, str]:
+    return owner_conn.execute(
+        "select access_token, refresh_token from public.integration_tokens where service_name = 'amocrm'"
+    ).fetchone()
+
+
+def test_a_kept_pair_never_overwrites_a_newer_one(
+    queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """The kept pair replaced the refresh token the database held then. Once another pair is
+    in (another process refreshed, an operator re-authorized, or the lost store committed
+    after all), the kept one is stale: it used to be stored over the newer pair at the next
+    refresh, and the valid refresh token was lost (found by review)."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    _keep_a_pair(db_url, owner_conn, "kept-access", "kept-refresh")
+    _store(queue.conn, "other-access", "other-refresh", -10)  # another process's pair
+    asked: list[str] = []
+    with connect(db_url) as conn:
+        store = TokenStore(conn, "amocrm", "w1")
+        token = store.refresh(store.load(), lambda rt: asked.append(rt) or TokenGrant("a3", "r3", 600))
+    assert asked == ["other-refresh"]  # the provider is asked with the stored token, as usual
+    assert (token.access_token, token.refresh_token) == ("a3", "r3") == _stored(owner_conn)
+    assert store_kept_tokens(lambda: connect(db_url)) == []  # nothing kept any more
+
+
+def test_a_pair_whose_store_lost_its_connection_is_stored_through_a_new_one(
+    queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """Kept only in the process, the pair died with it (``--once`` exits on a lost
+    connection) and the other processes spent the rotated-away token: every AmoCRM job went
+    dead until a new consent (found by review). It is now stored at once on a new
+    connection, and the refresh goes on with it."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    with connect(db_url) as conn:
+        store = TokenStore(conn, "amocrm", "w1", reconnect=lambda: connect(db_url))
+
+        def answer_and_lose_the_connection(_refresh_token: str) -> TokenGrant:
+            owner_conn.execute("select pg_catalog.pg_terminate_backend(%s)", (conn.info.backend_pid,))
+            return TokenGrant("amo-access-2", "amo-refresh-2", 86400)
+
+        token = store.refresh(store.load(), answer_and_lose_the_connection)
+    assert (
+        (token.access_token, token.refresh_token) == ("amo-access-2", "amo-refresh-2") == _stored(owner_conn)
+    )
+    assert store_kept_tokens(lambda: connect(db_url)) == []
+
+
+def test_a_worker_on_its_way_out_stores_the_pair_it_keeps_unless_it_is_stale(
+    queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    _keep_a_pair(db_url, owner_conn, "kept-access", "kept-refresh")
+    assert store_kept_tokens(lambda: connect(db_url), "w1") == ["amocrm: the kept refreshed token was stored"]
+    assert _stored(owner_conn) == ("kept-access", "kept-refresh")
+    _keep_a_pair(db_url, owner_conn, "second-access", "second-refresh")
+    _store(queue.conn, "consent-access", "consent-refresh", 600)  # an operator re-authorized meanwhile
+    assert store_kept_tokens(lambda: connect(db_url), "w1") == [
+        "amocrm: the kept refreshed token was stale (a newer pair is stored) and is dropped"
+    ]
+    assert _stored(owner_conn) == ("consent-access", "consent-refresh")

@@ -10,6 +10,7 @@ Requests carry ``Authorization: Bearer <access token>`` from ``integration_token
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,10 +198,11 @@ class AmoCrmClient:
             contact_id, list(contact.get("custom_fields_values") or []), _linked_deals(contact)
         )
 
-    def find_open_deal(self, deal_ids: list[int], name: str) -> int | None:
-        """Among a contact's deals, an open one in our pipeline with exactly this name: the deal
-        an earlier run made before it could store it (a worker killed after ``POST /leads``), or
-        one made for the person before. Reusing it is what keeps a retry from a second deal."""
+    def find_open_deal(self, deal_ids: list[int], names: Collection[str]) -> int | None:
+        """Among a contact's deals, an open one in our pipeline with exactly one of these names:
+        the deal an earlier run made before it could store it (a worker killed after ``POST
+        /leads``; its name may be one the lead had then), or one made for the person before.
+        Reusing it is what keeps a retry from a second deal."""
         if not deal_ids:
             return None
         ids = sorted(set(deal_ids))[-50:]  # the newest 50: AmoCRM's page
@@ -214,7 +216,7 @@ class AmoCrmClient:
             int(d["id"])
             for d in deals
             if isinstance(d, dict)
-            and d.get("name") == name
+            and d.get("name") in names
             and d.get("status_id") not in CLOSED_STATUSES
             and (not self.config.pipeline_id or d.get("pipeline_id") == self.config.pipeline_id)
         ]
