@@ -114,6 +114,17 @@ where n.nspname = 'public' and a.grantee <> 0
 """
 
 
+# postgres's default privileges in public for the API roles: (object type, grantee, privilege)
+_DEFAULT_PRIVILEGES = """
+select d.defaclobjtype::text, g.rolname::text, a.privilege_type::text
+from pg_catalog.pg_default_acl as d
+cross join lateral pg_catalog.aclexplode(d.defaclacl) as a
+join pg_catalog.pg_roles as g on g.oid = a.grantee
+where d.defaclrole = 'postgres'::regrole and d.defaclnamespace = 'public'::regnamespace
+  and g.rolname in ('anon', 'authenticated', 'service_role')
+"""
+
+
 def test_privileges_do_not_depend_on_the_projects_default_privileges(
     stack: LocalStack, owner_conn: psycopg.Connection
 ) -> None:
@@ -134,10 +145,15 @@ def test_privileges_do_not_depend_on_the_projects_default_privileges(
     migrate.push(stack.settings.project_dir, stack.database_url(db), echo=lambda _m: None)
     with psycopg.connect(stack.database_url(db)) as old_default:
         got = set(old_default.execute(_PRIVILEGES).fetchall())
+        got_defaults = set(old_default.execute(_DEFAULT_PRIVILEGES).fetchall())
     expected = set(owner_conn.execute(_PRIVILEGES).fetchall())
     api_roles = {"anon", "authenticated", "service_role"}
     assert any(row[0] == "column" and row[2] == "authenticated" for row in expected)  # the query sees columns
     assert {r for r in got - expected if r[2] in api_roles} == set()
     assert {r for r in expected - got if r[2] in api_roles} == set()
+    # and what is created later (the SQL editor, a migration that forgets its revokes) is not
+    # exposed either: the default privileges end alike (`20261207100000`)
+    assert got_defaults == set(owner_conn.execute(_DEFAULT_PRIVILEGES).fetchall())
+    assert ("r", "anon", "SELECT") not in got_defaults and ("f", "anon", "EXECUTE") not in got_defaults
     with stack.admin_connect(stack.maintenance_db(db)) as conn:
         conn.execute(f'drop database "{db}"')
