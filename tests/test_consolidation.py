@@ -1525,6 +1525,65 @@ def test_json_values_jsonb_cannot_hold_are_kept_as_text_and_counted(
     assert again.ok and not again.changed, again.to_json()
 
 
+def test_columns_beyond_the_known_schema_are_used_kept_and_reported(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """Seed 004 joins `landing_leads (id, utm_source)` to the UTM owners: a Landing whose
+    leads carry UTM columns has them read (over the same metadata keys). Any other column
+    with values was backed up and silently ignored: on a lead table its values now go into
+    the lead's metadata (typed, the row's own keys win), elsewhere they stay in the backup,
+    and the report names each such column with its count."""
+    source = fresh_source(stack, "cons_extra", rows=5, seed=17)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "alter table landing_leads add column utm_source text, add column utm_campaign text,"
+            " add column email_clicked boolean, add column clicks_total integer, add column note text"
+        )
+        conn.execute("alter table lead_tracking add column referrer text")
+        conn.execute("alter table lead_journey add column device text")
+        lead = conn.execute(
+            "insert into landing_leads (name, phone, utm_source, utm_campaign, email_clicked, clicks_total, note,"
+            """ metadata) values ('Extra', '+77015550601', 'fb_arystan', ' ', true, 3, 'own key loses',"""
+            """ '{"utm_source": "ig_old", "utm_campaign": "spring", "note": "kept"}') returning id"""
+        ).fetchone()[0]
+        conn.execute(
+            "insert into lead_tracking (name, phone, referrer) values ('Extra two', '+77015550602', 'google')"
+        )
+        conn.execute(
+            "update lead_journey set device = 'ios' where id in (select id from lead_journey limit 2)"
+        )
+    target = fresh_target(stack, "cons_extra_t")
+    report = consolidate(source, target, tmp_path)
+    assert report.ok, report.to_json()
+    assert report.extra_columns == {
+        "landing_leads.email_clicked": {"rows_with_value": 1, "kept_in": "traffic_leads.metadata"},
+        "landing_leads.clicks_total": {"rows_with_value": 1, "kept_in": "traffic_leads.metadata"},
+        "landing_leads.note": {"rows_with_value": 1, "kept_in": "traffic_leads.metadata"},
+        "lead_tracking.referrer": {"rows_with_value": 1, "kept_in": "traffic_leads.metadata"},
+        "lead_journey.device": {"rows_with_value": 2, "kept_in": "backup only"},
+    }
+    with psycopg.connect(target) as conn:
+        first = conn.execute(
+            "select first_utm_source, first_utm_campaign, metadata - 'utm_source' - 'utm_campaign'"
+            " from public.traffic_leads where legacy_source_table = 'landing_leads' and legacy_id = %s",
+            (str(lead),),
+        ).fetchone()
+        second = conn.execute(
+            "select metadata from public.traffic_leads where phone_normalized = '+77015550602'"
+        ).fetchone()
+    # the column wins over the metadata key; a blank column falls back to the key
+    assert first == ("fb_arystan", "spring", {"email_clicked": True, "clicks_total": 3, "note": "kept"})
+    assert second == ({"referrer": "google"},)
+    console = Console(record=True, width=200)
+    render_report(console, report)
+    assert (
+        "lead_journey.device: a column the import does not read (kept in the backup only)"
+        in console.export_text()
+    )
+    again = consolidate(source, target, tmp_path / "again")
+    assert again.ok and not again.changed, again.to_json()
+
+
 def test_a_run_that_fails_is_marked_failed_with_its_error(stack: LocalStack, tmp_path: Path) -> None:
     """A run stopped by an error (here a check the target gained that the import does not
     know) is marked failed in the ledger with its error, not left 'running' for ever."""

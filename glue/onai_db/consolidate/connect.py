@@ -31,6 +31,33 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }  # fmt: skip
 
+# columns read when a legacy table has them: landing_leads' own UTM columns (seed 004 joins
+# `landing_leads (id, utm_source)` to the UTM owners) win over the same keys in its metadata
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "landing_leads": ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term"),
+}
+# columns left out on purpose: derived values Traffic recomputes, and bookkeeping times
+DERIVED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "landing_leads": ("phone_normalized", "updated_at"),
+    "unified_lead_tracking": ("updated_at",),
+}
+# where the values of any other column go: into the lead's metadata (a key per column, the
+# row's own metadata wins) for the lead tables; only into the backup for the other two
+EXTRA_COLUMNS_KEPT_IN = {
+    "landing_leads": "traffic_leads.metadata",
+    "lead_tracking": "traffic_leads.metadata",
+    "unified_lead_tracking": "traffic_leads.metadata",
+    "lead_journey": "backup only",
+    "scheduled_notifications": "backup only",
+}
+
+
+def extra_columns(table: str, columns: Sequence[str]) -> list[str]:
+    """The columns of a legacy table that the import does not read (see EXTRA_COLUMNS_KEPT_IN)."""
+    known = {*REQUIRED_COLUMNS[table], *OPTIONAL_COLUMNS.get(table, ()), *DERIVED_COLUMNS.get(table, ())}
+    return [c for c in columns if c not in known]
+
+
 _JSON = ("json", "jsonb")
 _TIME = ("timestamp with time zone", "timestamp without time zone", "date")
 _INT = ("smallint", "integer", "bigint")
@@ -236,6 +263,20 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
                 kind="source_ids",
             )
     return columns
+
+
+def column_types(conn: psycopg.Connection) -> dict[str, dict[str, str]]:
+    """The information_schema data type of every column of the legacy tables."""
+    rows = conn.execute(
+        "select table_name::text, column_name::text, data_type::text from information_schema.columns"
+        " where table_schema = 'public' and table_name = any(%s)",
+        (list(LEGACY_TABLES),),
+    ).fetchall()
+    conn.rollback()
+    found: dict[str, dict[str, str]] = {}
+    for table, column, kind in rows:
+        found.setdefault(table, {})[column] = kind
+    return found
 
 
 def json_typed_columns(conn: psycopg.Connection) -> dict[str, list[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import psycopg
@@ -9,6 +10,7 @@ from psycopg import sql
 
 from ..errors import ConsolidationError
 from .backup import Manifest, Progress
+from .connect import EXTRA_COLUMNS_KEPT_IN, OPTIONAL_COLUMNS, extra_columns
 
 
 def raw_table(table: str) -> str:
@@ -156,7 +158,7 @@ def journey_row_md5(alias: str) -> str:
     return f"md5(row({a}.stage, {a}.source, {a}.metadata, {a}.created_at)::text)"
 
 
-STAGE_SQL = f"""
+_STAGE_TEMPLATE = f"""
 insert into private.consolidation_stage_leads (
   ord, src, legacy_id, name, email, phone, source, source_canonical, utm_source, utm_medium, utm_campaign, utm_content, utm_term,
   metadata, amocrm_lead_id, amocrm_contact_id, amocrm_synced, email_sent, sms_sent, click_count, created_at,
@@ -187,9 +189,7 @@ select
 from (
   select
     'landing_leads' as src, 1 as src_rank, r.id as legacy_id, r.name, r.email, r.phone, r.source,
-    {_utm("m.meta ->> 'utm_source'")} as utm_source, {_utm("m.meta ->> 'utm_medium'")} as utm_medium,
-    {_utm("m.meta ->> 'utm_campaign'")} as utm_campaign, {_utm("m.meta ->> 'utm_content'")} as utm_content,
-    {_utm("m.meta ->> 'utm_term'")} as utm_term, m.meta as metadata,
+    @landing_utm@, @landing_extra@m.meta as metadata,
     r.amocrm_lead_id::bigint as amocrm_lead_id, r.amocrm_contact_id::bigint as amocrm_contact_id,
     coalesce(r.amocrm_synced::boolean, false) as amocrm_synced, coalesce(r.email_sent::boolean, false) as email_sent,
     coalesce(r.sms_sent::boolean, false) as sms_sent, coalesce(r.click_count::bigint, 0) as click_count,
@@ -201,7 +201,7 @@ from (
     'unified_lead_tracking', 2, r.id, r.full_name, r.email, r.phone, r.source,
     {_utm("r.utm_source")}, {_utm("r.utm_medium")}, {_utm("r.utm_campaign")}, {_utm("r.utm_content")},
     {_utm("r.utm_term")},
-    {_jsonb("r.metadata")} || jsonb_strip_nulls(jsonb_build_object(
+    @unified_extra@{_jsonb("r.metadata")} || jsonb_strip_nulls(jsonb_build_object(
       'landing_lead_id', r.landing_lead_id, 'current_stage', r.current_stage)),
     null, null, false, false, false, 0, coalesce(r.created_at::timestamptz, 'epoch')
   from private.consolidation_raw_unified_lead_tracking as r
@@ -210,12 +210,66 @@ from (
     'lead_tracking', 3, r.id, r.name, r.email, r.phone, r.source,
     {_utm("r.utm_source")}, {_utm("r.utm_medium")}, {_utm("r.utm_campaign")}, {_utm("r.utm_content")},
     {_utm("r.utm_term")},
-    jsonb_strip_nulls(jsonb_build_object('page_url', r.page_url)),
+    @tracking_extra@jsonb_strip_nulls(jsonb_build_object('page_url', r.page_url)),
     null, null, false, false, false, 0, coalesce(r.created_at::timestamptz, 'epoch')
   from private.consolidation_raw_lead_tracking as r
 ) as u
 left join private.consolidation_map_source as ms on ms.raw = u.source
 """
+
+
+_INT_TYPES = ("smallint", "integer", "bigint")
+
+
+def _landing_utm(columns: Sequence[str]) -> str:
+    """landing_leads' UTM fields: its own column when it has one (and it is not blank), else
+    the key of the same name in its metadata."""
+    out = []
+    for c in OPTIONAL_COLUMNS["landing_leads"]:
+        from_meta = _utm(f"m.meta ->> '{c}'")
+        out.append(
+            f"coalesce({_utm(f'r.{c}')}, {from_meta}) as {c}" if c in columns else f"{from_meta} as {c}"
+        )
+    return ", ".join(out)
+
+
+def _extra_object(table: str, columns: Sequence[str], types: Mapping[str, str]) -> str:
+    """``<object of the row's other columns> || `` (empty when there are none): a key per
+    column with a value, booleans and integers typed, the rest as text; the row's own
+    metadata, on the right, wins over a key of the same name."""
+    pairs = []
+    for c in extra_columns(table, columns):
+        kind = types.get(c, "text")
+        value = sql.Identifier(c).as_string(None)
+        cast = "::boolean" if kind == "boolean" else "::bigint" if kind in _INT_TYPES else ""
+        pairs.append(f"{sql.Literal(c).as_string(None)}, r.{value}{cast}")
+    if not pairs:
+        return ""
+    # at most 100 arguments per call: 50 columns per jsonb_build_object
+    parts = [f"jsonb_build_object({', '.join(pairs[i : i + 50])})" for i in range(0, len(pairs), 50)]
+    return f"jsonb_strip_nulls({' || '.join(parts)}) || "
+
+
+def stage_sql(columns: Mapping[str, Sequence[str]], types: Mapping[str, Mapping[str, str]]) -> str:
+    """The statement that fills private.consolidation_stage_leads, for the source's columns
+    (``columns`` and their information_schema ``types`` per legacy table)."""
+    holes = {
+        "@landing_utm@": _landing_utm(columns["landing_leads"]),
+        "@landing_extra@": _extra_object(
+            "landing_leads", columns["landing_leads"], types.get("landing_leads", {})
+        ),
+        "@unified_extra@": _extra_object(
+            "unified_lead_tracking", columns["unified_lead_tracking"], types.get("unified_lead_tracking", {})
+        ),
+        "@tracking_extra@": _extra_object(
+            "lead_tracking", columns["lead_tracking"], types.get("lead_tracking", {})
+        ),
+    }
+    statement = _STAGE_TEMPLATE
+    for hole, text in holes.items():  # not str.format: the statement has braces of its own
+        statement = statement.replace(hole, text, 1)
+    return statement
+
 
 STAGE_EXPR = "btrim(regexp_replace(lower(btrim({s})), '[^a-z0-9]+', '_', 'g'), '_')"
 
@@ -247,12 +301,37 @@ MAP_SQL = (
 )
 
 
-def build_stage(conn: psycopg.Connection, progress: Progress) -> int:
-    """Fill private.consolidation_stage_leads from the raw tables; returns its row count."""
+def count_extra_values(conn: psycopg.Connection, manifest: Manifest) -> dict[str, dict[str, object]]:
+    """Per ``table.column`` the import does not read: how many rows have a value, and where
+    those values are kept (the lead's metadata, or only the backup)."""
+    out: dict[str, dict[str, object]] = {}
+    for table, info in manifest.tables.items():
+        extra = extra_columns(table, info.columns)
+        if not extra:
+            continue
+        counts = sql.SQL(", ").join(sql.SQL("count({})").format(sql.Identifier(c)) for c in extra)
+        row = conn.execute(
+            sql.SQL("select {} from {}").format(counts, sql.Identifier("private", raw_table(table)))
+        ).fetchone()
+        for column, n in zip(extra, row or (), strict=True):
+            if n:
+                out[f"{table}.{column}"] = {"rows_with_value": n, "kept_in": EXTRA_COLUMNS_KEPT_IN[table]}
+    return out
+
+
+def build_stage(
+    conn: psycopg.Connection,
+    progress: Progress,
+    manifest: Manifest,
+    types: Mapping[str, Mapping[str, str]] | None = None,
+) -> int:
+    """Fill private.consolidation_stage_leads from the raw tables (loaded from ``manifest``'s
+    files; ``types`` are the source's column types per table); returns its row count."""
     conn.execute("truncate private.consolidation_stage_leads, private.consolidation_stage_plan")
     for stmt in MAP_SQL:
         conn.execute(stmt)
-    cur = conn.execute(STAGE_SQL)
+    columns = {table: info.columns for table, info in manifest.tables.items()}
+    cur = conn.execute(stage_sql(columns, types or {}).encode())
     conn.execute("analyze private.consolidation_stage_leads")
     progress("stage", 1, None)
     return cur.rowcount

@@ -42,6 +42,11 @@ def render_report(console: Console, report: Report) -> None:
     )
     for k, v in report.data_quality.items():
         facts.add_row(k.replace("_", " "), f"{v:,}")
+    for name, extra in report.extra_columns.items():
+        where = (
+            "kept in the lead's metadata" if extra["kept_in"] != "backup only" else "kept in the backup only"
+        )
+        facts.add_row(f"{name}: a column the import does not read ({where})", f"{extra['rows_with_value']:,}")
     for check in report.tables:
         if check.deleted_in_landing:
             facts.add_row(

@@ -20,7 +20,7 @@ from ..errors import ConsolidationError
 from ..migrate import Migration, local_migrations
 from . import apply, backup, identity, load
 from .backup import Progress
-from .connect import check_same_source, check_source, check_target, json_typed_columns
+from .connect import check_same_source, check_source, check_target, column_types, json_typed_columns
 from .verify import Report, verify
 
 PHASES = ("backup", "stage", "identity", "leads", "journey", "verify")
@@ -309,6 +309,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         _no_timeouts(tgt)
         columns = check_source(src)
         json_columns = json_typed_columns(src)
+        types = column_types(src)
         check_target(tgt, checkout_migrations())
         check_same_source(src, tgt)
         tgt.autocommit = True
@@ -364,7 +365,8 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         current = "stage"
         t0 = time.perf_counter()
         json_kept = load.load_raw(tgt, manifest, progress, json_columns)
-        load.build_stage(tgt, progress)
+        load.build_stage(tgt, progress, manifest, types)
+        extra_values = load.count_extra_values(tgt, manifest)
         phase("identity")
         commit()
         seconds["stage"] = time.perf_counter() - t0
@@ -440,6 +442,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         verify(tgt, report)
         if json_columns:
             report.data_quality["json_values_kept_as_text"] = json_kept
+        report.extra_columns = extra_values
         seconds["verify"] = time.perf_counter() - t0
         report.seconds = {k: round(v, 3) for k, v in seconds.items()}
         progress("verify", 1, 1)

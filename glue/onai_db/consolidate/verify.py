@@ -52,6 +52,9 @@ class Report:
     leads_with_utm: int = 0
     leads_attributed: int = 0
     data_quality: dict[str, int] = field(default_factory=dict)
+    # source columns the import does not read, with a value in some rows: "table.column" ->
+    # {"rows_with_value": n, "kept_in": "traffic_leads.metadata" or "backup only"}
+    extra_columns: dict[str, dict[str, object]] = field(default_factory=dict)
     # imported notifications still pending in the future: nothing sends them (operator review)
     notifications_pending: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
