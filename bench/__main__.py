@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 import bench
-from bench.common import RESULTS_DIR, Result, make_context, write_results
+from bench.common import RESULTS_DIR, Result, make_context, quick, write_results
 from onai_db.connection import scalar
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,8 @@ def render_table() -> str:
             lines.append(
                 f"| {r['bench']} | {r['workload']} | {r['baseline']} | {r['scale']} | "
                 f"{r['value']:.4g} {r['unit']} | {r['baseline_value']:.4g} {r['unit']} | "
-                f"{r['ratio']:.3g}x | {r['target'] or '-'} | {met} | {doc['measured_at']} |"
+                f"{r['ratio']:.3g}x | {r['target'] or '-'} | {met} | {doc['measured_at']}"
+                f"{' (' + doc['commit'] + ')' if doc.get('commit') else ''} |"
             )
     return "\n".join([machine_line, "", *lines])
 
@@ -80,6 +81,9 @@ def main(argv: list[str]) -> int:
                 f"  {r.workload}: {r.value:.4g} {r.unit} vs {r.baseline_value:.4g} ({r.ratio:.3g}x)"
             )
         console.print(f"  wrote {path.relative_to(ROOT)}")
+    if quick():
+        console.print("quick (smoke) run: BENCHMARKS.md and bench/results are left as they were")
+        return 0
     regenerate_markdown()
     console.print("BENCHMARKS.md regenerated")
     return 0

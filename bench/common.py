@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,14 @@ from onai_db.local import LocalStack
 from onai_db.settings import Settings
 
 RESULTS_DIR = Path(__file__).parent / "results"
+# a quick (smoke) run writes here, never over the results the table is made of (found by review)
+QUICK_RESULTS_DIR = Path(__file__).resolve().parent.parent / ".local" / "bench-quick"
 BENCH_DB = os.environ.get("ONAI_DB_BENCH_DB", "onai_bench")
+
+
+def quick() -> bool:
+    """ONAI_DB_BENCH_QUICK=1: a small smoke scale, not for the table."""
+    return os.environ.get("ONAI_DB_BENCH_QUICK") == "1"
 
 
 @dataclass
@@ -71,7 +79,7 @@ class BenchContext:
 def make_context(fresh: bool = True) -> BenchContext:
     stack = LocalStack(Settings.load(), echo=lambda _m: None)
     stack.up(BENCH_DB, fresh=fresh)
-    return BenchContext(stack, BENCH_DB, quick=os.environ.get("ONAI_DB_BENCH_QUICK") == "1")
+    return BenchContext(stack, BENCH_DB, quick=quick())
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -111,12 +119,27 @@ def machine() -> dict[str, Any]:
     }
 
 
+def commit() -> str:
+    """The checkout's commit, with ``+changes`` when its tracked files differ from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=root, check=False).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}+changes" if dirty else head
+
+
 def write_results(bench: str, results: list[Result], server_version: str) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{bench}.json"
+    directory = QUICK_RESULTS_DIR if quick() else RESULTS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{bench}.json"
     payload = {
         "bench": bench,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit(),
         "machine": machine(),
         "postgres": server_version,
         "results": [asdict(r) | {"ratio": round(r.ratio, 3)} for r in results],
