@@ -67,9 +67,11 @@ def _kept(service: str, stored_refresh_token: str | None) -> TokenGrant | None:
         if kept is not None and kept[2] != stored_refresh_token:
             del _unsaved[service]
             kept = None
-    if kept is None:
-        return None
-    grant, issued, _replaced = kept
+    return None if kept is None else _aged(kept[0], kept[1])
+
+
+def _aged(grant: TokenGrant, issued: float) -> TokenGrant:
+    """``grant`` with its lifetime shortened by the time since it was ``issued``."""
     return replace(grant, expires_in=max(0.0, grant.expires_in - (time.monotonic() - issued)))
 
 
@@ -101,12 +103,10 @@ def store_kept_tokens(connect: Callable[[], psycopg.Connection], worker: str | N
     """Store every pair this process keeps (see the module's docstring) through a connection
     from ``connect``; for a worker on its way out. Returns what was said of each."""
     with _unsaved_lock:
-        kept = {service: _unsaved[service][2] for service in _unsaved}
+        kept = dict(_unsaved)
     said: list[str] = []
-    for service, replaced in kept.items():
-        grant = _kept(service, replaced)
-        if grant is None:
-            continue
+    for service, (issued_grant, issued, replaced) in kept.items():
+        grant = _aged(issued_grant, issued)
         try:
             with connect() as conn:
                 stored = _store_if_current(conn, service, grant, replaced, worker)

@@ -135,9 +135,10 @@ select id::text, count(*) from public.{table} group by id having count(*) > 1 or
 """
 
 
-def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
-    """The source's column lists per legacy table; raises when a table or column is missing,
-    or when rows have no id (or one longer than 100 characters) to be accounted for by."""
+def check_source(conn: psycopg.Connection) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
+    """The source's column lists per legacy table, and each column's information_schema data
+    type; raises when a table or column is missing, or when rows have no id (or one longer
+    than 100 characters) to be accounted for by."""
     prepare_source(conn)
     rows = conn.execute(
         "select table_name, array_agg(column_name::text order by ordinal_position),"
@@ -262,21 +263,7 @@ def check_source(conn: psycopg.Connection) -> dict[str, list[str]]:
                 "row is accounted for by its id, so fix the duplicates in Landing first; nothing was written",
                 kind="source_ids",
             )
-    return columns
-
-
-def column_types(conn: psycopg.Connection) -> dict[str, dict[str, str]]:
-    """The information_schema data type of every column of the legacy tables."""
-    rows = conn.execute(
-        "select table_name::text, column_name::text, data_type::text from information_schema.columns"
-        " where table_schema = 'public' and table_name = any(%s)",
-        (list(LEGACY_TABLES),),
-    ).fetchall()
-    conn.rollback()
-    found: dict[str, dict[str, str]] = {}
-    for table, column, kind in rows:
-        found.setdefault(table, {})[column] = kind
-    return found
+    return columns, types
 
 
 def json_typed_columns(conn: psycopg.Connection) -> dict[str, list[str]]:

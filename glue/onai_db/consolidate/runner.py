@@ -20,7 +20,7 @@ from ..errors import ConsolidationError
 from ..migrate import Migration, local_migrations
 from . import apply, backup, identity, load
 from .backup import Progress
-from .connect import check_same_source, check_source, check_target, column_types, json_typed_columns
+from .connect import check_same_source, check_source, check_target, json_typed_columns
 from .verify import Report, verify
 
 PHASES = ("backup", "stage", "identity", "leads", "journey", "verify")
@@ -307,9 +307,8 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
     try:
         _no_timeouts(src)
         _no_timeouts(tgt)
-        columns = check_source(src)
+        columns, types = check_source(src)
         json_columns = json_typed_columns(src)
-        types = column_types(src)
         check_target(tgt, checkout_migrations())
         check_same_source(src, tgt)
         tgt.autocommit = True
