@@ -5,14 +5,18 @@ worker refreshes: :meth:`TokenStore.refresh` asks the database for the refresh l
 the winner calls the provider and stores the new pair, everyone else waits until the
 stored ``token_version`` moves and then uses the new access token.
 
-A pair the provider issued but the database could not store (the connection was lost) is
-stored at once through new connections (a few tries over about 7 s, within the refresh
-lease); failing that it is kept in the process and stored by its next refresh, or when the
-worker stops, instead of calling the provider with a refresh token it has already rotated
-away (the integration needed a new OAuth consent). A kept pair is stored only while the
-database still holds the refresh token it replaced: once another pair is in (another
-process refreshed, an operator re-authorized, or the lost store did commit), it is stale
-and dropped, never written over the newer one.
+A pair the provider issued but the database could not store (the connection was lost, or a
+new connection met a server that refuses writes) is stored at once through new connections
+(tries over about 7 s, while the refresh lease lasts); failing that it is kept in the process
+and stored by its next refresh (also when another thread's refresh finds the database's pair
+newer than its own but still the one the kept pair replaced), when the worker's connection
+is re-made, or when the worker stops, instead of calling the provider with a refresh token
+it has already rotated away (the integration needed a new OAuth consent). A kept pair is
+stored only while the database still holds the refresh token it replaced: once another pair
+is in (another process refreshed, an operator re-authorized, or the lost store did commit),
+it is stale and dropped, never written over the newer one. What cannot be covered: another
+process whose lease begins after this one's lapsed, while the database is away for this one
+only, sends the rotated-away token (docs/outbox.md).
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from .connection import CONNECTION_LOST
 from .errors import OnaiDbError
 from .providers.base import ProviderError, TransientError
 
@@ -34,6 +37,9 @@ from .providers.base import ProviderError, TransientError
 _unsaved: dict[str, tuple[TokenGrant, float, str | None]] = {}
 _unsaved_lock = threading.Lock()
 _STORE_PAUSES = (0.0, 1.0, 2.0, 4.0)  # seconds before each try on a new connection
+# what a try to store a pair may meet: any database error (a lost connection, a server that is
+# read-only after a failover, ...) or no connection at all
+_STORE_FAILED = (psycopg.Error, OnaiDbError)
 
 
 @dataclass(frozen=True)
@@ -75,28 +81,34 @@ def _aged(grant: TokenGrant, issued: float) -> TokenGrant:
     return replace(grant, expires_in=max(0.0, grant.expires_in - (time.monotonic() - issued)))
 
 
-def _forget(service: str) -> None:
+def _forget(service: str, entry: tuple[TokenGrant, float, str | None] | None = None) -> None:
+    """Drop the pair kept for ``service``; with ``entry``, only while that is the one kept (not
+    a newer pair another thread kept since)."""
     with _unsaved_lock:
-        _unsaved.pop(service, None)
+        if entry is None or _unsaved.get(service) is entry:
+            _unsaved.pop(service, None)
 
 
 def _store_if_current(
     conn: psycopg.Connection, service: str, grant: TokenGrant, replaced: str | None, worker: str | None
-) -> bool:
-    """Store ``grant`` when the database still holds the refresh token it ``replaced``; False
-    when another pair is in (nothing is written then)."""
+) -> str:
+    """Store ``grant`` when the database still holds the refresh token it ``replaced``:
+    'stored'; 'already' when the database holds ``grant`` itself (another thread stored it, or
+    a lost store committed), 'stale' when another pair is in (nothing is written then)."""
     with conn.transaction():
         row = conn.execute(
             "select refresh_token from public.integration_tokens where service_name = %s for update",
             (service,),
         ).fetchone()
+        if row is not None and grant.refresh_token is not None and row[0] == grant.refresh_token:
+            return "already"
         if row is None or row[0] != replaced:
-            return False
+            return "stale"
         conn.execute(
             "select public.store_integration_token(%s, %s, %s, %s, %s)",
             (service, grant.access_token, grant.refresh_token, grant.expires_in, worker),
         )
-    return True
+    return "stored"
 
 
 def store_kept_tokens(connect: Callable[[], psycopg.Connection], worker: str | None = None) -> list[str]:
@@ -105,19 +117,22 @@ def store_kept_tokens(connect: Callable[[], psycopg.Connection], worker: str | N
     with _unsaved_lock:
         kept = dict(_unsaved)
     said: list[str] = []
-    for service, (issued_grant, issued, replaced) in kept.items():
+    for service, entry in kept.items():
+        issued_grant, issued, replaced = entry
         grant = _aged(issued_grant, issued)
         try:
             with connect() as conn:
                 stored = _store_if_current(conn, service, grant, replaced, worker)
-        except (*CONNECTION_LOST, OnaiDbError) as exc:
-            said.append(f"{service}: the kept refreshed token could not be stored either ({exc}); it is lost")
+        except _STORE_FAILED as exc:
+            said.append(f"{service}: the kept refreshed token could not be stored ({exc}); it is still kept")
             continue
-        _forget(service)
+        _forget(service, entry)
         said.append(
-            f"{service}: the kept refreshed token was stored"
-            if stored
-            else f"{service}: the kept refreshed token was stale (a newer pair is stored) and is dropped"
+            {
+                "stored": f"{service}: the kept refreshed token was stored",
+                "already": f"{service}: the kept refreshed token is stored already",
+                "stale": f"{service}: the kept refreshed token was stale (a newer pair is stored) and is dropped",
+            }[stored]
         )
     return said
 
@@ -175,9 +190,15 @@ class TokenStore:
             ).fetchone()
             state = row[0] if row else None
             if state == "refreshed":  # (a store whose answer was lost counts: its pair is in)
-                _forget(self.service)
-                return self.load()
+                current = self.load()
+                if _kept(self.service, current.refresh_token) is None:
+                    return current
+                # newer than ``seen``, but the pair this process keeps replaced it: the stored
+                # refresh token is spent; store the kept pair under the lease
+                seen = current
+                continue
             if state == "acquired":
+                lease_end = time.monotonic() + self.lease_seconds
                 current = self.load()
                 grant = _kept(self.service, current.refresh_token)
                 if grant is None:
@@ -189,7 +210,7 @@ class TokenStore:
                     except ProviderError as exc:
                         self._abort(str(exc))
                         raise
-                return self._store_or_keep(grant, current.refresh_token)
+                return self._store_or_keep(grant, current.refresh_token, lease_end)
             if time.monotonic() > deadline:
                 raise TransientError(
                     f"{self.service}: token refresh by another worker did not finish in time"
@@ -197,33 +218,37 @@ class TokenStore:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    def _store_or_keep(self, grant: TokenGrant, replaced: str | None) -> Token:
+    def _store_or_keep(self, grant: TokenGrant, replaced: str | None, lease_end: float) -> Token:
         """Store a freshly issued pair (it ``replaced`` that refresh token) and return the
-        stored token. When the connection is lost on the way, store it through new ones; when
-        the database stays away, keep it in the process for the next refresh (the provider has
-        rotated the stored refresh token away)."""
+        stored token. When the store fails, store it through new connections while the lease
+        (until ``lease_end``) lasts; when the database stays away, keep it in the process (the
+        provider has rotated the stored refresh token away)."""
         try:
             self.store(grant)
-        except CONNECTION_LOST as exc:
+        except _STORE_FAILED as exc:
             error: Exception = exc
         else:
             _forget(self.service)
             return self.load()
+        entry = (grant, time.monotonic(), replaced)
         with _unsaved_lock:
-            _unsaved.setdefault(self.service, (grant, time.monotonic(), replaced))
+            _unsaved[self.service] = entry  # the newest pair: it replaced what the database holds
         for pause in _STORE_PAUSES if self.reconnect else ():
+            if time.monotonic() + pause >= lease_end:
+                break  # past the lease another process may refresh; the pair stays kept
             time.sleep(pause)
             try:
                 with self.reconnect() as fresh:  # type: ignore[misc]
                     # not stored: the lost store did commit after all, or another pair is in
                     _store_if_current(fresh, self.service, grant, replaced, self.worker)
-                    _forget(self.service)
+                    _forget(self.service, entry)
                     return self.load(fresh)
-            except (*CONNECTION_LOST, OnaiDbError) as again:
+            except _STORE_FAILED as again:
                 error = again
         raise TransientError(
-            f"{self.service}: the refreshed token could not be stored (database unreachable: {error});"
-            " this worker keeps it and stores it on its next refresh or when it stops"
+            f"{self.service}: the refreshed token could not be stored ({error});"
+            " this worker keeps it and stores it on its next refresh, when its connection is re-made"
+            " or when it stops"
         ) from error
 
     def _abort(self, error: str) -> None:

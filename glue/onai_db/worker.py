@@ -416,6 +416,13 @@ class Worker:
                 self.echo(
                     f"{worker_id}: an outcome could not be recorded ({first_line(exc)}); its lease will expire"
                 )
+        try:
+            self._store_kept_tokens(worker_id)
+        except Exception as exc:  # never hides the error the thread ends with
+            self.echo(f"{worker_id}: kept tokens could not be stored on the way out: {first_line(exc)}")
+
+    def _store_kept_tokens(self, worker_id: str) -> None:
+        """Store the refreshed token pairs this process keeps (integration_tokens)."""
         for said in store_kept_tokens(lambda: _open(self.config.db_url), worker_id):
             self.echo(f"{worker_id}: {said}")
 
@@ -438,6 +445,8 @@ class Worker:
             while unrecorded:
                 unrecorded[0](queue)
                 unrecorded.pop(0)
+            if reconnected:  # a pair kept while the database was away: stored before anyone spends
+                self._store_kept_tokens(worker_id)  # the refresh token it rotated away
             context = HandlerContext(
                 conn,
                 worker_id,

@@ -958,3 +958,116 @@ def test_a_worker_on_its_way_out_stores_the_pair_it_keeps_unless_it_is_stale(
         "amocrm: the kept refreshed token was stale (a newer pair is stored) and is dropped"
     ]
     assert _stored(owner_conn) == ("consent-access", "consent-refresh")
+
+
+def test_a_refresh_that_finds_a_newer_version_still_stores_the_pair_this_process_keeps(
+    queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """A thread whose token is older than the stored one is told 'refreshed'. That threw the
+    kept pair away even when it replaced the stored refresh token (its store was lost), and
+    the next refresh sent AmoCRM the rotated-away token (found by review). Now the thread
+    stores the kept pair under the lease and goes on with it."""
+    _store(queue.conn, "amo-access-0", "amo-refresh-0", 600)
+    with connect(db_url) as conn:
+        old = TokenStore(conn, "amocrm", "w1").load()  # a sibling thread's cached token
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    _keep_a_pair(db_url, owner_conn, "kept-access", "kept-refresh")  # it replaced amo-refresh-1
+    # the keeping thread's lease has run out (it keeps the lease while it tries to store)
+    queue.conn.execute(
+        "update public.integration_tokens set refresh_owner = null, refresh_lease_expires_at = null"
+        " where service_name = 'amocrm'"
+    )
+
+    def must_not_be_called(refresh_token: str) -> TokenGrant:
+        raise AssertionError(f"the provider was asked, with {refresh_token}")
+
+    with connect(db_url) as conn:
+        token = TokenStore(conn, "amocrm", "w2").refresh(old, must_not_be_called)
+    assert (token.access_token, token.refresh_token) == ("kept-access", "kept-refresh") == _stored(owner_conn)
+    assert store_kept_tokens(lambda: connect(db_url)) == []
+
+
+def _read_only(db_url: str) -> psycopg.Connection:
+    """A connection to a server that refuses writes (a replica promoted late, a failover)."""
+    return psycopg.connect(db_url, autocommit=True, options="-c default_transaction_read_only=on")
+
+
+def test_a_store_a_read_only_server_refuses_is_tried_again_and_never_lost(
+    queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """Only a lost connection was caught: a new connection that met a read-only server
+    (ReadOnlySqlTransaction) ended the tries at once, and on a worker's way out the error
+    escaped and hid the thread's own (found by review). Any database error is now one more
+    try, and a pair that could not be stored stays kept."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    tries: list[str] = []
+
+    def reconnect() -> psycopg.Connection:
+        tries.append("read-only" if not tries else "writable")
+        return _read_only(db_url) if len(tries) == 1 else connect(db_url)
+
+    with connect(db_url) as conn:
+        store = TokenStore(conn, "amocrm", "w1", reconnect=reconnect)
+
+        def answer_and_lose_the_connection(_refresh_token: str) -> TokenGrant:
+            owner_conn.execute("select pg_catalog.pg_terminate_backend(%s)", (conn.info.backend_pid,))
+            return TokenGrant("amo-access-2", "amo-refresh-2", 86400)
+
+        token = store.refresh(store.load(), answer_and_lose_the_connection)
+    assert tries == ["read-only", "writable"]
+    assert (
+        (token.access_token, token.refresh_token) == ("amo-access-2", "amo-refresh-2") == _stored(owner_conn)
+    )
+
+    _keep_a_pair(db_url, owner_conn, "kept-access", "kept-refresh")
+    said = store_kept_tokens(lambda: _read_only(db_url), "w1")
+    assert len(said) == 1 and "could not be stored" in said[0] and "still kept" in said[0]
+    assert store_kept_tokens(lambda: connect(db_url), "w1") == ["amocrm: the kept refreshed token was stored"]
+    assert _stored(owner_conn) == ("kept-access", "kept-refresh")
+
+
+def test_a_worker_stores_the_kept_pair_when_its_connection_is_re_made_and_on_its_way_out(
+    fake: FakeProviders, queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """A long-running worker stored a kept pair only at its next refresh: until then other
+    processes could spend the rotated-away token (found by review). It now stores it as soon
+    as its connection is re-made, and a worker on its way out (``--once``) stores what it keeps."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    _keep_a_pair(db_url, owner_conn, "kept-access", "kept-refresh")
+    said: list[str] = []
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["sms"], echo=said.append)
+    assert report.claimed == 0
+    # each of the two threads tries on its way out: one stores it; the other finds it stored,
+    # or, when the first had stored and forgotten it already, finds nothing kept
+    outcomes = sorted(m.split(": ", 1)[1] for m in said[1:])
+    assert outcomes in (
+        ["amocrm: the kept refreshed token was stored"],
+        ["amocrm: the kept refreshed token is stored already", "amocrm: the kept refreshed token was stored"],
+    ), said
+    assert _stored(owner_conn) == ("kept-access", "kept-refresh")
+
+    _keep_a_pair(db_url, owner_conn, "second-access", "second-refresh")
+    settings = worker_settings(fake, db_url, OUTBOX_POLL_SECONDS="0.2")
+    worker = Worker(WorkerConfig.from_settings(settings, ["sms"]), echo=said.append)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        _wait_for(lambda: worker_connections(owner_conn) > 0)
+        owner_conn.execute(
+            "select pg_catalog.pg_terminate_backend(pid) from pg_catalog.pg_stat_activity"
+            " where datname = current_database() and application_name = 'onai-db worker'"
+        )
+        _wait_for(lambda: _stored(owner_conn) == ("second-access", "second-refresh"))
+        assert runner.is_alive()  # stored on the re-made connection, not on the way out
+    finally:
+        worker.stop.set()
+        runner.join(timeout=30)
+    assert any("database connection re-made" in m for m in said), said
+
+
+def worker_connections(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "select count(*) from pg_catalog.pg_stat_activity"
+        " where datname = current_database() and application_name = 'onai-db worker'"
+    ).fetchone()
+    return int(row[0]) if row else 0
