@@ -485,6 +485,122 @@ def test_repair_of_stored_touches_follows_the_new_rule(api: PostgrestSession) ->
     assert alone["first_touch_at"] is None and alone["last_touch_at"] is None and alone["utm_source"] is None
 
 
+def test_utm_placeholders_are_no_touch_and_do_not_take_the_attribution(api: PostgrestSession) -> None:
+    """A script's text for a missing value and an unexpanded ad macro are no UTM value for the
+    touch (20261208100100): the lead is attributed by its real source, and each journey row
+    keeps what was sent."""
+    phone = unique_phone()
+    t0 = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
+    first = record(
+        api, p_phone=phone, p_utm_source="undefined", p_utm_campaign="{{campaign.name}}", p_occurred_at=t0
+    )
+    record(
+        api,
+        p_phone=phone,
+        p_utm_source="FB_Arystan",
+        p_utm_campaign="{{campaign.name}}",
+        p_utm_content="ad_1",
+        p_occurred_at=t0 + dt.timedelta(hours=1),
+    )
+    record(
+        api,
+        p_phone=phone,
+        p_utm_source="%7B%7Bsite_source_name%7D%7D",
+        p_occurred_at=t0 + dt.timedelta(hours=2),
+    )
+    row = lead(api, first["lead_id"])
+    touch = (row["first_touch_at"], row["first_utm_campaign"], row["first_utm_content"])
+    assert (row["utm_source"], row["last_utm_source"]) == ("fb_arystan", "FB_Arystan")
+    assert touch == (t0 + dt.timedelta(hours=1), None, "ad_1")
+    assert row["last_touch_at"] == t0 + dt.timedelta(hours=1)
+    events = journey(api, first["lead_id"])
+    assert [(j["utm_source"], j["utm_campaign"]) for j in events] == [
+        ("undefined", "{{campaign.name}}"),
+        ("FB_Arystan", "{{campaign.name}}"),
+        ("%7B%7Bsite_source_name%7D%7D", None),
+    ]
+    only = record(api, p_phone=unique_phone(), p_utm_source="null", p_utm_medium="cpc")
+    assert lead(api, only["lead_id"])["first_touch_at"] is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["undefined", "Undefined", "null", "NULL", "(null)", "None", "nil", "<nil>", "NaN", "[object Object]",
+     "(not set)", "(none)", "{{campaign.name}}", "{{adset.name}}", "{campaignid}", "{keyword}",
+     "sale_{campaign_id}", "%7B%7Bcampaign.name%7D%7D", "%7bkeyword%7d", "__CAMPAIGN_NAME__", "__CID__", ""],
+)  # fmt: skip
+def test_a_utm_placeholder_is_no_touch_value(owner_conn: psycopg.Connection, value: str) -> None:
+    got = owner_conn.execute("select private.utm_touch_value(%s)", [value]).fetchone()
+    assert got == (None,), value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["fb_arystan", "FB_Arystan", "google", "nonexistent", "nullify", "none_such", "cpc", "ad_1",
+     "proftest_autumn", "100%_sale", "a__b__c", "__", "____", "Лето-2026", "instagram.stories"],
+)  # fmt: skip
+def test_a_real_utm_value_is_kept_for_the_touch(owner_conn: psycopg.Connection, value: str) -> None:
+    got = owner_conn.execute("select private.utm_touch_value(%s)", [value]).fetchone()
+    assert got == (value,)
+
+
+def test_repair_of_placeholder_touches(db_url: str) -> None:
+    """20261208100200 run again over leads stored before placeholders were no value: a
+    placeholder source's touches are recomputed from the journey, a placeholder in another
+    field of a real touch becomes NULL, a real touch is left as it is. As the migration runs:
+    as the owner (private.utm_touch_value is no API role's); all rolled back at the end."""
+
+    with psycopg.connect(db_url) as conn:
+        try:
+            _repair_placeholder_touches(PostgrestSession(conn))
+        finally:
+            conn.rollback()
+
+
+def _repair_placeholder_touches(api: PostgrestSession) -> None:
+    from pathlib import Path
+
+    phone, other, fine = unique_phone(), unique_phone(), unique_phone()
+    t0 = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
+    row = record(api, p_phone=phone, p_utm_source="undefined", p_occurred_at=t0)
+    record(
+        api, p_phone=phone, p_utm_source="fb_muha", p_utm_term="x", p_occurred_at=t0 + dt.timedelta(hours=1)
+    )
+    macro = record(api, p_phone=other, p_utm_source="ig_muha", p_utm_campaign="spring", p_occurred_at=t0)
+    kept = record(api, p_phone=fine, p_utm_source="fb_kenesary", p_utm_campaign="autumn", p_occurred_at=t0)
+    # what the old rule stored: the placeholder as the first touch, a macro as the campaign
+    api.query(
+        SERVICE,
+        "update public.traffic_leads set first_utm_source = 'undefined', first_utm_term = null,"
+        " first_touch_at = %s where id = %s",
+        [t0, row["lead_id"]],
+    )
+    api.query(
+        SERVICE,
+        "update public.traffic_leads set first_utm_campaign = '{{campaign.name}}',"
+        " last_utm_campaign = '{{campaign.name}}' where id = %s",
+        [macro["lead_id"]],
+    )
+    before = lead(api, kept["lead_id"])
+    assert lead(api, row["lead_id"])["utm_source"] == "undefined"
+    repair = Path(__file__).parents[1] / "supabase/migrations/20261208100200_repair_placeholder_touches.sql"
+    api.conn.execute(repair.read_text())
+    fixed = lead(api, row["lead_id"])
+    assert (fixed["utm_source"], fixed["first_utm_term"], fixed["first_touch_at"]) == (
+        "fb_muha",
+        "x",
+        t0 + dt.timedelta(hours=1),
+    )
+    assert (fixed["last_utm_source"], fixed["last_touch_at"]) == ("fb_muha", t0 + dt.timedelta(hours=1))
+    cleared = lead(api, macro["lead_id"])
+    assert (cleared["utm_source"], cleared["first_utm_campaign"], cleared["last_utm_campaign"]) == (
+        "ig_muha",
+        None,
+        None,
+    )
+    assert lead(api, kept["lead_id"]) == before
+
+
 def test_line_breaks_tabs_and_unicode_spaces_count_as_blank(api: PostgrestSession) -> None:
     """Forms post every field, often as '\\r\\n', a tab or a no-break space: none of them is a
     name, a source or a UTM value, so none takes the place of a real one."""
