@@ -168,24 +168,32 @@ def test_result_equals_one_by_one_replay(stack: LocalStack, consolidated: str) -
         assert values == theirs[person], sorted(person)
 
 
+def lead_tracking_only(stack: LocalStack, name: str, insert: str) -> str:
+    """A Landing source whose only rows are those ``insert`` puts into lead_tracking."""
+    source = fresh_source(stack, name, rows=0, seed=1)
+    with psycopg.connect(source, autocommit=True) as conn:
+        for table in ("lead_journey", "scheduled_notifications", "unified_lead_tracking", "lead_tracking"):
+            conn.execute(f"delete from {table}")  # type: ignore[arg-type]
+        conn.execute("delete from landing_leads")
+        conn.execute(insert)  # type: ignore[arg-type]
+    return source
+
+
 def test_first_touch_ties_are_decided_as_the_one_by_one_replay_decides_them(
     stack: LocalStack, tmp_path: Path
 ) -> None:
     """Rows of one time (an application writing several tables with now()): the surviving
     first touch is the one a replay through find_or_create_unified_lead keeps, where a merge
     keeps the older lead's touch on a tie, not the one of the row staged first."""
-    source = fresh_source(stack, "cons_tie", rows=0, seed=1)
-    with psycopg.connect(source, autocommit=True) as conn:
-        for table in ("lead_journey", "scheduled_notifications", "unified_lead_tracking", "lead_tracking"):
-            conn.execute(f"delete from {table}")  # type: ignore[arg-type]
-        conn.execute("delete from landing_leads")
-        conn.execute(
-            "insert into lead_tracking (id, name, phone, email, utm_source, created_at) values"
-            " (1, 'W', '+77011110001', null, null, '2024-01-01'),"
-            " (2, 'L', '+77011110002', 'l@example.com', 'a_src', '2024-01-02'),"
-            " (3, 'W', '+77011110001', null, 'b_src', '2024-01-02'),"
-            " (4, 'W', '+77011110001', 'l@example.com', null, '2024-01-03')"
-        )
+    source = lead_tracking_only(
+        stack,
+        "cons_tie",
+        "insert into lead_tracking (id, name, phone, email, utm_source, created_at) values"
+        " (1, 'W', '+77011110001', null, null, '2024-01-01'),"
+        " (2, 'L', '+77011110002', 'l@example.com', 'a_src', '2024-01-02'),"
+        " (3, 'W', '+77011110001', null, 'b_src', '2024-01-02'),"
+        " (4, 'W', '+77011110001', 'l@example.com', null, '2024-01-03')",
+    )
     target = fresh_target(stack, "cons_tie_t")
     assert consolidate(source, target, tmp_path).ok
     replay_url = fresh_target(stack, "cons_tie_replay")
@@ -197,6 +205,38 @@ def test_first_touch_ties_are_decided_as_the_one_by_one_replay_decides_them(
             "select first_utm_source from public.traffic_leads where merged_into is null"
         ).fetchall()
     assert first == [("b_src",)]
+    assert ours == theirs
+
+
+def test_utm_placeholders_are_no_touch_as_in_the_rpc(stack: LocalStack, tmp_path: Path) -> None:
+    """A placeholder utm_source ('undefined', an unexpanded macro) makes no touch and a
+    placeholder in another field is no value of the touch, as find_or_create_unified_lead
+    decides (the replay); the journey keeps what Landing had, the report counts the rows."""
+    source = lead_tracking_only(
+        stack,
+        "cons_placeholder",
+        "insert into lead_tracking (id, name, phone, utm_source, utm_campaign, created_at) values"
+        " (1, 'A', '+77011110001', 'undefined', null, '2024-01-01'),"
+        " (2, 'A', '+77011110001', 'fb_muha', '{{campaign.name}}', '2024-01-02'),"
+        " (3, 'B', '+77011110002', '{{site_source_name}}', 'spring', '2024-01-01')",
+    )
+    target = fresh_target(stack, "cons_placeholder_t")
+    report = consolidate(source, target, tmp_path)
+    assert report.ok and report.data_quality["placeholder_utm_values_kept_raw"] == 3, report.data_quality
+    replay_url = fresh_target(stack, "cons_placeholder_replay")
+    with psycopg.connect(target) as src, psycopg.connect(replay_url) as dst:
+        replay_one_by_one(src, dst)
+        dst.commit()
+        ours, theirs = persons_from_map(src), persons_from_replay(dst)
+        touches = src.execute(
+            "select name, first_utm_source, first_utm_campaign, first_touch_at is not null"
+            " from public.traffic_leads where merged_into is null order by name"
+        ).fetchall()
+        kept = src.execute(
+            "select utm_source, utm_campaign from public.traffic_lead_journey order by legacy_id"
+        ).fetchall()
+    assert touches == [("A", "fb_muha", None, True), ("B", None, None, False)]
+    assert kept == [("undefined", None), ("fb_muha", "{{campaign.name}}"), ("{{site_source_name}}", "spring")]
     assert ours == theirs
 
 
@@ -1529,25 +1569,35 @@ def test_columns_beyond_the_known_schema_are_used_kept_and_reported(
     stack: LocalStack, tmp_path: Path
 ) -> None:
     """Seed 004 joins `landing_leads (id, utm_source)` to the UTM owners: a Landing whose
-    leads carry UTM columns has them read (over the same metadata keys). Any other column
-    with values was backed up and silently ignored: on a lead table its values now go into
-    the lead's metadata (typed, the row's own keys win), elsewhere they stay in the backup,
-    and the report names each such column with its count."""
+    leads carry UTM columns has them read (over the same metadata keys), and its click
+    columns go into traffic_leads' own. Any other column with values was backed up and
+    silently ignored: on a lead table its values now go into the lead's metadata (typed, json
+    parsed, the row's own keys win), elsewhere they stay in the backup, and the report names
+    each such column with its count. Values too large to join the row's metadata stay in the
+    backup (they used to quarantine the row, its lead and its journey; found by review)."""
     source = fresh_source(stack, "cons_extra", rows=5, seed=17)
     with psycopg.connect(source, autocommit=True) as conn:
         conn.execute(
             "alter table landing_leads add column utm_source text, add column utm_campaign text,"
-            " add column email_clicked boolean, add column clicks_total integer, add column note text"
+            " add column email_clicked boolean, add column email_clicked_at timestamptz,"
+            " add column clicks_total integer, add column note text, add column payload jsonb,"
+            " add column raw_request text"
         )
-        conn.execute("alter table lead_tracking add column referrer text")
+        conn.execute("alter table lead_tracking add column referrer text, add column updated_at timestamptz")
         conn.execute("alter table lead_journey add column device text")
         lead = conn.execute(
-            "insert into landing_leads (name, phone, utm_source, utm_campaign, email_clicked, clicks_total, note,"
-            """ metadata) values ('Extra', '+77015550601', 'fb_arystan', ' ', true, 3, 'own key loses',"""
+            "insert into landing_leads (name, phone, utm_source, utm_campaign, email_clicked, email_clicked_at,"
+            " clicks_total, note, payload, metadata) values ('Extra', '+77015550601', 'fb_arystan', ' ', true,"
+            """ '2024-03-01 10:00+00', 3, 'own key loses', '{"a": [1, 2]}',"""
             """ '{"utm_source": "ig_old", "utm_campaign": "spring", "note": "kept"}') returning id"""
         ).fetchone()[0]
+        big = conn.execute(
+            "insert into landing_leads (name, phone, raw_request, note, metadata) values"
+            " ('Big', '+77015550603', repeat(md5(random()::text), 2500), 'n', '{}') returning id"
+        ).fetchone()[0]
         conn.execute(
-            "insert into lead_tracking (name, phone, referrer) values ('Extra two', '+77015550602', 'google')"
+            "insert into lead_tracking (name, phone, referrer, updated_at)"
+            " values ('Extra two', '+77015550602', 'google', now())"
         )
         conn.execute(
             "update lead_journey set device = 'ios' where id in (select id from lead_journey limit 2)"
@@ -1556,24 +1606,41 @@ def test_columns_beyond_the_known_schema_are_used_kept_and_reported(
     report = consolidate(source, target, tmp_path)
     assert report.ok, report.to_json()
     assert report.extra_columns == {
-        "landing_leads.email_clicked": {"rows_with_value": 1, "kept_in": "traffic_leads.metadata"},
         "landing_leads.clicks_total": {"rows_with_value": 1, "kept_in": "traffic_leads.metadata"},
-        "landing_leads.note": {"rows_with_value": 1, "kept_in": "traffic_leads.metadata"},
+        "landing_leads.note": {"rows_with_value": 2, "kept_in": "traffic_leads.metadata"},
+        "landing_leads.payload": {"rows_with_value": 1, "kept_in": "traffic_leads.metadata"},
+        "landing_leads.raw_request": {"rows_with_value": 1, "kept_in": "traffic_leads.metadata"},
         "lead_tracking.referrer": {"rows_with_value": 1, "kept_in": "traffic_leads.metadata"},
         "lead_journey.device": {"rows_with_value": 2, "kept_in": "backup only"},
     }
+    assert report.data_quality["rows_whose_other_columns_stay_in_the_backup_for_size"] == 1
+    assert not report.quarantine_reasons
     with psycopg.connect(target) as conn:
         first = conn.execute(
-            "select first_utm_source, first_utm_campaign, metadata - 'utm_source' - 'utm_campaign'"
-            " from public.traffic_leads where legacy_source_table = 'landing_leads' and legacy_id = %s",
+            "select first_utm_source, first_utm_campaign, metadata - 'utm_source' - 'utm_campaign',"
+            " email_clicked, email_clicked_at, sms_clicked from public.traffic_leads"
+            " where legacy_source_table = 'landing_leads' and legacy_id = %s",
             (str(lead),),
         ).fetchone()
         second = conn.execute(
             "select metadata from public.traffic_leads where phone_normalized = '+77015550602'"
         ).fetchone()
+        large = conn.execute(
+            "select metadata, (select count(*) from public.traffic_lead_journey as j where j.lead_id = l.id)"
+            " from public.traffic_leads as l where legacy_source_table = 'landing_leads' and legacy_id = %s",
+            (str(big),),
+        ).fetchone()
     # the column wins over the metadata key; a blank column falls back to the key
-    assert first == ("fb_arystan", "spring", {"email_clicked": True, "clicks_total": 3, "note": "kept"})
+    assert first == (
+        "fb_arystan",
+        "spring",
+        {"clicks_total": 3, "note": "kept", "payload": {"a": [1, 2]}},
+        True,
+        datetime(2024, 3, 1, 10, tzinfo=UTC),
+        False,
+    )
     assert second == ({"referrer": "google"},)
+    assert large == ({}, 1)  # imported with its journey; the large value stays in the backup
     console = Console(record=True, width=200)
     render_report(console, report)
     assert (
@@ -1582,6 +1649,43 @@ def test_columns_beyond_the_known_schema_are_used_kept_and_reported(
     )
     again = consolidate(source, target, tmp_path / "again")
     assert again.ok and not again.changed, again.to_json()
+    # a column Landing keeps updating (bookkeeping, counters) is no change of what was imported
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("update lead_tracking set updated_at = now() + interval '1 hour'")
+        conn.execute("update landing_leads set clicks_total = 4 where id = %s", (lead,))
+    third = consolidate(source, target, tmp_path / "third")
+    assert third.ok and not third.changed and all(t.changed_in_landing == 0 for t in third.tables)
+
+
+def test_a_column_named_like_a_statement_hole_is_only_a_column(stack: LocalStack, tmp_path: Path) -> None:
+    """The statement that stages the lead rows is built from a template with holes for each
+    table's columns; filled one after another, a Landing column named like a later hole had
+    the next table's column names put inside a string literal, where a crafted name ran SQL
+    of its own in Traffic (found by review). The holes are filled in one pass now."""
+    source = fresh_source(stack, "cons_hole", rows=5, seed=18)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute('alter table landing_leads add column "@unified_extra@" text')
+        conn.execute(
+            """alter table unified_lead_tracking add column "x'); create table public.pwned (i int); --" text"""
+        )
+        conn.execute(
+            """update landing_leads set "@unified_extra@" = 'v' where id = (select id from landing_leads order by id limit 1)"""
+        )
+        conn.execute(
+            """update unified_lead_tracking set "x'); create table public.pwned (i int); --" = 'w'"""
+            " where id = (select id from unified_lead_tracking order by id limit 1)"
+        )
+    target = fresh_target(stack, "cons_hole_t")
+    report = consolidate(source, target, tmp_path)
+    assert report.ok, report.to_json()
+    with psycopg.connect(target) as conn:
+        assert conn.execute("select to_regclass('public.pwned')").fetchone() == (None,)
+        kept = conn.execute(
+            "select count(*) filter (where metadata ? '@unified_extra@'),"
+            " count(*) filter (where metadata ? 'x''); create table public.pwned (i int); --')"
+            " from public.traffic_leads"
+        ).fetchone()
+    assert kept == (1, 1)
 
 
 def test_a_run_that_fails_is_marked_failed_with_its_error(stack: LocalStack, tmp_path: Path) -> None:

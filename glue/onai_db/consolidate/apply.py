@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from .connect import UTM_FIELDS
 from .load import blank_null, journey_row_md5, json_object, lead_row_md5, parse_json
 
 
@@ -20,7 +21,7 @@ def _first(expr: str, where: str, order: str = "b.fill_rank") -> str:
     return f"(array_agg({expr} order by {order}) filter (where {where}))[1]"
 
 
-_UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+_UTM = UTM_FIELDS
 
 
 def _stage_reason(raw: str) -> str:
@@ -46,25 +47,36 @@ def _journey_problem(stage_ok: str, stage_raw: str, source: str, meta: str, utm_
   end)"""
 
 
-BATCH_ROWS = """
+# what a touch records for each UTM field (a placeholder is no value, an event whose source is
+# one is no touch: find_or_create_unified_lead's rule); the journey rows keep the staged values
+_TOUCH_COLUMNS = ",\n    ".join(f"private.utm_touch_value(s.{c}) as touch_{c}" for c in _UTM)
+
+BATCH_ROWS = f"""
 create temp table b on commit drop as
-select s.*, p.comp, p.comp_size, p.fill_rank, p.creator, p.existing_leads,
-  s.utm_source is not null as has_utm
-from private.consolidation_stage_plan as p
-join private.consolidation_stage_leads as s on s.ord = p.ord
-where p.batch_no = %(batch)s
+select x.*, x.touch_utm_source is not null as has_utm
+from (
+  select s.*, p.comp, p.comp_size, p.fill_rank, p.creator, p.existing_leads,
+    {_TOUCH_COLUMNS},
+    -- the columns the import does not know, under the row's own keys, when both fit the limit
+    -- (else the row's own; the backup keeps the rest)
+    case when s.extra is not null and pg_column_size(s.extra || s.metadata) <= 65536 then s.extra || s.metadata
+      else s.metadata end as lead_metadata
+  from private.consolidation_stage_plan as p
+  join private.consolidation_stage_leads as s on s.ord = p.ord
+  where p.batch_no = %(batch)s
+) as x
 """
 
 # ties on the time go by fill precedence, as a merge keeps the winner's touch on a tie and a
 # later call keeps the touch it finds (the one-by-one replay)
 _first_utm = ",\n  ".join(
-    _first(f"b.{c}", "b.has_utm", "b.created_at, b.fill_rank") + f" as first_{c}" for c in _UTM
+    _first(f"b.touch_{c}", "b.has_utm", "b.created_at, b.fill_rank") + f" as first_{c}" for c in _UTM
 )
 _last_utm = ",\n  ".join(
-    _first(f"b.{c}", "b.has_utm", "b.created_at desc, b.ord desc") + f" as last_{c}" for c in _UTM
+    _first(f"b.touch_{c}", "b.has_utm", "b.created_at desc, b.ord desc") + f" as last_{c}" for c in _UTM
 )
-_single_first_utm = ",\n  ".join(f"case when b.has_utm then b.{c} end as first_{c}" for c in _UTM)
-_single_last_utm = ",\n  ".join(f"case when b.has_utm then b.{c} end as last_{c}" for c in _UTM)
+_single_first_utm = ",\n  ".join(f"case when b.has_utm then b.touch_{c} end as first_{c}" for c in _UTM)
+_single_last_utm = ",\n  ".join(f"case when b.has_utm then b.touch_{c} end as last_{c}" for c in _UTM)
 
 # persons with one row (most of them) need no aggregation: the row's values are the lead's
 BATCH_COMPS = f"""
@@ -84,7 +96,8 @@ select
   b.created_at,
   b.src as legacy_source_table,
   b.legacy_id,
-  b.metadata
+  b.lead_metadata as metadata,
+  b.email_clicked, b.email_clicked_at, b.sms_clicked, b.sms_clicked_at
 from b
 where b.comp_size = 1
 union all
@@ -110,7 +123,8 @@ select
   min(b.created_at),
   (array_agg(b.src order by b.fill_rank))[1],
   (array_agg(b.legacy_id order by b.fill_rank))[1],
-  null::jsonb
+  null::jsonb,
+  bool_or(b.email_clicked), min(b.email_clicked_at), bool_or(b.sms_clicked), min(b.sms_clicked_at)
 from b
 where b.comp_size > 1
 group by b.comp
@@ -125,14 +139,15 @@ from (
   select x.comp, jsonb_object_agg(x.key, x.value) as metadata
   from (
     select distinct on (b.comp, e.key) b.comp, e.key, e.value
-    from b cross join lateral jsonb_each(b.metadata) as e
+    from b cross join lateral jsonb_each(b.lead_metadata) as e
     where b.comp_size > 1
     order by b.comp, e.key, b.fill_rank
   ) as x
   group by x.comp
 ) as u
 join (
-  select distinct on (b.comp) b.comp, b.metadata from b where b.comp_size > 1 order by b.comp, b.fill_rank
+  select distinct on (b.comp) b.comp, b.lead_metadata as metadata from b where b.comp_size > 1
+  order by b.comp, b.fill_rank
 ) as f on f.comp = u.comp
 """
 
@@ -199,13 +214,15 @@ _utm_cols = ", ".join([f"first_{c}" for c in _UTM] + ["first_touch_at"] + [f"las
 INSERT_LEADS = f"""
 insert into public.traffic_leads (
   id, name, email, phone, source, source_raw, metadata, amocrm_lead_id, amocrm_contact_id, amocrm_synced,
-  email_sent, sms_sent, click_count, {_utm_cols}, last_touch_at, stages, legacy_source_table, legacy_id, created_at
+  email_sent, sms_sent, click_count, {_utm_cols}, last_touch_at, stages, legacy_source_table, legacy_id, created_at,
+  email_clicked, email_clicked_at, sms_clicked, sms_clicked_at
 )
 select
   l.lead_id, c.name, c.email, c.phone, c.source, c.source_raw, coalesce(c.metadata, m.metadata, '{{}}'::jsonb),
   c.amocrm_lead_id, c.amocrm_contact_id, c.amocrm_synced, c.email_sent, c.sms_sent, c.click_count,
   {", ".join("c." + x.strip() for x in _utm_cols.split(","))}, c.last_touch_at,
-  coalesce(s.stages, '{{lead_captured}}'), c.legacy_source_table, c.legacy_id, c.created_at
+  coalesce(s.stages, '{{lead_captured}}'), c.legacy_source_table, c.legacy_id, c.created_at,
+  c.email_clicked, c.email_clicked_at, c.sms_clicked, c.sms_clicked_at
 from bc as c
 join bl as l on l.comp = c.comp
 left join bm as m on m.comp = c.comp
@@ -289,6 +306,10 @@ set
   email_sent = t.email_sent or c.email_sent,
   sms_sent = t.sms_sent or c.sms_sent,
   click_count = least(t.click_count::bigint + c.click_count, 2147483647)::integer,
+  email_clicked = t.email_clicked or c.email_clicked,
+  email_clicked_at = least(t.email_clicked_at, c.email_clicked_at),
+  sms_clicked = t.sms_clicked or c.sms_clicked,
+  sms_clicked_at = least(t.sms_clicked_at, c.sms_clicked_at),
   {_fill_first},
   first_touch_at = least(t.first_touch_at, c.first_touch_at),
   {_fill_last},
@@ -357,7 +378,7 @@ select * from (
     jsonb_strip_nulls(jsonb_build_object(
       'name', b.name, 'email', b.email, 'phone', b.phone, 'source', b.source, 'row_md5', {lead_row_md5("b")}
     )),
-    b.metadata, 'legacy:' || b.src || ':' || b.legacy_id, b.created_at, b.src, b.legacy_id
+    b.lead_metadata, 'legacy:' || b.src || ':' || b.legacy_id, b.created_at, b.src, b.legacy_id
   from b join bl as l on l.comp = b.comp
   order by b.ord
 ) as captured

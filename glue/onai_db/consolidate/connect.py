@@ -32,14 +32,18 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 # columns read when a legacy table has them: landing_leads' own UTM columns (seed 004 joins
-# `landing_leads (id, utm_source)` to the UTM owners) win over the same keys in its metadata
+# `landing_leads (id, utm_source)` to the UTM owners) win over the same keys in its metadata;
+# its click columns (seed 004's landing_leads, traffic_leads has them) go into their own
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+LANDING_CLICK_COLUMNS = ("email_clicked", "email_clicked_at", "sms_clicked", "sms_clicked_at")
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
-    "landing_leads": ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term"),
+    "landing_leads": (*UTM_FIELDS, *LANDING_CLICK_COLUMNS),
 }
 # columns left out on purpose: derived values Traffic recomputes, and bookkeeping times
 DERIVED_COLUMNS: dict[str, tuple[str, ...]] = {
     "landing_leads": ("phone_normalized", "updated_at"),
     "unified_lead_tracking": ("updated_at",),
+    "lead_tracking": ("updated_at",),
 }
 # where the values of any other column go: into the lead's metadata (a key per column, the
 # row's own metadata wins) for the lead tables; only into the backup for the other two
@@ -61,12 +65,15 @@ def extra_columns(table: str, columns: Sequence[str]) -> list[str]:
 _JSON = ("json", "jsonb")
 _TIME = ("timestamp with time zone", "timestamp without time zone", "date")
 _INT = ("smallint", "integer", "bigint")
-# columns the import casts, and the source types it accepts for them (information_schema
-# data_type); anything else is refused before a row is written instead of failing mid-run
+# columns the import casts (when the table has them), and the source types it accepts for them
+# (information_schema data_type); anything else is refused before a row is written instead of
+# failing mid-run
 COLUMN_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
     "landing_leads": {
         "metadata": _JSON, "created_at": _TIME, "amocrm_lead_id": _INT, "amocrm_contact_id": _INT,
         "amocrm_synced": ("boolean",), "email_sent": ("boolean",), "sms_sent": ("boolean",), "click_count": _INT,
+        "email_clicked": ("boolean",), "email_clicked_at": _TIME, "sms_clicked": ("boolean",),
+        "sms_clicked_at": _TIME,
     },
     "lead_tracking": {"created_at": _TIME},
     "unified_lead_tracking": {"metadata": _JSON, "created_at": _TIME},
@@ -233,7 +240,7 @@ def check_source(conn: psycopg.Connection) -> tuple[dict[str, list[str]], dict[s
             )
     for table, expected in COLUMN_TYPES.items():
         for column, accepted in expected.items():
-            if types[table][column] not in accepted:
+            if column in types[table] and types[table][column] not in accepted:
                 raise ConsolidationError(
                     f"source table {table} has an unexpected schema: column {column} is "
                     f"{types[table][column]}, expected {' or '.join(accepted)}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from psycopg import sql
 
 from ..errors import ConsolidationError
 from .backup import Manifest, Progress
-from .connect import EXTRA_COLUMNS_KEPT_IN, OPTIONAL_COLUMNS, extra_columns
+from .connect import EXTRA_COLUMNS_KEPT_IN, LANDING_CLICK_COLUMNS, UTM_FIELDS, extra_columns
 
 
 def raw_table(table: str) -> str:
@@ -140,15 +141,21 @@ _utm = blank_null
 # What a later run compares to tell that Landing changed a row after its import (rows are
 # imported once, never re-applied): an md5 of the values the import reads, stored in the
 # row's journey event (input ->> 'row_md5'). Times as epoch seconds, so that no session
-# setting changes the text.
+# setting changes the text. Columns the import does not know (``extra``) are left out, and the
+# click columns count only when set, so a row reads as before they were staged.
 def lead_row_md5(alias: str) -> str:
     """Fingerprint of a staged lead row (private.consolidation_stage_leads or a copy)."""
     a = alias
+    clicked = f"{a}.email_clicked or {a}.sms_clicked or {a}.email_clicked_at is not null or {a}.sms_clicked_at is not null"
+    clicks = (
+        f"row({a}.email_clicked, extract(epoch from {a}.email_clicked_at), {a}.sms_clicked,"
+        f" extract(epoch from {a}.sms_clicked_at))::text"
+    )
     return (
         f"md5(row({a}.name, {a}.email, {a}.phone, {a}.source, {a}.utm_source, {a}.utm_medium, {a}.utm_campaign,"
         f" {a}.utm_content, {a}.utm_term, {a}.metadata, {a}.amocrm_lead_id, {a}.amocrm_contact_id,"
         f" {a}.amocrm_synced, {a}.email_sent, {a}.sms_sent, {a}.click_count,"
-        f" extract(epoch from {a}.created_at))::text)"
+        f" extract(epoch from {a}.created_at))::text || case when {clicked} then {clicks} else '' end)"
     )
 
 
@@ -162,7 +169,7 @@ _STAGE_TEMPLATE = f"""
 insert into private.consolidation_stage_leads (
   ord, src, legacy_id, name, email, phone, source, source_canonical, utm_source, utm_medium, utm_campaign, utm_content, utm_term,
   metadata, amocrm_lead_id, amocrm_contact_id, amocrm_synced, email_sent, sms_sent, click_count, created_at,
-  phone_n, email_n, problem
+  email_clicked, email_clicked_at, sms_clicked, sms_clicked_at, extra, phone_n, email_n, problem
 )
 select
   row_number() over (order by u.created_at, u.src_rank, length(u.legacy_id), u.legacy_id),  -- ids 9 < 10
@@ -170,7 +177,7 @@ select
   u.utm_source, u.utm_medium, u.utm_campaign, u.utm_content, u.utm_term,
   u.metadata, u.amocrm_lead_id, u.amocrm_contact_id, u.amocrm_synced, u.email_sent, u.sms_sent,
   least(u.click_count, 2147483647)::integer,
-  u.created_at,
+  u.created_at, u.email_clicked, u.email_clicked_at, u.sms_clicked, u.sms_clicked_at, u.extra,
   -- identities of the values as the lead stores them: trimmed of blanks, as the RPC trims them
   public.normalize_phone({blank_null("u.phone")}), private.normalize_email({blank_null("u.email")}),
   case
@@ -189,11 +196,13 @@ select
 from (
   select
     'landing_leads' as src, 1 as src_rank, r.id as legacy_id, r.name, r.email, r.phone, r.source,
-    @landing_utm@, @landing_extra@m.meta as metadata,
+    @landing_utm@, m.meta as metadata,
     r.amocrm_lead_id::bigint as amocrm_lead_id, r.amocrm_contact_id::bigint as amocrm_contact_id,
     coalesce(r.amocrm_synced::boolean, false) as amocrm_synced, coalesce(r.email_sent::boolean, false) as email_sent,
     coalesce(r.sms_sent::boolean, false) as sms_sent, coalesce(r.click_count::bigint, 0) as click_count,
-    coalesce(r.created_at::timestamptz, 'epoch') as created_at
+    coalesce(r.created_at::timestamptz, 'epoch') as created_at,
+    @landing_clicks@,
+    @landing_extra@ as extra
   from private.consolidation_raw_landing_leads as r
   cross join lateral (select {_jsonb("r.metadata")} as meta) as m
   union all
@@ -201,17 +210,19 @@ from (
     'unified_lead_tracking', 2, r.id, r.full_name, r.email, r.phone, r.source,
     {_utm("r.utm_source")}, {_utm("r.utm_medium")}, {_utm("r.utm_campaign")}, {_utm("r.utm_content")},
     {_utm("r.utm_term")},
-    @unified_extra@{_jsonb("r.metadata")} || jsonb_strip_nulls(jsonb_build_object(
+    {_jsonb("r.metadata")} || jsonb_strip_nulls(jsonb_build_object(
       'landing_lead_id', r.landing_lead_id, 'current_stage', r.current_stage)),
-    null, null, false, false, false, 0, coalesce(r.created_at::timestamptz, 'epoch')
+    null, null, false, false, false, 0, coalesce(r.created_at::timestamptz, 'epoch'),
+    false, null, false, null, @unified_extra@
   from private.consolidation_raw_unified_lead_tracking as r
   union all
   select
     'lead_tracking', 3, r.id, r.name, r.email, r.phone, r.source,
     {_utm("r.utm_source")}, {_utm("r.utm_medium")}, {_utm("r.utm_campaign")}, {_utm("r.utm_content")},
     {_utm("r.utm_term")},
-    @tracking_extra@jsonb_strip_nulls(jsonb_build_object('page_url', r.page_url)),
-    null, null, false, false, false, 0, coalesce(r.created_at::timestamptz, 'epoch')
+    jsonb_strip_nulls(jsonb_build_object('page_url', r.page_url)),
+    null, null, false, false, false, 0, coalesce(r.created_at::timestamptz, 'epoch'),
+    false, null, false, null, @tracking_extra@
   from private.consolidation_raw_lead_tracking as r
 ) as u
 left join private.consolidation_map_source as ms on ms.raw = u.source
@@ -221,11 +232,23 @@ left join private.consolidation_map_source as ms on ms.raw = u.source
 _INT_TYPES = ("smallint", "integer", "bigint")
 
 
+def _landing_clicks(columns: Sequence[str]) -> str:
+    """landing_leads' click columns when it has them (else not clicked, no time)."""
+    out = []
+    for c in LANDING_CLICK_COLUMNS:
+        at = c.endswith("_at")
+        if c not in columns:
+            out.append(f"{'null::timestamptz' if at else 'false'} as {c}")
+        else:
+            out.append(f"r.{c}::timestamptz as {c}" if at else f"coalesce(r.{c}::boolean, false) as {c}")
+    return ", ".join(out)
+
+
 def _landing_utm(columns: Sequence[str]) -> str:
     """landing_leads' UTM fields: its own column when it has one (and it is not blank), else
     the key of the same name in its metadata."""
     out = []
-    for c in OPTIONAL_COLUMNS["landing_leads"]:
+    for c in UTM_FIELDS:
         from_meta = _utm(f"m.meta ->> '{c}'")
         out.append(
             f"coalesce({_utm(f'r.{c}')}, {from_meta}) as {c}" if c in columns else f"{from_meta} as {c}"
@@ -233,21 +256,32 @@ def _landing_utm(columns: Sequence[str]) -> str:
     return ", ".join(out)
 
 
+def _extra_value(ident: str, kind: str) -> str:
+    """A column's value (text in the raw tables) as its jsonb value: booleans and integers
+    typed, json parsed (a json text jsonb refuses stays text), blank text no value."""
+    if kind == "boolean":
+        return f"{ident}::boolean"
+    if kind in _INT_TYPES:
+        return f"{ident}::bigint"
+    if kind == "jsonb":
+        return parse_json(ident)
+    if kind == "json":
+        return f"(case when private.jsonb_accepts({_without_nul(ident)}) then {parse_json(ident)} else to_jsonb({ident}) end)"
+    return blank_null(ident)
+
+
 def _extra_object(table: str, columns: Sequence[str], types: Mapping[str, str]) -> str:
-    """``<object of the row's other columns> || `` (empty when there are none): a key per
-    column with a value, booleans and integers typed, the rest as text; the row's own
-    metadata, on the right, wins over a key of the same name."""
+    """The object of the row's columns the import does not know (NULL when the table has
+    none): a key per column with a value (see :func:`_extra_value`)."""
     pairs = []
     for c in extra_columns(table, columns):
-        kind = types.get(c, "text")
-        value = sql.Identifier(c).as_string(None)
-        cast = "::boolean" if kind == "boolean" else "::bigint" if kind in _INT_TYPES else ""
-        pairs.append(f"{sql.Literal(c).as_string(None)}, r.{value}{cast}")
+        value = _extra_value(f"r.{sql.Identifier(c).as_string(None)}", types.get(c, "text"))
+        pairs.append(f"{sql.Literal(c).as_string(None)}, {value}")
     if not pairs:
-        return ""
+        return "null::jsonb"
     # at most 100 arguments per call: 50 columns per jsonb_build_object
     parts = [f"jsonb_build_object({', '.join(pairs[i : i + 50])})" for i in range(0, len(pairs), 50)]
-    return f"jsonb_strip_nulls({' || '.join(parts)}) || "
+    return f"nullif(jsonb_strip_nulls({' || '.join(parts)}), '{{}}'::jsonb)"
 
 
 def stage_sql(columns: Mapping[str, Sequence[str]], types: Mapping[str, Mapping[str, str]]) -> str:
@@ -255,6 +289,7 @@ def stage_sql(columns: Mapping[str, Sequence[str]], types: Mapping[str, Mapping[
     (``columns`` and their information_schema ``types`` per legacy table)."""
     holes = {
         "@landing_utm@": _landing_utm(columns["landing_leads"]),
+        "@landing_clicks@": _landing_clicks(columns["landing_leads"]),
         "@landing_extra@": _extra_object(
             "landing_leads", columns["landing_leads"], types.get("landing_leads", {})
         ),
@@ -265,10 +300,12 @@ def stage_sql(columns: Mapping[str, Sequence[str]], types: Mapping[str, Mapping[
             "lead_tracking", columns["lead_tracking"], types.get("lead_tracking", {})
         ),
     }
-    statement = _STAGE_TEMPLATE
-    for hole, text in holes.items():  # not str.format: the statement has braces of its own
-        statement = statement.replace(hole, text, 1)
-    return statement
+    # one pass, so a hole's text (column names from the source) is never searched for holes;
+    # not str.format: the statement has braces of its own
+    return _HOLE.sub(lambda m: holes[m[0]], _STAGE_TEMPLATE)
+
+
+_HOLE = re.compile(r"@(landing_utm|landing_clicks|landing_extra|unified_extra|tracking_extra)@")
 
 
 STAGE_EXPR = "btrim(regexp_replace(lower(btrim({s})), '[^a-z0-9]+', '_', 'g'), '_')"
@@ -309,7 +346,10 @@ def count_extra_values(conn: psycopg.Connection, manifest: Manifest) -> dict[str
         extra = extra_columns(table, info.columns)
         if not extra:
             continue
-        counts = sql.SQL(", ").join(sql.SQL("count({})").format(sql.Identifier(c)) for c in extra)
+        # a blank value is no value (it is not kept either)
+        counts = sql.SQL(", ").join(
+            sql.SQL("count({})").format(sql.SQL(blank_null(sql.Identifier(c).as_string(None)))) for c in extra
+        )
         row = conn.execute(
             sql.SQL("select {} from {}").format(counts, sql.Identifier("private", raw_table(table)))
         ).fetchone()

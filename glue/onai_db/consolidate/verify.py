@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 
 from .apply import _live_of
+from .connect import UTM_FIELDS
 from .load import blank_null, journey_row_md5, json_object, lead_row_md5, parse_json, raw_table
 
 LEAD_TABLES = ("landing_leads", "lead_tracking", "unified_lead_tracking")
@@ -289,7 +290,9 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
           count(*) filter (where s.name ~ '([РС][^ ]){{3}}' or s.name ~ '{LATIN_MOJIBAKE}'
             or s.name like '%' || chr(65533) || '%'),
           count(*) filter (where s.source is not null and private.canonical_lead_source(s.source) is distinct from s.source),
-          count(*) filter (where s.phone_n is null and s.email_n is null and s.problem is null)
+          count(*) filter (where s.phone_n is null and s.email_n is null and s.problem is null),
+          count(*) filter (where {_ANY_UTM_PLACEHOLDER}),
+          count(*) filter (where s.extra is not null and pg_column_size(s.extra || s.metadata) > 65536)
         from private.consolidation_stage_leads as s
         """
     ).fetchone()
@@ -307,10 +310,19 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
         "mis_encoded_names_kept_raw": dq[2],
         "source_spellings_canonicalized": dq[3],
         "rows_without_identifier_flagged": dq[4],
+        "placeholder_utm_values_kept_raw": dq[5],
+        "rows_whose_other_columns_stay_in_the_backup_for_size": dq[6],
         "rows_without_time_dated_1970": times[0],
         "implausible_times_kept": times[1],
     }
     return report
+
+
+# a lead row with a UTM placeholder ('undefined', an unexpanded '{{campaign.name}}', ...): the
+# lead's touch takes it as no value, its journey row keeps it
+_ANY_UTM_PLACEHOLDER = " or ".join(
+    f"(s.{c} is not null and private.utm_touch_value(s.{c}) is null)" for c in UTM_FIELDS
+)
 
 
 # Cyrillic UTF-8 read as Latin-1 or cp1252: each letter's lead byte D0-D3 is one of Ð Ñ Ò Ó,
