@@ -218,11 +218,15 @@ def test_utm_placeholders_are_no_touch_as_in_the_rpc(stack: LocalStack, tmp_path
         "insert into lead_tracking (id, name, phone, utm_source, utm_campaign, created_at) values"
         " (1, 'A', '+77011110001', 'undefined', null, '2024-01-01'),"
         " (2, 'A', '+77011110001', 'fb_muha', '{{campaign.name}}', '2024-01-02'),"
-        " (3, 'B', '+77011110002', '{{site_source_name}}', 'spring', '2024-01-01')",
+        " (3, 'B', '+77011110002', '{{site_source_name}}', 'spring', '2024-01-01'),"
+        " (4, repeat('C', 201), '+77011110003', 'undefined', null, '2024-01-01'),"  # quarantined
+        " (5, 'D', '+77011110004', '(direct)', null, '2024-01-01'),"
+        " (6, 'D', '+77011110004', 'yandex', 'none', '2024-01-02')",  # Yandex's none is a value
     )
     target = fresh_target(stack, "cons_placeholder_t")
     report = consolidate(source, target, tmp_path)
-    assert report.ok and report.data_quality["placeholder_utm_values_kept_raw"] == 3, report.data_quality
+    # rows imported with a placeholder: the quarantined one keeps its values in the quarantine
+    assert report.ok and report.data_quality["placeholder_utm_values_kept_raw"] == 4, report.data_quality
     replay_url = fresh_target(stack, "cons_placeholder_replay")
     with psycopg.connect(target) as src, psycopg.connect(replay_url) as dst:
         replay_one_by_one(src, dst)
@@ -235,8 +239,14 @@ def test_utm_placeholders_are_no_touch_as_in_the_rpc(stack: LocalStack, tmp_path
         kept = src.execute(
             "select utm_source, utm_campaign from public.traffic_lead_journey order by legacy_id"
         ).fetchall()
-    assert touches == [("A", "fb_muha", None, True), ("B", None, None, False)]
-    assert kept == [("undefined", None), ("fb_muha", "{{campaign.name}}"), ("{{site_source_name}}", "spring")]
+    assert touches == [("A", "fb_muha", None, True), ("B", None, None, False), ("D", "yandex", "none", True)]
+    assert kept == [
+        ("undefined", None),
+        ("fb_muha", "{{campaign.name}}"),
+        ("{{site_source_name}}", "spring"),
+        ("(direct)", None),
+        ("yandex", "none"),
+    ]
     assert ours == theirs
 
 

@@ -525,9 +525,11 @@ def test_utm_placeholders_are_no_touch_and_do_not_take_the_attribution(api: Post
 
 @pytest.mark.parametrize(
     "value",
-    ["undefined", "Undefined", "null", "NULL", "(null)", "None", "nil", "<nil>", "NaN", "[object Object]",
-     "(not set)", "(none)", "{{campaign.name}}", "{{adset.name}}", "{campaignid}", "{keyword}",
-     "sale_{campaign_id}", "%7B%7Bcampaign.name%7D%7D", "%7bkeyword%7d", "__CAMPAIGN_NAME__", "__CID__", ""],
+    ["undefined", "Undefined", "null", "NULL", "(null)", "nil", "<nil>", "NaN", "[object Object]",
+     "[object Undefined]", "(not set)", "(none)", "(direct)", "(not provided)", "{{campaign.name}}",
+     "{{adset.name}}", "{campaignid}", "{keyword}", "sale_{campaign_id}", "%7B%7Bcampaign.name%7D%7D",
+     "%7bkeyword%7d", "%257B%257Bcampaign.name%257D%257D", "__CAMPAIGN_NAME__", "__CID__", "*|CAMPAIGN|*",
+     "", "\u200b", " undefined\r\n", "\u00a0(direct)\t"],
 )  # fmt: skip
 def test_a_utm_placeholder_is_no_touch_value(owner_conn: psycopg.Connection, value: str) -> None:
     got = owner_conn.execute("select private.utm_touch_value(%s)", [value]).fetchone()
@@ -537,11 +539,16 @@ def test_a_utm_placeholder_is_no_touch_value(owner_conn: psycopg.Connection, val
 @pytest.mark.parametrize(
     "value",
     ["fb_arystan", "FB_Arystan", "google", "nonexistent", "nullify", "none_such", "cpc", "ad_1",
-     "proftest_autumn", "100%_sale", "a__b__c", "__", "____", "Лето-2026", "instagram.stories"],
+     "proftest_autumn", "100%_sale", "sale_50%7days", "%7d_then_%7b", "a__b__c", "__", "____", "Лето-2026",
+     "instagram.stories", "none", "direct", "a|b*c"],
 )  # fmt: skip
 def test_a_real_utm_value_is_kept_for_the_touch(owner_conn: psycopg.Connection, value: str) -> None:
+    """Real values stay, among them a bare ``none``, which Yandex Direct sends ({source} on
+    search, found by review), and a literal percent sign before 7d (found by review)."""
     got = owner_conn.execute("select private.utm_touch_value(%s)", [value]).fetchone()
     assert got == (value,)
+    padded = owner_conn.execute("select private.utm_touch_value(%s)", [f"\u00a0{value}\r\n"]).fetchone()
+    assert padded == (value,)  # trimmed of the blanks the RPC trims
 
 
 def test_repair_of_placeholder_touches(db_url: str) -> None:
@@ -581,6 +588,22 @@ def _repair_placeholder_touches(api: PostgrestSession) -> None:
         " last_utm_campaign = '{{campaign.name}}' where id = %s",
         [macro["lead_id"]],
     )
+    # a lead inserted with its touches has no journey event behind them (found by review: the
+    # repair wiped its real first touch); its real touch stays, the placeholder side takes it
+    direct = api.query(
+        SERVICE,
+        "insert into public.traffic_leads (name, phone, first_utm_source, first_utm_campaign, first_touch_at,"
+        " last_utm_source, last_touch_at, created_at) values ('Direct', %s, 'fb_arystan', 'nov', %s,"
+        " 'undefined', %s, %s) returning id",
+        [unique_phone(), t0, t0 + dt.timedelta(days=1), t0],
+    )[0]["id"]
+    mirrored = api.query(
+        SERVICE,
+        "insert into public.traffic_leads (name, phone, first_utm_source, first_touch_at,"
+        " last_utm_source, last_utm_term, last_touch_at, created_at) values ('Mirror', %s, E'undefined\\r\\n',"
+        " %s, 'ig_kenesary', 'x', %s, %s) returning id",
+        [unique_phone(), t0, t0 + dt.timedelta(days=1), t0],
+    )[0]["id"]
     before = lead(api, kept["lead_id"])
     assert lead(api, row["lead_id"])["utm_source"] == "undefined"
     repair = Path(__file__).parents[1] / "supabase/migrations/20261208100200_repair_placeholder_touches.sql"
@@ -599,6 +622,24 @@ def _repair_placeholder_touches(api: PostgrestSession) -> None:
         None,
     )
     assert lead(api, kept["lead_id"]) == before
+    alone = lead(api, direct)
+    assert (alone["utm_source"], alone["first_utm_campaign"], alone["first_touch_at"]) == (
+        "fb_arystan",
+        "nov",
+        t0,
+    )
+    assert (alone["last_utm_source"], alone["last_utm_campaign"], alone["last_touch_at"]) == (
+        "fb_arystan",
+        "nov",
+        t0,
+    )
+    other_side = lead(api, mirrored)  # a placeholder with a line break after it (stored before trimming)
+    assert (other_side["utm_source"], other_side["first_utm_term"], other_side["first_touch_at"]) == (
+        "ig_kenesary",
+        "x",
+        t0 + dt.timedelta(days=1),
+    )
+    assert other_side["last_utm_source"] == "ig_kenesary"
 
 
 def test_line_breaks_tabs_and_unicode_spaces_count_as_blank(api: PostgrestSession) -> None:
