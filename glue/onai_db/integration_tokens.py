@@ -7,10 +7,10 @@ stored ``token_version`` moves and then uses the new access token.
 
 A pair the provider issued but the database could not store (the connection was lost, or a
 new connection met a server that refuses writes) is stored at once through new connections
-(tries over about 7 s, while the refresh lease lasts); failing that it is kept in the process
-and stored by its next refresh (also when another thread's refresh finds the database's pair
-newer than its own but still the one the kept pair replaced), when the worker's connection
-is re-made, or when the worker stops, instead of calling the provider with a refresh token
+(tries over about 7 s, each ending within the refresh lease); failing that it is kept in the
+process and stored by its next refresh (also when another thread's refresh finds the
+database's pair newer than its own but still the one the kept pair replaced), when the
+worker's connection is re-made, every housekeeping period, and when the worker stops, instead of calling the provider with a refresh token
 it has already rotated away (the integration needed a new OAuth consent). A kept pair is
 stored only while the database still holds the refresh token it replaced: once another pair
 is in (another process refreshed, an operator re-authorized, or the lost store did commit),
@@ -24,11 +24,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from .connection import first_line
 from .errors import OnaiDbError
 from .providers.base import ProviderError, TransientError
 
@@ -40,12 +41,24 @@ _STORE_PAUSES = (0.0, 1.0, 2.0, 4.0)  # seconds before each try on a new connect
 # what a try to store a pair may meet: any database error (a lost connection, a server that is
 # read-only after a failover, ...) or no connection at all
 _STORE_FAILED = (psycopg.Error, OnaiDbError)
+# what one try to store may take beyond its pause: a new connection (its connect timeout) and
+# two statements under the lock and statement timeouts below; a try starts only when it can
+# end within the refresh lease (found by review: a slow try stored after another process had
+# taken the lapsed lease and spent the rotated-away token)
+_STORE_TRY_SECONDS = 12.0
+# the store's transaction (select ... for update, then the store) on a connection that may
+# die between the two: the server ends a session left idle in it instead of holding the
+# token row's lock until TCP keepalive gives up (found by review: every refresh waited)
+_STORE_TIMEOUTS = (
+    "select set_config('lock_timeout', '5s', true), set_config('statement_timeout', '10s', true),"
+    " set_config('idle_in_transaction_session_timeout', '5s', true)"
+)
 
 
 @dataclass(frozen=True)
 class Token:
-    access_token: str
-    refresh_token: str | None
+    access_token: str = field(repr=False)  # never in a traceback's or a log's repr
+    refresh_token: str | None = field(repr=False)
     expires_at: datetime | None
     version: int
 
@@ -59,21 +72,28 @@ class Token:
 class TokenGrant:
     """What the provider's token endpoint returned."""
 
-    access_token: str
-    refresh_token: str | None
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
     expires_in: float
 
 
 def _kept(service: str, stored_refresh_token: str | None) -> TokenGrant | None:
-    """The pair kept for ``service``, its lifetime shortened by the time it waited, while the
-    database holds the refresh token it replaced (``stored_refresh_token``); a stale one is
-    dropped."""
+    """The pair kept for ``service``, its lifetime shortened by the time it waited, when the
+    database holds the refresh token it replaced (``stored_refresh_token``). One that does not
+    match is left in place: ``stored_refresh_token`` may have been read before another thread
+    kept a newer pair (found by review); a stale one is dropped by the database's check when
+    :func:`store_kept_tokens` runs."""
     with _unsaved_lock:
         kept = _unsaved.get(service)
-        if kept is not None and kept[2] != stored_refresh_token:
-            del _unsaved[service]
-            kept = None
-    return None if kept is None else _aged(kept[0], kept[1])
+    if kept is None or kept[2] != stored_refresh_token:
+        return None
+    return _aged(kept[0], kept[1])
+
+
+def has_kept_tokens() -> bool:
+    """Whether this process keeps a refreshed pair it could not store yet."""
+    with _unsaved_lock:
+        return bool(_unsaved)
 
 
 def _aged(grant: TokenGrant, issued: float) -> TokenGrant:
@@ -81,11 +101,25 @@ def _aged(grant: TokenGrant, issued: float) -> TokenGrant:
     return replace(grant, expires_in=max(0.0, grant.expires_in - (time.monotonic() - issued)))
 
 
-def _forget(service: str, entry: tuple[TokenGrant, float, str | None] | None = None) -> None:
-    """Drop the pair kept for ``service``; with ``entry``, only while that is the one kept (not
-    a newer pair another thread kept since)."""
+def _forget(service: str, entry: tuple[TokenGrant, float, str | None]) -> None:
+    """Drop the pair kept for ``service`` while ``entry`` is the one kept (not a newer pair
+    another thread kept since)."""
     with _unsaved_lock:
-        if entry is None or _unsaved.get(service) is entry:
+        if _unsaved.get(service) is entry:
+            _unsaved.pop(service, None)
+
+
+def _forget_stored(service: str, stored: TokenGrant) -> None:
+    """Drop the pair kept for ``service`` when it is the pair just ``stored`` (a kept pair this
+    thread stored); a pair another thread kept meanwhile, refreshed from the one stored, stays
+    (found by review: it was dropped, and the database held a refresh token already spent)."""
+    with _unsaved_lock:
+        kept = _unsaved.get(service)
+        if (
+            kept is not None
+            and stored.refresh_token is not None
+            and kept[0].refresh_token == stored.refresh_token
+        ):
             _unsaved.pop(service, None)
 
 
@@ -96,6 +130,7 @@ def _store_if_current(
     'stored'; 'already' when the database holds ``grant`` itself (another thread stored it, or
     a lost store committed), 'stale' when another pair is in (nothing is written then)."""
     with conn.transaction():
+        conn.execute(_STORE_TIMEOUTS)
         row = conn.execute(
             "select refresh_token from public.integration_tokens where service_name = %s for update",
             (service,),
@@ -111,9 +146,13 @@ def _store_if_current(
     return "stored"
 
 
-def store_kept_tokens(connect: Callable[[], psycopg.Connection], worker: str | None = None) -> list[str]:
+def store_kept_tokens(
+    connect: Callable[[], psycopg.Connection], worker: str | None = None, last: bool = False
+) -> list[str]:
     """Store every pair this process keeps (see the module's docstring) through a connection
-    from ``connect``; for a worker on its way out. Returns what was said of each."""
+    from ``connect``: for a worker whose connection is re-made, every housekeeping period while
+    it keeps one, and on its way out (``last``: the process ends, a pair not stored is lost).
+    Returns what was said of each."""
     with _unsaved_lock:
         kept = dict(_unsaved)
     said: list[str] = []
@@ -124,7 +163,15 @@ def store_kept_tokens(connect: Callable[[], psycopg.Connection], worker: str | N
             with connect() as conn:
                 stored = _store_if_current(conn, service, grant, replaced, worker)
         except _STORE_FAILED as exc:
-            said.append(f"{service}: the kept refreshed token could not be stored ({exc}); it is still kept")
+            said.append(
+                f"{service}: the kept refreshed token could not be stored ({first_line(exc)}); "
+                + (
+                    "it is LOST as this process ends: if the next refresh is refused, re-authorize the"
+                    " integration"
+                    if last
+                    else "it is still kept"
+                )
+            )
             continue
         _forget(service, entry)
         said.append(
@@ -228,14 +275,14 @@ class TokenStore:
         except _STORE_FAILED as exc:
             error: Exception = exc
         else:
-            _forget(self.service)
+            _forget_stored(self.service, grant)
             return self.load()
         entry = (grant, time.monotonic(), replaced)
         with _unsaved_lock:
             _unsaved[self.service] = entry  # the newest pair: it replaced what the database holds
         for pause in _STORE_PAUSES if self.reconnect else ():
-            if time.monotonic() + pause >= lease_end:
-                break  # past the lease another process may refresh; the pair stays kept
+            if time.monotonic() + pause + _STORE_TRY_SECONDS >= lease_end:
+                break  # it could end past the lease, when another process may refresh: kept
             time.sleep(pause)
             try:
                 with self.reconnect() as fresh:  # type: ignore[misc]
@@ -246,7 +293,7 @@ class TokenStore:
             except _STORE_FAILED as again:
                 error = again
         raise TransientError(
-            f"{self.service}: the refreshed token could not be stored ({error});"
+            f"{self.service}: the refreshed token could not be stored ({first_line(error)});"
             " this worker keeps it and stores it on its next refresh, when its connection is re-made"
             " or when it stops"
         ) from error

@@ -27,7 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .connection import CONNECTION_LOST, describe_url, first_line
 from .errors import ConfigError, DatabaseUnreachableError, OnaiDbError, StackError
-from .integration_tokens import store_kept_tokens
+from .integration_tokens import has_kept_tokens, store_kept_tokens
 from .outbox import KINDS, Job, Outbox, connect, use_service_role
 from .outbox_handlers import HandlerContext, Handlers, ProviderConfig, require_kinds
 from .providers.base import Delivery, PermanentError, ProviderError, RateLimitedError
@@ -186,9 +186,11 @@ class WorkerReport:
         )
 
 
-# the database went away (restart, failover, a terminated backend, a network cut): a
-# long-running worker reconnects; a statement the server refused is not one of these
-_DB_GONE = (*CONNECTION_LOST, DatabaseUnreachableError)
+# the database went away (restart, failover, a terminated backend, a network cut), or the
+# server met is a read-only one (a failover under way, found by review: the worker died and
+# its kept token pair with it): a long-running worker reconnects; a statement the server
+# refused otherwise is not one of these
+_DB_GONE = (*CONNECTION_LOST, DatabaseUnreachableError, psycopg.errors.ReadOnlySqlTransaction)
 _RECONNECT_CAP_SECONDS = 30.0
 _PROGRESS_SECONDS = 60.0
 _AMOCRM_BATCH, _AMOCRM_BATCHES = 1000, 10  # at most 10,000 sync jobs queued per period
@@ -229,9 +231,10 @@ class Worker:
     def run(self, once: bool = False) -> WorkerReport:
         self._once = once
         restore = self._install_signals()
+        threads: list[threading.Thread] = []
         try:
             self._housekeeping(force=True)
-            self._last_progress = time.monotonic()
+            self._last_progress = self._last_kept_store = time.monotonic()
             cfg = self.config
             self.echo(
                 f"worker {self.id_prefix} started: {', '.join(cfg.kinds)}; {cfg.concurrency} thread(s); "
@@ -254,7 +257,25 @@ class Worker:
                 raise self._errors[0]
             return self.report
         finally:
+            self._finish(threads)
             restore()
+
+    def _finish(self, threads: list[threading.Thread]) -> None:
+        """However the run ends (also when housekeeping raised; found by review: the serving
+        threads were daemons that died with the process, their kept token pair with them):
+        stop the threads, let them record what they did, and store the kept pairs last."""
+        self.stop.set()
+        deadline = time.monotonic() + self.config.http_timeout_seconds + 10.0
+        for t in threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        if has_kept_tokens():
+            try:
+                for said in store_kept_tokens(lambda: _open(self.config.db_url), self.id_prefix, last=True):
+                    self.echo(f"{self.id_prefix}: {said}")
+            except Exception as exc:  # never hides the error the run ends with
+                self.echo(
+                    f"{self.id_prefix}: kept tokens could not be stored on the way out: {first_line(exc)}"
+                )
 
     def _install_signals(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -277,6 +298,7 @@ class Worker:
     _last_housekeeping = 0.0
     _last_prune = 0.0
     _last_progress = 0.0
+    _last_kept_store = 0.0
     _last_full_sweep = 0.0
     _once = False
     _progress_shown = ""
@@ -301,6 +323,12 @@ class Worker:
             self._housekeeping()
         except _DB_GONE as exc:
             self.echo(f"housekeeping skipped, database unreachable: {first_line(exc)}")
+        now = time.monotonic()
+        if has_kept_tokens() and now - self._last_kept_store >= self.config.housekeeping_seconds:
+            # a pair whose store met an error on a connection still up: stored every period, not
+            # only at a reconnect (found by review)
+            self._last_kept_store = now
+            self._store_kept_tokens(self.id_prefix)
 
     def _housekeeping(self, force: bool = False) -> None:
         now = time.monotonic()

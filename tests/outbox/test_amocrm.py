@@ -13,6 +13,7 @@ import httpx
 import psycopg
 import pytest
 
+from onai_db import integration_tokens
 from onai_db.amocrm_sync import LOCK_CLASS, sync_lead
 from onai_db.integration_tokens import TokenGrant, TokenStore, store_kept_tokens
 from onai_db.notifications import enqueue_lead_notifications
@@ -920,7 +921,12 @@ def test_a_kept_pair_never_overwrites_a_newer_one(
         token = store.refresh(store.load(), lambda rt: asked.append(rt) or TokenGrant("a3", "r3", 600))
     assert asked == ["other-refresh"]  # the provider is asked with the stored token, as usual
     assert (token.access_token, token.refresh_token) == ("a3", "r3") == _stored(owner_conn)
+    # the stale pair is dropped by the database's check, not by a refresh's earlier read
+    assert store_kept_tokens(lambda: connect(db_url)) == [
+        "amocrm: the kept refreshed token was stale (a newer pair is stored) and is dropped"
+    ]
     assert store_kept_tokens(lambda: connect(db_url)) == []  # nothing kept any more
+    assert _stored(owner_conn) == ("a3", "r3")
 
 
 def test_a_pair_whose_store_lost_its_connection_is_stored_through_a_new_one(
@@ -1047,7 +1053,8 @@ def test_a_worker_stores_the_kept_pair_when_its_connection_is_re_made_and_on_its
     assert _stored(owner_conn) == ("kept-access", "kept-refresh")
 
     _keep_a_pair(db_url, owner_conn, "second-access", "second-refresh")
-    settings = worker_settings(fake, db_url, OUTBOX_POLL_SECONDS="0.2")
+    # housekeeping (which stores kept pairs every period) out of the way: the re-made connection stores it
+    settings = worker_settings(fake, db_url, OUTBOX_POLL_SECONDS="0.2", OUTBOX_HOUSEKEEPING_SECONDS="600")
     worker = Worker(WorkerConfig.from_settings(settings, ["sms"]), echo=said.append)
     runner = threading.Thread(target=worker.run)
     runner.start()
@@ -1058,7 +1065,10 @@ def test_a_worker_stores_the_kept_pair_when_its_connection_is_re_made_and_on_its
             " where datname = current_database() and application_name = 'onai-db worker'"
         )
         _wait_for(lambda: _stored(owner_conn) == ("second-access", "second-refresh"))
-        assert runner.is_alive()  # stored on the re-made connection, not on the way out
+        assert runner.is_alive(), (
+            said,
+            worker._errors,
+        )  # stored on the re-made connection, not on the way out
     finally:
         worker.stop.set()
         runner.join(timeout=30)
@@ -1071,3 +1081,100 @@ def worker_connections(conn: psycopg.Connection) -> int:
         " where datname = current_database() and application_name = 'onai-db worker'"
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def test_a_store_forgets_only_the_pair_it_stored(queue: Outbox, db_url: str) -> None:
+    """A successful store forgot whatever pair the process kept: another thread that had
+    refreshed from the pair just stored, and kept the result when its own store failed, lost
+    it, and the database held a spent refresh token (found by review)."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    newer = (TokenGrant("C-access-3", "C-refresh-3", 3600), time.monotonic(), "B-refresh-2")
+
+    class SlowAnswer(TokenStore):
+        def store(self, grant: TokenGrant) -> int:
+            version = super().store(grant)
+            with integration_tokens._unsaved_lock:  # meanwhile: thread C refreshed from B-refresh-2
+                integration_tokens._unsaved["amocrm"] = newer  # and could not store its pair
+            return version
+
+    try:
+        with connect(db_url) as conn:
+            store = SlowAnswer(conn, "amocrm", "wB")
+            store.refresh(store.load(), lambda _rt: TokenGrant("B-access-2", "B-refresh-2", 3600))
+        assert integration_tokens._unsaved.get("amocrm") is newer
+        said = store_kept_tokens(lambda: connect(db_url), "wC")
+        assert said == ["amocrm: the kept refreshed token was stored"]
+    finally:
+        integration_tokens._unsaved.clear()
+
+
+def test_a_store_that_meets_a_held_token_row_gives_up_and_keeps_the_pair(
+    db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """A store's session cut off between its lock and its write kept the token row locked
+    until TCP keepalive gave up, and every refresh (and the next store) waited on it (found by
+    review). A store now waits on the row at most a few seconds, keeps the pair, and the
+    server ends such an idle session on its own."""
+    try:
+        _store(owner_conn, "amo-access-1", "amo-refresh-1", 3600)
+        _keep_a_pair(db_url, owner_conn, "kept-access", "kept-refresh")
+        with psycopg.connect(db_url) as holder:
+            holder.execute("select 1 from public.integration_tokens where service_name = 'amocrm' for update")
+            said: list[str] = []
+            storing = threading.Thread(
+                target=lambda: said.extend(store_kept_tokens(lambda: connect(db_url), "w1"))
+            )
+            storing.start()
+            storing.join(timeout=30)
+            waited = storing.is_alive()
+            holder.rollback()
+            storing.join()
+        assert not waited, "the store waited on the held row"
+        assert len(said) == 1 and "lock timeout" in said[0] and "still kept" in said[0], said
+        assert _stored(owner_conn) == ("amo-access-1", "amo-refresh-1")
+        assert store_kept_tokens(lambda: connect(db_url), "w1") == [
+            "amocrm: the kept refreshed token was stored"
+        ]
+        with psycopg.connect(db_url, autocommit=True) as conn, conn.transaction():
+            conn.execute(integration_tokens._STORE_TIMEOUTS)
+            idle = conn.execute("select current_setting('idle_in_transaction_session_timeout')").fetchone()
+        assert idle == ("5s",)
+    finally:
+        integration_tokens._unsaved.clear()
+
+
+def test_a_worker_waits_out_a_read_only_server_and_stores_its_kept_pair(
+    fake: FakeProviders, queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """A read-only server (a failover under way) made housekeeping raise: the run ended, its
+    serving threads were daemons that died with the process, and the kept pair with them
+    (found by review). The worker now waits for a writable server as for a lost one, and
+    stores the pair once it can."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    _keep_a_pair(db_url, owner_conn, "kept-access", "kept-refresh")
+    db = owner_conn.execute("select current_database()").fetchone()[0]
+    said: list[str] = []
+    settings = worker_settings(fake, db_url, OUTBOX_POLL_SECONDS="0.2", OUTBOX_HOUSEKEEPING_SECONDS="0.5")
+    worker = Worker(WorkerConfig.from_settings(settings, ["sms"]), echo=said.append)
+    runner = threading.Thread(target=worker.run)
+    try:
+        runner.start()
+        _wait_for(lambda: worker_connections(owner_conn) > 0)
+        owner_conn.execute(f'alter database "{db}" set default_transaction_read_only = on')
+        owner_conn.execute(
+            "select pg_catalog.pg_terminate_backend(pid) from pg_catalog.pg_stat_activity"
+            " where datname = current_database() and application_name = 'onai-db worker'"
+        )
+        _wait_for(lambda: any("could not be stored" in m for m in said) or not runner.is_alive())
+        assert runner.is_alive(), said
+        assert _stored(owner_conn) == ("amo-access-1", "amo-refresh-1")
+        owner_conn.execute(f'alter database "{db}" reset default_transaction_read_only')
+        # at the next reconnect (pauses grow from 1 s) or housekeeping period
+        _wait_for(lambda: _stored(owner_conn) == ("kept-access", "kept-refresh"), seconds=45)
+        assert runner.is_alive()
+    finally:
+        owner_conn.execute(f'alter database "{db}" reset default_transaction_read_only')
+        worker.stop.set()
+        runner.join(timeout=30)
+        integration_tokens._unsaved.clear()
+    assert not worker._errors, worker._errors
