@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .demo import AttributionRow
@@ -46,7 +47,16 @@ def render_report(console: Console, report: Report) -> None:
         where = (
             "kept in the lead's metadata" if extra["kept_in"] != "backup only" else "kept in the backup only"
         )
-        facts.add_row(f"{name}: a column the import does not read ({where})", f"{extra['rows_with_value']:,}")
+        # a column's name is Landing's data: never read as markup (found by review: '[/]' failed
+        # the report of a completed run, '[green]…' could fake a line)
+        facts.add_row(
+            f"{escape(name)}: a column the import does not read ({where})", f"{extra['rows_with_value']:,}"
+        )
+        if extra.get("rows_left_in_the_backup_for_size"):
+            facts.add_row(
+                f"{escape(name)}: values kept in the backup only (the lead's metadata would pass 64 KiB)",
+                f"{extra['rows_left_in_the_backup_for_size']:,}",
+            )
     for check in report.tables:
         if check.deleted_in_landing:
             facts.add_row(
@@ -80,7 +90,7 @@ def render_report(console: Console, report: Report) -> None:
         console.print(f"changes: {changes}")
     if report.resumed_from:
         console.print(f"resumed run {report.resumed_from}, which stopped before its end")
-    console.print(f"backup: {report.backup_dir} (fingerprint {report.fingerprint})")
+    console.print(f"backup: {escape(str(report.backup_dir))} (fingerprint {report.fingerprint})")
     verdict = "[green]OK: every source row accounted for[/green]"
     if not report.ok:
         verdict = (
@@ -96,7 +106,7 @@ def render_attribution(console: Console, rows: list[AttributionRow]) -> None:
         table.add_column(col, justify="left" if col in ("targetologist", "team") else "right")
     for r in rows:
         table.add_row(
-            r.targetologist, r.team, f"{r.leads:,}", f"{r.proftest_submitted:,}",
+            escape(r.targetologist), escape(r.team), f"{r.leads:,}", f"{r.proftest_submitted:,}",
             f"{r.expresscourse_submitted:,}", f"{r.paid:,}",
         )  # fmt: skip
     console.print(table)

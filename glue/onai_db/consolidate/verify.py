@@ -292,7 +292,8 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
           count(*) filter (where s.source is not null and private.canonical_lead_source(s.source) is distinct from s.source),
           count(*) filter (where s.phone_n is null and s.email_n is null and s.problem is null),
           count(*) filter (where s.problem is null and ({_ANY_UTM_PLACEHOLDER})),
-          count(*) filter (where s.extra is not null and pg_column_size(s.extra || s.metadata) > 65536)
+          count(*) filter (where s.problem is null and s.extra is not null
+            and pg_column_size(s.extra || s.metadata) > 65536)
         from private.consolidation_stage_leads as s
         """
     ).fetchone()
