@@ -10,8 +10,9 @@ new connection met a server that refuses writes) is stored at once through new c
 (tries over about 7 s, each ending within the refresh lease); failing that it is kept in the
 process and stored by its next refresh (also when another thread's refresh finds the
 database's pair newer than its own but still the one the kept pair replaced), when the
-worker's connection is re-made, every housekeeping period, and when the worker stops, instead of calling the provider with a refresh token
-it has already rotated away (the integration needed a new OAuth consent). A kept pair is
+worker's connection is re-made, every housekeeping period, and when the worker stops,
+instead of calling the provider with a refresh token it has already rotated away (the
+integration needed a new OAuth consent). A kept pair is
 stored only while the database still holds the refresh token it replaced: once another pair
 is in (another process refreshed, an operator re-authorized, or the lost store did commit),
 it is stale and dropped, never written over the newer one. What cannot be covered: another

@@ -268,14 +268,7 @@ class Worker:
         deadline = time.monotonic() + self.config.http_timeout_seconds + 10.0
         for t in threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
-        if has_kept_tokens():
-            try:
-                for said in store_kept_tokens(lambda: _open(self.config.db_url), self.id_prefix, last=True):
-                    self.echo(f"{self.id_prefix}: {said}")
-            except Exception as exc:  # never hides the error the run ends with
-                self.echo(
-                    f"{self.id_prefix}: kept tokens could not be stored on the way out: {first_line(exc)}"
-                )
+        self._store_kept_tokens_on_the_way_out(self.id_prefix, last=True)
 
     def _install_signals(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -444,15 +437,21 @@ class Worker:
                 self.echo(
                     f"{worker_id}: an outcome could not be recorded ({first_line(exc)}); its lease will expire"
                 )
-        try:
-            self._store_kept_tokens(worker_id)
-        except Exception as exc:  # never hides the error the thread ends with
-            self.echo(f"{worker_id}: kept tokens could not be stored on the way out: {first_line(exc)}")
+        self._store_kept_tokens_on_the_way_out(worker_id)
 
-    def _store_kept_tokens(self, worker_id: str) -> None:
-        """Store the refreshed token pairs this process keeps (integration_tokens)."""
-        for said in store_kept_tokens(lambda: _open(self.config.db_url), worker_id):
+    def _store_kept_tokens(self, worker_id: str, last: bool = False) -> None:
+        """Store the refreshed token pairs this process keeps (integration_tokens); ``last``
+        when the process ends."""
+        for said in store_kept_tokens(lambda: _open(self.config.db_url), worker_id, last=last):
             self.echo(f"{worker_id}: {said}")
+
+    def _store_kept_tokens_on_the_way_out(self, worker_id: str, last: bool = False) -> None:
+        """:meth:`_store_kept_tokens` for a thread or a run that ends: a failure is only logged,
+        never hiding the error it ends with."""
+        try:
+            self._store_kept_tokens(worker_id, last)
+        except Exception as exc:
+            self.echo(f"{worker_id}: kept tokens could not be stored on the way out: {first_line(exc)}")
 
     def _serve(
         self,

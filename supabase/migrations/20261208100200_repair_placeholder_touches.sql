@@ -15,18 +15,22 @@
 -- 2. any other touch field holding a placeholder becomes NULL.
 -- The journey rows keep what was sent. The lead statistics follow through their trigger.
 
-with affected as (
+with flagged as (
   select
     l.id,
     l.first_utm_source is not null and private.utm_touch_value(l.first_utm_source) is null as first_bad,
     l.last_utm_source is not null and private.utm_touch_value(l.last_utm_source) is null as last_bad
   from public.traffic_leads as l
-  where
-    l.merged_into is null
-    and (
-      (l.first_utm_source is not null and private.utm_touch_value(l.first_utm_source) is null)
-      or (l.last_utm_source is not null and private.utm_touch_value(l.last_utm_source) is null)
-    )
+  where l.merged_into is null
+),
+
+affected as (
+  select
+    f.id,
+    f.first_bad,
+    f.last_bad
+  from flagged as f
+  where f.first_bad or f.last_bad
 ),
 
 candidates as (

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 
 from .connect import UTM_FIELDS
-from .load import blank_null, journey_row_md5, json_object, lead_row_md5, parse_json
+from .load import EXTRA_TOO_BIG, blank_null, journey_row_md5, json_object, lead_row_md5, parse_json
 
 
 def _live_of(alias: str) -> str:
@@ -19,9 +19,6 @@ def _live_of(alias: str) -> str:
 
 def _first(expr: str, where: str, order: str = "b.fill_rank") -> str:
     return f"(array_agg({expr} order by {order}) filter (where {where}))[1]"
-
-
-_UTM = UTM_FIELDS
 
 
 def _stage_reason(raw: str) -> str:
@@ -38,7 +35,9 @@ def _journey_problem(stage_ok: str, stage_raw: str, source: str, meta: str, utm_
     """Why a legacy journey row cannot be written (NULL when it can): the target's checks,
     tested before the insert so one bad row is quarantined instead of failing the run.
     ``utm_of``: a row alias whose utm_* columns hold the extracted values (else extracted)."""
-    utm = ", ".join(f"length({utm_of}.{c})" if utm_of else f"length({_journey_utm(meta, c)})" for c in _UTM)
+    utm = ", ".join(
+        f"length({utm_of}.{c})" if utm_of else f"length({_journey_utm(meta, c)})" for c in UTM_FIELDS
+    )
     return f"""(case
     when not {stage_ok} then {_stage_reason(stage_raw)}
     when length({source}) > 100 then 'source longer than 100 characters'
@@ -49,7 +48,7 @@ def _journey_problem(stage_ok: str, stage_raw: str, source: str, meta: str, utm_
 
 # what a touch records for each UTM field (a placeholder is no value, an event whose source is
 # one is no touch: find_or_create_unified_lead's rule); the journey rows keep the staged values
-_TOUCH_COLUMNS = ",\n    ".join(f"private.utm_touch_value(s.{c}) as touch_{c}" for c in _UTM)
+_TOUCH_COLUMNS = ",\n    ".join(f"private.utm_touch_value(s.{c}) as touch_{c}" for c in UTM_FIELDS)
 
 BATCH_ROWS = f"""
 create temp table b on commit drop as
@@ -59,8 +58,8 @@ from (
     {_TOUCH_COLUMNS},
     -- the columns the import does not know, under the row's own keys, when both fit the limit
     -- (else the row's own; the backup keeps the rest)
-    case when s.extra is not null and pg_column_size(s.extra || s.metadata) <= 65536 then s.extra || s.metadata
-      else s.metadata end as lead_metadata
+    case when s.extra is not null and not {EXTRA_TOO_BIG} then s.extra || s.metadata else s.metadata end
+      as lead_metadata
   from private.consolidation_stage_plan as p
   join private.consolidation_stage_leads as s on s.ord = p.ord
   where p.batch_no = %(batch)s
@@ -70,13 +69,13 @@ from (
 # ties on the time go by fill precedence, as a merge keeps the winner's touch on a tie and a
 # later call keeps the touch it finds (the one-by-one replay)
 _first_utm = ",\n  ".join(
-    _first(f"b.touch_{c}", "b.has_utm", "b.created_at, b.fill_rank") + f" as first_{c}" for c in _UTM
+    _first(f"b.touch_{c}", "b.has_utm", "b.created_at, b.fill_rank") + f" as first_{c}" for c in UTM_FIELDS
 )
 _last_utm = ",\n  ".join(
-    _first(f"b.touch_{c}", "b.has_utm", "b.created_at desc, b.ord desc") + f" as last_{c}" for c in _UTM
+    _first(f"b.touch_{c}", "b.has_utm", "b.created_at desc, b.ord desc") + f" as last_{c}" for c in UTM_FIELDS
 )
-_single_first_utm = ",\n  ".join(f"case when b.has_utm then b.touch_{c} end as first_{c}" for c in _UTM)
-_single_last_utm = ",\n  ".join(f"case when b.has_utm then b.touch_{c} end as last_{c}" for c in _UTM)
+_single_first_utm = ",\n  ".join(f"case when b.has_utm then b.touch_{c} end as first_{c}" for c in UTM_FIELDS)
+_single_last_utm = ",\n  ".join(f"case when b.has_utm then b.touch_{c} end as last_{c}" for c in UTM_FIELDS)
 
 # persons with one row (most of them) need no aggregation: the row's values are the lead's
 BATCH_COMPS = f"""
@@ -159,7 +158,7 @@ create temp table bj on commit drop as
 -- (offset 0: each level's values are computed once per row, not again where they are used)
 select x.*, {_journey_problem("x.stage_ok", "x.stage_raw", "x.source_canonical", "x.metadata", "x")} as problem
 from (
-  select y.*, {", ".join(_journey_utm("y.metadata", c) + " as " + c for c in _UTM)}
+  select y.*, {", ".join(_journey_utm("y.metadata", c) + " as " + c for c in UTM_FIELDS)}
   from (
     select b.comp, j.id as legacy_id, j.lead_id, j.stage as stage_raw, st.stage, coalesce(st.ok, false) as stage_ok,
       j.source, so.canonical as source_canonical, {json_object("p.mj")} as metadata,
@@ -210,7 +209,9 @@ create temp table bl on commit drop as
 select c.comp, gen_random_uuid() as lead_id, false as existed from bc as c
 """
 
-_utm_cols = ", ".join([f"first_{c}" for c in _UTM] + ["first_touch_at"] + [f"last_{c}" for c in _UTM])
+_utm_cols = ", ".join(
+    [f"first_{c}" for c in UTM_FIELDS] + ["first_touch_at"] + [f"last_{c}" for c in UTM_FIELDS]
+)
 INSERT_LEADS = f"""
 insert into public.traffic_leads (
   id, name, email, phone, source, source_raw, metadata, amocrm_lead_id, amocrm_contact_id, amocrm_synced,
@@ -281,12 +282,12 @@ where bl.comp = x.comp
 _fill_first = ",\n  ".join(
     f"first_{c} = case when c.first_touch_at < coalesce(t.first_touch_at, 'infinity') then c.first_{c} "
     f"else t.first_{c} end"
-    for c in _UTM
+    for c in UTM_FIELDS
 )
 _fill_last = ",\n  ".join(
     f"last_{c} = case when c.last_touch_at >= coalesce(t.last_touch_at, '-infinity') then c.last_{c} "
     f"else t.last_{c} end"
-    for c in _UTM
+    for c in UTM_FIELDS
 )
 UPDATE_EXISTING = f"""
 update public.traffic_leads as t
@@ -448,7 +449,7 @@ insert into public.traffic_lead_journey (
 )
 select
   {_live}, x.stage, so.canonical,
-  {", ".join(_journey_utm("x.meta", c) for c in _UTM)},
+  {", ".join(_journey_utm("x.meta", c) for c in UTM_FIELDS)},
   jsonb_strip_nulls(jsonb_build_object(
     'source', x.source, 'stage', x.stage_raw, 'lead_id', x.lead_id, 'row_md5', x.row_md5
   )),

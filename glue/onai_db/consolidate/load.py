@@ -233,6 +233,11 @@ _INT_TYPES = ("smallint", "integer", "bigint")
 _TYPED = ("boolean", *_INT_TYPES)  # columns whose raw text is never blank
 
 
+# a staged lead row whose other columns (``extra``) stay in the backup only: with them its
+# metadata would pass the 64 KiB limit (``s``: private.consolidation_stage_leads)
+EXTRA_TOO_BIG = "(s.extra is not null and pg_column_size(s.extra || s.metadata) > 65536)"
+
+
 def _landing_clicks(columns: Sequence[str]) -> str:
     """landing_leads' click columns when it has them (else not clicked, no time)."""
     out = []
@@ -383,8 +388,8 @@ def count_extra_values(conn: psycopg.Connection, manifest: Manifest) -> dict[str
         row = conn.execute(
             sql.SQL(
                 "select {} from private.consolidation_stage_leads as s where s.src = {} and s.problem is null"
-                " and s.extra is not null and pg_column_size(s.extra || s.metadata) > 65536"
-            ).format(left, sql.Literal(table))
+                " and {}"
+            ).format(left, sql.Literal(table), sql.SQL(EXTRA_TOO_BIG))
         ).fetchone()
         for column, n in zip(extra, row or (), strict=True):
             if n and f"{table}.{column}" in out:

@@ -9,7 +9,7 @@ import psycopg
 
 from .apply import _live_of
 from .connect import UTM_FIELDS
-from .load import blank_null, journey_row_md5, json_object, lead_row_md5, parse_json, raw_table
+from .load import EXTRA_TOO_BIG, blank_null, journey_row_md5, json_object, lead_row_md5, parse_json, raw_table
 
 LEAD_TABLES = ("landing_leads", "lead_tracking", "unified_lead_tracking")
 
@@ -292,8 +292,7 @@ def verify(conn: psycopg.Connection, report: Report) -> Report:
           count(*) filter (where s.source is not null and private.canonical_lead_source(s.source) is distinct from s.source),
           count(*) filter (where s.phone_n is null and s.email_n is null and s.problem is null),
           count(*) filter (where s.problem is null and ({_ANY_UTM_PLACEHOLDER})),
-          count(*) filter (where s.problem is null and s.extra is not null
-            and pg_column_size(s.extra || s.metadata) > 65536)
+          count(*) filter (where s.problem is null and {EXTRA_TOO_BIG})
         from private.consolidation_stage_leads as s
         """
     ).fetchone()
