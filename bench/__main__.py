@@ -12,6 +12,7 @@ from rich.console import Console
 
 import bench
 from bench.common import RESULTS_DIR, Result, make_context, quick, write_results
+from bench.highlights import highlights
 from onai_db.connection import scalar
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,8 +29,9 @@ def available() -> list[str]:
 
 def render_table() -> str:
     lines = [
-        "| benchmark | workload | baseline | scale | workload value | baseline value | ratio | target | met | measured |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| benchmark | workload | baseline | scale | workload value | baseline value | ratio | target | met"
+        " | highlights | measured |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     machine_line = ""
     for path in sorted(RESULTS_DIR.glob("*.json")):
@@ -44,7 +46,8 @@ def render_table() -> str:
             lines.append(
                 f"| {r['bench']} | {r['workload']} | {r['baseline']} | {r['scale']} | "
                 f"{r['value']:.4g} {r['unit']} | {r['baseline_value']:.4g} {r['unit']} | "
-                f"{r['ratio']:.3g}x | {r['target'] or '-'} | {met} | {doc['measured_at']}"
+                f"{r['ratio']:.3g}x | {r['target'] or '-'} | {met} | {highlights(r['bench'], r['details'])} |"
+                f" {doc['measured_at']}"
                 f"{' (' + doc['commit'] + ')' if doc.get('commit') else ''} |"
             )
     return "\n".join([machine_line, "", *lines])
