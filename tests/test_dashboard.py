@@ -656,3 +656,65 @@ def test_deleting_journey_rows_takes_their_stages_off_the_lead_and_the_counts(
         }
     finally:
         _remove_probe(db_url, "fb_delete_probe")
+
+
+_SOURCE_IS_A_TOUCH = "traffic_user_utm_sources_utm_source_is_a_touch"
+
+
+@pytest.mark.parametrize("placeholder", ["nil", "nan", "null", "(direct)", "{campaign}", "__cid__"])
+def test_a_placeholder_is_refused_as_a_targetologists_source(
+    api: PostgrestSession, cast: Cast, placeholder: str
+) -> None:
+    """No lead is attributed through a placeholder (it makes no touch), so an admin cannot
+    assign one (found by review: 'nil' was accepted and then matched nothing); a real source
+    that contains the word is accepted."""
+    insert = "insert into public.traffic_user_utm_sources (utm_source, user_id) values (%s, %s)"
+    with pytest.raises(ApiError) as err:
+        api.query(cast.admin, insert, [placeholder, cast.targetologist.user_id])
+    assert err.value.code == "23514" and _SOURCE_IS_A_TOUCH in err.value.message
+    real = f"fb_{placeholder.strip('(){}_')}_{uuid.uuid4().hex[:6]}"
+    api.query(cast.admin, insert, [real, cast.targetologist.user_id])
+    validated = api.query(
+        SERVICE, "select convalidated from pg_catalog.pg_constraint where conname = %s", [_SOURCE_IS_A_TOUCH]
+    )
+    assert validated == [{"convalidated": True}]
+
+
+def test_placeholder_sources_stored_before_stay_and_are_named(db_url: str, cast: Cast) -> None:
+    """20261209100000 over a source stored before it: the row stays, the migration names it
+    in a warning and leaves the constraint to check new and changed rows only. As the
+    migration runs (the owner), rolled back at the end."""
+    from pathlib import Path
+
+    migration = Path(__file__).parents[1] / "supabase/migrations/20261209100000_utm_sources_are_touches.sql"
+    warnings: list[tuple[str | None, str | None, str | None]] = []
+    with psycopg.connect(db_url) as conn:
+        # a notice's fields are readable during the callback only
+        conn.add_notice_handler(
+            lambda d: warnings.append((d.severity_nonlocalized, d.message_primary, d.message_hint))
+        )
+        try:
+            conn.execute(f"alter table public.traffic_user_utm_sources drop constraint {_SOURCE_IS_A_TOUCH}")
+            conn.execute(
+                "insert into public.traffic_user_utm_sources (utm_source, user_id) values ('nil', %s)",
+                [cast.targetologist.user_id],
+            )
+            conn.execute(migration.read_text())
+            validated = conn.execute(
+                "select convalidated from pg_catalog.pg_constraint where conname = %s", [_SOURCE_IS_A_TOUCH]
+            ).fetchone()
+            assert validated == (False,)
+            kept = conn.execute(
+                "select count(*) from public.traffic_user_utm_sources where utm_source = 'nil'"
+            )
+            assert kept.fetchone() == (1,)
+            said = [(message, hint) for severity, message, hint in warnings if severity == "WARNING"]
+            assert len(said) == 1 and "'nil'" in (said[0][0] or "")
+            assert "validate the constraint" in (said[0][1] or "")
+            with pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute(
+                    "insert into public.traffic_user_utm_sources (utm_source, user_id) values ('undefined', %s)",
+                    [cast.targetologist.user_id],
+                )
+        finally:
+            conn.rollback()

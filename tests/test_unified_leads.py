@@ -642,6 +642,85 @@ def _repair_placeholder_touches(api: PostgrestSession) -> None:
     assert other_side["last_utm_source"] == "ig_kenesary"
 
 
+def test_repair_of_touches_from_merged_leads(db_url: str) -> None:
+    """20261209100100 run again over live leads whose touches 20261208100200 recomputed
+    without the leads merged into them (found by review): a merged lead's real touch that is
+    earlier (later) than the live lead's, or the only one, becomes its first (last) touch, a
+    placeholder in another field of it NULL; a lead whose merges decided its touches stays
+    as it is, and a second run changes nothing. As the owner; rolled back at the end."""
+    with psycopg.connect(db_url) as conn:
+        try:
+            _repair_touches_from_merged_leads(PostgrestSession(conn))
+        finally:
+            conn.rollback()
+
+
+def _merged_pair(
+    api: PostgrestSession, t0: dt.datetime, source: str, medium: str
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A live lead from the RPC merged with a lead the service role inserted with touches."""
+    phone, email = unique_phone(), f"merged-{uuid.uuid4().hex[:8]}@example.kz"
+    live = record(api, p_phone=phone, p_occurred_at=t0)["lead_id"]
+    inserted = api.query(
+        SERVICE,
+        "insert into public.traffic_leads (email, first_utm_source, first_utm_medium, first_touch_at,"
+        " last_utm_source, last_utm_medium, last_touch_at, created_at) values (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " returning id",
+        [email, source, medium, t0 + dt.timedelta(days=1), source, medium, t0 + dt.timedelta(days=1), t0],
+    )[0]["id"]
+    merged = record(api, p_phone=phone, p_email=email, p_occurred_at=t0 + dt.timedelta(days=2))
+    assert merged["merged"] and merged["lead_id"] == live
+    return live, inserted
+
+
+def _repair_touches_from_merged_leads(api: PostgrestSession) -> None:
+    from pathlib import Path
+
+    t0 = dt.datetime(2026, 10, 1, 9, tzinfo=dt.UTC)
+    day = dt.timedelta(days=1)
+    # the only real touch is the merged lead's; the old repair left the live lead none
+    alone, _ = _merged_pair(api, t0, "fb_muha", "undefined")
+    # the merged lead's touch is earlier than the live lead's, which the old repair took later
+    later, _ = _merged_pair(api, t0, "ig_kenesary", "cpc")
+    # the live lead's own touch is earlier: the merge decided it, nothing changes
+    decided, _ = _merged_pair(api, t0, "fb_arystan", "cpc")
+    touches = (
+        "first_utm_source, first_utm_medium, first_touch_at, last_utm_source, last_utm_medium, last_touch_at"
+    )
+    api.query(
+        SERVICE,
+        f"update public.traffic_leads set ({touches}) = (null, null, null, null, null, null) where id = %s",
+        [alone],
+    )
+    api.query(
+        SERVICE,
+        f"update public.traffic_leads set ({touches}) = ('fb_arystan', null, %s, 'fb_arystan', null, %s)"
+        " where id in (%s, %s)",
+        [t0 + 3 * day, t0 + 3 * day, later, decided],
+    )
+    api.query(
+        SERVICE,
+        "update public.traffic_leads set first_utm_source = 'ig_arystan', first_touch_at = %s where id = %s",
+        [t0, decided],
+    )
+    before = lead(api, decided)
+    repair = (
+        Path(__file__).parents[1] / "supabase/migrations/20261209100100_repair_touches_from_merged_leads.sql"
+    )
+    api.conn.execute(repair.read_text())
+
+    def touch(lead_id: uuid.UUID) -> tuple:
+        row = lead(api, lead_id)
+        return tuple(row[c] for c in touches.split(", "))
+
+    assert touch(alone) == ("fb_muha", None, t0 + day, "fb_muha", None, t0 + day)
+    assert touch(later) == ("ig_kenesary", "cpc", t0 + day, "fb_arystan", None, t0 + 3 * day)
+    assert lead(api, decided) == before
+    after = {i: lead(api, i) for i in (alone, later, decided)}
+    api.conn.execute(repair.read_text())
+    assert {i: lead(api, i) for i in (alone, later, decided)} == after
+
+
 def test_line_breaks_tabs_and_unicode_spaces_count_as_blank(api: PostgrestSession) -> None:
     """Forms post every field, often as '\\r\\n', a tab or a no-break space: none of them is a
     name, a source or a UTM value, so none takes the place of a real one."""
