@@ -1575,6 +1575,60 @@ def test_json_values_jsonb_cannot_hold_are_kept_as_text_and_counted(
     assert again.ok and not again.changed, again.to_json()
 
 
+def test_landing_text_in_the_report_and_json_numeric_cannot_hold(stack: LocalStack, tmp_path: Path) -> None:
+    """A quarantine reason quotes Landing's stage: '[/]' failed the report of a completed run
+    (found by review); a column's name with an ESC
+    reached the terminal. A json value in another column that jsonb refuses for numeric's
+    scale (6,400 fractional digits, e-9999) stopped the stage: it is kept as its text."""
+    source = fresh_source(stack, "cons_text", rows=3, seed=5)
+    huge = '{"v": 1.' + "1" * 7000 + "e-9999}"
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute('alter table landing_leads add column "esc\x1b[31mred" text, add column x_json json')
+        lead = conn.execute(
+            'insert into landing_leads (name, phone, "esc\x1b[31mred", x_json) values'
+            " ('Text', '+77015550701', 'v', %s) returning id",
+            (huge,),
+        ).fetchone()[0]
+        conn.execute("insert into lead_journey (lead_id, stage, source) values (%s, '[/]', 'x')", (lead,))
+    target = fresh_target(stack, "cons_text_t")
+    report = consolidate(source, target, tmp_path)
+    assert report.ok, report.to_json()
+    assert report.quarantine_reasons == {"lead_journey: stage '[/]' is not a valid stage name": 1}
+    with psycopg.connect(target) as conn:
+        kept = conn.execute(
+            "select metadata -> 'x_json' from public.traffic_leads where legacy_id = %s", (str(lead),)
+        ).fetchone()
+    assert kept == (huge,)  # as its text, whole
+    console = Console(record=True, width=250)
+    render_report(console, report)
+    shown = console.export_text()
+    assert "quarantined - lead_journey: stage '[/]' is not a valid stage name" in shown
+    assert "\x1b" not in shown and "landing_leads.esc\\x1b[31mred: a column" in shown
+
+
+def test_a_landing_column_changed_after_the_checks_stops_the_backup(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """The import names the backup's values by the preflight's column list: a column dropped
+    (or added) in Landing between the checks and the backup gave its values the next column's
+    name (found by review). The backup compares under a lock, and stops with one clear error
+    before anything is written."""
+    from onai_db.consolidate import backup
+    from onai_db.consolidate.connect import check_source
+
+    source = fresh_source(stack, "cons_cols", rows=3, seed=6)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("alter table landing_leads add column tmp_col text")
+        columns, types = check_source(conn)
+        conn.execute("alter table landing_leads drop column tmp_col, add column later_col text")
+        with pytest.raises(ConsolidationError) as err:
+            backup.backup_tables(conn, columns, types, tmp_path / "bk", lambda *a: None)
+    assert err.value.kind == "source_changed"
+    assert "landing_leads changed after the checks" in str(err.value) and "tmp_col text" in str(err.value)
+    assert "later_col text" in str(err.value)
+    assert not [p for p in (tmp_path / "bk").rglob("*") if p.is_file()]
+
+
 def test_columns_beyond_the_known_schema_are_used_kept_and_reported(
     stack: LocalStack, tmp_path: Path
 ) -> None:
@@ -1619,7 +1673,13 @@ def test_columns_beyond_the_known_schema_are_used_kept_and_reported(
     meta, big_row = "traffic_leads.metadata", {"rows_left_in_the_backup_for_size": 1}
     assert report.extra_columns == {
         "landing_leads.clicks_total": {"rows_with_value": 1, "kept_in": meta},
-        "landing_leads.note": {"rows_with_value": 2, "kept_in": meta, **big_row},
+        # its row's own metadata has the key 'note', which wins: counted (found by review)
+        "landing_leads.note": {
+            "rows_with_value": 2,
+            "kept_in": meta,
+            **big_row,
+            "rows_left_in_the_backup_for_a_metadata_key": 1,
+        },
         "landing_leads.payload": {"rows_with_value": 1, "kept_in": meta},
         "landing_leads.raw_request": {"rows_with_value": 1, "kept_in": meta, **big_row},
         "landing_leads.padded": {"rows_with_value": 1, "kept_in": meta},
@@ -1668,6 +1728,7 @@ def test_columns_beyond_the_known_schema_are_used_kept_and_reported(
     assert "lead_journey.device: a column the import does not read (kept in the backup only)" in shown
     assert "landing_leads.[/]: a column the import does not read (kept in the lead's metadata)" in shown
     assert "landing_leads.raw_request: values kept in the backup only" in shown
+    assert "landing_leads.note: values kept in the backup only (the row's metadata has that key" in shown
     again = consolidate(source, target, tmp_path / "again")
     assert again.ok and not again.changed, again.to_json()
     # a column Landing keeps updating (bookkeeping, counters) is no change of what was imported

@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import ConsolidationError
+from .connect import source_columns_now
 
 Progress = Callable[[str, int, int | None], None]
 
@@ -126,12 +127,34 @@ def remove_abandoned_default_backups(parent: Path = DEFAULT_BACKUP_PARENT) -> No
             directory.rmdir()  # only when nothing else is in it
 
 
+def _check_unchanged(
+    now: dict[str, list[tuple[str, str]]], columns: dict[str, list[str]], types: dict[str, dict[str, str]]
+) -> None:
+    """Raise when a table's columns differ from the preflight's (``columns``, ``types``)."""
+    for table, cols in columns.items():
+        before = [(c, types.get(table, {}).get(c, "")) for c in cols]
+        if now.get(table) != before:
+            raise ConsolidationError(
+                f"the columns of Landing's {table} changed after the checks ({_columns(before)}; now"
+                f" {_columns(now.get(table, []))}): nothing was written to the target; run it again",
+                kind="source_changed",
+            )
+
+
+def _columns(pairs: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{c} {t}" for c, t in pairs) or "no columns"
+
+
 def backup_tables(
-    conn: psycopg.Connection, columns: dict[str, list[str]], directory: Path, progress: Progress
+    conn: psycopg.Connection,
+    columns: dict[str, list[str]],
+    types: dict[str, dict[str, str]],
+    directory: Path,
+    progress: Progress,
 ) -> Manifest:
     """See :func:`_backup_tables`; a directory that cannot be written is one clear error."""
     try:
-        return _backup_tables(conn, columns, directory, progress)
+        return _backup_tables(conn, columns, types, directory, progress)
     except OSError as exc:
         where = exc.filename or directory
         raise ConsolidationError(
@@ -142,10 +165,17 @@ def backup_tables(
 
 
 def _backup_tables(
-    conn: psycopg.Connection, columns: dict[str, list[str]], directory: Path, progress: Progress
+    conn: psycopg.Connection,
+    columns: dict[str, list[str]],
+    types: dict[str, dict[str, str]],
+    directory: Path,
+    progress: Progress,
 ) -> Manifest:
     """COPY each table (ordered by id, all columns) to ``<dir>/<table>.csv`` in one
-    REPEATABLE READ snapshot, so the files are mutually consistent.
+    REPEATABLE READ snapshot, so the files are mutually consistent. The tables keep the
+    ``columns`` (and ``types``) the preflight read while they are copied: a column added,
+    dropped or retyped in Landing since is one clear error (found by review: the import named
+    the values by the preflight's list, so a dropped column's name went to the next one's).
 
     The files are written to ``<dir>/.incomplete-…`` and moved into place only when every
     table is written, manifest last, so a run killed mid-backup never leaves a truncated
@@ -163,6 +193,13 @@ def _backup_tables(
     try:
         with conn.transaction():
             conn.execute("set transaction read only")
+            # no ALTER TABLE until the copies end; the columns read after the lock are copied
+            conn.execute(
+                sql.SQL("lock table {} in access share mode").format(
+                    sql.SQL(", ").join(sql.Identifier("public", t) for t in columns)
+                )
+            )
+            _check_unchanged(source_columns_now(conn), columns, types)
             for table, cols in columns.items():
                 path = work / f"{table}.csv"
                 h = hashlib.sha256()

@@ -142,18 +142,27 @@ select id::text, count(*) from public.{table} group by id having count(*) > 1 or
 """
 
 
+# the legacy tables' columns and their information_schema data types, in order
+SOURCE_COLUMNS_SQL = (
+    "select table_name::text, array_agg(column_name::text order by ordinal_position),"
+    " array_agg(data_type::text order by ordinal_position) "
+    "from information_schema.columns where table_schema = 'public' and table_name = any(%s) "
+    "group by table_name"
+)
+
+
+def source_columns_now(conn: psycopg.Connection) -> dict[str, list[tuple[str, str]]]:
+    """Each legacy table's (column, data type) pairs as the source has them now."""
+    rows = conn.execute(SOURCE_COLUMNS_SQL, (list(LEGACY_TABLES),)).fetchall()
+    return {name: list(zip(cols, kinds, strict=True)) for name, cols, kinds in rows}
+
+
 def check_source(conn: psycopg.Connection) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
     """The source's column lists per legacy table, and each column's information_schema data
     type; raises when a table or column is missing, or when rows have no id (or one longer
     than 100 characters) to be accounted for by."""
     prepare_source(conn)
-    rows = conn.execute(
-        "select table_name, array_agg(column_name::text order by ordinal_position),"
-        " array_agg(data_type::text order by ordinal_position) "
-        "from information_schema.columns where table_schema = 'public' and table_name = any(%s) "
-        "group by table_name",
-        (list(LEGACY_TABLES),),
-    ).fetchall()
+    rows = conn.execute(SOURCE_COLUMNS_SQL, (list(LEGACY_TABLES),)).fetchall()
     conn.rollback()
     traffic = conn.execute(  # in the catalog: to_regclass on a schema the login may not use fails
         "select exists (select from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n"

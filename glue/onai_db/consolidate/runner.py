@@ -322,7 +322,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         if opts.backup_dir is None:
             backup.remove_abandoned_default_backups()
         manifest = backup.backup_tables(
-            src, columns, opts.backup_dir or backup.default_backup_dir(), progress
+            src, columns, types, opts.backup_dir or backup.default_backup_dir(), progress
         )
         seconds["backup"] = time.perf_counter() - t0
 
