@@ -5,10 +5,12 @@ worker refreshes: :meth:`TokenStore.refresh` asks the database for the refresh l
 the winner calls the provider and stores the new pair, everyone else waits until the
 stored ``token_version`` moves and then uses the new access token.
 
-A pair the provider issued but the database could not store (the connection was lost, or a
-new connection met a server that refuses writes) is stored at once through new connections
-(tries over about 7 s, each ending within the refresh lease); failing that it is kept in the
-process and stored by its next refresh (also when another thread's refresh finds the
+A pair the provider issued is kept in the process from the moment it arrives (found by
+review: it was kept only once its first store had failed, which a cut connection delays for up
+to 30 s, and meanwhile another thread of the process, the lease lapsed, sent the rotated-away
+refresh token) and forgotten once stored. One the database could not store (the connection was
+lost, or a new connection met a server that refuses writes) is stored at once through new
+connections (four tries, 7 s of pauses between them); failing that it stays kept and stored by its next refresh (also when another thread's refresh finds the
 database's pair newer than its own but still the one the kept pair replaced), when the
 worker's connection is re-made, every housekeeping period, and when the worker stops,
 instead of calling the provider with a refresh token it has already rotated away (the
@@ -42,11 +44,6 @@ _STORE_PAUSES = (0.0, 1.0, 2.0, 4.0)  # seconds before each try on a new connect
 # what a try to store a pair may meet: any database error (a lost connection, a server that is
 # read-only after a failover, ...) or no connection at all
 _STORE_FAILED = (psycopg.Error, OnaiDbError)
-# what one try to store may take beyond its pause: a new connection (its connect timeout) and
-# two statements under the lock and statement timeouts below; a try starts only when it can
-# end within the refresh lease (found by review: a slow try stored after another process had
-# taken the lapsed lease and spent the rotated-away token)
-_STORE_TRY_SECONDS = 12.0
 # the store's transaction (select ... for update, then the store) on a connection that may
 # die between the two: the server ends a session left idle in it instead of holding the
 # token row's lock until TCP keepalive gives up (found by review: every refresh waited)
@@ -110,35 +107,24 @@ def _forget(service: str, entry: tuple[TokenGrant, float, str | None]) -> None:
             _unsaved.pop(service, None)
 
 
-def _forget_stored(service: str, stored: TokenGrant) -> None:
-    """Drop the pair kept for ``service`` when it is the pair just ``stored`` (a kept pair this
-    thread stored); a pair another thread kept meanwhile, refreshed from the one stored, stays
-    (found by review: it was dropped, and the database held a refresh token already spent)."""
-    with _unsaved_lock:
-        kept = _unsaved.get(service)
-        if (
-            kept is not None
-            and stored.refresh_token is not None
-            and kept[0].refresh_token == stored.refresh_token
-        ):
-            _unsaved.pop(service, None)
-
-
 def _store_if_current(
     conn: psycopg.Connection, service: str, grant: TokenGrant, replaced: str | None, worker: str | None
 ) -> str:
     """Store ``grant`` when the database still holds the refresh token it ``replaced``:
     'stored'; 'already' when the database holds ``grant`` itself (another thread stored it, or
-    a lost store committed), 'stale' when another pair is in (nothing is written then)."""
+    a lost store committed), 'stale' when another pair is in, 'gone' when the service has no
+    token row any more (nothing is written then)."""
     with conn.transaction():
         conn.execute(_STORE_TIMEOUTS)
         row = conn.execute(
             "select refresh_token from public.integration_tokens where service_name = %s for update",
             (service,),
         ).fetchone()
-        if row is not None and grant.refresh_token is not None and row[0] == grant.refresh_token:
+        if row is None:
+            return "gone"
+        if grant.refresh_token is not None and row[0] == grant.refresh_token:
             return "already"
-        if row is None or row[0] != replaced:
+        if row[0] != replaced:
             return "stale"
         conn.execute(
             "select public.store_integration_token(%s, %s, %s, %s, %s)",
@@ -180,6 +166,8 @@ def store_kept_tokens(
                 "stored": f"{service}: the kept refreshed token was stored",
                 "already": f"{service}: the kept refreshed token is stored already",
                 "stale": f"{service}: the kept refreshed token was stale (a newer pair is stored) and is dropped",
+                "gone": f"{service}: the kept refreshed token is dropped: the service has no token row any more"
+                " (removed by an operator?); re-authorize the integration to use it again",
             }[stored]
         )
     return said
@@ -246,7 +234,6 @@ class TokenStore:
                 seen = current
                 continue
             if state == "acquired":
-                lease_end = time.monotonic() + self.lease_seconds
                 current = self.load()
                 grant = _kept(self.service, current.refresh_token)
                 if grant is None:
@@ -258,7 +245,7 @@ class TokenStore:
                     except ProviderError as exc:
                         self._abort(str(exc))
                         raise
-                return self._store_or_keep(grant, current.refresh_token, lease_end)
+                return self._store_or_keep(grant, current.refresh_token)
             if time.monotonic() > deadline:
                 raise TransientError(
                     f"{self.service}: token refresh by another worker did not finish in time"
@@ -266,24 +253,24 @@ class TokenStore:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    def _store_or_keep(self, grant: TokenGrant, replaced: str | None, lease_end: float) -> Token:
+    def _store_or_keep(self, grant: TokenGrant, replaced: str | None) -> Token:
         """Store a freshly issued pair (it ``replaced`` that refresh token) and return the
-        stored token. When the store fails, store it through new connections while the lease
-        (until ``lease_end``) lasts; when the database stays away, keep it in the process (the
-        provider has rotated the stored refresh token away)."""
-        try:
-            self.store(grant)
-        except _STORE_FAILED as exc:
-            error: Exception = exc
-        else:
-            _forget_stored(self.service, grant)
-            return self.load()
+        stored token. The pair is kept in the process before the first try, so that no thread
+        of it sends the rotated-away refresh token while a store hangs; it is forgotten once
+        stored (or once the database holds a newer pair). When the store fails, it is stored
+        through new connections; when the database stays away, it stays kept."""
         entry = (grant, time.monotonic(), replaced)
         with _unsaved_lock:
             _unsaved[self.service] = entry  # the newest pair: it replaced what the database holds
+        try:
+            # conditional, as the pair is visible to the process's other threads from now on
+            _store_if_current(self.conn, self.service, grant, replaced, self.worker)
+        except _STORE_FAILED as exc:
+            error: Exception = exc
+        else:
+            _forget(self.service, entry)  # by identity: a newer pair kept meanwhile stays
+            return self.load()
         for pause in _STORE_PAUSES if self.reconnect else ():
-            if time.monotonic() + pause + _STORE_TRY_SECONDS >= lease_end:
-                break  # it could end past the lease, when another process may refresh: kept
             time.sleep(pause)
             try:
                 with self.reconnect() as fresh:  # type: ignore[misc]

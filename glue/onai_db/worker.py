@@ -263,11 +263,22 @@ class Worker:
     def _finish(self, threads: list[threading.Thread]) -> None:
         """However the run ends (also when housekeeping raised; found by review: the serving
         threads were daemons that died with the process, their kept token pair with them):
-        stop the threads, let them record what they did, and store the kept pairs last."""
+        stop the threads, let them record what they did, and store the kept pairs last. Kept
+        pairs are stored first too, as a stop's grace period may end during the joins (found by
+        review), and a thread still busy at the end is named: its work may be done again."""
         self.stop.set()
+        if has_kept_tokens():
+            self._store_kept_tokens_on_the_way_out(self.id_prefix)
         deadline = time.monotonic() + self.config.http_timeout_seconds + 10.0
         for t in threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
+        busy = [t.name for t in threads if t.is_alive()]
+        if busy:
+            self.echo(
+                f"{len(busy)} thread(s) still busy as the worker stops (a provider call or a token store);"
+                " a job they hold is retried after its lease, a refreshed token they hold is stored below"
+                " if it can be"
+            )
         self._store_kept_tokens_on_the_way_out(self.id_prefix, last=True)
 
     def _install_signals(self) -> Callable[[], None]:
@@ -315,7 +326,7 @@ class Worker:
         try:
             self._housekeeping()
         except _DB_GONE as exc:
-            self.echo(f"housekeeping skipped, database unreachable: {first_line(exc)}")
+            self.echo(f"housekeeping skipped, database unreachable or read-only: {first_line(exc)}")
         now = time.monotonic()
         if has_kept_tokens() and now - self._last_kept_store >= self.config.housekeeping_seconds:
             # a pair whose store met an error on a connection still up: stored every period, not
@@ -418,7 +429,8 @@ class Worker:
                     if time.monotonic() - connected > 2 * _RECONNECT_CAP_SECONDS:
                         pause = 1.0
                     self.echo(
-                        f"{worker_id}: database connection lost ({first_line(exc)}); reconnecting in {pause:g} s"
+                        f"{worker_id}: database connection lost or read-only ({first_line(exc)});"
+                        f" reconnecting in {pause:g} s"
                     )
                     self.stop.wait(pause)
                     pause = min(2 * pause, _RECONNECT_CAP_SECONDS)
@@ -516,7 +528,9 @@ class Worker:
         except ProviderError as exc:
             error = exc
         except _DB_GONE as exc:
-            error = ProviderError(f"database connection lost while handling the job: {first_line(exc)}")
+            error = ProviderError(
+                f"database connection lost (or read-only) while handling the job: {first_line(exc)}"
+            )
         except Exception as exc:  # malformed payload: dead at once; anything else: retried, then dead
             error = (
                 PermanentError(f"{type(exc).__name__} while handling the job")

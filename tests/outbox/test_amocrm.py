@@ -15,7 +15,7 @@ import pytest
 
 from onai_db import integration_tokens
 from onai_db.amocrm_sync import LOCK_CLASS, sync_lead
-from onai_db.integration_tokens import TokenGrant, TokenStore, store_kept_tokens
+from onai_db.integration_tokens import Token, TokenGrant, TokenStore, store_kept_tokens
 from onai_db.notifications import enqueue_lead_notifications
 from onai_db.outbox import Outbox, connect
 from onai_db.outbox_handlers import ProviderConfig
@@ -921,12 +921,32 @@ def test_a_kept_pair_never_overwrites_a_newer_one(
         token = store.refresh(store.load(), lambda rt: asked.append(rt) or TokenGrant("a3", "r3", 600))
     assert asked == ["other-refresh"]  # the provider is asked with the stored token, as usual
     assert (token.access_token, token.refresh_token) == ("a3", "r3") == _stored(owner_conn)
-    # the stale pair is dropped by the database's check, not by a refresh's earlier read
+    # the refresh's own pair took the stale one's place in the process as it arrived, and was
+    # forgotten once stored: nothing is kept any more
+    assert store_kept_tokens(lambda: connect(db_url)) == []
+    assert _stored(owner_conn) == ("a3", "r3")
+
+
+def test_a_stale_kept_pair_is_dropped_by_the_databases_check(
+    queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """A kept pair whose replaced refresh token the database no longer holds is dropped when
+    it is to be stored, and says so; one whose token row is gone is dropped with its own
+    words (found by review: it read "a newer pair is stored")."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    _keep_a_pair(db_url, owner_conn, "kept-access", "kept-refresh")
+    _store(queue.conn, "other-access", "other-refresh", -10)
     assert store_kept_tokens(lambda: connect(db_url)) == [
         "amocrm: the kept refreshed token was stale (a newer pair is stored) and is dropped"
     ]
-    assert store_kept_tokens(lambda: connect(db_url)) == []  # nothing kept any more
-    assert _stored(owner_conn) == ("a3", "r3")
+    assert store_kept_tokens(lambda: connect(db_url)) == []
+    assert _stored(owner_conn) == ("other-access", "other-refresh")
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    _keep_a_pair(db_url, owner_conn, "kept-access", "kept-refresh")
+    owner_conn.execute("delete from public.integration_tokens where service_name = 'amocrm'")
+    said = store_kept_tokens(lambda: connect(db_url))
+    assert len(said) == 1 and "no token row any more" in said[0], said
+    assert store_kept_tokens(lambda: connect(db_url)) == []
 
 
 def test_a_pair_whose_store_lost_its_connection_is_stored_through_a_new_one(
@@ -1083,24 +1103,28 @@ def worker_connections(conn: psycopg.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def test_a_store_forgets_only_the_pair_it_stored(queue: Outbox, db_url: str) -> None:
+def test_a_store_forgets_only_the_pair_it_stored(
+    queue: Outbox, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A successful store forgot whatever pair the process kept: another thread that had
     refreshed from the pair just stored, and kept the result when its own store failed, lost
     it, and the database held a spent refresh token (found by review)."""
     _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
     newer = (TokenGrant("C-access-3", "C-refresh-3", 3600), time.monotonic(), "B-refresh-2")
+    real = integration_tokens._store_if_current
 
-    class SlowAnswer(TokenStore):
-        def store(self, grant: TokenGrant) -> int:
-            version = super().store(grant)
-            with integration_tokens._unsaved_lock:  # meanwhile: thread C refreshed from B-refresh-2
-                integration_tokens._unsaved["amocrm"] = newer  # and could not store its pair
-            return version
+    def slow_answer(*args: Any) -> str:
+        stored = real(*args)
+        with integration_tokens._unsaved_lock:  # meanwhile: thread C refreshed from B-refresh-2
+            integration_tokens._unsaved["amocrm"] = newer  # and could not store its pair
+        return stored
 
+    monkeypatch.setattr(integration_tokens, "_store_if_current", slow_answer)
     try:
         with connect(db_url) as conn:
-            store = SlowAnswer(conn, "amocrm", "wB")
+            store = TokenStore(conn, "amocrm", "wB")
             store.refresh(store.load(), lambda _rt: TokenGrant("B-access-2", "B-refresh-2", 3600))
+        monkeypatch.setattr(integration_tokens, "_store_if_current", real)
         assert integration_tokens._unsaved.get("amocrm") is newer
         said = store_kept_tokens(lambda: connect(db_url), "wC")
         assert said == ["amocrm: the kept refreshed token was stored"]
@@ -1178,3 +1202,77 @@ def test_a_worker_waits_out_a_read_only_server_and_stores_its_kept_pair(
         runner.join(timeout=30)
         integration_tokens._unsaved.clear()
     assert not worker._errors, worker._errors
+
+
+def test_a_refreshed_pair_is_kept_before_its_first_store(
+    queue: Outbox, db_url: str, owner_conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pair AmoCRM issued was kept in the process only once its first store had failed:
+    while that store hung on a cut connection (up to 30 s) and the lease lapsed, another
+    thread of the same process refreshed with the rotated-away token, which AmoCRM refuses
+    (found by review). It is kept as it arrives: the other thread stores it instead."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    real = integration_tokens._store_if_current
+    entered, release = threading.Event(), threading.Event()
+
+    def hanging(
+        conn: psycopg.Connection, service: str, grant: TokenGrant, replaced: str | None, worker: str | None
+    ) -> str:
+        if worker == "wA":
+            entered.set()
+            release.wait(30)
+        return real(conn, service, grant, replaced, worker)
+
+    monkeypatch.setattr(integration_tokens, "_store_if_current", hanging)
+    asked: list[str] = []
+
+    def provider(refresh_token: str) -> TokenGrant:
+        asked.append(refresh_token)
+        return TokenGrant("A-access", "A-refresh", 3600)
+
+    got: dict[str, Token] = {}
+
+    def refresh_in_a() -> None:
+        with connect(db_url) as conn:
+            store = TokenStore(conn, "amocrm", "wA", lease_seconds=1.0)
+            got["a"] = store.refresh(store.load(), provider)
+
+    a = threading.Thread(target=refresh_in_a)
+    a.start()
+    try:
+        assert entered.wait(10)
+        time.sleep(1.5)  # A's lease lapses while its store hangs
+        with connect(db_url) as conn:
+            store = TokenStore(conn, "amocrm", "wB")
+            b = store.refresh(store.load(), provider)
+    finally:
+        release.set()
+        a.join(30)
+    assert asked == ["amo-refresh-1"]  # AmoCRM was asked once
+    assert (b.access_token, b.refresh_token) == ("A-access", "A-refresh") == _stored(owner_conn)
+    assert got["a"].access_token == "A-access"
+    assert store_kept_tokens(lambda: connect(db_url)) == []
+
+
+@pytest.mark.parametrize("expires_in", ["soon", None, -5, "NaN"])
+def test_a_token_answer_without_a_usable_lifetime_is_stored_with_a_days(
+    fake: FakeProviders, queue: Outbox, db_url: str, expires_in: object
+) -> None:
+    """A 200 whose expires_in is no positive number raised ValueError out of the refresh:
+    the lease stayed taken and the issued pair was lost (found by review). It is stored with
+    AmoCRM's usual day."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    fake.amo_access, fake.amo_refresh = "new-access", "new-refresh"  # what the answer below issues
+    fake.script(
+        "amocrm_token",
+        Reply(200, {"token_type": "Bearer", "expires_in": expires_in, "access_token": "new-access",
+                    "refresh_token": "new-refresh"}),
+    )  # fmt: skip
+    with connect(db_url) as conn, httpx.Client(timeout=5) as http:
+        _client(conn, fake, http, "w1").move_lead_stage(9100, 1)
+    row = queue.conn.execute(
+        "select access_token, refresh_token, refresh_owner,"
+        " expires_at between now() + interval '23 hours' and now() + interval '25 hours'"
+        " from public.integration_tokens"
+    ).fetchone()
+    assert row == ("new-access", "new-refresh", None, True)

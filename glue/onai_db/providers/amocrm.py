@@ -9,6 +9,7 @@ Requests carry ``Authorization: Bearer <access token>`` from ``integration_token
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -132,8 +133,11 @@ class AmoCrmClient:
         )
         body = body_json(response)
         if response.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
+            refresh = body.get("refresh_token")
             return TokenGrant(
-                str(body["access_token"]), body.get("refresh_token"), float(body.get("expires_in") or 86400)
+                str(body["access_token"]),
+                None if refresh is None else str(refresh),
+                _lifetime(body.get("expires_in")),
             )
         err = _error(response, "token refresh")
         # a rejected refresh token will not start working by itself: say so plainly
@@ -282,3 +286,14 @@ def _first_id(response: httpx.Response, entity: str) -> int:
     if not items or "id" not in items[0]:
         raise TransientError(f"amocrm: {entity} answer without an id")
     return int(items[0]["id"])
+
+
+def _lifetime(expires_in: object) -> float:
+    """A token's lifetime in seconds from the token endpoint's ``expires_in``: AmoCRM's default
+    (a day) when it is missing or no positive number (found by review: a ValueError escaped
+    the refresh, and the issued pair was lost with it)."""
+    try:
+        seconds = float(expires_in)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 86400.0
+    return seconds if math.isfinite(seconds) and seconds > 0 else 86400.0
