@@ -207,14 +207,6 @@ class TokenStore:
             raise TransientError(f"{self.service}: no OAuth tokens stored (run the OAuth consent first)")
         return Token(row[0], row[1], row[2], row[3])
 
-    def store(self, grant: TokenGrant) -> int:
-        row = self.conn.execute(
-            "select public.store_integration_token(%s, %s, %s, %s, %s)",
-            (self.service, grant.access_token, grant.refresh_token, grant.expires_in, self.worker),
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
-
     def refresh(self, seen: Token, do_refresh: Callable[[str], TokenGrant]) -> Token:
         """A token newer than ``seen``: refreshed here once, or by whoever holds the lease."""
         deadline = time.monotonic() + self.wait_seconds

@@ -272,10 +272,10 @@ class Worker:
         deadline = time.monotonic() + self.config.http_timeout_seconds + 10.0
         for t in threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
-        busy = [t.name for t in threads if t.is_alive()]
+        busy = sum(t.is_alive() for t in threads)
         if busy:
             self.echo(
-                f"{len(busy)} thread(s) still busy as the worker stops (a provider call or a token store);"
+                f"{busy} thread(s) still busy as the worker stops (a provider call or a token store);"
                 " a job they hold is retried after its lease, a refreshed token they hold is stored below"
                 " if it can be"
             )

@@ -143,7 +143,7 @@ select id::text, count(*) from public.{table} group by id having count(*) > 1 or
 
 
 # the legacy tables' columns and their information_schema data types, in order
-SOURCE_COLUMNS_SQL = (
+_SOURCE_COLUMNS_SQL = (
     "select table_name::text, array_agg(column_name::text order by ordinal_position),"
     " array_agg(data_type::text order by ordinal_position) "
     "from information_schema.columns where table_schema = 'public' and table_name = any(%s) "
@@ -153,7 +153,7 @@ SOURCE_COLUMNS_SQL = (
 
 def source_columns_now(conn: psycopg.Connection) -> dict[str, list[tuple[str, str]]]:
     """Each legacy table's (column, data type) pairs as the source has them now."""
-    rows = conn.execute(SOURCE_COLUMNS_SQL, (list(LEGACY_TABLES),)).fetchall()
+    rows = conn.execute(_SOURCE_COLUMNS_SQL, (list(LEGACY_TABLES),)).fetchall()
     return {name: list(zip(cols, kinds, strict=True)) for name, cols, kinds in rows}
 
 
@@ -162,7 +162,7 @@ def check_source(conn: psycopg.Connection) -> tuple[dict[str, list[str]], dict[s
     type; raises when a table or column is missing, or when rows have no id (or one longer
     than 100 characters) to be accounted for by."""
     prepare_source(conn)
-    rows = conn.execute(SOURCE_COLUMNS_SQL, (list(LEGACY_TABLES),)).fetchall()
+    found = source_columns_now(conn)
     conn.rollback()
     traffic = conn.execute(  # in the catalog: to_regclass on a schema the login may not use fails
         "select exists (select from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n"
@@ -188,8 +188,8 @@ def check_source(conn: psycopg.Connection) -> tuple[dict[str, list[str]], dict[s
             f"source is not a Landing database: {', '.join(views)} in schema public is not a table (a view?)",
             kind="source_not_landing",
         )
-    columns = {name: list(cols) for name, cols, _types in rows}
-    types = {name: dict(zip(cols, kinds, strict=True)) for name, cols, kinds in rows}
+    columns = {name: [c for c, _kind in pairs] for name, pairs in found.items()}
+    types = {name: dict(pairs) for name, pairs in found.items()}
     missing = [t for t in LEGACY_TABLES if t not in columns]
     # what information_schema leaves out (tables the login cannot read, relations that are no
     # tables) or shows although the login cannot use their schema

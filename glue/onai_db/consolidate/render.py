@@ -10,6 +10,12 @@ from ..render import plain
 from .demo import AttributionRow
 from .verify import Report
 
+# why an imported row's value of another column stays in the backup (load.count_extra_values)
+_LEFT_IN_THE_BACKUP = (
+    ("rows_left_in_the_backup_for_size", "the lead's metadata would pass 64 KiB"),
+    ("rows_left_in_the_backup_for_a_metadata_key", "the row's metadata has that key, which wins"),
+)
+
 
 def render_report(console: Console, report: Report) -> None:
     title = "Consolidation verification" + (" (dry run: nothing written)" if report.dry_run else "")
@@ -54,21 +60,11 @@ def render_report(console: Console, report: Report) -> None:
             Text.assemble(plain(name), f": a column the import does not read ({where})"),
             f"{extra['rows_with_value']:,}",
         )
-        if extra.get("rows_left_in_the_backup_for_size"):
-            facts.add_row(
-                Text.assemble(
-                    plain(name), ": values kept in the backup only (the lead's metadata would pass 64 KiB)"
-                ),
-                f"{extra['rows_left_in_the_backup_for_size']:,}",
-            )
-        if extra.get("rows_left_in_the_backup_for_a_metadata_key"):
-            facts.add_row(
-                Text.assemble(
-                    plain(name),
-                    ": values kept in the backup only (the row's metadata has that key, which wins)",
-                ),
-                f"{extra['rows_left_in_the_backup_for_a_metadata_key']:,}",
-            )
+        for key, why in _LEFT_IN_THE_BACKUP:
+            if extra.get(key):
+                facts.add_row(
+                    Text.assemble(plain(name), f": values kept in the backup only ({why})"), f"{extra[key]:,}"
+                )
     for check in report.tables:
         if check.deleted_in_landing:
             facts.add_row(
