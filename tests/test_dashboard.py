@@ -718,3 +718,54 @@ def test_placeholder_sources_stored_before_stay_and_are_named(db_url: str, cast:
                 )
         finally:
             conn.rollback()
+
+
+@pytest.mark.parametrize("padded", ["fb_nbsp\u00a0", "\u200bfb_zw", "fb_tab\t", "fb_line\r\n"])
+def test_a_source_with_blanks_around_it_is_refused(api: PostgrestSession, cast: Cast, padded: str) -> None:
+    """A touch records its source trimmed of blanks, so a source with a no-break, zero-width
+    space, tab or line break around it would match no lead (found by review: it was
+    accepted); the trimmed source is accepted."""
+    insert = "insert into public.traffic_user_utm_sources (utm_source, user_id) values (%s, %s)"
+    with pytest.raises(ApiError) as err:
+        api.query(cast.admin, insert, [padded, cast.targetologist.user_id])
+    assert err.value.code == "23514" and _SOURCE_IS_A_TOUCH in err.value.message
+    api.query(cast.admin, insert, [padded.strip("\u00a0\u200b\t\r\n"), cast.targetologist.user_id])
+
+
+def test_padded_sources_stored_before_stay(db_url: str, cast: Cast) -> None:
+    """20261210100200 over a source with blanks around it stored before: the row stays, the
+    constraint checks new and changed rows only (`onai-db monitor` lists it as not yet
+    validated). As the migration runs (the owner), rolled back at the end."""
+    from pathlib import Path
+
+    migration = (
+        Path(__file__).parents[1] / "supabase/migrations/20261210100200_utm_sources_without_blanks.sql"
+    )
+    with psycopg.connect(db_url) as conn:
+        try:
+            conn.execute(f"alter table public.traffic_user_utm_sources drop constraint {_SOURCE_IS_A_TOUCH}")
+            conn.execute(
+                "alter table public.traffic_user_utm_sources add constraint"
+                f" {_SOURCE_IS_A_TOUCH} check (private.utm_touch_value(utm_source) is not null)"
+            )
+            conn.execute(
+                "insert into public.traffic_user_utm_sources (utm_source, user_id) values (%s, %s)",
+                ["fb_stored\u00a0", cast.targetologist.user_id],
+            )
+            conn.execute(migration.read_text())
+            validated = conn.execute(
+                "select convalidated from pg_catalog.pg_constraint where conname = %s", [_SOURCE_IS_A_TOUCH]
+            ).fetchone()
+            assert validated == (False,)
+            kept = conn.execute(
+                "select count(*) from public.traffic_user_utm_sources where utm_source = %s",
+                ["fb_stored\u00a0"],
+            )
+            assert kept.fetchone() == (1,)
+            with pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute(
+                    "insert into public.traffic_user_utm_sources (utm_source, user_id) values (%s, %s)",
+                    ["fb_new\u00a0", cast.targetologist.user_id],
+                )
+        finally:
+            conn.rollback()

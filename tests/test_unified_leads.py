@@ -443,11 +443,30 @@ def test_a_merge_never_fails_on_the_size_of_the_merged_metadata(api: PostgrestSe
     assert loser["merged_into"] == older["lead_id"] and set(loser["metadata"]) == {"b"}
 
 
-def test_repair_of_stored_touches_follows_the_new_rule(api: PostgrestSession) -> None:
+_TOUCHES_ARE_REAL = "traffic_leads_touch_sources_are_real"
+
+
+def _as_before_the_touch_constraint(api: PostgrestSession) -> None:
+    """The repairs ran before 20261210100100 refused placeholder sources on live leads; the
+    tests make what those repairs found as it was then (the caller rolls back)."""
+    api.conn.execute(f"alter table public.traffic_leads drop constraint {_TOUCHES_ARE_REAL}")
+
+
+def test_repair_of_stored_touches_follows_the_new_rule(db_url: str) -> None:
     """20261122130200 run again over leads stored under the old rule: first/last touch
-    recomputed from the journey, and a lead with no source-naming event keeps no touch."""
+    recomputed from the journey, and a lead with no source-naming event keeps no touch. As
+    the owner (to make the old state); rolled back at the end."""
+    with psycopg.connect(db_url) as conn:
+        try:
+            _repair_stored_touches(PostgrestSession(conn))
+        finally:
+            conn.rollback()
+
+
+def _repair_stored_touches(api: PostgrestSession) -> None:
     from pathlib import Path
 
+    _as_before_the_touch_constraint(api)
     phone, other = unique_phone(), unique_phone()
     t0 = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
     row = record(api, p_phone=phone, p_occurred_at=t0)
@@ -555,7 +574,7 @@ def test_repair_of_placeholder_touches(db_url: str) -> None:
     """20261208100200 run again over leads stored before placeholders were no value: a
     placeholder source's touches are recomputed from the journey, a placeholder in another
     field of a real touch becomes NULL, a real touch is left as it is. As the migration runs:
-    as the owner (private.utm_touch_value is no API role's); all rolled back at the end."""
+    as the owner; all rolled back at the end."""
 
     with psycopg.connect(db_url) as conn:
         try:
@@ -567,6 +586,7 @@ def test_repair_of_placeholder_touches(db_url: str) -> None:
 def _repair_placeholder_touches(api: PostgrestSession) -> None:
     from pathlib import Path
 
+    _as_before_the_touch_constraint(api)
     phone, other, fine = unique_phone(), unique_phone(), unique_phone()
     t0 = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
     row = record(api, p_phone=phone, p_utm_source="undefined", p_occurred_at=t0)
@@ -676,6 +696,7 @@ def _merged_pair(
 def _repair_touches_from_merged_leads(api: PostgrestSession) -> None:
     from pathlib import Path
 
+    _as_before_the_touch_constraint(api)
     t0 = dt.datetime(2026, 10, 1, 9, tzinfo=dt.UTC)
     day = dt.timedelta(days=1)
     # the only real touch is the merged lead's; the old repair left the live lead none
@@ -719,6 +740,139 @@ def _repair_touches_from_merged_leads(api: PostgrestSession) -> None:
     after = {i: lead(api, i) for i in (alone, later, decided)}
     api.conn.execute(repair.read_text())
     assert {i: lead(api, i) for i in (alone, later, decided)} == after
+
+
+def test_live_leads_recompute_touches_from_every_real_touch(db_url: str) -> None:
+    """20261210100100 run again over the leads its review found (as the owner, the constraint
+    it adds dropped first so the old states can be made; rolled back at the end): a merged
+    lead's real last touch behind a placeholder first touch becomes the live lead's first
+    touch (20261209100100 offered first touches only), a merged lead's real first touch its
+    last touch too, a placeholder a merge took from a directly inserted lead gives way to the
+    lead's real touches (its journey's events among them), blanks around a source go, a
+    journey row the service role wrote directly is no touch, and a second run changes
+    nothing."""
+    with psycopg.connect(db_url) as conn:
+        try:
+            _recompute_touches_from_every_real_touch(PostgrestSession(conn))
+        finally:
+            conn.rollback()
+
+
+def _direct_lead(api: PostgrestSession, t0: dt.datetime, first: tuple, last: tuple) -> tuple[uuid.UUID, str]:
+    """A lead the service role inserts with its touches ((source, medium, at) each), by email,
+    created after the RPC's leads of the test, so a merge keeps those."""
+    email = f"direct-{uuid.uuid4().hex[:8]}@example.kz"
+    row = api.query(
+        SERVICE,
+        "insert into public.traffic_leads (email, first_utm_source, first_utm_medium, first_touch_at,"
+        " last_utm_source, last_utm_medium, last_touch_at, created_at) values (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " returning id",
+        [email, *first, *last, t0 + dt.timedelta(days=8)],
+    )
+    return row[0]["id"], email
+
+
+def _recompute_touches_from_every_real_touch(api: PostgrestSession) -> None:
+    from pathlib import Path
+
+    _as_before_the_touch_constraint(api)
+    t0 = dt.datetime(2026, 10, 1, 9, tzinfo=dt.UTC)
+    day = dt.timedelta(days=1)
+    touches = (
+        "first_utm_source, first_utm_medium, first_touch_at, last_utm_source, last_utm_medium, last_touch_at"
+    )
+
+    def touch(lead_id: uuid.UUID) -> tuple:
+        row = lead(api, lead_id)
+        return tuple(row[c] for c in touches.split(", "))
+
+    def merge_into(phone: str, email: str) -> uuid.UUID:
+        merged = record(api, p_phone=phone, p_email=email, p_occurred_at=t0 + 9 * day)
+        assert merged["merged"]
+        return merged["lead_id"]
+
+    # the merged lead's first touch is a placeholder, its last real and earlier than the live lead's
+    phone = unique_phone()
+    behind = record(api, p_phone=phone, p_utm_source="fb_live", p_occurred_at=t0 + 4 * day)["lead_id"]
+    _, email = _direct_lead(api, t0, ("undefined", None, t0), ("fb_merged", "cpc", t0 + day))
+    assert merge_into(phone, email) == behind
+    # the merged lead's first touch is real, its last a placeholder; the live lead has none
+    phone = unique_phone()
+    mirror = record(api, p_phone=phone, p_occurred_at=t0 + 4 * day)["lead_id"]
+    _, email = _direct_lead(api, t0, ("fb_first", "cpc", t0), ("(direct)", None, t0 + 2 * day))
+    assert merge_into(phone, email) == mirror
+    # the merge took a directly inserted placeholder as the earlier first touch and so lost
+    # the live lead's own first touch from the row; its journey still has it
+    phone = unique_phone()
+    displaced = record(api, p_phone=phone, p_utm_source="fb_a", p_occurred_at=t0 + 3 * day)["lead_id"]
+    record(api, p_phone=phone, p_utm_source="fb_b", p_utm_medium="cpc", p_occurred_at=t0 + 5 * day)
+    _, email = _direct_lead(api, t0, ("undefined", None, t0), ("{campaign}", None, t0))
+    assert merge_into(phone, email) == displaced
+    assert touch(displaced)[0] == "undefined"
+    # blanks around a directly written source, and a journey row written directly (no touch)
+    padded, _ = _direct_lead(api, t0, ("fb_pad\u00a0", "cpc", t0 + day), (None, None, None))
+    placeholder, _ = _direct_lead(api, t0, ("nil", None, t0 + day), ("nil", None, t0 + day))
+    api.query(
+        SERVICE,
+        "insert into public.traffic_lead_journey (lead_id, stage, utm_source, occurred_at)"
+        " values (%s, 'proftest_submitted', 'fb_direct_row', %s)",
+        [placeholder, t0],
+    )
+    # a lead the rule already holds
+    fine = record(api, p_phone=unique_phone(), p_utm_source="fb_fine", p_occurred_at=t0)["lead_id"]
+    before = lead(api, fine)
+
+    migration = (
+        Path(__file__).parents[1] / "supabase/migrations/20261210100100_live_lead_touches_are_real.sql"
+    )
+    api.conn.execute(migration.read_text())
+
+    assert touch(behind) == ("fb_merged", "cpc", t0 + day, "fb_live", None, t0 + 4 * day)
+    assert touch(mirror) == ("fb_first", "cpc", t0, "fb_first", "cpc", t0)
+    assert touch(displaced) == ("fb_a", None, t0 + 3 * day, "fb_b", "cpc", t0 + 5 * day)
+    assert touch(padded) == ("fb_pad", "cpc", t0 + day, "fb_pad", "cpc", t0 + day)
+    assert lead(api, padded)["utm_source"] == "fb_pad"
+    assert touch(placeholder) == (None, None, None, None, None, None)
+    assert lead(api, fine) == before
+    after = {i: lead(api, i) for i in (behind, mirror, displaced, padded, placeholder)}
+    _as_before_the_touch_constraint(api)
+    api.conn.execute(migration.read_text())
+    assert {i: lead(api, i) for i in after} == after
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("first_utm_source", "undefined"), ("last_utm_source", "{campaign}"), ("first_utm_source", "fb_nbsp\u00a0"),
+     ("last_utm_source", "\u200bfb_zw")],
+)  # fmt: skip
+def test_a_live_lead_refuses_a_source_no_touch_would_record(
+    api: PostgrestSession, column: str, value: str
+) -> None:
+    """A direct write of a placeholder or of blanks around a source is refused (23514, found
+    by review: a merge took such a touch as the earlier first touch and the lead could never
+    be attributed); the RPC never stores one, and a real source is taken."""
+    row = record(api, p_phone=unique_phone(), p_utm_source="fb_real", p_occurred_at=dt.datetime(2026, 10, 1))
+    at = "first_touch_at" if column.startswith("first") else "last_touch_at"
+    with pytest.raises(ApiError) as err:
+        api.query(
+            SERVICE,
+            f"update public.traffic_leads set {column} = %s, {at} = now() where id = %s",
+            [value, row["lead_id"]],
+        )
+    assert err.value.code == "23514" and _TOUCHES_ARE_REAL in err.value.message
+    with pytest.raises(ApiError) as err:
+        api.query(
+            SERVICE,
+            f"insert into public.traffic_leads (phone, {column}, {at}) values (%s, %s, now())",
+            [unique_phone(), value],
+        )
+    assert err.value.code == "23514" and _TOUCHES_ARE_REAL in err.value.message
+    api.query(
+        SERVICE,
+        f"update public.traffic_leads set {column} = 'fb_taken', {at} = now() where id = %s",
+        [row["lead_id"]],
+    )
+    assert lead(api, row["lead_id"])[column] == "fb_taken"
 
 
 def test_line_breaks_tabs_and_unicode_spaces_count_as_blank(api: PostgrestSession) -> None:
