@@ -15,6 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .errors import ConfigError
 from .render import plain
@@ -35,6 +36,9 @@ class MonitorSnapshot:
     worker_connections: int = 0
     # more errors / dead jobs / deactivated chats exist than the lists hold
     truncated: dict[str, bool] = field(default_factory=dict)
+    # rules a migration added for new and changed rows only, because rows stored before
+    # break them (`supabase db push` does not show the migration's warning)
+    constraints_not_validated: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """For JSON: times as ISO 8601 in UTC, ages as ``<name>_seconds`` numbers."""
@@ -45,8 +49,9 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
-            if isinstance(item, timedelta):
-                out[f"{key}_seconds"] = round(item.total_seconds(), 3)
+            # an age is "<name>_seconds" also when there is none (null), so the key never moves
+            if isinstance(item, timedelta) or (item is None and key.endswith("_age")):
+                out[f"{key}_seconds"] = None if item is None else round(item.total_seconds(), 3)
             else:
                 out[key] = _jsonable(item)
         return out
@@ -125,7 +130,18 @@ def snapshot(
         telegram_deactivated=chat_rows,
         worker_connections=int(workers[0]) if workers else 0,
         truncated={"errors": more_errors, "dead": more_dead, "telegram_deactivated": more_chats},
+        constraints_not_validated=_rows(conn, _NOT_VALIDATED),
     )
+
+
+_NOT_VALIDATED = """
+select c.conrelid::regclass::text as table_name, c.conname::text as constraint_name,
+  pg_catalog.pg_get_constraintdef(c.oid) as definition
+from pg_catalog.pg_constraint as c
+join pg_catalog.pg_namespace as n on c.connamespace = n.oid
+where not c.convalidated and n.nspname in ('public', 'private')
+order by 1, 2
+"""
 
 
 def _age(value: Any) -> str:
@@ -267,4 +283,23 @@ def render(snap: MonitorSnapshot, console: Console) -> None:
             f"  {a['legacy_not_queued']} of those not queued were imported from Landing and wait for a decision: "
             "select enqueue_amocrm_lead_sync(p_include_legacy => true), repeated until it returns 0, queues them"
             " (runbook, after the cut-over)"
+        )
+    for c in snap.constraints_not_validated:
+        table, name = plain(c["table_name"]), plain(c["constraint_name"])
+        console.print(
+            Text.assemble(
+                Text("constraint ", style="red"),
+                name,
+                Text(" on ", style="red"),
+                table,
+                Text(" is not validated", style="red"),
+                ": rows stored before it break ",
+                plain(c["definition"]),
+                "; it checks new and changed rows only. Find those rows by that condition, fix or delete"
+                " them, then `alter table ",
+                table,
+                " validate constraint ",
+                name,
+                "`",
+            )
         )

@@ -302,3 +302,41 @@ def test_a_login_under_row_level_security_is_refused_not_told_all_is_well(
 
         with pytest.raises(ConfigError, match="row-level security applies"):
             snapshot(conn)
+
+
+def test_a_constraint_not_validated_is_shown_and_ages_keep_their_keys(
+    clean_outbox: psycopg.Connection, db_url: str
+) -> None:
+    """A migration that finds rows breaking its new rule leaves the constraint not validated
+    and says so in a warning, which `supabase db push` does not show (found by review): the
+    monitor names it with the way out. An empty queue's ages are `<name>_seconds` null, the
+    key a script reads when there is an age (found by review: the key moved)."""
+    table, name = "public.telegram_groups", "telegram_groups_monitor_probe"
+    conn = clean_outbox
+    conn.execute(
+        "insert into public.telegram_groups (chat_id, group_type, is_active) values (-99, 'leads', true)"
+    )
+    conn.execute(f"alter table {table} add constraint {name} check (chat_id < -100) not valid")
+    try:
+        snap = snapshot(conn)
+        assert [(c["table_name"], c["constraint_name"]) for c in snap.constraints_not_validated] == [
+            ("telegram_groups", name)
+        ]
+        console = Console(record=True, width=400)
+        render(snap, console)
+        text = console.export_text()
+        assert f"constraint {name} on telegram_groups is not validated" in text
+        assert f"alter table telegram_groups validate constraint {name}" in text
+        doc = snap.as_dict()
+        assert (
+            doc["constraints_not_validated"][0]["definition"]
+            == "CHECK ((chat_id < '-100'::integer)) NOT VALID"
+        )
+        assert all(
+            r["oldest_due_age_seconds"] is None and r["oldest_pending_age_seconds"] is None
+            for r in doc["queue"]
+        )
+    finally:
+        conn.execute(f"alter table {table} drop constraint {name}")
+        conn.execute("delete from public.telegram_groups where chat_id = -99")
+    assert snapshot(conn).constraints_not_validated == []
