@@ -1583,10 +1583,13 @@ def test_landing_text_in_the_report_and_json_numeric_cannot_hold(stack: LocalSta
     source = fresh_source(stack, "cons_text", rows=3, seed=5)
     huge = '{"v": 1.' + "1" * 7000 + "e-9999}"
     with psycopg.connect(source, autocommit=True) as conn:
-        conn.execute('alter table landing_leads add column "esc\x1b[31mred" text, add column x_json json')
+        conn.execute(
+            'alter table landing_leads add column "esc\x1b[31mred" text, add column x_json json,'
+            ' add column "nl\nOK: fake line" text'
+        )
         lead = conn.execute(
-            'insert into landing_leads (name, phone, "esc\x1b[31mred", x_json) values'
-            " ('Text', '+77015550701', 'v', %s) returning id",
+            'insert into landing_leads (name, phone, "esc\x1b[31mred", x_json, "nl\nOK: fake line") values'
+            " ('Text', '+77015550701', 'v', %s, 'w') returning id",
             (huge,),
         ).fetchone()[0]
         conn.execute("insert into lead_journey (lead_id, stage, source) values (%s, '[/]', 'x')", (lead,))
@@ -1604,6 +1607,11 @@ def test_landing_text_in_the_report_and_json_numeric_cannot_hold(stack: LocalSta
     shown = console.export_text()
     assert "quarantined - lead_journey: stage '[/]' is not a valid stage name" in shown
     assert "\x1b" not in shown and "landing_leads.esc\\x1b[31mred: a column" in shown
+    # a line break in a column's name made a report row of its own (found by review)
+    assert "landing_leads.nl\\nOK: fake line: a column" in shown
+    # a json value jsonb refuses, kept as its text in the metadata, is counted (found by review)
+    assert report.extra_columns["landing_leads.x_json"]["rows_kept_as_json_text"] == 1
+    assert "landing_leads.x_json: json values jsonb refuses, kept as their text" in shown
 
 
 def test_a_landing_column_changed_after_the_checks_stops_the_backup(
@@ -1627,6 +1635,43 @@ def test_a_landing_column_changed_after_the_checks_stops_the_backup(
     assert "landing_leads changed after the checks" in str(err.value) and "tmp_col text" in str(err.value)
     assert "later_col text" in str(err.value)
     assert not [p for p in (tmp_path / "bk").rglob("*") if p.is_file()]
+
+
+def test_a_landing_table_locked_by_another_session_is_named_then_refused(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Landing session holding (or awaiting) an exclusive lock on a table made the backup
+    wait without a word for as long as it lasted (found by review). The wait is announced,
+    naming that server process and its statement, and bounded: source_busy, nothing written.
+    Once the lock is free, the backup goes on and says so."""
+    import threading
+
+    from onai_db.consolidate import backup
+    from onai_db.consolidate.connect import check_source
+
+    monkeypatch.setattr(backup, "LOCK_WAIT_S", 1.0)
+    monkeypatch.setattr(backup, "_LOCK_TRY", "300ms")
+    source = fresh_source(stack, "cons_locked", rows=3, seed=8)
+    said: list[str] = []
+    with psycopg.connect(source, autocommit=True) as conn, psycopg.connect(source) as other:
+        columns, types = check_source(conn)
+        other.execute("lock table public.lead_journey in access exclusive mode")
+        pid = other.info.backend_pid
+        with pytest.raises(ConsolidationError) as err:
+            backup.backup_tables(conn, columns, types, tmp_path / "bk", lambda *a: None, said.append)
+        assert err.value.kind == "source_busy"
+        assert f"server process {pid} holds an exclusive lock on lead_journey" in str(err.value)
+        assert len(said) == 1 and f"server process {pid}" in said[0] and "lock table" in said[0], said
+        assert not [p for p in (tmp_path / "bk").rglob("*") if p.is_file()]
+        # freed while the backup waits: it goes on
+        said.clear()
+        monkeypatch.setattr(backup, "LOCK_WAIT_S", 30.0)
+        threading.Timer(1.0, other.rollback).start()
+        manifest = backup.backup_tables(conn, columns, types, tmp_path / "bk2", lambda *a: None, said.append)
+    assert set(manifest.tables) == set(columns)
+    assert said[0].startswith("waiting for Landing's tables") and said[-1].endswith(
+        "going on with the backup"
+    )
 
 
 def test_columns_beyond_the_known_schema_are_used_kept_and_reported(

@@ -35,12 +35,27 @@ class OutputConsole(Console):
         self._width, self._height = new_size  # as rich's own setter
 
 
+# with them, for a label on one line: a line break or tab in it (a Landing column's name) made
+# a report row of its own (found by review)
+_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(value: object) -> Text:
+    """:func:`plain`, with line breaks and tabs written as escapes too: a label that must stay
+    on its line."""
+    return _escaped(_CONTROL_ONE_LINE, value)
+
+
+def _escaped(control: re.Pattern[str], value: object) -> Text:
+    text = "" if value is None else str(value)
+    return Text(control.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text))
+
+
 def plain(value: object) -> Text:
     """Text from the database or a provider, shown as it is: never read as rich markup (an
     error quoting ``[/b]`` crashed the monitor, ``[field: X]`` vanished) and with control
     characters written as escapes (an ESC in an error reached the terminal)."""
-    text = "" if value is None else str(value)
-    return Text(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text))
+    return _escaped(_CONTROL, value)
 
 
 _ABBREV = {"select": "S", "insert": "I", "update": "U", "delete": "D", "execute": "X"}

@@ -364,24 +364,45 @@ MAP_SQL = (
 )
 
 
-def count_extra_values(conn: psycopg.Connection, manifest: Manifest) -> dict[str, dict[str, object]]:
+def count_extra_values(
+    conn: psycopg.Connection, manifest: Manifest, types: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, dict[str, object]]:
     """Per ``table.column`` the import does not read: how many rows have a value, and where
-    those values are kept (the lead's metadata, or only the backup)."""
+    those values are kept (the lead's metadata, or only the backup); for a json column, how
+    many values jsonb refuses and the metadata keeps as their JSON text (a string: found by
+    review, they were not counted)."""
     out: dict[str, dict[str, object]] = {}
     for table, info in manifest.tables.items():
         extra = extra_columns(table, info.columns)
         if not extra:
             continue
+        kinds = (types or {}).get(table, {})
         # a blank value is no value (it is not kept either)
-        counts = sql.SQL(", ").join(
+        counts: list[sql.Composable] = [
             sql.SQL("count({})").format(sql.SQL(blank_null(sql.Identifier(c).as_string(None)))) for c in extra
-        )
+        ]
+        as_text = [c for c in extra if kinds.get(c) == "json"]
+        doubt = sql.Literal(_JSONB_DOUBT).as_string(None)
+        for c in as_text:
+            ident = sql.Identifier(c).as_string(None)
+            counts.append(
+                sql.SQL(
+                    f"count(*) filter (where ({ident} ~ {doubt} or length({ident}) > {_JSONB_DOUBT_LENGTH})"
+                    f" and not private.jsonb_accepts({_without_nul(ident)}))"
+                )
+            )
         row = conn.execute(
-            sql.SQL("select {} from {}").format(counts, sql.Identifier("private", raw_table(table)))
+            sql.SQL("select {} from {}").format(
+                sql.SQL(", ").join(counts), sql.Identifier("private", raw_table(table))
+            )
         ).fetchone()
-        for column, n in zip(extra, row or (), strict=True):
+        values = list(row or ())
+        for column, n in zip(extra, values[: len(extra)], strict=True):
             if n:
                 out[f"{table}.{column}"] = {"rows_with_value": n, "kept_in": EXTRA_COLUMNS_KEPT_IN[table]}
+        for column, n in zip(as_text, values[len(extra) :], strict=True):
+            if n and f"{table}.{column}" in out and EXTRA_COLUMNS_KEPT_IN[table] != "backup only":
+                out[f"{table}.{column}"]["rows_kept_as_json_text"] = n
         if EXTRA_COLUMNS_KEPT_IN[table] == "backup only":
             continue
         # rows imported whose value of a column stays in the backup only: the lead's metadata

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..render import plain
+from ..render import one_line, plain
 from .demo import AttributionRow
 from .verify import Report
 
@@ -57,13 +57,19 @@ def render_report(console: Console, report: Report) -> None:
         # a column's name is Landing's data: never read as markup (found by review: '[/]' failed
         # the report of a completed run, '[green]…' could fake a line), no control character
         facts.add_row(
-            Text.assemble(plain(name), f": a column the import does not read ({where})"),
+            Text.assemble(one_line(name), f": a column the import does not read ({where})"),
             f"{extra['rows_with_value']:,}",
         )
+        if extra.get("rows_kept_as_json_text"):
+            facts.add_row(
+                Text.assemble(one_line(name), ": json values jsonb refuses, kept as their text (a string)"),
+                f"{extra['rows_kept_as_json_text']:,}",
+            )
         for key, why in _LEFT_IN_THE_BACKUP:
             if extra.get(key):
                 facts.add_row(
-                    Text.assemble(plain(name), f": values kept in the backup only ({why})"), f"{extra[key]:,}"
+                    Text.assemble(one_line(name), f": values kept in the backup only ({why})"),
+                    f"{extra[key]:,}",
                 )
     for check in report.tables:
         if check.deleted_in_landing:
@@ -88,7 +94,7 @@ def render_report(console: Console, report: Report) -> None:
         )
     for k, v in report.quarantine_reasons.items():
         # a reason quotes Landing's values (a stage '[/]' failed the report, found by review)
-        facts.add_row(Text.assemble("quarantined - ", plain(k)), f"{v:,}")
+        facts.add_row(Text.assemble("quarantined - ", one_line(k)), f"{v:,}")
     console.print(facts)
     changes = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in report.changes.items())
     if not report.changed and report.ok:

@@ -322,7 +322,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         if opts.backup_dir is None:
             backup.remove_abandoned_default_backups()
         manifest = backup.backup_tables(
-            src, columns, types, opts.backup_dir or backup.default_backup_dir(), progress
+            src, columns, types, opts.backup_dir or backup.default_backup_dir(), progress, opts.notice
         )
         seconds["backup"] = time.perf_counter() - t0
 
@@ -365,7 +365,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         t0 = time.perf_counter()
         json_kept = load.load_raw(tgt, manifest, progress, json_columns)
         load.build_stage(tgt, progress, manifest, types)
-        extra_values = load.count_extra_values(tgt, manifest)
+        extra_values = load.count_extra_values(tgt, manifest, types)
         phase("identity")
         commit()
         seconds["stage"] = time.perf_counter() - t0
