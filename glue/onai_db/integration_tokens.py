@@ -88,6 +88,24 @@ def _kept(service: str, stored_refresh_token: str | None) -> TokenGrant | None:
     return _aged(kept[0], kept[1])
 
 
+# token refreshes waiting for the provider's answer in this process: a worker that stops
+# waits for them, since the answer's pair is the only valid one once the provider rotated
+_in_flight = 0
+_in_flight_lock = threading.Lock()
+
+
+def refreshes_in_flight() -> int:
+    """How many token refreshes of this process wait for the provider's answer now."""
+    with _in_flight_lock:
+        return _in_flight
+
+
+def _refreshing(delta: int) -> None:
+    global _in_flight
+    with _in_flight_lock:
+        _in_flight += delta
+
+
 def has_kept_tokens() -> bool:
     """Whether this process keeps a refreshed pair it could not store yet."""
     with _unsaved_lock:
@@ -232,11 +250,14 @@ class TokenStore:
                     if not current.refresh_token:
                         self._abort("no refresh token stored")
                         raise TransientError(f"{self.service}: no refresh token stored (re-authorize)")
+                    _refreshing(+1)
                     try:
                         grant = do_refresh(current.refresh_token)
                     except ProviderError as exc:
                         self._abort(str(exc))
                         raise
+                    finally:
+                        _refreshing(-1)
                 return self._store_or_keep(grant, current.refresh_token)
             if time.monotonic() > deadline:
                 raise TransientError(
@@ -256,11 +277,14 @@ class TokenStore:
             _unsaved[self.service] = entry  # the newest pair: it replaced what the database holds
         try:
             # conditional, as the pair is visible to the process's other threads from now on
-            _store_if_current(self.conn, self.service, grant, replaced, self.worker)
+            result = _store_if_current(self.conn, self.service, grant, replaced, self.worker)
         except _STORE_FAILED as exc:
             error: Exception = exc
         else:
             _forget(self.service, entry)  # by identity: a newer pair kept meanwhile stays
+            if result == "stale":  # a person re-authorized meanwhile: their pair stays, and the
+                # lease goes back (found by review: the next refresh waited for it to lapse)
+                self._abort("a newer pair was stored during this refresh (re-authorized?); it is kept")
             return self.load()
         for pause in _STORE_PAUSES if self.reconnect else ():
             time.sleep(pause)

@@ -27,7 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .connection import CONNECTION_LOST, describe_url, first_line
 from .errors import ConfigError, DatabaseUnreachableError, OnaiDbError, StackError
-from .integration_tokens import has_kept_tokens, store_kept_tokens
+from .integration_tokens import has_kept_tokens, refreshes_in_flight, store_kept_tokens
 from .outbox import KINDS, Job, Outbox, connect, use_service_role
 from .outbox_handlers import HandlerContext, Handlers, ProviderConfig, require_kinds
 from .providers.base import Delivery, PermanentError, ProviderError, RateLimitedError
@@ -247,9 +247,16 @@ class Worker:
             with self._leases:
                 for t in threads:
                     t.start()
+                stored_on_stop = False
                 while any(t.is_alive() for t in threads):
                     for t in threads:
                         t.join(timeout=min(self.config.housekeeping_seconds, 1.0))
+                    if self.stop.is_set() and not stored_on_stop:
+                        # at once, not after the busy threads end: a stop's grace period may end
+                        # first (found by review: stored 9 s after SIGTERM, behind a slow call)
+                        stored_on_stop = True
+                        if has_kept_tokens():
+                            self._store_kept_tokens_on_the_way_out(self.id_prefix)
                     if not once:
                         self._housekeeping_or_warn()
                         self._progress()
@@ -272,6 +279,19 @@ class Worker:
         deadline = time.monotonic() + self.config.http_timeout_seconds + 10.0
         for t in threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
+        # a token refresh waiting for the provider's answer: once the provider has rotated, that
+        # answer's pair is the only valid one, so wait for it as long as the refresh's lease
+        # (found by review: a run ended by an error lost it without a word)
+        refresh_deadline = time.monotonic() + 4 * self.config.http_timeout_seconds + 5.0
+        while refreshes_in_flight() and time.monotonic() < refresh_deadline:
+            for t in threads:
+                t.join(timeout=0.2)
+        if refreshes_in_flight():
+            self.echo(
+                f"{refreshes_in_flight()} token refresh(es) still wait for the provider's answer as the worker"
+                " stops: if the provider rotated the pair, it is lost with this process; re-authorize when the"
+                " next refresh is refused"
+            )
         busy = sum(t.is_alive() for t in threads)
         if busy:
             self.echo(

@@ -1254,13 +1254,14 @@ def test_a_refreshed_pair_is_kept_before_its_first_store(
     assert store_kept_tokens(lambda: connect(db_url)) == []
 
 
-@pytest.mark.parametrize("expires_in", ["soon", None, -5, "NaN"])
+@pytest.mark.parametrize("expires_in", ["soon", None, -5, "NaN", 1e12, 1e13])
 def test_a_token_answer_without_a_usable_lifetime_is_stored_with_a_days(
     fake: FakeProviders, queue: Outbox, db_url: str, expires_in: object
 ) -> None:
     """A 200 whose expires_in is no positive number raised ValueError out of the refresh:
-    the lease stayed taken and the issued pair was lost (found by review). It is stored with
-    AmoCRM's usual day."""
+    the lease stayed taken and the issued pair was lost (found by review). So did one past
+    timestamp's range (1e13 s), and 1e12 s stored a time no client reads back (found by
+    review). It is stored with AmoCRM's usual day."""
     _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
     fake.amo_access, fake.amo_refresh = "new-access", "new-refresh"  # what the answer below issues
     fake.script(
@@ -1276,3 +1277,25 @@ def test_a_token_answer_without_a_usable_lifetime_is_stored_with_a_days(
         " from public.integration_tokens"
     ).fetchone()
     assert row == ("new-access", "new-refresh", None, True)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [Reply(200, raw=b"<html>proxy</html>"), Reply(200, {"token_type": "Bearer", "expires_in": 86400}),
+     Reply(200, raw=b"not gzip", headers={"Content-Encoding": "gzip"})],
+)  # fmt: skip
+def test_a_token_answer_that_is_no_token_is_tried_again_with_the_lease_given_back(
+    fake: FakeProviders, queue: Outbox, db_url: str, reply: Reply
+) -> None:
+    """A 200 that is no token answer said "refresh token rejected: re-authorize" and the job
+    went dead; an answer that cannot be decoded escaped the refresh with its lease taken
+    (found by review). Both are transient: the stored pair stays, the lease is free."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    fake.script("amocrm_token", reply)
+    with connect(db_url) as conn, httpx.Client(timeout=5) as http, pytest.raises(TransientError) as err:
+        _client(conn, fake, http, "w1").move_lead_stage(9100, 1)
+    assert "re-authorize" not in str(err.value)
+    row = queue.conn.execute(
+        "select access_token, refresh_token, refresh_owner from public.integration_tokens"
+    ).fetchone()
+    assert row == ("amo-access-1", "amo-refresh-1", None)

@@ -139,6 +139,14 @@ class AmoCrmClient:
                 None if refresh is None else str(refresh),
                 _lifetime(body.get("expires_in")),
             )
+        if response.status_code == 200:
+            # a 200 that is no token answer (a proxy's page, a body without access_token) is
+            # no rejection of the refresh token: it said "re-authorize" and the job went dead
+            # (found by review); tried again, the stored pair unchanged
+            raise TransientError(
+                "amocrm token refresh: HTTP 200 without an access token in its answer"
+                " (a proxy or a changed API?); the stored pair is kept and tried again"
+            )
         err = _error(response, "token refresh")
         # a rejected refresh token will not start working by itself: say so plainly
         if isinstance(err, (PermanentError, AuthExpiredError)):
@@ -290,10 +298,16 @@ def _first_id(response: httpx.Response, entity: str) -> int:
 
 def _lifetime(expires_in: object) -> float:
     """A token's lifetime in seconds from the token endpoint's ``expires_in``: AmoCRM's default
-    (a day) when it is missing or no positive number (found by review: a ValueError escaped
-    the refresh, and the issued pair was lost with it)."""
+    (a day) when it is missing, no positive number (found by review: a ValueError escaped
+    the refresh, and the issued pair was lost with it) or longer than MAX_LIFETIME_S (found by
+    review: 1e13 s is out of timestamp's range, so the pair could never be stored, and 1e12 s
+    stored a time no client can read back)."""
     try:
         seconds = float(expires_in)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return 86400.0
-    return seconds if math.isfinite(seconds) and seconds > 0 else 86400.0
+    return seconds if math.isfinite(seconds) and 0 < seconds <= MAX_LIFETIME_S else 86400.0
+
+
+# AmoCRM's access tokens live a day; anything past a year is no lifetime this code can trust
+MAX_LIFETIME_S = 366 * 86400.0

@@ -99,6 +99,9 @@ def request(client: httpx.Client, service: str, method: str, url: str, **kwargs:
         raise TransientError(f"{service}: timeout ({type(exc).__name__})") from None
     except httpx.TransportError as exc:
         raise TransientError(f"{service}: network error ({type(exc).__name__})") from None
+    except httpx.HTTPError as exc:  # an answer that cannot be read (a gzip header over a plain
+        # body, too many redirects): it escaped, and a token refresh kept its lease (found by review)
+        raise TransientError(f"{service}: unreadable answer ({type(exc).__name__})") from None
 
 
 def classify_status(service: str, response: httpx.Response, detail: str) -> ProviderError:
