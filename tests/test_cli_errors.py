@@ -455,3 +455,81 @@ def test_without_a_database_url_the_error_names_the_setting(tmp_path: Path) -> N
     (tmp_path / "supabase" / "config.toml").write_text('project_id = "scratch"\n')
     for command in (("monitor",), ("worker", "--once", "--dry-run")):
         one_line_error(cli(*command, ONAI_DB_PROJECT_DIR=str(tmp_path)), 2, "set ONAI_DB_URL", "local up")
+
+
+def test_consolidate_without_a_target_names_the_setting(tmp_path: Path) -> None:
+    """With no target setting and no local stack, consolidate said "start the local stack";
+    on a server that is the wrong advice (found by review). It is a config error naming the
+    settings, as for the worker and the monitor."""
+    (tmp_path / "supabase").mkdir()
+    (tmp_path / "supabase" / "config.toml").write_text('project_id = "scratch"\n')
+    out = cli("consolidate", "--source", "postgresql://h/landing", ONAI_DB_PROJECT_DIR=str(tmp_path))
+    one_line_error(out, 2, "no target", "set ONAI_DB_URL", "not running")
+
+
+def test_an_api_url_for_a_database_is_named_as_such() -> None:
+    """A project's HTTP API URL given for its database gave libpq's 'missing "=" after ...'
+    (found by review: operators have the *_SUPABASE_URL values at hand)."""
+    out = cli("consolidate", "--source", "https://abc.supabase.co", "--json")
+    one_line_error(out, 2, "is an HTTP address", "postgresql://")
+    assert json.loads(out.stdout)["error_kind"] == "config"
+
+
+def test_a_password_is_hidden_as_a_word_only(stack: LocalStack, test_db: str) -> None:
+    """The password was replaced wherever its letters stood: a password "on" made
+    "c***necti*** refused", and one equal to the user's name hid which role does not exist
+    (found by review)."""
+    port = stack.require_running().port
+    out = cli("policies", "--url", "postgresql://someone:on@127.0.0.1:1/x")
+    one_line_error(out, 1, "Connection refused")
+    same = cli("policies", "--url", f"postgresql://cli_nobody:cli_nobody@127.0.0.1:{port}/{test_db}")
+    one_line_error(same, 1, 'role "cli_nobody" does not exist')
+
+
+def test_landing_text_in_an_error_reaches_the_terminal_escaped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error quoting Landing's text (a column's name) printed its ESC as it was: a
+    terminal cleared its screen and took a title (found by review)."""
+    code = (
+        "import onai_db.commands.consolidate as c\n"
+        "from onai_db.errors import ConsolidationError\n"
+        "def refuse(*args, **kwargs):\n"
+        "    raise ConsolidationError('columns changed: \\x1b[2J\\x1b]0;pwned\\x07[/]x text', kind='source_changed')\n"
+        "c.preflight = refuse\n"
+        "from onai_db.cli import main; main()\n"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    out = subprocess.run(
+        [sys.executable, "-c", code, "consolidate", "--source", "postgresql://h/l", "--target", "postgresql://h/t"],
+        capture_output=True, text=True, cwd=ROOT, check=False, env={**base, "COLUMNS": "400"},
+    )  # fmt: skip
+    one_line_error(out, 1, "columns changed: \\x1b[2J\\x1b]0;pwned\\x07[/]x text")
+    assert "\x1b" not in out.stderr
+
+
+def test_ctrl_c_is_reported_by_every_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """typer turns Ctrl-C into Exit(130), which came back as a bare exit code: `monitor
+    --json` ended with no line and no document (found by review)."""
+    from onai_db import cli as cli_mod
+    from onai_db.output_mode import want_json
+
+    monkeypatch.setattr(cli_mod, "app", lambda **_kwargs: 130)
+    want_json(True)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            cli_mod.main()
+    finally:
+        want_json(False)
+    assert stopped.value.code == 130
+    captured = capsys.readouterr()
+    assert "interrupted" in captured.err
+    doc = json.loads(captured.out)
+    assert doc["error_kind"] == "interrupted" and doc["exit_code"] == 130
+
+
+def test_requeue_dead_takes_no_other_option(stack: LocalStack, test_db: str) -> None:
+    """`worker --requeue-dead --dry-run` revived the dead jobs for real (found by review)."""
+    url = stack.database_url(test_db)
+    for extra in ("--dry-run", "--once"):
+        one_line_error(cli("worker", "--requeue-dead", extra, ONAI_DB_URL=url), 2, "--requeue-dead", extra)

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 import psycopg
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from . import local as local_mod
 from .connection import describe_error
@@ -161,7 +161,9 @@ def _fail(
     stdout too, so a machine reading stdout gets a document for every error onai-db reports.
     ``kind``: what went wrong, for machines; ``usage``: the click context of a usage error
     (its options parsed so far)."""
-    err_console.print(f"{markup}{escape(message)}", highlight=False)
+    # the message may quote Landing's or a server's text: never markup, control characters
+    # as escapes (an ESC in a Landing column's name reached the terminal; found by review)
+    err_console.print(Text.assemble(Text.from_markup(markup), plain(message)), highlight=False)
     if json_wanted() or _usage_asked_for_json(usage):
         typer.echo(error_document(message, code, kind, sqlstate))
     sys.exit(code)
@@ -214,6 +216,10 @@ def main() -> None:
         traceback.print_exc()
         bug = f"internal error ({type(exc).__name__}: {exc}); this is a bug in onai-db, "
         _fail(bug + "please report it with the traceback above", 1, "internal")
+    if code == 130:  # typer turns Ctrl-C into Exit(130), which returns here without a word
+        # (found by review: `monitor --json` ended silently, no document); a command that
+        # reports its own interruption exits with SystemExit instead
+        _fail("interrupted", 130, "interrupted", markup="")
     sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) returns n here
 
 

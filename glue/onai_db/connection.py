@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from .errors import DatabaseUnreachableError, OnaiDbError
+from .errors import ConfigError, DatabaseUnreachableError, OnaiDbError
 
 
 def _url_parts(url: str) -> tuple[str, str]:
@@ -76,6 +77,13 @@ def connect(
     """A connection to ``url``; unreachable, refused, unknown database or a malformed URL
     raise :class:`DatabaseUnreachableError` naming the database (``what``: "source", ...)."""
     label = f"the {what} database" if what else "the database"
+    if url.strip().lower().startswith(("http://", "https://")):
+        # a project's API URL (SUPABASE_URL) given for its database: libpq's answer was
+        # 'missing "=" after ...' (found by review)
+        raise ConfigError(
+            f"{label} URL {describe_url(url)} is an HTTP address (the project's API URL);"
+            " give its Postgres connection string, postgresql://... (Supabase dashboard: Connect)"
+        )
     userinfo = _url_parts(url)[0]
     if "@" in userinfo:  # libpq would take the host from inside the password, and print it
         raise DatabaseUnreachableError(
@@ -93,9 +101,11 @@ def connect(
         )
     except psycopg.Error as exc:
         message = first_line(exc)
-        secret = userinfo.split(":", 1)[1] if ":" in userinfo else ""
-        if secret:  # never echo a password, whatever the driver's message quotes
-            message = message.replace(secret, "***")
+        user, _, secret = userinfo.partition(":")
+        if secret and secret != user:  # never echo a password, whatever the driver's message
+            # quotes; as a whole word only (a password "on" made "c***necti*** refused", and one
+            # equal to the user's name hid which role does not exist: found by review)
+            message = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", "***", message)
         raise DatabaseUnreachableError(f"cannot connect to {label} {describe_url(url)}: {message}") from None
 
 

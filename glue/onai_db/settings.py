@@ -88,6 +88,19 @@ class Settings:
             value = lookup(self.env, name)
         return value if value is not None else default
 
+    def origin(self, name: str) -> str | None:
+        """Which of a setting's names gave its value, and from where, as ``get`` picks it:
+        "DATABASE_URL in the environment", "TRAFFIC_DB_URL in .env"; None when unset."""
+        names = (name, *ALIASES.get(name, ()))
+        if self.process is not None:
+            key = next((k for k in names if self.process.get(k)), None)
+            if key is not None:
+                return f"{key} in the environment"
+        key = next((k for k in names if self.env.get(k)), None)
+        if key is None:
+            return None
+        return f"{key} in the environment" if self.process is None else f"{key} in .env"
+
     def require(self, name: str, hint: str = "") -> str:
         value = self.get(name)
         if value is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -11,13 +12,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..connection import connect
+from ..connection import connect, describe_url
 from ..consolidate import ConsolidationOptions, run_consolidation
 from ..consolidate.backup import check_writable
 from ..consolidate.demo import attribution_summary
 from ..consolidate.render import render_attribution, render_report
 from ..consolidate.runner import PHASES, option_problem, preflight
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingDependencyError, StackError
 from ..local import LocalStack
 from ..output_mode import error_document, want_json
 from ..progress import phase_progress
@@ -25,7 +26,7 @@ from ..render import OutputConsole, plain
 from ..settings import Settings
 
 console = OutputConsole()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one line per message in logs
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
@@ -37,13 +38,22 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _target_url(settings: Settings, target: str | None) -> str:
+def _target_url(settings: Settings, target: str | None) -> tuple[str, str]:
+    """The target's URL and where it came from (the run names both, found by review: an
+    exported DATABASE_URL beat .env's TRAFFIC_DB_URL and the report said nothing)."""
     if target:
-        return target
+        return target, "--target"
     env = settings.get("ONAI_DB_URL")
     if env:
-        return env
-    return LocalStack(settings, echo=lambda _m: None).database_url()
+        return env, settings.origin("ONAI_DB_URL") or "ONAI_DB_URL"
+    try:
+        return LocalStack(settings, echo=lambda _m: None).database_url(), "the local stack"
+    except (StackError, MissingDependencyError):
+        # not "start the local stack": on a server that is the wrong advice (found by review)
+        raise ConfigError(
+            "no target: pass --target or set ONAI_DB_URL (or TRAFFIC_DB_URL, DATABASE_URL, SUPABASE_DB_URL);"
+            " the local stack, the default otherwise, is not running"
+        ) from None
 
 
 def register(app: typer.Typer) -> None:
@@ -94,7 +104,18 @@ def register(app: typer.Typer) -> None:
         src = source or settings.get("LANDING_DB_URL")
         if not src:
             raise ConfigError("no source: pass --source or set LANDING_DB_URL")
-        tgt = _target_url(settings, target)
+        src_from = "--source" if source else settings.origin("LANDING_DB_URL") or "LANDING_DB_URL"
+        tgt, tgt_from = _target_url(settings, target)
+        endpoints = {
+            "source": {"database": describe_url(src), "from": src_from},
+            "target": {"database": describe_url(tgt), "from": tgt_from},
+        }
+        where = plain(
+            f"source {describe_url(src)} ({src_from}) -> target {describe_url(tgt)} ({tgt_from})"
+            + (", dry run" if dry_run else "")
+        )
+        if err_console.is_terminal:  # a person watching sees where it writes before it does;
+            err_console.print(where, highlight=False)  # a log keeps an error to its one line
         # systemd, Kubernetes and `timeout` stop a run with SIGTERM: the same clean stop as Ctrl-C,
         # from the preflight on (it may wait for a lock on Landing's tables)
         seen: set[str] = set()  # the phases reached: an interrupt's message says what was written
@@ -139,7 +160,7 @@ def register(app: typer.Typer) -> None:
             err_console.print(message, highlight=False)
             if as_json:
                 typer.echo(error_document(message, 130, "interrupted"))
-            raise typer.Exit(130) from None
+            sys.exit(130)  # not typer.Exit(130): the CLI reports that as an unreported Ctrl-C
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
@@ -149,11 +170,12 @@ def register(app: typer.Typer) -> None:
                 rows = attribution_summary(conn)
         # a dry run's leads were rolled back: there is nothing to attribute (not "no leads")
         if as_json:
-            doc = report.to_json()
+            doc = {**endpoints, **report.to_json()}
             if attribution:
                 doc["attribution"] = None if dry_run else [asdict(r) for r in rows]
             typer.echo(json.dumps(doc, default=str))
         else:
+            console.print(where, highlight=False)
             render_report(console, report)
             if attribution and dry_run:
                 console.print("attribution: not shown for a dry run (its leads were rolled back)")

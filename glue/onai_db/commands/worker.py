@@ -48,6 +48,16 @@ def register(app: typer.Typer) -> None:
                     "--services names no service; give some of email,sms,telegram,amocrm"
                     " or leave it out for every configured one"
                 )
+        if requeue_dead and (dry_run or once or concurrency is not None):
+            # --requeue-dead revives and exits: with --dry-run it revived for real what the next
+            # worker then sent (found by review)
+            given = [
+                o for o, v in (("--dry-run", dry_run), ("--once", once), ("--concurrency", concurrency)) if v
+            ]
+            raise ConfigError(
+                f"--requeue-dead revives the dead jobs and exits; it takes no {', '.join(given)}:"
+                " run it alone (`onai-db monitor` lists the dead jobs first)"
+            )
         if requeue_dead:
             with connect(database_url(settings)) as conn:
                 queue = Outbox(conn)
