@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
             "target": {"database": describe_url(tgt), "from": tgt_from},
         }
         where = plain(
-            f"source {describe_url(src)} ({src_from}) -> target {describe_url(tgt)} ({tgt_from})"
+            " -> ".join(f"{side} {e['database']} ({e['from']})" for side, e in endpoints.items())
             + (", dry run" if dry_run else "")
         )
         if err_console.is_terminal:  # a person watching sees where it writes before it does;

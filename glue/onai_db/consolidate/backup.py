@@ -147,8 +147,7 @@ def _columns(pairs: list[tuple[str, str]]) -> str:
 
 # how long the backup waits for Landing's tables (an ALTER TABLE running or queued there)
 LOCK_WAIT_S = 60.0
-_LOCK_TRY_S = 5
-_LOCK_TRY = f"{_LOCK_TRY_S}s"
+_LOCK_TRY = "5s"  # each try's lock_timeout
 
 
 def _lock_tables(conn: psycopg.Connection, tables: list[str]) -> None:

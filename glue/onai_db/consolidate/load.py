@@ -28,6 +28,16 @@ _JSONB_DOUBT_LENGTH = 15000
 KEPT_JSON_KEY = "legacy_json_text"
 
 
+def _jsonb_refuses(ident: str) -> str:
+    """SQL condition: the json text in ``ident`` (a quoted column reference) is one jsonb
+    cannot hold. Only a value the cheap pattern cannot clear pays for the exact test."""
+    doubt = sql.Literal(_JSONB_DOUBT).as_string(None)
+    return (
+        f"({ident} ~ {doubt} or length({ident}) > {_JSONB_DOUBT_LENGTH})"
+        f" and not private.jsonb_accepts({_without_nul(ident)})"
+    )
+
+
 def keep_unreadable_json(conn: psycopg.Connection, table: str, column: str) -> int:
     """Values of a json-typed source column that jsonb cannot hold become
     ``{"legacy_json_text": <the text>}`` in the scratch table (the backup keeps the file as it
@@ -36,16 +46,12 @@ def keep_unreadable_json(conn: psycopg.Connection, table: str, column: str) -> i
     col = sql.Identifier(column)
     cur = conn.execute(
         sql.SQL(
-            "update {t} as r set {c} = pg_catalog.jsonb_build_object({k}, r.{c})::text"
-            " where (r.{c} ~ {doubt} or pg_catalog.length(r.{c}) > {long})"
-            " and not private.jsonb_accepts({fixed})"
+            "update {t} as r set {c} = pg_catalog.jsonb_build_object({k}, r.{c})::text where {refused}"
         ).format(
             t=ident,
             c=col,
             k=sql.Literal(KEPT_JSON_KEY),
-            doubt=sql.Literal(_JSONB_DOUBT),
-            long=sql.Literal(_JSONB_DOUBT_LENGTH),
-            fixed=sql.SQL(_without_nul(f"r.{column}")),
+            refused=sql.SQL(_jsonb_refuses(f"r.{col.as_string(None)}")),
         )
     )
     return cur.rowcount
@@ -277,12 +283,7 @@ def _extra_value(ident: str, kind: str) -> str:
     if kind == "jsonb":
         return parse_json(ident)
     if kind == "json":
-        doubt = sql.Literal(_JSONB_DOUBT).as_string(None)
-        return (
-            f"(case when ({ident} ~ {doubt} or length({ident}) > {_JSONB_DOUBT_LENGTH})"
-            f" and not private.jsonb_accepts({_without_nul(ident)}) then to_jsonb({ident})"
-            f" else {parse_json(ident)} end)"
-        )
+        return f"(case when {_jsonb_refuses(ident)} then to_jsonb({ident}) else {parse_json(ident)} end)"
     return ident
 
 
@@ -382,15 +383,9 @@ def count_extra_values(
             sql.SQL("count({})").format(sql.SQL(blank_null(sql.Identifier(c).as_string(None)))) for c in extra
         ]
         as_text = [c for c in extra if kinds.get(c) == "json"]
-        doubt = sql.Literal(_JSONB_DOUBT).as_string(None)
         for c in as_text:
-            ident = sql.Identifier(c).as_string(None)
-            counts.append(
-                sql.SQL(
-                    f"count(*) filter (where ({ident} ~ {doubt} or length({ident}) > {_JSONB_DOUBT_LENGTH})"
-                    f" and not private.jsonb_accepts({_without_nul(ident)}))"
-                )
-            )
+            refused = _jsonb_refuses(sql.Identifier(c).as_string(None))
+            counts.append(sql.SQL(f"count(*) filter (where {refused})"))
         row = conn.execute(
             sql.SQL("select {} from {}").format(
                 sql.SQL(", ").join(counts), sql.Identifier("private", raw_table(table))
