@@ -52,6 +52,9 @@ _STORE_TIMEOUTS = (
     " set_config('idle_in_transaction_session_timeout', '5s', true)"
 )
 
+# the lease question's wait on a token row another session holds, each time it asks
+_BEGIN_LOCK_TIMEOUT = "select set_config('lock_timeout', '2s', true)"
+
 
 @dataclass(frozen=True)
 class Token:
@@ -230,11 +233,7 @@ class TokenStore:
         deadline = time.monotonic() + self.wait_seconds
         delay = 0.02
         while True:
-            row = self.conn.execute(
-                "select public.begin_integration_token_refresh(%s, %s, %s, %s)",
-                (self.service, self.worker, seen.version, self.lease_seconds),
-            ).fetchone()
-            state = row[0] if row else None
+            state = self._begin(seen)
             if state == "refreshed":  # (a store whose answer was lost counts: its pair is in)
                 current = self.load()
                 if _kept(self.service, current.refresh_token) is None:
@@ -261,10 +260,29 @@ class TokenStore:
                 return self._store_or_keep(grant, current.refresh_token)
             if time.monotonic() > deadline:
                 raise TransientError(
-                    f"{self.service}: token refresh by another worker did not finish in time"
+                    f"{self.service}: the token row stayed locked by another session"
+                    " (an open transaction on public.integration_tokens?)"
+                    if state == "locked"
+                    else f"{self.service}: token refresh by another worker did not finish in time"
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+    def _begin(self, seen: Token) -> str | None:
+        """The refresh lease's state for ``seen`` (acquired, busy, refreshed), or ``locked``
+        when another session holds the token row: the question waits on it a few seconds at a
+        time, not for as long as that session's transaction lasts (found by review: every
+        refresh of every worker hung behind an operator's open ``select ... for update``)."""
+        try:
+            with self.conn.transaction():
+                self.conn.execute(_BEGIN_LOCK_TIMEOUT)
+                row = self.conn.execute(
+                    "select public.begin_integration_token_refresh(%s, %s, %s, %s)",
+                    (self.service, self.worker, seen.version, self.lease_seconds),
+                ).fetchone()
+        except psycopg.errors.LockNotAvailable:
+            return "locked"
+        return row[0] if row else None
 
     def _store_or_keep(self, grant: TokenGrant, replaced: str | None) -> Token:
         """Store a freshly issued pair (it ``replaced`` that refresh token) and return the

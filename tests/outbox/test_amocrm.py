@@ -1167,6 +1167,49 @@ def test_a_store_that_meets_a_held_token_row_gives_up_and_keeps_the_pair(
         integration_tokens._unsaved.clear()
 
 
+def test_a_refresh_that_meets_a_held_token_row_waits_its_limit_not_the_sessions(
+    db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """The lease question locks the token row; behind a session holding it (an operator's
+    open ``select ... for update``) every refresh of every worker waited for as long as that
+    transaction lasted (found by review). It now asks a few seconds at a time, gives up with
+    a transient error naming the lock after its wait, and refreshes once the row is free."""
+    _store(owner_conn, "amo-access-1", "amo-refresh-1", 3600)
+    asked: list[str] = []
+
+    def provider(refresh_token: str) -> TokenGrant:
+        asked.append(refresh_token)
+        return TokenGrant("amo-access-2", "amo-refresh-2", 3600)
+
+    with connect(db_url) as conn, psycopg.connect(db_url) as holder:
+        store = TokenStore(conn, "amocrm", "w1", wait_seconds=3.0)
+        seen = store.load()
+        holder.execute("select 1 from public.integration_tokens where service_name = 'amocrm' for update")
+        errors: list[BaseException] = []
+
+        def refresh() -> None:
+            try:
+                store.refresh(seen, provider)
+            except BaseException as exc:  # reported by the assertions below
+                errors.append(exc)
+
+        asking = threading.Thread(target=refresh)
+        asking.start()
+        asking.join(timeout=30)
+        waited = asking.is_alive()
+        holder.rollback()
+        asking.join()
+        assert not waited, "the refresh waited on the held row past its limit"
+        assert len(errors) == 1 and isinstance(errors[0], TransientError), errors
+        assert "stayed locked by another session" in str(errors[0])
+        assert asked == [] and _stored(owner_conn) == ("amo-access-1", "amo-refresh-1")
+        assert conn.execute("select current_setting('lock_timeout')").fetchone() == ("0",)
+
+        token = store.refresh(seen, provider)
+    assert asked == ["amo-refresh-1"]
+    assert (token.access_token, token.refresh_token) == ("amo-access-2", "amo-refresh-2")
+
+
 def test_a_worker_waits_out_a_read_only_server_and_stores_its_kept_pair(
     fake: FakeProviders, queue: Outbox, db_url: str, owner_conn: psycopg.Connection
 ) -> None:
