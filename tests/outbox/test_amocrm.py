@@ -1132,6 +1132,20 @@ def test_a_store_forgets_only_the_pair_it_stored(
         integration_tokens._unsaved.clear()
 
 
+def _waits_on_the_held_token_row(db_url: str, action: Callable[[], None]) -> bool:
+    """Runs ``action`` in a thread while another session holds the AmoCRM token row; whether
+    it was still waiting after 30 s (the row is let go then, and the thread joined)."""
+    with psycopg.connect(db_url) as holder:
+        holder.execute("select 1 from public.integration_tokens where service_name = 'amocrm' for update")
+        running = threading.Thread(target=action)
+        running.start()
+        running.join(timeout=30)
+        waited = running.is_alive()
+        holder.rollback()
+        running.join()
+    return waited
+
+
 def test_a_store_that_meets_a_held_token_row_gives_up_and_keeps_the_pair(
     db_url: str, owner_conn: psycopg.Connection
 ) -> None:
@@ -1142,17 +1156,10 @@ def test_a_store_that_meets_a_held_token_row_gives_up_and_keeps_the_pair(
     try:
         _store(owner_conn, "amo-access-1", "amo-refresh-1", 3600)
         _keep_a_pair(db_url, owner_conn, "kept-access", "kept-refresh")
-        with psycopg.connect(db_url) as holder:
-            holder.execute("select 1 from public.integration_tokens where service_name = 'amocrm' for update")
-            said: list[str] = []
-            storing = threading.Thread(
-                target=lambda: said.extend(store_kept_tokens(lambda: connect(db_url), "w1"))
-            )
-            storing.start()
-            storing.join(timeout=30)
-            waited = storing.is_alive()
-            holder.rollback()
-            storing.join()
+        said: list[str] = []
+        waited = _waits_on_the_held_token_row(
+            db_url, lambda: said.extend(store_kept_tokens(lambda: connect(db_url), "w1"))
+        )
         assert not waited, "the store waited on the held row"
         assert len(said) == 1 and "lock timeout" in said[0] and "still kept" in said[0], said
         assert _stored(owner_conn) == ("amo-access-1", "amo-refresh-1")
@@ -1181,10 +1188,9 @@ def test_a_refresh_that_meets_a_held_token_row_waits_its_limit_not_the_sessions(
         asked.append(refresh_token)
         return TokenGrant("amo-access-2", "amo-refresh-2", 3600)
 
-    with connect(db_url) as conn, psycopg.connect(db_url) as holder:
+    with connect(db_url) as conn:
         store = TokenStore(conn, "amocrm", "w1", wait_seconds=3.0)
         seen = store.load()
-        holder.execute("select 1 from public.integration_tokens where service_name = 'amocrm' for update")
         errors: list[BaseException] = []
 
         def refresh() -> None:
@@ -1193,12 +1199,7 @@ def test_a_refresh_that_meets_a_held_token_row_waits_its_limit_not_the_sessions(
             except BaseException as exc:  # reported by the assertions below
                 errors.append(exc)
 
-        asking = threading.Thread(target=refresh)
-        asking.start()
-        asking.join(timeout=30)
-        waited = asking.is_alive()
-        holder.rollback()
-        asking.join()
+        waited = _waits_on_the_held_token_row(db_url, refresh)
         assert not waited, "the refresh waited on the held row past its limit"
         assert len(errors) == 1 and isinstance(errors[0], TransientError), errors
         assert "stayed locked by another session" in str(errors[0])
