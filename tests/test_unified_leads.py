@@ -840,6 +840,120 @@ def _recompute_touches_from_every_real_touch(api: PostgrestSession) -> None:
     assert {i: lead(api, i) for i in after} == after
 
 
+_TIMES_HAVE_SOURCES = "traffic_leads_touch_times_have_sources"
+
+
+def test_live_leads_with_a_touch_time_and_no_source_recompute_their_touches(db_url: str) -> None:
+    """20261211100000 run again over the leads its review found (as the owner, the constraint
+    it adds dropped first so the old states can be made; rolled back at the end): a lead the
+    service role wrote with a touch time and no source kept a later real touch from ever
+    being its first (the RPC and merges compare times), now its real touches decide; a cycle
+    among merged leads stops nothing, a journey row the service role wrote with an input of
+    its own is no touch, and a second run changes nothing."""
+    with psycopg.connect(db_url) as conn:
+        try:
+            _recompute_touches_of_touch_times_without_sources(PostgrestSession(conn))
+        finally:
+            conn.rollback()
+
+
+def _recompute_touches_of_touch_times_without_sources(api: PostgrestSession) -> None:
+    from pathlib import Path
+
+    api.conn.execute(f"alter table public.traffic_leads drop constraint {_TIMES_HAVE_SOURCES}")
+    t0 = dt.datetime(2026, 10, 1, 9, tzinfo=dt.UTC)
+    day = dt.timedelta(days=1)
+    touches = "first_utm_source, first_touch_at, last_utm_source, last_utm_medium, last_touch_at"
+
+    def touch(lead_id: uuid.UUID) -> tuple:
+        row = lead(api, lead_id)
+        return tuple(row[c] for c in touches.split(", "))
+
+    def phantom(phone: str, **times: dt.datetime) -> uuid.UUID:
+        columns = "".join(f", {c}" for c in times)
+        values = ", %s" * len(times)
+        return api.query(
+            SERVICE,
+            f"insert into public.traffic_leads (phone, created_at{columns}) values (%s, %s{values}) returning id",
+            [phone, t0 - 30 * day, *times.values()],
+        )[0]["id"]
+
+    # a touch time without a source: a later real touch became its last touch only
+    phone = unique_phone()
+    alone = phantom(phone, first_touch_at=t0)
+    record(api, p_phone=phone, p_utm_source="fb_real", p_utm_medium="cpc", p_occurred_at=t0 + 2 * day)
+    assert touch(alone) == (None, t0, "fb_real", "cpc", t0 + 2 * day)
+    # a merge kept the empty first touch over the merged lead's real one
+    phone, email = unique_phone(), f"phantom-{uuid.uuid4().hex[:8]}@example.kz"
+    kept = phantom(phone, first_touch_at=t0, last_touch_at=t0)
+    record(api, p_email=email, p_utm_source="ig_real", p_occurred_at=t0 + day)
+    merged = record(api, p_phone=phone, p_email=email, p_occurred_at=t0 + 3 * day)
+    assert merged["merged"] and merged["lead_id"] == kept
+    assert touch(kept)[:2] == (None, t0)
+    # a journey row the service role wrote with an input of its own, and a cycle of merged leads
+    backfilled = phantom(unique_phone(), last_touch_at=t0)
+    api.query(
+        SERVICE,
+        "insert into public.traffic_lead_journey (lead_id, stage, utm_source, input, occurred_at)"
+        " values (%s, 'proftest_submitted', 'backfill_src', '{\"source\": \"crm\"}', %s)",
+        [backfilled, t0],
+    )
+    one, two = (phantom(unique_phone()) for _ in range(2))
+    api.query(
+        SERVICE,
+        "update public.traffic_leads set merged_into = %s, merged_at = now(), first_utm_source = 'fb', first_touch_at = %s where id = %s",
+        [two, t0, one],
+    )
+    api.query(
+        SERVICE,
+        "update public.traffic_leads set merged_into = %s, merged_at = now() where id = %s",
+        [one, two],
+    )
+    fine = record(api, p_phone=unique_phone(), p_utm_source="fb_fine", p_occurred_at=t0)["lead_id"]
+    before = lead(api, fine)
+
+    migration = (
+        Path(__file__).parents[1]
+        / "supabase/migrations/20261211100000_live_lead_touch_times_have_sources.sql"
+    )
+    api.conn.execute(migration.read_text())
+
+    assert touch(alone) == ("fb_real", t0 + 2 * day, "fb_real", "cpc", t0 + 2 * day)
+    assert lead(api, alone)["utm_source"] == "fb_real"
+    assert touch(kept) == ("ig_real", t0 + day, "ig_real", None, t0 + day)
+    assert touch(backfilled) == (None, None, None, None, None)
+    assert lead(api, fine) == before
+    after = {i: lead(api, i) for i in (alone, kept, backfilled)}
+    api.conn.execute(f"alter table public.traffic_leads drop constraint {_TIMES_HAVE_SOURCES}")
+    api.conn.execute(migration.read_text())
+    assert {i: lead(api, i) for i in after} == after
+
+
+@pytest.mark.parametrize("column", ["first_touch_at", "last_touch_at"])
+def test_a_live_lead_refuses_a_touch_time_without_a_source(api: PostgrestSession, column: str) -> None:
+    """A direct write of a touch time with no utm_source is refused (23514, found by review:
+    the empty touch's time kept every later real touch from being the first); a merged lead
+    keeps what it holds, and a touch with its source is taken."""
+    with pytest.raises(ApiError) as err:
+        api.query(
+            SERVICE,
+            f"insert into public.traffic_leads (phone, {column}) values (%s, now())",
+            [unique_phone()],
+        )
+    assert err.value.code == "23514" and _TIMES_HAVE_SOURCES in err.value.message
+    row = record(api, p_phone=unique_phone(), p_utm_source="fb_real", p_occurred_at=dt.datetime(2026, 10, 1))
+    source = column.replace("touch_at", "utm_source")
+    with pytest.raises(ApiError) as err:
+        api.query(SERVICE, f"update public.traffic_leads set {source} = null where id = %s", [row["lead_id"]])
+    assert err.value.code == "23514" and _TIMES_HAVE_SOURCES in err.value.message
+    api.query(
+        SERVICE,
+        f"update public.traffic_leads set {source} = null, {column} = null where id = %s",
+        [row["lead_id"]],
+    )
+    assert lead(api, row["lead_id"])[column] is None
+
+
 @pytest.mark.parametrize(
     ("column", "value"),
     [("first_utm_source", "undefined"), ("last_utm_source", "{campaign}"), ("first_utm_source", "fb_nbsp\u00a0"),

@@ -136,7 +136,8 @@ def snapshot(
 
 _NOT_VALIDATED = """
 select c.conrelid::regclass::text as table_name, c.conname::text as constraint_name,
-  pg_catalog.pg_get_constraintdef(c.oid) as definition
+  -- the definition without the ' NOT VALID' pg_get_constraintdef appends to such a constraint
+  pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef(c.oid), ' NOT VALID$', '') as definition
 from pg_catalog.pg_constraint as c
 join pg_catalog.pg_namespace as n on c.connamespace = n.oid
 where not c.convalidated and n.nspname in ('public', 'private')
