@@ -52,6 +52,12 @@ _STORE_TIMEOUTS = (
     " set_config('idle_in_transaction_session_timeout', '5s', true)"
 )
 
+# a token is refreshed this long before it ends
+EXPIRY_MARGIN_S = 60.0
+# a store that finds a pair it did not replace: a person re-authorized meanwhile; their pair
+# stays, and the lease goes back (found by review: the next refresh waited for it to lapse,
+# also when the store was tried again through a new connection)
+_NEWER_PAIR = "a newer pair was stored during this refresh (re-authorized?); it is kept"
 # the lease question's wait on a token row another session holds, each time it asks
 _BEGIN_LOCK_TIMEOUT = "select set_config('lock_timeout', '2s', true)"
 
@@ -63,7 +69,7 @@ class Token:
     expires_at: datetime | None
     version: int
 
-    def expiring(self, margin_s: float = 60.0) -> bool:
+    def expiring(self, margin_s: float = EXPIRY_MARGIN_S) -> bool:
         return self.expires_at is not None and self.expires_at <= datetime.now(UTC) + timedelta(
             seconds=margin_s
         )
@@ -252,8 +258,11 @@ class TokenStore:
                     _refreshing(+1)
                     try:
                         grant = do_refresh(current.refresh_token)
-                    except ProviderError as exc:
-                        self._abort(str(exc))
+                    except Exception as exc:  # any: the lease goes back (found by review:
+                        # an answer the client could not read kept it until it lapsed)
+                        self._abort(
+                            str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
+                        )
                         raise
                     finally:
                         _refreshing(-1)
@@ -300,16 +309,16 @@ class TokenStore:
             error: Exception = exc
         else:
             _forget(self.service, entry)  # by identity: a newer pair kept meanwhile stays
-            if result == "stale":  # a person re-authorized meanwhile: their pair stays, and the
-                # lease goes back (found by review: the next refresh waited for it to lapse)
-                self._abort("a newer pair was stored during this refresh (re-authorized?); it is kept")
+            if result == "stale":
+                self._abort(_NEWER_PAIR)
             return self.load()
         for pause in _STORE_PAUSES if self.reconnect else ():
             time.sleep(pause)
             try:
                 with self.reconnect() as fresh:  # type: ignore[misc]
                     # not stored: the lost store did commit after all, or another pair is in
-                    _store_if_current(fresh, self.service, grant, replaced, self.worker)
+                    if _store_if_current(fresh, self.service, grant, replaced, self.worker) == "stale":
+                        self._abort(_NEWER_PAIR, fresh)
                     _forget(self.service, entry)
                     return self.load(fresh)
             except _STORE_FAILED as again:
@@ -320,8 +329,8 @@ class TokenStore:
             " or when it stops"
         ) from error
 
-    def _abort(self, error: str) -> None:
-        self.conn.execute(
+    def _abort(self, error: str, conn: psycopg.Connection | None = None) -> None:
+        (conn or self.conn).execute(
             "select public.abort_integration_token_refresh(%s, %s, %s)",
             (self.service, self.worker, error[:500]),
         )

@@ -131,8 +131,26 @@ def test_refresh_lease_states(queue: Outbox) -> None:
             RateLimitedError,
         ),
         (Reply(200, delay=1.0), TransientError),
+        # shapes AmoCRM does not document (found by review: TypeError / AttributeError escaped,
+        # and the worker took a 503 for a malformed job)
+        (Reply(503, {"title": "x", "validation-errors": 5}), TransientError),
+        (Reply(502, {"validation-errors": [1]}), TransientError),
+        (Reply(502, [{"errors": "bad"}]), TransientError),
+        (
+            Reply(400, {"validation-errors": [{"errors": "bad"}, {"errors": [7, {"code": "Bad"}]}]}),
+            PermanentError,
+        ),
     ],
-    ids=["4xx", "5xx", "429", "timeout"],
+    ids=[
+        "4xx",
+        "5xx",
+        "429",
+        "timeout",
+        "errors-a-number",
+        "error-items-numbers",
+        "body-a-list",
+        "errors-of-odd-shapes",
+    ],
 )
 def test_api_errors_are_classified(
     fake: FakeProviders, queue: Outbox, db_url: str, reply: Reply, error: type
@@ -142,7 +160,10 @@ def test_api_errors_are_classified(
     with connect(db_url) as conn, httpx.Client(timeout=0.3) as http, pytest.raises(error) as err:
         _client(conn, fake, http, "w").move_lead_stage(77, 3)
     assert "amo-access" not in str(err.value)
-    if error is PermanentError:
+    assert f"HTTP {reply.status}" in str(err.value) or reply.delay
+    if error is PermanentError and reply.status == 400 and "Bad" in str(err.value):
+        assert str(err.value).endswith("[?: Bad]")
+    elif error is PermanentError:
         assert "status_id: NotSupportedChoice" in str(err.value)
     if error is RateLimitedError:
         assert err.value.retry_after == 2
@@ -971,6 +992,34 @@ def test_a_pair_whose_store_lost_its_connection_is_stored_through_a_new_one(
     assert store_kept_tokens(lambda: connect(db_url)) == []
 
 
+def test_a_store_through_a_new_connection_that_finds_a_re_authorized_pair_gives_the_lease_back(
+    queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """An operator re-authorized while the refresh's connection was cut: the store tried again
+    through a new connection kept the operator's pair but not the lease, so every other
+    worker's refresh waited for it to lapse (found by review; the first store gave it back)."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    with connect(db_url) as conn:
+        store = TokenStore(conn, "amocrm", "w1", reconnect=lambda: connect(db_url))
+
+        def answer_after_a_re_authorization(_refresh_token: str) -> TokenGrant:
+            _store(owner_conn, "operator-access", "operator-refresh", 86400)
+            owner_conn.execute("select pg_catalog.pg_terminate_backend(%s)", (conn.info.backend_pid,))
+            return TokenGrant("amo-access-2", "amo-refresh-2", 86400)
+
+        token = store.refresh(store.load(), answer_after_a_re_authorization)
+    assert (
+        (token.access_token, token.refresh_token)
+        == ("operator-access", "operator-refresh")
+        == _stored(owner_conn)
+    )
+    row = owner_conn.execute(
+        "select refresh_owner, last_refresh_error from public.integration_tokens where service_name = 'amocrm'"
+    ).fetchone()
+    assert row[0] is None and "re-authorized" in row[1]
+    assert store_kept_tokens(lambda: connect(db_url)) == []
+
+
 def test_a_worker_on_its_way_out_stores_the_pair_it_keeps_unless_it_is_stale(
     queue: Outbox, db_url: str, owner_conn: psycopg.Connection
 ) -> None:
@@ -1093,6 +1142,48 @@ def test_a_worker_stores_the_kept_pair_when_its_connection_is_re_made_and_on_its
         worker.stop.set()
         runner.join(timeout=30)
     assert any("database connection re-made" in m for m in said), said
+
+
+def test_a_stopping_worker_stores_its_kept_pair_before_its_busy_threads_end(
+    fake: FakeProviders, queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """A stop (SIGTERM sets ``stop``) stores a kept pair at once: the wait for it joined each
+    busy thread for up to a second in turn, so with 8 threads in slow calls the pair was
+    stored only after their calls had ended, and with 32 past a 30 s grace period (found by
+    review)."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    threads = 8
+    for i in range(threads):
+        queue.enqueue("sms", {"to": "+77011234567", "text": f"slow {i}"}, f"stop-slow/{i}")
+    fake.script(
+        "mobizon", *[Reply(200, {"code": 0, "data": {"messageId": "9"}, "message": ""}, delay=5.0)] * threads
+    )
+    settings = worker_settings(
+        fake,
+        db_url,
+        OUTBOX_CONCURRENCY=str(threads),
+        OUTBOX_HTTP_TIMEOUT_SECONDS="20",
+        OUTBOX_HOUSEKEEPING_SECONDS="600",
+    )
+    worker = Worker(WorkerConfig.from_settings(settings, ["sms"]), echo=lambda _m: None)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        _wait_for(lambda: len(fake.calls("mobizon")) == threads)
+        _keep_a_pair(db_url, owner_conn, "kept-access", "kept-refresh")
+        worker.stop.set()
+        _wait_for(lambda: _stored(owner_conn) == ("kept-access", "kept-refresh"))
+        statuses = owner_conn.execute(
+            "select status, count(*) from public.outbox_jobs where idempotency_key like 'stop-slow/%%' group by 1"
+        ).fetchall()
+        assert statuses == [("running", threads)], "stored only after the busy threads' calls ended"
+    finally:
+        worker.stop.set()
+        runner.join(timeout=60)
+        integration_tokens._unsaved.clear()
+    assert owner_conn.execute(
+        "select count(*) from public.outbox_jobs where idempotency_key like 'stop-slow/%%' and status = 'done'"
+    ).fetchone() == (threads,)
 
 
 def worker_connections(conn: psycopg.Connection) -> int:
@@ -1298,13 +1389,17 @@ def test_a_refreshed_pair_is_kept_before_its_first_store(
     assert store_kept_tokens(lambda: connect(db_url)) == []
 
 
-@pytest.mark.parametrize("expires_in", ["soon", None, -5, "NaN", 1e12, 1e13])
+@pytest.mark.parametrize(
+    "expires_in", ["soon", None, -5, "NaN", 1e12, 1e13, pytest.param(10**400, id="int-past-float"), True, 30]
+)
 def test_a_token_answer_without_a_usable_lifetime_is_stored_with_a_days(
     fake: FakeProviders, queue: Outbox, db_url: str, expires_in: object
 ) -> None:
     """A 200 whose expires_in is no positive number raised ValueError out of the refresh:
     the lease stayed taken and the issued pair was lost (found by review). So did one past
-    timestamp's range (1e13 s), and 1e12 s stored a time no client reads back (found by
+    timestamp's range (1e13 s) and an integer past float's (OverflowError), and 1e12 s stored
+    a time no client reads back; JSON true or a lifetime within the minute a token is
+    refreshed ahead of its end made a refresh (a rotation) before every call (found by
     review). It is stored with AmoCRM's usual day."""
     _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
     fake.amo_access, fake.amo_refresh = "new-access", "new-refresh"  # what the answer below issues
@@ -1321,6 +1416,40 @@ def test_a_token_answer_without_a_usable_lifetime_is_stored_with_a_days(
         " from public.integration_tokens"
     ).fetchone()
     assert row == ("new-access", "new-refresh", None, True)
+
+
+@pytest.mark.parametrize(
+    ("answer", "stored"),
+    [({"refresh_token": "new-refresh"}, ("new-refresh", True)),
+     ({"access_token": "", "refresh_token": "new-refresh"}, ("new-refresh", True)),
+     ({"access_token": {"a": 1}, "refresh_token": "new-refresh"}, ("new-refresh", True)),
+     ({"access_token": "new-access", "refresh_token": ""}, ("amo-refresh-1", False)),
+     ({"access_token": "new-access", "refresh_token": 0}, ("amo-refresh-1", False))],
+    ids=["no-access-token", "empty-access-token", "access-token-an-object", "empty-refresh-token",
+         "refresh-token-a-number"],
+)  # fmt: skip
+def test_a_token_answer_keeps_a_new_refresh_token_and_never_stores_an_empty_one(
+    fake: FakeProviders, queue: Outbox, db_url: str, answer: dict, stored: tuple[str, bool]
+) -> None:
+    """A 200 with a new refresh token and no usable access token shows AmoCRM rotated: it was
+    dropped, the stored refresh token was spent and the integration needed a new consent
+    (found by review). It is stored with an access token that has expired, so the call that
+    follows refreshes with it and goes through. An empty refresh token was stored over the
+    working one, a number as its digits (found by review): such an answer keeps the stored
+    refresh token."""
+    refresh, refreshed_again = stored
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    fake.amo_access, fake.amo_refresh = "new-access", refresh  # what AmoCRM holds after the answer
+    fake.script("amocrm_token", Reply(200, {"token_type": "Bearer", "expires_in": 86400, **answer}))
+    with connect(db_url) as conn, httpx.Client(timeout=5) as http:
+        _client(conn, fake, http, "w1").move_lead_stage(9100, 1)
+    row = queue.conn.execute(
+        "select access_token, refresh_token, refresh_owner from public.integration_tokens"
+    ).fetchone()
+    assert row == (fake.amo_access, fake.amo_refresh, None)
+    assert (fake.amo_refreshes == 1) == refreshed_again
+    if not refreshed_again:
+        assert row == ("new-access", "amo-refresh-1", None)
 
 
 @pytest.mark.parametrize(

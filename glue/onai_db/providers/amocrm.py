@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from ..integration_tokens import Token, TokenGrant, TokenStore
+from ..integration_tokens import EXPIRY_MARGIN_S, Token, TokenGrant, TokenStore
 from .base import (
     AuthExpiredError,
     PermanentError,
@@ -29,14 +29,25 @@ from .base import (
 )
 
 
+def _dict(value: object) -> dict:
+    """``value`` when it is a JSON object, else an empty one: an answer of another shape than
+    documented is read as saying nothing there, not raised from (found by review: a 503 whose
+    ``validation-errors`` was a number raised TypeError, and the job went dead at once)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list:
+    """``value`` when it is a JSON array, else an empty one (see :func:`_dict`)."""
+    return value if isinstance(value, list) else []
+
+
 def _error(response: httpx.Response, what: str) -> Exception:
-    body = body_json(response)
-    detail = ""
-    if isinstance(body, dict):
-        detail = str(body.get("detail") or body.get("title") or "")
-        for item in body.get("validation-errors") or []:
-            for err in (item or {}).get("errors") or []:
-                detail += f" [{err.get('path', '?')}: {err.get('code', '?')}]"
+    body = _dict(body_json(response))
+    detail = str(body.get("detail") or body.get("title") or "")
+    for item in _list(body.get("validation-errors")):
+        for err in _list(_dict(item).get("errors")):
+            err = _dict(err)
+            detail += f" [{err.get('path', '?')}: {err.get('code', '?')}]"
     status = response.status_code
     message = f"amocrm {what}: HTTP {status} {detail}".rstrip()
     if status == 401:
@@ -131,14 +142,16 @@ class AmoCrmClient:
                 "redirect_uri": cfg.redirect_uri or "",
             },
         )
-        body = body_json(response)
-        if response.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
-            refresh = body.get("refresh_token")
-            return TokenGrant(
-                str(body["access_token"]),
-                None if refresh is None else str(refresh),
-                _lifetime(body.get("expires_in")),
-            )
+        body = _dict(body_json(response))
+        access, refresh = _text(body.get("access_token")), _text(body.get("refresh_token"))
+        if response.status_code == 200 and access:
+            return TokenGrant(access, refresh, _lifetime(body.get("expires_in")))
+        if response.status_code == 200 and refresh:
+            # a new refresh token without an access token: AmoCRM rotated, and the new one is
+            # the only one that works now (found by review: it was dropped and the integration
+            # needed a new consent). Stored with an access token that has expired, so the next
+            # call refreshes with it.
+            return TokenGrant(NO_ACCESS_TOKEN, refresh, 0.0)
         if response.status_code == 200:
             # a 200 that is no token answer (a proxy's page, a body without access_token) is
             # no rejection of the refresh token: it said "re-authorize" and the job went dead
@@ -290,8 +303,8 @@ class AmoCrmClient:
 
 
 def _first_id(response: httpx.Response, entity: str) -> int:
-    items = ((body_json(response) or {}).get("_embedded") or {}).get(entity) or []
-    if not items or "id" not in items[0]:
+    items = _list(_dict(_dict(body_json(response)).get("_embedded")).get(entity))
+    if not items or "id" not in _dict(items[0]):
         raise TransientError(f"amocrm: {entity} answer without an id")
     return int(items[0]["id"])
 
@@ -302,12 +315,25 @@ def _lifetime(expires_in: object) -> float:
     the refresh, and the issued pair was lost with it) or longer than MAX_LIFETIME_S (found by
     review: 1e13 s is out of timestamp's range, so the pair could never be stored, and 1e12 s
     stored a time no client can read back)."""
+    if isinstance(expires_in, bool):  # JSON true is no number of seconds
+        return 86400.0
     try:
         seconds = float(expires_in)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # an integer past float's range (found by review)
         return 86400.0
-    return seconds if math.isfinite(seconds) and 0 < seconds <= MAX_LIFETIME_S else 86400.0
+    return seconds if math.isfinite(seconds) and MIN_LIFETIME_S < seconds <= MAX_LIFETIME_S else 86400.0
 
 
-# AmoCRM's access tokens live a day; anything past a year is no lifetime this code can trust
+def _text(value: object) -> str | None:
+    """A token from the token endpoint's answer: a non-empty string, else None (found by
+    review: an empty refresh token was stored over the working one, a number as its digits)."""
+    return value if isinstance(value, str) and value else None
+
+
+# AmoCRM's access tokens live a day; anything past a year is no lifetime this code can trust,
+# and one within the margin a token is refreshed ahead of its end would be refreshed before
+# every call (each refresh rotates the pair: another chance to lose it)
 MAX_LIFETIME_S = 366 * 86400.0
+MIN_LIFETIME_S = EXPIRY_MARGIN_S
+# stored for a refresh answer that had a refresh token and no access token: expired at once
+NO_ACCESS_TOKEN = "(none: the refresh answer had no access token)"
