@@ -11,7 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -1593,10 +1594,21 @@ def test_landing_text_in_the_report_and_json_numeric_cannot_hold(stack: LocalSta
             (huge,),
         ).fetchone()[0]
         conn.execute("insert into lead_journey (lead_id, stage, source) values (%s, '[/]', 'x')", (lead,))
+        # refused values that are not kept as text in a lead: a quarantined row's (a name past
+        # 200 characters), and one under a key the row's own metadata has (found by review:
+        # counted too)
+        conn.execute(
+            "insert into landing_leads (name, phone, x_json, metadata) values (%s, '+77015550702', %s, null),"
+            " ('Own key', '+77015550703', %s, '{\"x_json\": \"own\"}')",
+            ("Н" * 201, '{"a": "\\ud800"}', '["\\udc00x"]'),
+        )
     target = fresh_target(stack, "cons_text_t")
     report = consolidate(source, target, tmp_path)
     assert report.ok, report.to_json()
-    assert report.quarantine_reasons == {"lead_journey: stage '[/]' is not a valid stage name": 1}
+    assert report.quarantine_reasons == {
+        "lead_journey: stage '[/]' is not a valid stage name": 1,
+        "landing_leads: name longer than 200 characters": 1,
+    }
     with psycopg.connect(target) as conn:
         kept = conn.execute(
             "select metadata -> 'x_json' from public.traffic_leads where legacy_id = %s", (str(lead),)
@@ -1637,20 +1649,27 @@ def test_a_landing_column_changed_after_the_checks_stops_the_backup(
     assert not [p for p in (tmp_path / "bk").rglob("*") if p.is_file()]
 
 
+def _wait_for_it(check: Callable[[], bool], seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def test_a_landing_table_locked_by_another_session_is_named_then_refused(
     stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A Landing session holding (or awaiting) an exclusive lock on a table made the backup
-    wait without a word for as long as it lasted (found by review). The wait is announced,
-    naming that server process and its statement, and bounded: source_busy, nothing written.
-    Once the lock is free, the backup goes on and says so."""
+    wait without a word for as long as it lasted (found by review). The wait is announced at
+    once, naming that server process and its statement, and bounded: source_busy, nothing
+    written. Once the lock is free, the backup goes on and says so; its manifest's time is
+    when it could read (found by review: the time before the wait)."""
     import threading
 
-    from onai_db.consolidate import backup
+    from onai_db.consolidate import backup, landing_locks
     from onai_db.consolidate.connect import check_source
 
-    monkeypatch.setattr(backup, "LOCK_WAIT_S", 1.0)
-    monkeypatch.setattr(backup, "_LOCK_TRY", "300ms")
+    monkeypatch.setattr(landing_locks, "LOCK_WAIT_S", 1.0)
     source = fresh_source(stack, "cons_locked", rows=3, seed=8)
     said: list[str] = []
     with psycopg.connect(source, autocommit=True) as conn, psycopg.connect(source) as other:
@@ -1659,19 +1678,105 @@ def test_a_landing_table_locked_by_another_session_is_named_then_refused(
         pid = other.info.backend_pid
         with pytest.raises(ConsolidationError) as err:
             backup.backup_tables(conn, columns, types, tmp_path / "bk", lambda *a: None, said.append)
-        assert err.value.kind == "source_busy"
+        assert err.value.kind == "source_busy" and "waited 1 s for the backup" in str(err.value)
         assert f"server process {pid} holds an exclusive lock on lead_journey" in str(err.value)
         assert len(said) == 1 and f"server process {pid}" in said[0] and "lock table" in said[0], said
         assert not [p for p in (tmp_path / "bk").rglob("*") if p.is_file()]
         # freed while the backup waits: it goes on
         said.clear()
-        monkeypatch.setattr(backup, "LOCK_WAIT_S", 30.0)
-        threading.Timer(1.0, other.rollback).start()
+        monkeypatch.setattr(landing_locks, "LOCK_WAIT_S", 30.0)
+        threading.Timer(1.5, other.rollback).start()
+        before = datetime.now(UTC).replace(microsecond=0)
         manifest = backup.backup_tables(conn, columns, types, tmp_path / "bk2", lambda *a: None, said.append)
     assert set(manifest.tables) == set(columns)
     assert said[0].startswith("waiting for Landing's tables") and said[-1].endswith(
         "going on with the backup"
     )
+    assert datetime.fromisoformat(manifest.taken_at) >= before + timedelta(seconds=1)
+
+
+def test_the_checks_wait_for_a_locked_landing_table_within_the_limit_too(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preflight reads every legacy table (ids, duplicates, the earlier runs' sample):
+    behind a session holding one of them it waited without a word and without a limit, so
+    the backup's bound never came into play (found by review). It waits as the backup does,
+    naming a DDL queued behind an idle transaction and that transaction (found by review:
+    only the DDL was named)."""
+    import threading
+
+    from onai_db.consolidate import landing_locks
+    from onai_db.consolidate.connect import check_source
+
+    monkeypatch.setattr(landing_locks, "LOCK_WAIT_S", 1.0)
+    source = fresh_source(stack, "cons_locked_checks", rows=3, seed=9)
+    said: list[str] = []
+    with (
+        psycopg.connect(source, autocommit=True) as conn,
+        psycopg.connect(source) as reader,
+        psycopg.connect(source, autocommit=True) as migration,
+    ):
+        reader.execute("select count(*) from public.landing_leads")  # an open transaction, idle
+        reader_pid, migration_pid = reader.info.backend_pid, migration.info.backend_pid
+        queued = threading.Thread(
+            target=lambda: migration.execute("alter table public.landing_leads add column probe text"),
+        )
+        queued.start()
+        try:
+            _wait_for_it(
+                lambda: (
+                    conn.execute(
+                        "select count(*) from pg_locks where not granted and mode = 'AccessExclusiveLock'"
+                    ).fetchone()
+                    == (1,)
+                )
+            )
+            with pytest.raises(ConsolidationError) as err:
+                check_source(conn, said.append)
+        finally:
+            reader.rollback()
+            queued.join(timeout=30)
+    message = str(err.value)
+    assert err.value.kind == "source_busy" and "waited 1 s for the checks" in message
+    assert f"server process {migration_pid} awaits an exclusive lock on landing_leads" in message
+    assert f"behind server process {reader_pid} (idle in transaction)" in message, message
+    assert len(said) == 1 and said[0].startswith("waiting for Landing's tables"), said
+
+
+def test_the_backup_never_holds_one_landing_table_while_it_waits_for_another(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """The backup locked Landing's tables one after the other and kept those it had while it
+    waited for the next: a migration that altered lead_journey and then landing_leads was
+    killed by the deadlock it made with the backup (found by review). It takes them all or
+    none, so the migration goes through, and the backup then finds the columns changed."""
+    import threading
+
+    from onai_db.consolidate import backup
+    from onai_db.consolidate.connect import check_source
+
+    source = fresh_source(stack, "cons_locked_order", rows=3, seed=10)
+    with psycopg.connect(source, autocommit=True) as conn, psycopg.connect(source) as migration:
+        columns, types = check_source(conn)
+        migration.execute("alter table public.lead_journey add column probe_a text")
+        ended: list[BaseException] = []
+
+        def back_up() -> None:
+            try:
+                backup.backup_tables(conn, columns, types, tmp_path / "bk", lambda *a: None, lambda _m: None)
+            except BaseException as exc:  # the outcome, asserted below
+                ended.append(exc)
+
+        backing_up = threading.Thread(target=back_up)
+        backing_up.start()
+        time.sleep(1.0)  # the backup has tried and waits
+        migration.execute("set lock_timeout = '10s'")
+        migration.execute("alter table public.landing_leads add column probe_b text")  # deadlocked before
+        migration.commit()
+        backing_up.join(timeout=60)
+    assert not backing_up.is_alive()
+    assert len(ended) == 1 and isinstance(ended[0], ConsolidationError), ended
+    assert ended[0].kind == "source_changed" and "probe_b text" in str(ended[0])
 
 
 def test_columns_beyond_the_known_schema_are_used_kept_and_reported(

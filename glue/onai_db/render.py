@@ -10,9 +10,11 @@ from rich.text import Text
 
 from .policies import ROLES, Entry
 
-# C0 and C1 controls (not tab and newline) and the bidirectional overrides and isolates,
-# which reorder what a terminal shows (U+202E from a provider's text; found by review)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls (not tab and newline), the bidirectional marks, overrides and isolates,
+# which reorder what a terminal shows (U+202E from a provider's text; found by review), and
+# the invisible ones a table counts as no width, misaligning its rows (found by review)
+_INVISIBLE = r"\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff"
+_CONTROL = re.compile(rf"[\x00-\x08\x0b-\x1f\x7f-\x9f{_INVISIBLE}]")
 
 # Width of output that goes to a file or a pipe: wide enough that no table is folded.
 PIPED_WIDTH = 1000
@@ -37,7 +39,8 @@ class OutputConsole(Console):
 
 # with them, for a label on one line: a line break or tab in it (a Landing column's name) made
 # a report row of its own (found by review)
-_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# (and the line and paragraph separators, line breaks to many viewers)
+_CONTROL_ONE_LINE = re.compile(rf"[\x00-\x1f\x7f-\x9f\u2028\u2029{_INVISIBLE}]")
 
 
 def one_line(value: object) -> Text:

@@ -207,9 +207,13 @@ def test_provider_text_is_shown_as_it_is_and_never_breaks_the_monitor_or_the_wor
     assert table.exit_code == 0, table.output
     assert "[custom_fields_values.0.field_code: NotSupportedChoice]" in table.output
     assert "x [/b] y \\x1b[2J" in table.output and "\x1b[2J" not in table.output
-    from onai_db.render import plain
+    from onai_db.render import one_line, plain
 
     assert plain("a \u202e b").plain == "a \\u202e b"  # a bidi override would reorder the line
+    # invisible characters a table counts as no width, and the separators many viewers break
+    # lines at, in a label (found by review: passed through, misaligning the report's rows)
+    assert plain("a\u200bb\ufeffc\u061cd").plain == "a\\u200bb\\ufeffc\\u061cd"
+    assert one_line("ls\u2028sep\u2029ps\nnl").plain == "ls\\u2028sep\\u2029ps\\nnl"
 
     queue.conn.execute("delete from public.integration_logs")
     queue.conn.execute("insert into public.telegram_groups (chat_id, group_type) values (-77, 'leads')")

@@ -17,6 +17,7 @@ from psycopg import sql
 
 from ..errors import ConsolidationError
 from .connect import source_columns_now
+from .landing_locks import locked
 
 Progress = Callable[[str, int, int | None], None]
 
@@ -145,65 +146,6 @@ def _columns(pairs: list[tuple[str, str]]) -> str:
     return ", ".join(f"{c} {t}" for c, t in pairs) or "no columns"
 
 
-# how long the backup waits for Landing's tables (an ALTER TABLE running or queued there)
-LOCK_WAIT_S = 60.0
-_LOCK_TRY = "5s"  # each try's lock_timeout
-
-
-def _lock_tables(conn: psycopg.Connection, tables: list[str]) -> None:
-    """ACCESS SHARE on Landing's tables, first in the backup's transaction (LOCK takes no
-    snapshot), waiting 5 s at most: LockNotAvailable then, for :func:`_waited`."""
-    conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(_LOCK_TRY)))
-    conn.execute(
-        sql.SQL("lock table {} in access share mode").format(
-            sql.SQL(", ").join(sql.Identifier("public", t) for t in tables)
-        )
-    )
-    conn.execute("set local lock_timeout = 0")
-
-
-def _waited(
-    conn: psycopg.Connection, tables: list[str], since: float, notice: Callable[[str], None] | None
-) -> None:
-    """After a try to lock Landing's tables timed out (its transaction rolled back): a session
-    that holds or awaits an exclusive lock on one of them (a migration's ALTER TABLE, queued
-    behind a long read) made the run wait without a word for as long as it lasted (found by
-    review). The first failed try is announced (``notice``) naming the session; after
-    LOCK_WAIT_S the run stops (kind ``source_busy``, nothing written)."""
-    holders = _exclusive_lockers(conn, tables)
-    conn.rollback()  # the question above is no part of the next try's snapshot
-    if time.monotonic() - since > LOCK_WAIT_S:
-        raise ConsolidationError(
-            f"Landing's tables stay locked{holders}: the backup waited {LOCK_WAIT_S:g} s;"
-            " run again once that session ends (a migration on Landing during the cut-over?)",
-            kind="source_busy",
-        )
-    if notice is not None:
-        notice(f"waiting for Landing's tables{holders}; up to {LOCK_WAIT_S:g} s")
-
-
-def _exclusive_lockers(conn: psycopg.Connection, tables: list[str]) -> str:
-    """ " (server process N holds/awaits an exclusive lock on T: <its statement>)" for the
-    sessions in the way, when the login may see them; "" otherwise."""
-    rows = conn.execute(
-        "select l.pid, l.granted, c.relname, left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 80)"
-        " from pg_catalog.pg_locks as l"
-        " join pg_catalog.pg_class as c on l.relation = c.oid"
-        " join pg_catalog.pg_namespace as n on c.relnamespace = n.oid"
-        " left join pg_catalog.pg_stat_activity as a on l.pid = a.pid"
-        " where n.nspname = 'public' and c.relname = any(%s) and l.pid <> pg_backend_pid()"
-        " and l.mode = 'AccessExclusiveLock'"
-        " order by l.granted desc, l.pid",
-        (tables,),
-    ).fetchall()
-    said = [
-        f"server process {pid} {'holds' if granted else 'awaits'} an exclusive lock on {table}"
-        + (f": {query}" if query else "")
-        for pid, granted, table, query in rows
-    ]
-    return f" ({'; '.join(said)})" if said else ""
-
-
 def backup_tables(
     conn: psycopg.Connection,
     columns: dict[str, list[str]],
@@ -270,35 +212,30 @@ def _backup_tables(
     new one goes to ``<dir>/<UTC time>/``, and the manifest says where."""
     directory.mkdir(parents=True, exist_ok=True)
     remove_abandoned_work(directory)
-    taken_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    work = directory / f".incomplete-{stamp}-{os.getpid()}"
+    work = directory / f".incomplete-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
     work.mkdir()
-    files: dict[str, BackupFile] = {}
+    taken: list[float] = []
+
+    def copy() -> dict[str, BackupFile]:
+        # no ALTER TABLE until the copies end; the columns read now are copied, and the
+        # snapshot is taken now (found by review: the time was taken before a lock wait)
+        taken.append(time.time())
+        _check_unchanged(source_columns_now(conn), columns, types)
+        return _copy_tables(conn, columns, work, progress)
+
     conn.rollback()
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    since = time.monotonic()
-    waited = False
+    conn.read_only = True
     try:
-        while True:
-            try:
-                with conn.transaction():
-                    conn.execute("set transaction read only")
-                    # no ALTER TABLE until the copies end; the columns read after it are copied
-                    _lock_tables(conn, list(columns))
-                    if waited:
-                        notice("Landing's tables are free: going on with the backup")
-                    _check_unchanged(source_columns_now(conn), columns, types)
-                    files = _copy_tables(conn, columns, work, progress)
-                break
-            except psycopg.errors.LockNotAvailable:  # only the lock waits with a timeout
-                _waited(conn, list(columns), since, notice if not waited else None)
-                waited = True
+        files = locked(conn, list(columns), notice, copy, what="the backup")
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     finally:
         conn.isolation_level = None
+        conn.read_only = None
+    taken_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(taken[0]))
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(taken[0]))
     final = _final_directory(directory, stamp)
     manifest = Manifest(directory=str(final), taken_at=taken_at, tables=files)
     (work / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=2), encoding="utf-8")

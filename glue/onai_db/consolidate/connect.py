@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import psycopg
 
 from ..errors import ConsolidationError
 from ..legacy import LEGACY_TABLES
 from ..migrate import Migration
+from .landing_locks import locked
 
 # columns each legacy table must have (extra columns are backed up and ignored)
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -157,10 +158,13 @@ def source_columns_now(conn: psycopg.Connection) -> dict[str, list[tuple[str, st
     return {name: list(zip(cols, kinds, strict=True)) for name, cols, kinds in rows}
 
 
-def check_source(conn: psycopg.Connection) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
+def check_source(
+    conn: psycopg.Connection, notice: Callable[[str], None] = lambda _line: None
+) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
     """The source's column lists per legacy table, and each column's information_schema data
     type; raises when a table or column is missing, or when rows have no id (or one longer
-    than 100 characters) to be accounted for by."""
+    than 100 characters) to be accounted for by. The rows are read once Landing's tables are
+    free (:func:`landing_locks.locked`, ``notice`` says when it waits)."""
     prepare_source(conn)
     found = source_columns_now(conn)
     conn.rollback()
@@ -255,9 +259,15 @@ def check_source(conn: psycopg.Connection) -> tuple[dict[str, list[str]], dict[s
                     f"{types[table][column]}, expected {' or '.join(accepted)}",
                     kind="source_not_landing",
                 )
+    locked(conn, list(LEGACY_TABLES), notice, lambda: _check_ids(conn))
+    return columns, types
+
+
+def _check_ids(conn: psycopg.Connection) -> None:
+    """Raises when a legacy table has rows without an id, with one longer than 100
+    characters, or with an id twice (in the caller's transaction)."""
     for table in LEGACY_TABLES:
         row = conn.execute(ID_CHECK_SQL.format(table=table)).fetchone()
-        conn.rollback()
         nulls, long_ids = row if row else (0, 0)
         if nulls or long_ids:
             what = (
@@ -272,14 +282,12 @@ def check_source(conn: psycopg.Connection) -> tuple[dict[str, list[str]], dict[s
             )
         unique = conn.execute(UNIQUE_ID_SQL, (f"public.{table}",)).fetchone()
         twice = None if unique == (True,) else conn.execute(DUPLICATE_ID_SQL.format(table=table)).fetchone()
-        conn.rollback()
         if twice:
             raise ConsolidationError(
                 f"source table {table} has duplicate ids (id {twice[0][:40]} is in {twice[1]} rows): every legacy "
                 "row is accounted for by its id, so fix the duplicates in Landing first; nothing was written",
                 kind="source_ids",
             )
-    return columns, types
 
 
 def json_typed_columns(conn: psycopg.Connection) -> dict[str, list[str]]:
@@ -304,7 +312,9 @@ def json_typed_columns(conn: psycopg.Connection) -> dict[str, list[str]]:
 SAME_SOURCE_SAMPLE = 1000
 
 
-def check_same_source(src: psycopg.Connection, tgt: psycopg.Connection) -> None:
+def check_same_source(
+    src: psycopg.Connection, tgt: psycopg.Connection, notice: Callable[[str], None] = lambda _line: None
+) -> None:
     """Raises when the target was consolidated from another Landing database before: none of
     a sample of the landing_leads ids (uuids) that earlier runs imported is in this source.
     One Landing per Traffic; rows deleted in Landing since leave the rest of the sample."""
@@ -318,10 +328,14 @@ def check_same_source(src: psycopg.Connection, tgt: psycopg.Connection) -> None:
     tgt.rollback()
     if not ids:
         return
-    found = src.execute(
-        "select count(*) from public.landing_leads where id::text = any(%s)", (ids,)
-    ).fetchone()
-    src.rollback()
+    found = locked(
+        src,
+        ["landing_leads"],
+        notice,
+        lambda: src.execute(
+            "select count(*) from public.landing_leads where id::text = any(%s)", (ids,)
+        ).fetchone(),
+    )
     if found == (0,):
         raise ConsolidationError(
             f"the source is not the Landing database this target was consolidated from: none of {len(ids):,} "

@@ -382,24 +382,17 @@ def count_extra_values(
         counts: list[sql.Composable] = [
             sql.SQL("count({})").format(sql.SQL(blank_null(sql.Identifier(c).as_string(None)))) for c in extra
         ]
-        as_text = [c for c in extra if kinds.get(c) == "json"]
-        for c in as_text:
-            refused = _jsonb_refuses(sql.Identifier(c).as_string(None))
-            counts.append(sql.SQL(f"count(*) filter (where {refused})"))
         row = conn.execute(
             sql.SQL("select {} from {}").format(
                 sql.SQL(", ").join(counts), sql.Identifier("private", raw_table(table))
             )
         ).fetchone()
-        values = list(row or ())
-        for column, n in zip(extra, values[: len(extra)], strict=True):
+        for column, n in zip(extra, list(row or ()), strict=True):
             if n:
                 out[f"{table}.{column}"] = {"rows_with_value": n, "kept_in": EXTRA_COLUMNS_KEPT_IN[table]}
-        for column, n in zip(as_text, values[len(extra) :], strict=True):
-            if n and f"{table}.{column}" in out and EXTRA_COLUMNS_KEPT_IN[table] != "backup only":
-                out[f"{table}.{column}"]["rows_kept_as_json_text"] = n
         if EXTRA_COLUMNS_KEPT_IN[table] == "backup only":
             continue
+        as_text = [c for c in extra if kinds.get(c) == "json"]
         # rows imported whose value of a column stays in the backup only: the lead's metadata
         # would pass 64 KiB with their other columns (found by review: reported as kept in the
         # metadata), or the row's own metadata has another value under the column's name (its
@@ -412,10 +405,29 @@ def count_extra_values(
             ).format(c=sql.Literal(c), too_big=sql.SQL(EXTRA_TOO_BIG))
             for c in extra
         )
+        # json values jsonb refuses, kept in the lead's metadata as their text: only rows
+        # imported, whose value joins the metadata (found by review: counted over every row of
+        # the table, quarantined ones and those above among them)
+        kept_as_text = [
+            sql.SQL(
+                "count(*) filter (where s.extra ? {c} and not {too_big} and not (s.metadata ? {c}"
+                " and s.metadata -> {c} is distinct from s.extra -> {c}) and {refused})"
+            ).format(
+                c=sql.Literal(c),
+                too_big=sql.SQL(EXTRA_TOO_BIG),
+                refused=sql.SQL(_jsonb_refuses("r." + sql.Identifier(c).as_string(None))),
+            )
+            for c in as_text
+        ]
+        raw = (
+            sql.SQL(" join {} as r on r.id = s.legacy_id").format(sql.Identifier("private", raw_table(table)))
+            if as_text
+            else sql.SQL("")
+        )
         row = conn.execute(
             sql.SQL(
-                "select {} from private.consolidation_stage_leads as s where s.src = {} and s.problem is null"
-            ).format(left, sql.Literal(table))
+                "select {} from private.consolidation_stage_leads as s{} where s.src = {} and s.problem is null"
+            ).format(sql.SQL(", ").join([left, *kept_as_text]), raw, sql.Literal(table))
         ).fetchone()
         values = list(row or ())
         for i, column in enumerate(extra):
@@ -423,6 +435,9 @@ def count_extra_values(
             for key, n in zip(_LEFT_IN_THE_BACKUP, values[2 * i : 2 * i + 2], strict=True):
                 if n and counted is not None:
                     counted[key] = n
+        for column, n in zip(as_text, values[2 * len(extra) :], strict=True):
+            if n and f"{table}.{column}" in out:
+                out[f"{table}.{column}"]["rows_kept_as_json_text"] = n
     return out
 
 

@@ -307,10 +307,10 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
     try:
         _no_timeouts(src)
         _no_timeouts(tgt)
-        columns, types = check_source(src)
+        columns, types = check_source(src, opts.notice)
         json_columns = json_typed_columns(src)
         check_target(tgt, checkout_migrations())
-        check_same_source(src, tgt)
+        check_same_source(src, tgt, opts.notice)
         tgt.autocommit = True
         _take_lock(tgt, opts.lock_wait_s, opts.notice)
         tgt.autocommit = False
