@@ -467,6 +467,23 @@ def test_consolidate_without_a_target_names_the_setting(tmp_path: Path) -> None:
     one_line_error(out, 2, "no target", "set ONAI_DB_URL", "not running")
 
 
+def test_a_failed_consolidate_names_its_source_and_target_in_its_document(tmp_path: Path) -> None:
+    """Only a successful run's document said which databases it meant and where each URL
+    came from: an exported DATABASE_URL beating .env's TRAFFIC_DB_URL failed with "target
+    lacks the migrations" and no word of which target (found by review)."""
+    (tmp_path / ".env").write_text("TRAFFIC_DB_URL=postgresql://postgres@127.0.0.1:1/traffic_from_dotenv\n")
+    out = cli(
+        "consolidate", "--source", "postgresql://postgres@127.0.0.1:1/landing", "--json",
+        ONAI_DB_PROJECT_DIR=str(tmp_path), DATABASE_URL="postgresql://postgres@127.0.0.1:1/exported",
+    )  # fmt: skip
+    one_line_error(out, 1, "cannot connect")
+    doc = json.loads(out.stdout)
+    assert doc["source"] == {"database": "127.0.0.1:1/landing", "from": "--source"}, doc
+    assert doc["target"] == {"database": "127.0.0.1:1/exported", "from": "DATABASE_URL in the environment"}, (
+        doc
+    )
+
+
 def test_an_api_url_for_a_database_is_named_as_such() -> None:
     """A project's HTTP API URL given for its database gave libpq's 'missing "=" after ...'
     (found by review: operators have the *_SUPABASE_URL values at hand)."""
@@ -484,6 +501,26 @@ def test_a_password_is_hidden_as_a_word_only(stack: LocalStack, test_db: str) ->
     one_line_error(out, 1, "Connection refused")
     same = cli("policies", "--url", f"postgresql://cli_nobody:cli_nobody@127.0.0.1:{port}/{test_db}")
     one_line_error(same, 1, 'role "cli_nobody" does not exist')
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [("postgresql://postgres:50%off-Secret@db.abcdefghijkl.supabase.co:5432/postgres", "50%off-Secret"),
+     ("postgresql://postgres:my Secret@db.abcdefghijkl.supabase.co:5432/postgres", "Secret"),
+     ("host=db.abcdefghijkl.supabase.co password=my secret dbname=postgres", "secret"),
+     ("host=db.abcdefghijkl.supabase.co password='my secret' dbname=postgres", "secret")],
+    ids=["url-bad-escape", "url-space", "keyword-space", "keyword-quoted"],
+)  # fmt: skip
+def test_a_password_libpq_cannot_read_is_never_printed(url: str, secret: str) -> None:
+    """`worker --dry-run` read a URL before any connection and printed libpq's complaint
+    with the password in it; a key=value string's password was never hidden (found by
+    review). Every command hides it."""
+    for args in (("worker", "--once", "--dry-run"), ("monitor",), ("consolidate", "--source", url, "--json")):
+        out = cli(*args, ONAI_DB_URL=url) if args[0] != "consolidate" else cli(*args)
+        assert out.returncode in (1, 2) and out.stderr.startswith("error: "), (args, out.stdout, out.stderr)
+        assert secret not in out.stdout + out.stderr, (args, out.stderr)
+    if "'" not in url:  # a quoted password is read; the others are libpq's complaint, masked
+        assert "***" in out.stdout, out.stdout
 
 
 def test_landing_text_in_an_error_reaches_the_terminal_escaped(monkeypatch: pytest.MonkeyPatch) -> None:

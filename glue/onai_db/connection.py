@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -76,20 +77,8 @@ def connect(
 ) -> psycopg.Connection:
     """A connection to ``url``; unreachable, refused, unknown database or a malformed URL
     raise :class:`DatabaseUnreachableError` naming the database (``what``: "source", ...)."""
-    label = f"the {what} database" if what else "the database"
-    if url.strip().lower().startswith(("http://", "https://")):
-        # a project's API URL (SUPABASE_URL) given for its database: libpq's answer was
-        # 'missing "=" after ...' (found by review)
-        raise ConfigError(
-            f"{label} URL {describe_url(url)} is an HTTP address (the project's API URL);"
-            " give its Postgres connection string, postgresql://... (Supabase dashboard: Connect)"
-        )
-    userinfo = _url_parts(url)[0]
-    if "@" in userinfo:  # libpq would take the host from inside the password, and print it
-        raise DatabaseUnreachableError(
-            f"cannot connect to {label} {describe_url(url)}: its user or password holds an '@';"
-            " write it as %40 in the URL"
-        )
+    label = _label(what)
+    conninfo(url, what)
     try:
         # UTF-8 whatever PGCLIENTENCODING or the database's default says: text is sent and COPY
         # data streamed as UTF-8 (a LATIN1 session stored Cyrillic names garbled, with no error)
@@ -100,13 +89,63 @@ def connect(
             url, autocommit=autocommit, connect_timeout=10, client_encoding="UTF8", **extra
         )
     except psycopg.Error as exc:
-        message = first_line(exc)
-        user, _, secret = userinfo.partition(":")
-        if secret and secret != user:  # never echo a password, whatever the driver's message
-            # quotes; as a whole word only (a password "on" made "c***necti*** refused", and one
-            # equal to the user's name hid which role does not exist: found by review)
-            message = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", "***", message)
-        raise DatabaseUnreachableError(f"cannot connect to {label} {describe_url(url)}: {message}") from None
+        raise DatabaseUnreachableError(
+            f"cannot connect to {label} {describe_url(url)}: {masked(first_line(exc), url)}"
+        ) from None
+
+
+def _label(what: str) -> str:
+    return f"the {what} database" if what else "the database"
+
+
+def conninfo(url: str, what: str = "") -> dict[str, Any]:
+    """The parameters of a connection string, or one clear error that never prints its
+    password: an HTTP address (the project's API URL) is a ConfigError, an '@' in the URL's
+    user or password or a string libpq cannot read a DatabaseUnreachableError (found by
+    review: `worker --dry-run` read the URL before any connection, and printed libpq's
+    complaint with the password in it)."""
+    label = _label(what)
+    if url.strip().lower().startswith(("http://", "https://")):
+        # a project's API URL (SUPABASE_URL) given for its database: libpq's answer was
+        # 'missing "=" after ...' (found by review)
+        raise ConfigError(
+            f"{label} URL {describe_url(url)} is an HTTP address (the project's API URL);"
+            " give its Postgres connection string, postgresql://... (Supabase dashboard: Connect)"
+        )
+    if "@" in _url_parts(url)[0]:  # libpq would take the host from inside the password, and print it
+        raise DatabaseUnreachableError(
+            f"cannot connect to {label} {describe_url(url)}: its user or password holds an '@';"
+            " write it as %40 in the URL"
+        )
+    try:
+        return conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise DatabaseUnreachableError(
+            f"cannot connect to {label} {describe_url(url)}: {masked(first_line(exc), url)}"
+        ) from None
+
+
+def _secrets(url: str) -> list[str]:
+    """The password of a connection string as the driver may quote it: a URL's, as written and
+    decoded, or a key=value string's, whole and word by word (libpq quotes the word after a
+    space in it: found by review)."""
+    if "://" in url:
+        user, _, secret = _url_parts(url)[0].partition(":")
+        return [s for s in {secret, unquote(secret)} if s and s != user]
+    found = re.search(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'?|.*?)(?=\s+\w+\s*=|$)", url)
+    if not found:
+        return []
+    whole = found.group(1).strip("'")
+    return [s for s in {whole, *whole.split()} if s]
+
+
+def masked(message: str, url: str) -> str:
+    """``message`` without the password of ``url``, as a whole word only (a password "on"
+    made "c***necti*** refused", and one equal to the user's name hid which role does not
+    exist: found by review)."""
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        message = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", "***", message)
+    return message
 
 
 # the database lacks an object the command needs: most likely the migrations are missing

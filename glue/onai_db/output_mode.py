@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-_state = {"json": False}
+_state: dict[str, object] = {"json": False, "context": {}}
 
 
 def want_json(flag: bool) -> None:
@@ -14,7 +14,13 @@ def want_json(flag: bool) -> None:
 
 
 def json_wanted() -> bool:
-    return _state["json"]
+    return bool(_state["json"])
+
+
+def json_context(**fields: object) -> None:
+    """Fields every error document of this run carries too (consolidate's source and target:
+    found by review, a failed run's document did not say which databases it meant)."""
+    _state["context"] = dict(fields)
 
 
 def error_document(message: str, exit_code: int, kind: str, sqlstate: str | None = None) -> str:
@@ -24,4 +30,7 @@ def error_document(message: str, exit_code: int, kind: str, sqlstate: str | None
     doc: dict[str, object] = {"ok": False, "error": message, "error_kind": kind, "exit_code": exit_code}
     if sqlstate:
         doc["sqlstate"] = sqlstate
+    context = _state["context"]
+    if isinstance(context, dict):
+        doc.update({k: v for k, v in context.items() if k not in doc})
     return json.dumps(doc)

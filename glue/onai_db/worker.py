@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 
 import httpx
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
-from .connection import CONNECTION_LOST, describe_url, first_line
+from .connection import CONNECTION_LOST, conninfo, describe_url, first_line
 from .errors import ConfigError, DatabaseUnreachableError, OnaiDbError, StackError
 from .integration_tokens import has_kept_tokens, refreshes_in_flight, store_kept_tokens
 from .outbox import KINDS, Job, Outbox, connect, use_service_role
@@ -140,7 +139,7 @@ def _is_local(url: str) -> bool:
     """Every host the connection may reach is loopback or a socket: libpq connects to
     ``hostaddr`` when it is given (whatever ``host`` says), and PGHOST / PGHOSTADDR fill what
     the URL leaves out."""
-    params = conninfo_to_dict(url)
+    params = conninfo(url)
     hosts = str(params.get("host") or os.environ.get("PGHOST") or "localhost").split(",")
     addrs = str(params.get("hostaddr") or os.environ.get("PGHOSTADDR") or "").split(",")
     return all(h in ("localhost", "127.0.0.1", "::1") or h.startswith("/") for h in hosts) and all(

@@ -20,7 +20,7 @@ from ..consolidate.render import render_attribution, render_report
 from ..consolidate.runner import PHASES, option_problem, preflight
 from ..errors import ConfigError, MissingDependencyError, StackError
 from ..local import LocalStack
-from ..output_mode import error_document, want_json
+from ..output_mode import error_document, json_context, want_json
 from ..progress import phase_progress
 from ..render import OutputConsole, plain
 from ..settings import Settings
@@ -110,6 +110,7 @@ def register(app: typer.Typer) -> None:
             "source": {"database": describe_url(src), "from": src_from},
             "target": {"database": describe_url(tgt), "from": tgt_from},
         }
+        json_context(**endpoints)
         where = plain(
             " -> ".join(f"{side} {e['database']} ({e['from']})" for side, e in endpoints.items())
             + (", dry run" if dry_run else "")
