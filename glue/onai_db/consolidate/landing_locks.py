@@ -91,12 +91,9 @@ def sessions_in_the_way(conn: psycopg.Connection, tables: Sequence[str]) -> str:
     ).fetchall()
     said = []
     for pid, granted, table, query, blockers in rows:
-        line = f"server process {pid} {'holds' if granted else 'awaits'} an exclusive lock on {table}"
-        line += f": {_statement(query)}" if _statement(query) else ""
+        line = f"server process {pid} {'holds' if granted else 'awaits'} an exclusive lock on {table}{_statement(query)}"
         behind = [
-            f"server process {b_pid}"
-            + (f" ({state})" if state else "")
-            + (f": {_statement(q)}" if _statement(q) else "")
+            f"server process {b_pid}" + (f" ({state})" if state else "") + _statement(q)
             for b_pid, state, q in blockers or []
         ]
         said.append(line + (f", behind {', '.join(behind)}" if behind else ""))
@@ -104,7 +101,8 @@ def sessions_in_the_way(conn: psycopg.Connection, tables: Sequence[str]) -> str:
 
 
 def _statement(query: str | None) -> str:
-    """The statement's first 80 characters on one line; "" when the login may not see it."""
+    """ ": <the statement's first 80 characters on one line>", or "" when there is none the
+    login may see."""
     if not query or query.startswith("<insufficient privilege>"):
         return ""
-    return " ".join(query.split())[:80]
+    return ": " + " ".join(query.split())[:80]

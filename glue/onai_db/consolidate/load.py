@@ -399,10 +399,8 @@ def count_extra_values(
         # key wins, in the lead and in the row's journey event; found by review: not counted)
         left = sql.SQL(", ").join(
             sql.SQL(
-                "count(*) filter (where s.extra ? {c} and {too_big}),"
-                " count(*) filter (where s.extra ? {c} and not {too_big} and s.metadata ? {c}"
-                " and s.metadata -> {c} is distinct from s.extra -> {c})"
-            ).format(c=sql.Literal(c), too_big=sql.SQL(EXTRA_TOO_BIG))
+                "count(*) filter (where s.extra ? {c} and {too_big}), count(*) filter (where {key_wins})"
+            ).format(c=sql.Literal(c), too_big=sql.SQL(EXTRA_TOO_BIG), key_wins=_own_key_wins(c))
             for c in extra
         )
         # json values jsonb refuses, kept in the lead's metadata as their text: only rows
@@ -410,11 +408,11 @@ def count_extra_values(
         # the table, quarantined ones and those above among them)
         kept_as_text = [
             sql.SQL(
-                "count(*) filter (where s.extra ? {c} and not {too_big} and not (s.metadata ? {c}"
-                " and s.metadata -> {c} is distinct from s.extra -> {c}) and {refused})"
+                "count(*) filter (where s.extra ? {c} and not {too_big} and not ({key_wins}) and {refused})"
             ).format(
                 c=sql.Literal(c),
                 too_big=sql.SQL(EXTRA_TOO_BIG),
+                key_wins=_own_key_wins(c),
                 refused=sql.SQL(_jsonb_refuses("r." + sql.Identifier(c).as_string(None))),
             )
             for c in as_text
@@ -439,6 +437,14 @@ def count_extra_values(
             if n and f"{table}.{column}" in out:
                 out[f"{table}.{column}"]["rows_kept_as_json_text"] = n
     return out
+
+
+def _own_key_wins(column: str) -> sql.Composable:
+    """A staged row (``s``) imported with a value of ``column`` that stays in the backup: its
+    own metadata has another value under the column's name (count_extra_values)."""
+    return sql.SQL(
+        "s.extra ? {c} and not {too_big} and s.metadata ? {c} and s.metadata -> {c} is distinct from s.extra -> {c}"
+    ).format(c=sql.Literal(column), too_big=sql.SQL(EXTRA_TOO_BIG))
 
 
 # why an imported row's value of another column is in the backup only (count_extra_values)
