@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from onai_db.connection import describe_error
-from onai_db.errors import ConfigError
+from onai_db.connection import conninfo, describe_error, describe_url
+from onai_db.errors import ConfigError, DatabaseUnreachableError
 from onai_db.local import DatabaseContents, LocalStack
 from onai_db.settings import Settings
 
@@ -57,6 +57,32 @@ def test_explicit_db_wins_over_the_environment(stack: LocalStack, test_db: str) 
     # without --db the environment's database is the one checked
     one_line_error(cli("policies", TRAFFIC_DB_URL=env_url), 1, "cli_no_such_db")
     one_line_error(cli("policies", "--db", test_db, "--url", env_url), 2, "not both")
+
+
+def test_policies_names_the_database_it_checked_and_refuses_empty_options(
+    stack: LocalStack, test_db: str
+) -> None:
+    """``policies --url ''`` checked the local stack's database instead, and no output said
+    which database the verdict was about (found by review)."""
+    port = stack.require_running().port
+    checked = cli("policies", "--db", test_db)
+    assert f"coverage ok in 127.0.0.1:{port}/{test_db}:" in checked.stdout, checked.stdout
+    for option in ("--url", "--db"):
+        one_line_error(cli("policies", option, ""), 2, f"{option} is empty")
+        one_line_error(cli("policies", option, "  "), 2, f"{option} is empty")
+
+
+def test_a_blank_setting_counts_as_unset(tmp_path: Path) -> None:
+    """``ONAI_DB_URL="   "`` connected to localhost's default port instead of naming the
+    setting (found by review): blanks are no value, as an empty string is."""
+    (tmp_path / "supabase").mkdir()
+    (tmp_path / "supabase" / "config.toml").write_text('project_id = "scratch"\n')
+    one_line_error(cli("monitor", ONAI_DB_PROJECT_DIR=str(tmp_path), ONAI_DB_URL="   "), 2, "set ONAI_DB_URL")
+    (tmp_path / ".env").write_text("TRAFFIC_DB_URL=postgresql://u@127.0.0.1:1/from_dotenv\n")
+    settings = Settings.load(tmp_path)
+    blank = Settings(settings.project_dir, settings.env, {"ONAI_DB_URL": " \t"})
+    assert blank.get("ONAI_DB_URL") == "postgresql://u@127.0.0.1:1/from_dotenv"
+    assert blank.origin("ONAI_DB_URL") == "TRAFFIC_DB_URL in .env"
 
 
 def test_database_names_and_roles_are_checked(stack: LocalStack) -> None:
@@ -315,6 +341,23 @@ def test_json_commands_print_a_json_document_on_errors_too(stack: LocalStack, te
     assert cli("consolidate", "--target", "--json", "--jobz", "1").stdout == ""
 
 
+def test_a_usage_error_without_a_context_still_gives_the_document() -> None:
+    """An option given without its value (click's parser has no context then) and
+    ``--json=1`` (a value the flag refuses) printed the error line and no document (found by
+    review)."""
+    for args, needle in (
+        (("consolidate", "--json", "--source"), "'--source' requires an argument"),
+        (("monitor", "--json=1"), "'--json' does not take a value"),
+        (("local", "status", "--json=yes"), "'--json' does not take a value"),
+    ):
+        out = cli(*args)
+        one_line_error(out, 2, needle)
+        doc = json.loads(out.stdout)
+        assert doc["error_kind"] == "usage" and needle in doc["error"], (args, doc)
+    # a command without --json still prints nothing on stdout
+    assert cli("local", "url", "--role").stdout == ""
+
+
 def test_a_bug_prints_its_traceback_and_still_one_error_line_and_document() -> None:
     # an exception no command expected (a bug): the traceback for the report, then the usual
     # last line on stderr, the JSON document on stdout for --json, exit 1
@@ -501,6 +544,26 @@ def test_a_password_is_hidden_as_a_word_only(stack: LocalStack, test_db: str) ->
     one_line_error(out, 1, "Connection refused")
     same = cli("policies", "--url", f"postgresql://cli_nobody:cli_nobody@127.0.0.1:{port}/{test_db}")
     one_line_error(same, 1, 'role "cli_nobody" does not exist')
+
+
+@pytest.mark.parametrize(
+    ("url", "described"),
+    [("postgresql:///postgres?host=db.example.org&port=6543&dbname=traffic", "db.example.org:6543/traffic"),
+     ("postgresql://u@h:5432/db?dbname=other", "h:5432/other"),
+     ("postgresql://u:p%40ss@h/db?sslmode=require", "h/db"),
+     ("postgresql://u:p@ss@h:1/db", "h:1/db"),
+     ("postgresql://u:pa/ss@h:1/db", "h:1/db"),
+     ("host=h port=5 dbname=d", "h:5/d")],
+)  # fmt: skip
+def test_a_database_is_described_as_libpq_reads_it(url: str, described: str) -> None:
+    """A URL's ``?host=`` and ``?dbname=`` were ignored ("/postgres" was printed), and a '/'
+    in a password made libpq connect to a host named after the user while the error named
+    the URL's host (found by review)."""
+    assert describe_url(url) == described
+    if "pa/ss" in url:
+        with pytest.raises(DatabaseUnreachableError, match=r"holds a '/'; write it as %2F") as refused:
+            conninfo(url, "source")
+        assert "pa/ss" not in str(refused.value) and "h:1/db" in str(refused.value)
 
 
 @pytest.mark.parametrize(

@@ -172,10 +172,13 @@ def _fail(
 def _usage_asked_for_json(ctx: object) -> bool:
     """Whether the command whose options failed to parse was given ``--json``: parsed before
     the bad one, or still among its arguments (an unknown option stops the parsing), and
-    not as another option's value (``--target --json``)."""
+    not as another option's value (``--target --json``). ``--json=1`` asks too (found by
+    review: click refuses the value, and the refusal came without a document)."""
     if getattr(ctx, "params", {}).get("as_json") is True:
         return True
-    params = getattr(getattr(ctx, "command", None), "params", [])
+    # click's parser gives no context for an option without its value (`--source` last)
+    command = getattr(ctx, "command", None) or _command_of_argv()
+    params = getattr(command, "params", [])
     if not any("--json" in getattr(p, "opts", ()) for p in params):
         return False
     takes_value = {
@@ -186,8 +189,20 @@ def _usage_asked_for_json(ctx: object) -> bool:
     }
     args = sys.argv[1:]
     return any(
-        arg == "--json" and prev not in takes_value for prev, arg in zip(["", *args], args, strict=False)
+        arg.partition("=")[0] == "--json" and prev not in takes_value
+        for prev, arg in zip(["", *args], args, strict=False)
     )
+
+
+def _command_of_argv() -> object:
+    """The click command the arguments name (``local status``, ``monitor``), or None."""
+    command: Any = typer.main.get_command(app)
+    for arg in sys.argv[1:]:
+        sub = getattr(command, "commands", {}).get(arg)
+        if sub is None:
+            break
+        command = sub
+    return command
 
 
 def main() -> None:

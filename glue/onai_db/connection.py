@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -23,17 +23,28 @@ def _url_parts(url: str) -> tuple[str, str]:
 
 def describe_url(url: str) -> str:
     """host:port/db of a connection string without credentials or options (never print a
-    password): a URL (a password may hold an unescaped '@': the host follows the last one)
-    or a libpq key=value string."""
-    if "://" in url:
-        return _url_parts(url)[1].split("?", 1)[0]
+    password), as libpq reads it: a URL's ``?host=``/``?port=``/``?dbname=`` count (found by
+    review: a URL with its host in the query was described as "/postgres"); a URL libpq would
+    misread (an '@' or '/' in its password) is described by its text after the last '@'."""
+    userinfo, rest = _url_parts(url)
     try:
+        if _misread_userinfo(userinfo):
+            raise psycopg.ProgrammingError("libpq would read the host from inside the password")
         parts = conninfo_to_dict(url)
     except psycopg.Error:
+        if "://" in url:
+            return rest.split("?", 1)[0]
         return "(an unreadable connection string)"
     host = parts.get("host") or parts.get("hostaddr") or "localhost"
     port = f":{parts['port']}" if parts.get("port") else ""
     return f"{host}{port}/{parts.get('dbname') or parts.get('user') or ''}"
+
+
+def _misread_userinfo(userinfo: str) -> str | None:
+    """The character of a URL's user:password that libpq ends it at, so that it would take the
+    host (and port) from inside the password: an '@' or a '/' (libpq's URL parser stops at the
+    first of either; found by review: "pa/ss" gave "failed to resolve host 'u'")."""
+    return next((ch for ch in "@/" if ch in userinfo), None)
 
 
 def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
@@ -112,10 +123,12 @@ def conninfo(url: str, what: str = "") -> dict[str, Any]:
             f"{label} URL {describe_url(url)} is an HTTP address (the project's API URL);"
             " give its Postgres connection string, postgresql://... (Supabase dashboard: Connect)"
         )
-    if "@" in _url_parts(url)[0]:  # libpq would take the host from inside the password, and print it
+    bad = _misread_userinfo(_url_parts(url)[0])
+    if bad:  # libpq would take the host from inside the password, and print it
         raise DatabaseUnreachableError(
-            f"cannot connect to {label} {describe_url(url)}: its user or password holds an '@';"
-            " write it as %40 in the URL"
+            f"cannot connect to {label} {describe_url(url)}: its user or password holds"
+            f" {'an' if bad == '@' else 'a'} '{bad}';"
+            f" write it as {quote(bad, safe='')} in the URL"
         )
     try:
         return conninfo_to_dict(url)

@@ -58,11 +58,17 @@ def load_env(project_dir: Path | None = None, environ: Mapping[str, str] | None 
     return values
 
 
+def is_set(value: str | None) -> bool:
+    """Whether a variable holds a value: empty or only blanks is unset (found by review:
+    ``ONAI_DB_URL="   "`` connected to localhost instead of naming the setting)."""
+    return bool(value and value.strip())
+
+
 def lookup(env: Mapping[str, str], name: str, aliases: Sequence[str] | None = None) -> str | None:
-    """The first non-empty value among ``name`` and its aliases."""
+    """The first value among ``name`` and its aliases that is set (``is_set``)."""
     for key in (name, *(ALIASES.get(name, ()) if aliases is None else aliases)):
         value = env.get(key)
-        if value:
+        if is_set(value):
             return value
     return None
 
@@ -93,10 +99,10 @@ class Settings:
         "DATABASE_URL in the environment", "TRAFFIC_DB_URL in .env"; None when unset."""
         names = (name, *ALIASES.get(name, ()))
         if self.process is not None:
-            key = next((k for k in names if self.process.get(k)), None)
+            key = next((k for k in names if is_set(self.process.get(k))), None)
             if key is not None:
                 return f"{key} in the environment"
-        key = next((k for k in names if self.env.get(k)), None)
+        key = next((k for k in names if is_set(self.env.get(k))), None)
         if key is None:
             return None
         return f"{key} in the environment" if self.process is None else f"{key} in .env"

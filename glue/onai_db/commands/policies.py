@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from ..connection import connect, require_migrated
+from ..connection import connect, describe_url, require_migrated
 from ..errors import ConfigError
 from ..local import DEFAULT_DB, LocalStack
 from ..policies import coverage, exposed_schemas, load_matrix
-from ..render import OutputConsole, matrix_table
+from ..render import OutputConsole, matrix_table, plain
 from ..settings import Settings
 
 console = OutputConsole()
@@ -30,6 +31,10 @@ def register(app: typer.Typer) -> None:
         """Print the access matrix and check that every exposed object is covered and protected."""
         settings = Settings.load()
         matrix = load_matrix(settings.project_dir)
+        for name, value in (("--url", url), ("--db", db)):
+            if value is not None and not value.strip():  # it fell back to another database
+                # without a word (found by review)
+                raise ConfigError(f"{name} is empty: pass a value, or leave the option out")
         if url and db:
             raise ConfigError("pass --db or --url, not both")
         env_url = None if db else settings.get("ONAI_DB_URL")
@@ -39,12 +44,19 @@ def register(app: typer.Typer) -> None:
             require_migrated(conn, target, "push them first (`onai-db local up --db NAME` for a local one)")
             report = coverage(conn, matrix, exposed_schemas(settings.project_dir))
         console.print(matrix_table(matrix))
+        checked = plain(describe_url(target))  # which database the verdict is about
         if report.ok:
             console.print(
-                f"[green]coverage ok[/green]: {len(report.exposed)} exposed objects, all in policies/, "
-                "RLS on every table, every view security_invoker"
+                Text.assemble(
+                    ("coverage ok", "green"),
+                    " in ",
+                    checked,
+                    f": {len(report.exposed)} exposed objects, all in policies/, RLS on every table,"
+                    " every view security_invoker",
+                )
             )
             return
+        console.print(Text.assemble(("coverage problems", "red"), " in ", checked, ":"))
         for problem in report.problems():
             console.print(f"[red]✗[/red] {problem}")
         raise typer.Exit(1)
