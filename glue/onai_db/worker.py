@@ -10,6 +10,7 @@ the lead stats (``private.fold_lead_daily_stats``) itself.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -18,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -232,7 +233,16 @@ class Worker:
         restore = self._install_signals()
         threads: list[threading.Thread] = []
         try:
-            self._housekeeping(force=True)
+            try:
+                self._housekeeping(force=True)
+            except psycopg.errors.QueryCanceled:
+                if not self.stop.is_set():
+                    raise
+                # a stop during start-up housekeeping (waiting on a lock): nothing was claimed
+                # (found by review: the signal was ignored until the lock came free, and the
+                # worker then said "started")
+                self.echo("stopped during start-up housekeeping; no job was claimed")
+                return self.report
             self._last_progress = self._last_kept_store = time.monotonic()
             cfg = self.config
             self.echo(
@@ -316,6 +326,15 @@ class Worker:
         def on_signal(signum: int, _frame: object) -> None:
             self.echo(f"signal {signum}: finishing jobs in flight, then exiting")
             self.stop.set()
+            # this thread may wait in housekeeping for a lock: its statement is cancelled
+            # (housekeeping is safe to cut short: each step is its own transaction and
+            # runs again the next period)
+            conn = self._housekeeping_conn
+            if conn is not None:
+                try:
+                    conn.cancel_safe(timeout=5.0)
+                except Exception as exc:  # raised here, it would surface anywhere in the main thread
+                    self.echo(f"housekeeping could not be cancelled: {first_line(exc)}")
 
         for s in previous:
             signal.signal(s, on_signal)
@@ -325,6 +344,17 @@ class Worker:
                 signal.signal(s, handler)
 
         return restore
+
+    _housekeeping_conn: psycopg.Connection | None = None
+
+    @contextlib.contextmanager
+    def _cancellable(self, conn: psycopg.Connection) -> Iterator[None]:
+        """While the block runs, a stop signal cancels ``conn``'s statement."""
+        self._housekeeping_conn = conn
+        try:
+            yield
+        finally:
+            self._housekeeping_conn = None
 
     _last_housekeeping = 0.0
     _last_prune = 0.0
@@ -352,6 +382,10 @@ class Worker:
         period tries again), not the end of the worker."""
         try:
             self._housekeeping()
+        except psycopg.errors.QueryCanceled as exc:  # an OperationalError: before _DB_GONE
+            if not self.stop.is_set():
+                raise
+            self.echo(f"housekeeping cancelled by the stop: {first_line(exc)}")
         except _DB_GONE as exc:
             self.echo(f"housekeeping skipped, database unreachable or read-only: {first_line(exc)}")
         now = time.monotonic()
@@ -366,7 +400,9 @@ class Worker:
         if not force and now - self._last_housekeeping < self.config.housekeeping_seconds:
             return
         self._last_housekeeping = now
-        with _open(self.config.db_url, as_service_role=False) as conn:
+        if self.stop.is_set():
+            return
+        with _open(self.config.db_url, as_service_role=False) as conn, self._cancellable(conn):
             queue = Outbox(conn)
             # what pg_cron runs (scheduled by the migrations when pg_cron was there at push
             # time) is left to it; each job it lacks is done here (pg_cron enabled after the

@@ -103,6 +103,58 @@ def test_sigterm_finishes_the_job_in_flight_then_exits(
     assert "1 sent" in proc.stderr.read()
 
 
+def test_a_stop_during_start_up_housekeeping_is_not_ignored(
+    fake: FakeProviders, queue: Outbox, owner_conn: psycopg.Connection, db_url: str, spawn: Callable
+) -> None:
+    """Start-up housekeeping waiting on a lock (a long migration, a session left in a
+    transaction) ignored SIGTERM until the lock came free, then said "started" and served
+    (found by review). The stop cancels its statement: the worker exits at once, claims
+    nothing, and says why."""
+    job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "not before the lock"}, "startup-stop/1")
+    with psycopg.connect(db_url) as holder:
+        holder.execute("lock table public.outbox_jobs in access exclusive mode")
+        proc = spawn("--services", "sms", "--concurrency", "1")
+        waiting = (
+            "select count(*) from pg_catalog.pg_stat_activity where datname = current_database()"
+            " and application_name = 'onai-db worker' and wait_event_type = 'Lock'"
+        )
+        _wait_for(lambda: owner_conn.execute(waiting).fetchone()[0] == 1, 20, "housekeeping to wait")
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(timeout=10) == 0
+        finally:
+            holder.rollback()
+    err = proc.stderr.read()
+    assert "stopped during start-up housekeeping; no job was claimed" in err, err
+    assert "started:" not in err and "claimed 0" in err, err
+    assert _job(queue.conn, job_id) == ("pending", 0, None)
+    assert fake.calls("mobizon") == []
+
+    # the same for a running worker's periodic housekeeping (it was reported as "database
+    # unreachable": a cancelled statement is an OperationalError)
+    queue.conn.execute(
+        "update public.outbox_jobs set run_after = now() + interval '1 hour' where id = %s", (job_id,)
+    )
+    proc = spawn("--services", "sms", "--concurrency", "1", OUTBOX_HOUSEKEEPING_SECONDS="0.5")
+    serving = (
+        "select count(*) from pg_catalog.pg_stat_activity where datname = current_database()"
+        " and application_name = 'onai-db worker' and query like '%claim_outbox_jobs%'"
+    )
+    _wait_for(lambda: owner_conn.execute(serving).fetchone()[0] == 1, 20, "the worker to serve")
+    with psycopg.connect(db_url) as holder:
+        holder.execute("lock table public.outbox_jobs in access exclusive mode")
+        recovering = waiting + " and query like '%recover_expired_outbox_leases%'"
+        _wait_for(lambda: owner_conn.execute(recovering).fetchone()[0] == 1, 20, "housekeeping to wait")
+        proc.send_signal(signal.SIGTERM)
+        _wait_for(
+            lambda: owner_conn.execute(recovering).fetchone()[0] == 0, 5, "housekeeping to be cancelled"
+        )
+        holder.rollback()  # the serving thread's claim waits too; it ends with its statement
+    assert proc.wait(timeout=10) == 0
+    err = proc.stderr.read()
+    assert "housekeeping cancelled by the stop" in err and "unreachable" not in err, err
+
+
 def test_a_lost_database_connection_is_reconnected_and_the_outcome_recorded(
     fake: FakeProviders, queue: Outbox, owner_conn: psycopg.Connection, spawn: Callable
 ) -> None:
