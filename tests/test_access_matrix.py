@@ -131,3 +131,18 @@ def test_an_overloaded_function_is_reported_by_the_coverage_check(owner_conn: ps
         report = coverage(owner_conn, MATRIX, exposed_schemas(PROJECT))
         assert report.overloaded == ["public.traffic_dashboard"]
         assert not report.ok and any("overloaded" in p for p in report.problems())
+
+
+def test_an_extension_in_an_exposed_schema_is_reported_by_the_coverage_check(
+    owner_conn: psycopg.Connection,
+) -> None:
+    """The dashboard's "enable extension" into public made its functions callable by anon
+    through /rpc, and the check still said "coverage ok" (found by review)."""
+    with owner_conn.transaction(force_rollback=True):
+        owner_conn.execute("create extension fuzzystrmatch schema public")
+        report = coverage(owner_conn, MATRIX, exposed_schemas(PROJECT))
+        assert len(report.extensions) == 1 and report.extensions[0].startswith("fuzzystrmatch ("), report
+        assert not report.ok and any("create it in the extensions schema" in p for p in report.problems())
+    with owner_conn.transaction(force_rollback=True):  # where it belongs: no problem
+        owner_conn.execute("create extension fuzzystrmatch schema extensions")
+        assert coverage(owner_conn, MATRIX, exposed_schemas(PROJECT)).ok

@@ -205,3 +205,101 @@ def test_a_role_insert_by_a_non_admin_does_not_tell_who_is_deactivated(
     finally:
         api.query(cast.admin, "update public.traffic_users set is_active = true where id = %s", [who.user_id])
     assert roles_of(api, who.user_id) == {"targetologist"}
+
+
+def _profile(api: PostgrestSession, user_id) -> dict:
+    return api.query(
+        SERVICE,
+        "select email, full_name, team_id, is_active, suspended_roles::text[] as suspended"
+        " from public.traffic_users where id = %s",
+        [user_id],
+    )[0]
+
+
+def _grants(api: PostgrestSession, user_id) -> list[dict]:
+    return api.query(
+        SERVICE,
+        "select role::text as role, granted_by, granted_at from public.app_user_roles"
+        " where user_id = %s order by role",
+        [user_id],
+    )
+
+
+@pytest.mark.parametrize("resolution", ["merge-duplicates", "ignore-duplicates"])
+def test_an_upsert_that_deactivates_keeps_the_roles_for_reactivation(
+    api: PostgrestSession, cast: Cast, resolution: str
+) -> None:
+    """supabase-js .upsert() of an existing profile with is_active = false deleted the user's
+    roles for good: the BEFORE INSERT trigger fired for the proposed row before ON CONFLICT
+    threw it away (found by review). Roles move only with the row actually written, and come
+    back on reactivation as they were granted (who and when)."""
+    who = cast.targetologist_b
+    before = _grants(api, who.user_id)
+    profile = _profile(api, who.user_id)
+    assert before and profile["is_active"], (before, profile)
+    action = (
+        "do update set email = excluded.email, full_name = excluded.full_name,"
+        " team_id = excluded.team_id, is_active = excluded.is_active"
+        if resolution == "merge-duplicates"
+        else "do nothing"
+    )
+    upsert = (  # what PostgREST sends for POST /traffic_users?on_conflict=id with that Prefer
+        "insert into public.traffic_users (id, email, full_name, team_id, is_active)"
+        f" values (%s, %s, %s, %s, false) on conflict (id) {action}"
+        " returning is_active, suspended_roles::text[] as suspended"
+    )
+    try:
+        written = api.query(
+            cast.admin, upsert, [who.user_id, profile["email"], profile["full_name"], profile["team_id"]]
+        )
+        if resolution == "ignore-duplicates":  # nothing written: nothing changes
+            assert written == []
+            assert _grants(api, who.user_id) == before and _profile(api, who.user_id) == profile
+            return
+        assert written == [{"is_active": False, "suspended": [g["role"] for g in before]}]
+        assert _grants(api, who.user_id) == []
+    finally:
+        api.query(cast.admin, "update public.traffic_users set is_active = true where id = %s", [who.user_id])
+    assert _grants(api, who.user_id) == before  # granted_by and granted_at as they were
+    assert _profile(api, who.user_id) == profile
+
+
+def test_a_role_granted_by_an_admin_comes_back_with_its_grantor(api: PostgrestSession, cast: Cast) -> None:
+    """Reactivation granted the roles again with granted_by NULL ("the service role") and a
+    new granted_at: an admin could launder their own grant (found by review)."""
+    who = cast.targetologist_b
+    api.query(
+        cast.admin,
+        "insert into public.app_user_roles (user_id, role) values (%s, 'sales_manager')",
+        [who.user_id],
+    )
+    try:
+        granted = _grants(api, who.user_id)
+        assert {g["role"]: g["granted_by"] for g in granted}["sales_manager"] == cast.admin.user_id
+        api.query(
+            cast.admin, "update public.traffic_users set is_active = false where id = %s", [who.user_id]
+        )
+        api.query(cast.admin, "update public.traffic_users set is_active = true where id = %s", [who.user_id])
+        assert _grants(api, who.user_id) == granted
+    finally:
+        api.query(
+            SERVICE,
+            "delete from public.app_user_roles where user_id = %s and role = 'sales_manager'",
+            [who.user_id],
+        )
+
+
+def test_nobody_deactivates_their_own_profile(api: PostgrestSession, cast: Cast) -> None:
+    """An admin who set their own is_active = false dropped their own roles (a sole admin
+    locked everyone out), past "nobody changes their own roles" (found by review)."""
+    before = _grants(api, cast.admin.user_id)
+    for statement in (
+        "update public.traffic_users set is_active = false where id = %s",
+        "insert into public.traffic_users (id, email, full_name, is_active) values (%s, 'x@example.kz', 'X', false)"
+        " on conflict (id) do update set is_active = excluded.is_active",
+    ):
+        with pytest.raises(ApiError) as err:
+            api.query(cast.admin, statement, [cast.admin.user_id])
+        assert err.value.code == "42501" and "your own" in err.value.message, err.value
+        assert err.value.hint and "another admin" in err.value.hint
+    assert _grants(api, cast.admin.user_id) == before

@@ -103,6 +103,8 @@ class Coverage:
     rls_disabled: list[str]
     definer_views: list[str]  # views without security_invoker
     overloaded: list[str] = field(default_factory=list)  # functions with several signatures
+    # extensions whose objects in an exposed schema the API roles may use: "ext (n objects, e.g. x)"
+    extensions: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -113,6 +115,7 @@ class Coverage:
             or self.rls_disabled
             or self.definer_views
             or self.overloaded
+            or self.extensions
         )
 
     def problems(self) -> list[str]:
@@ -124,6 +127,11 @@ class Coverage:
         out += [
             f"{n}: overloaded (the matrix names functions, so every signature but one would go unchecked)"
             for n in self.overloaded
+        ]
+        out += [
+            f"extension {e} in an exposed schema: anon or authenticated may call or read them through the"
+            " API, and the matrix does not cover extensions; create it in the extensions schema instead"
+            for e in self.extensions
         ]
         return out
 
@@ -150,8 +158,41 @@ where n.nspname = any(%(schemas)s)
 """
 
 
+# objects an extension put into an exposed schema that an API role may use: the dashboard's
+# "enable extension" into public made dblink's functions callable by anon, and coverage said
+# "ok" (found by review); the matrix is about onai-db's own objects, so these are reported
+EXTENSION_OBJECTS_SQL = """
+with api_role as (
+  select rolname from pg_roles where rolname in ('anon', 'authenticated')
+), member as (
+  select e.extname, n.nspname || '.' || p.proname as name,
+         exists (select 1 from api_role r where has_function_privilege(r.rolname, p.oid, 'execute')) as usable
+  from pg_proc p
+  join pg_namespace n on n.oid = p.pronamespace
+  join pg_depend d on d.objid = p.oid and d.classid = 'pg_proc'::regclass and d.deptype = 'e'
+  join pg_extension e on e.oid = d.refobjid
+  where n.nspname = any(%(schemas)s)
+  union all
+  select e.extname, n.nspname || '.' || c.relname,
+         exists (select 1 from api_role r
+                 where has_table_privilege(r.rolname, c.oid, 'select, insert, update, delete'))
+  from pg_class c
+  join pg_namespace n on n.oid = c.relnamespace
+  join pg_depend d on d.objid = c.oid and d.classid = 'pg_class'::regclass and d.deptype = 'e'
+  join pg_extension e on e.oid = d.refobjid
+  where n.nspname = any(%(schemas)s) and c.relkind in ('r', 'p', 'v', 'm', 'f')
+)
+select extname || ' (' || count(*) || ' object(s), e.g. ' || min(name) || ')'
+from member
+where usable
+group by extname
+order by extname
+"""
+
+
 def coverage(conn: psycopg.Connection, matrix: dict[str, Entry], schemas: list[str]) -> Coverage:
     rows = conn.execute(EXPOSED_OBJECTS_SQL, {"schemas": schemas}).fetchall()
+    extensions = [r[0] for r in conn.execute(EXTENSION_OBJECTS_SQL, {"schemas": schemas}).fetchall()]
     exposed = {name: kind for name, kind, _rls, _inv in rows}
     signatures = Counter(name for name, kind, _rls, _inv in rows if kind == "function")
     rls_off = sorted(name for name, kind, rls, _inv in rows if kind == "table" and not rls)
@@ -164,4 +205,5 @@ def coverage(conn: psycopg.Connection, matrix: dict[str, Entry], schemas: list[s
         rls_disabled=rls_off,
         definer_views=definer,
         overloaded=sorted(name for name, count in signatures.items() if count > 1),
+        extensions=extensions,
     )
