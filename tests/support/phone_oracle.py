@@ -29,6 +29,8 @@ _FOLD.update({ord(c): " " for c in "\u00a0\u1680\u202f\u205f\u3000\t\n\r\x0b\x0c
 _FOLD.update({cp: " " for cp in range(0x2000, 0x200B)})
 _FOLD.update({ord(c): "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"})
 _FOLD.update({ord(c): None for c in "\u200b\u200c\u200d\u2060\ufeff\u00ad"})
+# bidirectional marks a phone's "copy number" wraps a number in (found by review)
+_FOLD.update({ord(c): None for c in "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"})
 
 _SEP = r" ().\[\]/\-"
 _EXT = r"[ ,;]*(?:[eE][xX][tT](?:[nN]|[eE][nN][sS][iI][oO][nN])?|[xX]|#|доб|Доб|ДОБ|добавочный)[.:= ]*[0-9]{1,10}"

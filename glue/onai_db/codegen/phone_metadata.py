@@ -47,7 +47,7 @@ from onai_db.codegen.digit_language import buckets, in_buckets, matches, prefix_
 
 TEMPLATE_PATH = Path(__file__).with_name("normalize_phone.sql.in")
 # The migration that holds the current rendering; a regeneration goes into a new file, named here.
-MIGRATION = "supabase/migrations/20261122110000_normalize_phone_prefix_tables.sql"
+MIGRATION = "supabase/migrations/20261212100100_normalize_phone_bidi_marks.sql"
 # The first, plain SQL version (frozen like every applied migration; not rendered any more).
 FIRST_MIGRATION = "supabase/migrations/20261121110000_normalize_phone.sql"
 MAX_NSN = 17  # libphonenumber's _MAX_LENGTH_FOR_NSN
@@ -72,13 +72,16 @@ TYPE_ATTRS = (
 
 # Characters folded before parsing: full-width digits and plus, unicode spaces, dashes
 # and brackets become their ASCII forms; zero-width characters and the soft hyphen are
-# dropped (translate() deletes characters that have no counterpart).
+# dropped, as are the bidirectional marks a phone's "copy number" wraps a number in (U+202A
+# or U+202D ... U+202C, U+200E, U+2066-U+2069; found by review: such a number was NULL, and
+# each submission a new lead) (translate() deletes characters that have no counterpart).
 FOLD_FROM = (
     "０１２３４５６７８９＋（）［］．／"
     "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
     "\u202f\u205f\u3000\t\n\r\u000b\u000c"
     "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
     "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+    "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 )
 FOLD_TO = "0123456789+()[]./" + " " * 21 + "-" * 10
 
