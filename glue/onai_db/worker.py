@@ -220,6 +220,7 @@ class Worker:
         self.report = WorkerReport()
         self._lock = threading.Lock()
         self._errors: list[Exception] = []
+        self._rate_limited_ids: set[int] = set()  # jobs snoozed by a rate limit in this run
         self._secrets = config.providers.secrets()
         self._leases = _LeaseKeeper(config.db_url, config.lease_seconds, echo)
         # host:pid alone repeats across containers (each worker is pid 1) and across Worker
@@ -256,15 +257,17 @@ class Worker:
             with self._leases:
                 for t in threads:
                     t.start()
-                stored_on_stop = False
                 while any(t.is_alive() for t in threads):
                     self._wait_round(threads, min(self.config.housekeeping_seconds, 1.0))
-                    if self.stop.is_set() and not stored_on_stop:
+                    if self.stop.is_set():
                         # at once, not after the busy threads end: a stop's grace period may end
                         # first (found by review: stored 9 s after SIGTERM, behind a slow call)
-                        stored_on_stop = True
                         if has_kept_tokens():
                             self._store_kept_tokens_on_the_way_out(self.id_prefix)
+                        # then _finish waits for the threads, up to its deadline (found by
+                        # review: this loop went on while a provider trickled its answer, with
+                        # _wait_round returning at once: a core at 100% and no end)
+                        break
                     if not once:
                         self._housekeeping_or_warn()
                         self._progress()
@@ -346,6 +349,11 @@ class Worker:
         return restore
 
     _housekeeping_conn: psycopg.Connection | None = None
+
+    def _rate_limited_in_this_run(self, jobs: Sequence[Job]) -> bool:
+        """Whether one of ``jobs`` met a rate limit before in this run."""
+        with self._lock:
+            return any(j.id in self._rate_limited_ids for j in jobs)
 
     @contextlib.contextmanager
     def _cancellable(self, conn: psycopg.Connection) -> Iterator[None]:
@@ -558,6 +566,14 @@ class Worker:
             handlers = Handlers(cfg.providers, http, context, dry_run=cfg.dry_run)
             while not self.stop.is_set():
                 jobs = queue.claim(worker_id, 1, cfg.lease_seconds, cfg.kinds)
+                if once and jobs and self._rate_limited_in_this_run(jobs):
+                    # a rate-limited job is snoozed without counting an attempt: back already
+                    # (Retry-After: 1), it waits for the next --once run (found by review:
+                    # Resend answering 429 kept a cron-run --once claiming it for ever)
+                    released = queue.release(worker_id, [j.id for j in jobs])
+                    with self._lock:
+                        self.report.released += released
+                    return
                 if not jobs:
                     if once:
                         return
@@ -640,6 +656,8 @@ class Worker:
             backoff_cap_seconds=cfg.backoff_cap_seconds,
         )
         with self._lock:
+            if rate_limited:
+                self._rate_limited_ids.add(job.id)
             if new_status is None:
                 self.report.lost += 1
             elif new_status == "dead":
@@ -684,9 +702,18 @@ class _LeaseKeeper:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = _open(self.db_url)
+                # one job's row held by another session (an operator's select ... for update)
+                # must not hold up every other job's lease: they ran out, and their messages
+                # were sent again (found by review)
+                self._conn.execute("set lock_timeout = '1s'")
             queue = Outbox(self._conn)
             for job_id, worker in jobs.items():
-                if queue.extend(worker, [job_id], self.lease) == 0:
+                try:
+                    extended = queue.extend(worker, [job_id], self.lease)
+                except psycopg.errors.LockNotAvailable:
+                    self.echo(f"job {job_id}: lease not extended, its row is locked by another session")
+                    continue
+                if extended == 0:
                     with self._lock:
                         running = job_id in self._jobs
                     if running:

@@ -14,6 +14,7 @@ import pytest
 from onai_db.providers.base import (
     Delivery,
     PermanentError,
+    ProviderError,
     RateLimitedError,
     TransientError,
     retry_after_header,
@@ -289,3 +290,93 @@ def test_retry_after_may_be_an_http_date() -> None:
     when = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=600), usegmt=True)
     waited = retry_after_header(httpx.Response(429, headers={"retry-after": when}), 1.0)
     assert 590 <= waited <= 600
+
+
+REFUSED_KEY = {
+    "resend": [
+        Reply(401, {"statusCode": 401, "name": "missing_api_key", "message": "Missing API key"}),
+        Reply(403, {"statusCode": 403, "name": "invalid_api_key", "message": "API key is invalid"}),
+    ],
+    "mobizon": [Reply(401, raw=b"Unauthorized")],
+    "gotrue": [Reply(401, {"code": 401, "error_code": "bad_jwt", "msg": "invalid JWT"})],
+}
+
+
+@pytest.mark.parametrize("provider", sorted(REFUSED_KEY))
+def test_a_refused_api_key_is_retried_not_dead(
+    fake: FakeProviders, http: httpx.Client, provider: str
+) -> None:
+    """A wrong or rotated key made every e-mail queued meanwhile dead at once (an operator
+    had to requeue them), where Telegram's bad bot token was retried (found by review)."""
+    route, call = CALLS[provider]
+    for reply in REFUSED_KEY[provider]:
+        fake.script(route, reply)
+        with pytest.raises(TransientError, match="check the API key") as err:
+            call(fake, http)
+        assert err.value.retry
+
+
+def test_resend_monthly_quota_waits_a_day_without_a_header(fake: FakeProviders, http: httpx.Client) -> None:
+    """It got the 1 s default: a retry every second until the month's end (found by review)."""
+    fake.script(
+        "resend", Reply(429, {"statusCode": 429, "name": "monthly_quota_exceeded", "message": "quota"})
+    )
+    with pytest.raises(RateLimitedError) as err:
+        resend_call(fake, http)
+    assert err.value.retry_after == 86400
+
+
+@pytest.mark.parametrize("key", ["password_changed/u1/смена-1", "pw/line\r\nX-Injected: 1", " padded "])
+def test_resend_header_carries_any_key_as_the_same_digest_each_time(
+    fake: FakeProviders, http: httpx.Client, key: str
+) -> None:
+    """A Cyrillic event key raised UnicodeEncodeError (the job dead, nothing sent); a CR/LF
+    in it was retried until dead (found by review). A key no header can carry is sent as
+    its digest, the same for every attempt, so Resend still sees one e-mail."""
+    email = render("password_changed", {"to": "a@example.kz"}, platform_url="https://x")
+    client = ResendClient(http, RESEND_KEY, "onAI <p@onai.academy>", fake.url)
+    first = client.send("a@example.kz", email, key)
+    assert first.provider_ref and not first.skipped
+    again = client.send("a@example.kz", email, key)
+    assert again.provider_ref == first.provider_ref  # the same key: Resend answers the first e-mail
+    sent = [c.headers["Idempotency-Key"] for c in fake.calls("resend")]
+    assert sent[0] == sent[1] and sent[0].startswith("sha256:") and len(sent[0]) == 71
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "needle"),
+    [
+        (
+            Reply(429, {"ok": False, "error_code": 429, "description": "Too Many Requests", "parameters": {"retry_after": "5s"}}, {"retry-after": "7"}),
+            RateLimitedError,
+            "429",
+        ),
+        (Reply(429, raw=b"slow down", headers={"retry-after": "30"}), RateLimitedError, "429"),
+        (
+            Reply(400, {"ok": False, "error_code": 400, "description": "Bad Request: group chat was upgraded to a supergroup chat", "parameters": {"migrate_to_chat_id": "-100x"}}),
+            PermanentError,
+            "new chat id is unreadable",
+        ),
+        (
+            Reply(400, {"ok": False, "error_code": 400, "description": "Bad Request: x", "parameters": ["odd"]}),
+            PermanentError,
+            "Bad Request: x",
+        ),
+        (Reply(403, raw=b"<html>Access denied by the firewall</html>"), TransientError, "not Telegram's answer"),
+        (Reply(200, {"ok": False}), TransientError, "HTTP 200"),
+        (Reply(200, raw=b"{not json"), TransientError, "not Telegram's answer"),
+    ],
+    ids=["retry-after-5s", "header-only", "bad-migrate-id", "parameters-list", "html-403", "200-ok-false", "200-garbage"],
+)  # fmt: skip
+def test_telegram_answers_of_other_shapes_are_read_by_their_status(
+    fake: FakeProviders, http: httpx.Client, reply: Reply, error: type, needle: str
+) -> None:
+    """An odd `retry_after` or chat id raised ValueError and the job went dead on a rate
+    limit; `parameters` as a list raised AttributeError; a proxy's HTML 403 deactivated the
+    group; a 200 without ok:true went dead (found by review)."""
+    fake.script("telegram", reply)
+    with pytest.raises(ProviderError) as err:
+        telegram_call(fake, http)
+    assert type(err.value) is error and needle in str(err.value), err.value
+    if isinstance(err.value, RateLimitedError):
+        assert err.value.retry_after == float(reply.headers["retry-after"])

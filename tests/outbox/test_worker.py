@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -606,3 +607,71 @@ def test_worker_connections_notice_a_network_cut(
     assert opened
     for params in opened:
         assert (params.get("keepalives"), params.get("tcp_user_timeout")) == ("1", "30000"), params
+
+
+def test_once_ends_while_a_provider_keeps_answering_429(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """A rate-limited job is snoozed without counting an attempt; with `Retry-After: 1` it
+    was due again before a `--once` run ended, which claimed it again, for ever (found by
+    review: cron piled up processes and nothing went dead). It now waits for the next run."""
+    # a pass over the jobs takes longer than the snooze (4 x 0.4 s against 1 s)
+    ids = [queue.enqueue("sms", {"to": "+77011234567", "text": f"r{i}"}, f"once429/{i}") for i in range(4)]
+    fake.script(
+        "mobizon", *[Reply(429, raw=b"Too Many Requests", headers={"retry-after": "1"}, delay=0.4)] * 500
+    )
+    worker = Worker(WorkerConfig.from_settings(worker_settings(fake, db_url), ["sms"], concurrency=1))
+    ran = threading.Thread(target=worker.run, kwargs={"once": True})
+    ran.start()
+    ran.join(timeout=30)
+    if ran.is_alive():
+        worker.stop.set()
+        ran.join(timeout=30)
+        pytest.fail(f"--once did not end: {len(fake.calls('mobizon'))} calls to Mobizon")
+    assert len(fake.calls("mobizon")) <= 2 * len(ids), len(fake.calls("mobizon"))
+    rows = queue.conn.execute(
+        "select status::text, attempts from public.outbox_jobs where id = any(%s)", (ids,)
+    ).fetchall()
+    assert rows == [("pending", 0)] * len(ids)
+
+
+def test_a_locked_job_row_does_not_stop_the_other_leases(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """The lease keeper extended one job after another on one connection without a lock
+    timeout: an operator's `select ... for update` on one job held up every other lease, and
+    another job's SMS was sent again each time its lease ran out (found by review)."""
+    held = queue.enqueue("sms", {"to": "+77011234567", "text": "held"}, "keeper/held")
+    other = queue.enqueue("sms", {"to": "+77011234568", "text": "other"}, "keeper/other")
+    answer = {"code": 0, "data": {"messageId": "5"}, "message": ""}
+    fake.script("mobizon", *[Reply(200, answer, delay=6)] * 10)
+    settings = worker_settings(
+        fake, db_url, OUTBOX_LEASE_SECONDS="1.5", OUTBOX_HTTP_TIMEOUT_SECONDS="10", OUTBOX_CONCURRENCY="3"
+    )
+    lines: list[str] = []
+    worker = Worker(WorkerConfig.from_settings(settings, ["sms"]), echo=lines.append)
+    ran = threading.Thread(target=worker.run)
+    ran.start()
+    try:
+        with psycopg.connect(db_url) as operator:
+            deadline = time.monotonic() + 10
+            while len(fake.calls("mobizon")) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            operator.execute("select 1 from public.outbox_jobs where id = %s for update", (held,))
+            time.sleep(5)  # past three leases of the other job
+            operator.rollback()
+        deadline = time.monotonic() + 20
+        while (
+            time.monotonic() < deadline
+            and queue.conn.execute(
+                "select count(*) from public.outbox_jobs where id = any(%s) and status <> 'done'",
+                ([held, other],),
+            ).fetchone()[0]
+        ):
+            time.sleep(0.1)
+    finally:
+        worker.stop.set()
+        ran.join(timeout=30)
+    texts = Counter(c.form()["text"][0] for c in fake.calls("mobizon"))
+    assert texts["other"] == 1, (texts, lines)
+    assert any(f"job {held}: lease not extended, its row is locked" in line for line in lines), lines

@@ -155,6 +155,33 @@ def test_a_stop_during_start_up_housekeeping_is_not_ignored(
     assert "housekeeping cancelled by the stop" in err and "unreachable" not in err, err
 
 
+def test_sigterm_during_a_trickling_answer_ends_at_the_deadline_without_spinning(
+    fake: FakeProviders, queue: Outbox, spawn: Callable
+) -> None:
+    """A provider trickling its answer (each byte within the read timeout) kept a stopped
+    worker alive until it was killed, its main loop at 100% of a core (found by review). The
+    stop now waits for the busy thread up to the HTTP timeout + 10 s, idle, then exits; the
+    job's lease runs out and it is retried later (at least once)."""
+    import resource
+
+    job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "slowly"}, "trickle/1")
+    answer = {"code": 0, "data": {"messageId": "9"}, "message": ""}
+    fake.script("mobizon", Reply(200, answer, trickle=0.5))  # about 25 s for the body
+    proc = spawn("--services", "sms", "--concurrency", "1", OUTBOX_HTTP_TIMEOUT_SECONDS="2")
+    _wait_for(lambda: len(fake.calls("mobizon")) == 1, 20, "the worker to call Mobizon")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert proc.wait(timeout=20) == 0
+    waited = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    assert 10 <= waited < 20, waited  # the deadline: HTTP timeout 2 s + 10 s
+    assert cpu < 0.5 * waited, (cpu, waited)  # not a busy loop
+    assert "thread(s) still busy as the worker stops" in proc.stderr.read()
+    assert _job(queue.conn, job_id)[0] == "running"  # its lease runs out; recovery retries it
+
+
 def test_a_lost_database_connection_is_reconnected_and_the_outcome_recorded(
     fake: FakeProviders, queue: Outbox, owner_conn: psycopg.Connection, spawn: Callable
 ) -> None:

@@ -42,6 +42,7 @@ class Reply:
     # says otherwise: a response lost on the way back
     accepted: bool = False
     usual: bool = False  # the route's usual answer, after ``delay`` (a slow provider)
+    trickle: float = 0.0  # seconds between the body's bytes (each read within any timeout)
 
 
 @dataclass
@@ -122,7 +123,13 @@ class FakeProviders:
                         self.send_header(k, v)
                     self.send_header("content-length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data)
+                    if reply.trickle:
+                        for i in range(len(data)):
+                            self.wfile.write(data[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(reply.trickle)
+                    else:
+                        self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 

@@ -105,11 +105,28 @@ def request(client: httpx.Client, service: str, method: str, url: str, **kwargs:
 
 
 def classify_status(service: str, response: httpx.Response, detail: str) -> ProviderError:
-    """The generic mapping: 429 rate limit, 5xx transient, other 4xx permanent."""
+    """The generic mapping: 429 rate limit, 5xx transient, 401/403 transient (the API key is
+    wrong or was rotated: fixable configuration, as for Telegram's bot token; found by review:
+    every e-mail queued while Resend's key was wrong went dead at once), other 4xx permanent."""
     status = response.status_code
     text = f"{service}: HTTP {status}{' ' + detail if detail else ''}"
     if status == 429:
         return RateLimitedError(text, retry_after_header(response, 1.0))
+    if status in (401, 403):
+        return TransientError(f"{text} (refused credentials: check the API key; retried with backoff)")
     if status >= 500 or status in (408, 409, 423, 425):
         return TransientError(text)
     return PermanentError(text)
+
+
+def seconds_field(value: object) -> float | None:
+    """A provider's "seconds to wait" field when it is a finite, non-negative number (a JSON
+    number or a numeric string), else None (found by review: "5s" raised ValueError and the
+    job went dead on a rate limit)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None

@@ -12,6 +12,7 @@ of its own: making this attempt's link cancelled the one the earlier e-mail carr
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 import httpx
@@ -29,6 +30,19 @@ from .base import (
 from .email_templates import Email
 
 DEFAULT_URL = "https://api.resend.com"
+
+
+_HEADER_KEY = re.compile(r"[\x21-\x7e]([\x20-\x7e]{0,254}[\x21-\x7e])?")
+
+
+def header_key(key: str) -> str:
+    """The Idempotency-Key header for a job's key: the key itself when an HTTP header can
+    carry it (printable ASCII, at most 256 characters: Resend's limit), else a digest of it,
+    the same for every attempt (found by review: a Cyrillic event key raised
+    UnicodeEncodeError and the job went dead; a CR/LF in it was retried until dead)."""
+    if _HEADER_KEY.fullmatch(key):
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -63,7 +77,7 @@ class ResendClient:
             "resend",
             "POST",
             f"{self.api_url.rstrip('/')}/emails",
-            headers={"Authorization": f"Bearer {self.api_key}", "Idempotency-Key": key},
+            headers={"Authorization": f"Bearer {self.api_key}", "Idempotency-Key": header_key(key)},
             json={
                 "from": self.from_email,
                 "to": [to],
@@ -81,7 +95,9 @@ class ResendClient:
         if response.status_code == 409 and name == "concurrent_idempotent_requests":
             raise TransientError("resend: HTTP 409 concurrent_idempotent_requests")
         if response.status_code == 429:
-            default = 3600.0 if name == "daily_quota_exceeded" else 1.0
+            # the quotas last until the day's (month's) end: no retry each second till then
+            # (found by review: monthly_quota_exceeded got the 1 s default)
+            default = {"daily_quota_exceeded": 3600.0, "monthly_quota_exceeded": 86400.0}.get(name, 1.0)
             raise RateLimitedError(f"resend: HTTP 429 {name}".rstrip(), retry_after_header(response, default))
         if response.status_code == 200:
             raise TransientError("resend: HTTP 200 without an e-mail id")

@@ -22,6 +22,8 @@ from .base import (
     TransientError,
     body_json,
     request,
+    retry_after_header,
+    seconds_field,
 )
 
 DEFAULT_URL = "https://api.telegram.org"
@@ -62,20 +64,35 @@ class TelegramClient:
             json={"chat_id": chat_id, "text": text, "disable_web_page_preview": True},
         )
         body = body_json(response)
-        if response.status_code == 200 and isinstance(body, dict) and body.get("ok"):
+        if response.status_code == 200 and isinstance(body, dict) and body.get("ok") is True:
             result = body.get("result") or {}
             return Delivery(provider_ref=str(result.get("message_id")) if isinstance(result, dict) else None)
-        description = str(body.get("description", "")) if isinstance(body, dict) else ""
-        params = (body.get("parameters") or {}) if isinstance(body, dict) else {}
+        # Telegram's error answers are {"ok": false, "description", "parameters"}; anything
+        # else came from somewhere else (a proxy, a WAF) or was cut, and is read by its status
+        # only (found by review: an HTML 403 deactivated a group, a 200 without ok:true went
+        # dead, an odd parameters field raised and the job went dead or spun)
+        telegram_error = isinstance(body, dict) and body.get("ok") is False
+        description = str(body.get("description", "")) if telegram_error and isinstance(body, dict) else ""
+        raw_params = body.get("parameters") if telegram_error and isinstance(body, dict) else None
+        params = raw_params if isinstance(raw_params, dict) else {}
         status = response.status_code
         message = f"telegram: HTTP {status} {description}".rstrip()
         if status == 429:
-            raise RateLimitedError(message, float(params.get("retry_after") or 1))
+            wait = seconds_field(params.get("retry_after"))
+            raise RateLimitedError(message, wait if wait is not None else retry_after_header(response, 1.0))
+        if not telegram_error:
+            if status == 200 or status >= 500 or status in (401, 403):
+                raise TransientError(f"{message} (not Telegram's answer, or unreadable)")
+            raise PermanentError(f"{message} (not Telegram's answer, or unreadable)")
         if status == 400 and params.get("migrate_to_chat_id"):
-            raise ChatMigratedError(message, int(params["migrate_to_chat_id"]))
+            new_chat = params["migrate_to_chat_id"]
+            if isinstance(new_chat, int) and not isinstance(new_chat, bool):
+                raise ChatMigratedError(message, new_chat)
+            raise PermanentError(f"{message} (the new chat id is unreadable: update telegram_groups by hand)")
         if _is_gone(status, description):
             raise ChatGoneError(message)
-        if status >= 500 or status == 401:
-            # 401 = bad bot token: fixable configuration, keep the job for a retry
+        if status == 200 or status >= 500 or status == 401:
+            # 401 = bad bot token: fixable configuration, keep the job for a retry; a 200 with
+            # ok:false is no documented answer
             raise TransientError(message)
         raise PermanentError(message)
