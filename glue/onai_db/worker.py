@@ -220,7 +220,7 @@ class Worker:
         self.report = WorkerReport()
         self._lock = threading.Lock()
         self._errors: list[Exception] = []
-        self._rate_limited_ids: set[int] = set()  # jobs snoozed by a rate limit in this run
+        self._rate_limited_ids: set[int] = set()  # --once: jobs snoozed by a rate limit in this run
         self._secrets = config.providers.secrets()
         self._leases = _LeaseKeeper(config.db_url, config.lease_seconds, echo)
         # host:pid alone repeats across containers (each worker is pid 1) and across Worker
@@ -231,6 +231,7 @@ class Worker:
 
     def run(self, once: bool = False) -> WorkerReport:
         self._once = once
+        self._stopping_until = None  # a Worker may run again
         restore = self._install_signals()
         threads: list[threading.Thread] = []
         try:
@@ -264,9 +265,13 @@ class Worker:
                         # first (found by review: stored 9 s after SIGTERM, behind a slow call)
                         if has_kept_tokens():
                             self._store_kept_tokens_on_the_way_out(self.id_prefix)
-                        # then _finish waits for the threads, up to its deadline (found by
-                        # review: this loop went on while a provider trickled its answer, with
-                        # _wait_round returning at once: a core at 100% and no end)
+                        # then the threads are waited for, up to the stop's deadline, with
+                        # their leases still kept (found by review: this loop went on while a
+                        # provider trickled its answer, _wait_round returning at once: a core
+                        # at 100% and no end)
+                        deadline = self._stop_deadline()
+                        for t in threads:
+                            t.join(timeout=max(0.0, deadline - time.monotonic()))
                         break
                     if not once:
                         self._housekeeping_or_warn()
@@ -296,7 +301,7 @@ class Worker:
         self.stop.set()
         if has_kept_tokens():
             self._store_kept_tokens_on_the_way_out(self.id_prefix)
-        deadline = time.monotonic() + self.config.http_timeout_seconds + 10.0
+        deadline = self._stop_deadline()
         for t in threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
         # a token refresh waiting for the provider's answer: once the provider has rotated, that
@@ -349,6 +354,14 @@ class Worker:
         return restore
 
     _housekeeping_conn: psycopg.Connection | None = None
+    _stopping_until: float | None = None
+
+    def _stop_deadline(self) -> float:
+        """Until when a stopping worker waits for its busy threads: the HTTP timeout + 10 s
+        from the first time it is asked (a job in flight finishes within it)."""
+        if self._stopping_until is None:
+            self._stopping_until = time.monotonic() + self.config.http_timeout_seconds + 10.0
+        return self._stopping_until
 
     def _rate_limited_in_this_run(self, jobs: Sequence[Job]) -> bool:
         """Whether one of ``jobs`` met a rate limit before in this run."""
@@ -656,7 +669,7 @@ class Worker:
             backoff_cap_seconds=cfg.backoff_cap_seconds,
         )
         with self._lock:
-            if rate_limited:
+            if rate_limited and self._once:  # only --once asks (a long run would only grow it)
                 self._rate_limited_ids.add(job.id)
             if new_status is None:
                 self.report.lost += 1
