@@ -27,17 +27,20 @@ def describe_url(url: str) -> str:
     review: a URL with its host in the query was described as "/postgres"); a URL libpq would
     misread (an '@' or '/' in its password) is described by its text after the last '@'."""
     userinfo, rest = _url_parts(url)
-    try:
-        if _misread_userinfo(userinfo):
-            raise psycopg.ProgrammingError("libpq would read the host from inside the password")
-        parts = conninfo_to_dict(url)
-    except psycopg.Error:
-        if "://" in url:
-            return rest.split("?", 1)[0]
-        return "(an unreadable connection string)"
+    parts = None if _misread_userinfo(userinfo) else _parsed(url)
+    if parts is None:
+        return rest.split("?", 1)[0] if "://" in url else "(an unreadable connection string)"
     host = parts.get("host") or parts.get("hostaddr") or "localhost"
     port = f":{parts['port']}" if parts.get("port") else ""
     return f"{host}{port}/{parts.get('dbname') or parts.get('user') or ''}"
+
+
+def _parsed(url: str) -> dict[str, Any] | None:
+    """libpq's reading of a connection string, or None when it cannot read it."""
+    try:
+        return conninfo_to_dict(url)
+    except psycopg.Error:
+        return None
 
 
 def _misread_userinfo(userinfo: str) -> str | None:

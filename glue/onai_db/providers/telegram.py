@@ -71,9 +71,10 @@ class TelegramClient:
         # else came from somewhere else (a proxy, a WAF) or was cut, and is read by its status
         # only (found by review: an HTML 403 deactivated a group, a 200 without ok:true went
         # dead, an odd parameters field raised and the job went dead or spun)
-        telegram_error = isinstance(body, dict) and body.get("ok") is False
-        description = str(body.get("description", "")) if telegram_error and isinstance(body, dict) else ""
-        raw_params = body.get("parameters") if telegram_error and isinstance(body, dict) else None
+        error = body if isinstance(body, dict) and body.get("ok") is False else None
+        telegram_error = error is not None
+        description = str(error.get("description", "")) if error is not None else ""
+        raw_params = error.get("parameters") if error is not None else None
         params = raw_params if isinstance(raw_params, dict) else {}
         status = response.status_code
         message = f"telegram: HTTP {status} {description}".rstrip()
