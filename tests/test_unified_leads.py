@@ -228,6 +228,69 @@ def test_a_merged_leads_own_phone_still_finds_the_person(api: PostgrestSession) 
     assert live_leads(api, phone=x_phone) == []  # no second lead holds it
 
 
+@pytest.mark.parametrize("how", ["inserted", "updated"])
+def test_a_lead_written_directly_with_a_registered_second_phone_is_merged(
+    api: PostgrestSession, how: str
+) -> None:
+    """A phone registered as one lead's second phone, then written straight into another
+    live lead's row (an insert, or an update of its phone), sent every later call to the
+    registered lead and left the person with two live leads for ever (found by identity
+    review): the lookup read the leads' own columns only when no identifier named the value."""
+    phone, second = unique_phone(), unique_phone()
+    email = f"reg-{uuid.uuid4().hex[:8]}@example.kz"
+    registered = record(api, p_phone=phone, p_email=email)
+    record(api, p_phone=second, p_email=email)  # `second` is registered for it, its own phone stays
+    assert lead(api, registered["lead_id"])["phone_normalized"] == phone
+    if how == "inserted":
+        (direct,) = api.query(
+            SERVICE,
+            "insert into public.traffic_leads (name, phone) values ('Direct', %s) returning id",
+            [second],
+        )
+    else:
+        (direct,) = api.query(
+            SERVICE,
+            "insert into public.traffic_leads (name, phone) values ('Direct', %s) returning id",
+            [unique_phone()],
+        )
+        api.query(
+            SERVICE,
+            "update public.traffic_leads set phone = %s where id = %s",
+            ["8" + second[2:], direct["id"]],
+        )
+    call = record(api, p_phone=second, p_stage="expresscourse_clicked")
+    assert call["merged"] and call["lead_id"] == registered["lead_id"]
+    assert lead(api, direct["id"])["merged_into"] == registered["lead_id"]
+    assert live_leads(api, phone=second) == []  # the survivor keeps its own phone; `second` is registered
+    assert record(api, p_phone=second)["lead_id"] == registered["lead_id"]
+    merges = api.query(
+        SERVICE, "select * from public.traffic_lead_merges where loser_id = %s", [direct["id"]]
+    )
+    assert merges[0]["winner_id"] == registered["lead_id"] and merges[0]["matched_on"]["phone"] == second
+
+
+def test_three_leads_of_one_person_are_merged_in_one_call(api: PostgrestSession) -> None:
+    """The phone's registered lead, the email's lead and a lead written directly with that
+    phone: one call merges all three into the oldest (after a merge the lookup runs again)."""
+    phone, second = unique_phone(), unique_phone()
+    email, email_b = f"three-{uuid.uuid4().hex[:8]}@example.kz", f"three-{uuid.uuid4().hex[:8]}@example.kz"
+    registered = record(api, p_phone=phone, p_email=email)
+    record(api, p_phone=second, p_email=email)
+    by_email = record(api, p_email=email_b)
+    (direct,) = api.query(
+        SERVICE, "insert into public.traffic_leads (name, phone) values ('Direct', %s) returning id", [second]
+    )
+    call = record(api, p_phone=second, p_email=email_b)
+    assert call["merged"] and call["lead_id"] == registered["lead_id"]
+    for loser in (by_email["lead_id"], direct["id"]):
+        assert lead(api, loser)["merged_into"] == registered["lead_id"]
+    assert live_leads(api, phone=second, email=email_b) == []  # only merged leads hold them in their rows
+    assert lead(api, registered["lead_id"])["email_normalized"] == email
+    # both are registered for the survivor: a later call by either alone finds it
+    assert record(api, p_phone=second)["lead_id"] == registered["lead_id"]
+    assert record(api, p_email=email_b.upper())["lead_id"] == registered["lead_id"]
+
+
 def test_a_directly_written_email_is_read_with_the_rpcs_blanks(api: PostgrestSession) -> None:
     """An email written straight into traffic_leads with a zero-width space (copied from a
     messenger) was no identifier, and the same address through the RPC made a second lead
