@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 
+import httpx
 import psycopg
 import pytest
 
@@ -675,3 +676,71 @@ def test_a_locked_job_row_does_not_stop_the_other_leases(
     texts = Counter(c.form()["text"][0] for c in fake.calls("mobizon"))
     assert texts["other"] == 1, (texts, lines)
     assert any(f"job {held}: lease not extended, its row is locked" in line for line in lines), lines
+
+
+def test_a_trickling_answer_is_cut_at_its_deadline_and_the_job_retried(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """httpx's timeout bounds each read, so a provider trickling its answer kept the job
+    running, its lease extended, for as long as it liked (found by review). The whole answer
+    now has two HTTP timeouts; past them the call is a transient failure."""
+    job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "slowly"}, "trickle/once")
+    answer = {"code": 0, "data": {"messageId": "9"}, "message": ""}
+    fake.script("mobizon", Reply(200, answer, trickle=0.3))  # about 15 s for the body
+    started = time.monotonic()
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["sms"])
+    assert time.monotonic() - started < 8
+    assert (report.retried, report.succeeded) == (1, 1)
+    logs = _logs(queue.conn, job_id)
+    assert [(r[2], r[3]) for r in logs] == [("failed", 1), ("success", 2)]
+    assert logs[0][4] == "mobizon: HTTP 200 answer still arriving after 2 HTTP timeouts (not read)"
+
+
+def test_an_answer_past_its_size_limit_is_not_read(fake: FakeProviders, queue: Outbox, db_url: str) -> None:
+    """A huge answer (a proxy's page, a runaway body) was read whole into memory (found by
+    review); past 1 MiB the call is a transient failure and nothing more is read."""
+    job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "big"}, "huge/1")
+    fake.script("mobizon", Reply(502, raw=b"x" * (1024 * 1024 + 1)), Reply(502, raw=b"x" * (1024 * 1024)))
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["sms"])
+    assert (report.retried, report.succeeded) == (2, 1)
+    errors = [r[4] for r in _logs(queue.conn, job_id)]
+    assert errors == ["mobizon: HTTP 502 answer larger than 1024 KiB (not read)", "mobizon: HTTP 502", None]
+
+
+def test_a_stop_gives_up_on_a_call_past_its_deadline_and_names_the_busy_thread(
+    queue: Outbox, db_url: str, fake: FakeProviders
+) -> None:
+    """A call no timeout ends (here a transport that ignores them) is waited for up to the
+    HTTP timeout + 10 s after a stop; then the worker ends, naming the busy thread, and the
+    job keeps its lease until recovery retries it."""
+    job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "stuck"}, "stuck/1")
+    entered, release = threading.Event(), threading.Event()
+
+    def stuck(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        release.wait(60)
+        return httpx.Response(200, json={"code": 0, "data": {"messageId": "1"}, "message": ""})
+
+    lines: list[str] = []
+    settings = worker_settings(fake, db_url, OUTBOX_CONCURRENCY="1", OUTBOX_LEASE_SECONDS="30")
+    worker = Worker(WorkerConfig.from_settings(settings, ["sms"]), httpx.MockTransport(stuck), lines.append)
+    ran = threading.Thread(target=worker.run)
+    ran.start()
+    try:
+        assert entered.wait(20), lines
+        worker.stop.set()
+        started = time.monotonic()
+        ran.join(timeout=30)
+        waited = time.monotonic() - started
+        assert not ran.is_alive() and 10 <= waited < 20, (waited, lines)
+        assert any("1 thread(s) still busy as the worker stops" in line for line in lines), lines
+        assert _job(queue.conn, "stuck/1")["status"] == "running"  # until recovery takes it back
+    finally:
+        release.set()
+        worker.stop.set()
+        ran.join(timeout=30)
+        # the released thread records its answer: let it, before the next test empties the tables
+        deadline = time.monotonic() + 10
+        while _job(queue.conn, "stuck/1")["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert _job(queue.conn, "stuck/1")["id"] == job_id

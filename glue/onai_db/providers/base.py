@@ -6,6 +6,7 @@ import datetime as dt
 import email.utils
 import json
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,14 +88,27 @@ def retry_after_header(response: httpx.Response, default: float) -> float:
     return seconds if math.isfinite(seconds) else default
 
 
+# Provider answers are small JSON documents; a bigger one is a proxy's page or worse.
+MAX_ANSWER_BYTES = 1 << 20
+# The whole answer must arrive within this many HTTP timeouts (found by review: httpx bounds
+# each read, so a provider trickling its body kept the job running, its lease extended, for
+# as long as it liked; a token refresh outlived its lease). The last read may add one more.
+ANSWER_DEADLINE_TIMEOUTS = 2
+
+
 def request(client: httpx.Client, service: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
     """Send one request; network failures and timeouts become :class:`TransientError`.
 
-    The message names the service and the failure class only: httpx's own messages can
-    contain the URL, and some providers put the API key or bot token in it.
+    The answer is read whole here, decoded, within :data:`ANSWER_DEADLINE_TIMEOUTS` times the
+    client's longest timeout and at most :data:`MAX_ANSWER_BYTES` (a body past either is a
+    :class:`TransientError`, nothing more is read). The message names the service and the
+    failure class only: httpx's own messages can contain the URL, and some providers put the
+    API key or bot token in it.
     """
+    deadline = time.monotonic() + ANSWER_DEADLINE_TIMEOUTS * _longest_timeout(client)
     try:
-        return client.request(method, url, **kwargs)
+        with client.stream(method, url, **kwargs) as streamed:
+            body = _read_bounded(service, streamed, deadline)
     except httpx.TimeoutException as exc:
         raise TransientError(f"{service}: timeout ({type(exc).__name__})") from None
     except httpx.TransportError as exc:
@@ -102,6 +116,34 @@ def request(client: httpx.Client, service: str, method: str, url: str, **kwargs:
     except httpx.HTTPError as exc:  # an answer that cannot be read (a gzip header over a plain
         # body, too many redirects): it escaped, and a token refresh kept its lease (found by review)
         raise TransientError(f"{service}: unreadable answer ({type(exc).__name__})") from None
+    headers = streamed.headers.copy()
+    for name in ("content-encoding", "content-length", "transfer-encoding"):
+        headers.pop(name, None)  # the body is decoded and whole
+    return httpx.Response(streamed.status_code, headers=headers, content=body, request=streamed.request)
+
+
+def _longest_timeout(client: httpx.Client) -> float:
+    timeout = client.timeout
+    parts = [timeout.connect, timeout.read, timeout.write, timeout.pool]
+    return max((part for part in parts if part is not None), default=30.0)
+
+
+def _read_bounded(service: str, streamed: httpx.Response, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in streamed.iter_bytes():
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise TransientError(
+                f"{service}: HTTP {streamed.status_code} answer larger than {MAX_ANSWER_BYTES // 1024} KiB (not read)"
+            )
+        chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise TransientError(
+                f"{service}: HTTP {streamed.status_code} answer still arriving after"
+                f" {ANSWER_DEADLINE_TIMEOUTS} HTTP timeouts (not read)"
+            )
+    return b"".join(chunks)
 
 
 def classify_status(service: str, response: httpx.Response, detail: str) -> ProviderError:
