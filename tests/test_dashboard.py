@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import uuid
 from collections import Counter
 from decimal import ROUND_HALF_UP, Decimal
@@ -611,6 +613,56 @@ def test_transactions_sharing_a_home_shard_neither_wait_nor_deadlock(
     finally:
         _remove_probe(db_url, "fb_shard_cross_a")
         _remove_probe(db_url, "fb_shard_cross_b")
+
+
+def test_a_writer_that_meets_a_running_fold_waits_for_the_fold_only(
+    db_url: str, api: PostgrestSession
+) -> None:
+    """The fold claims every free shard for its transaction. A writer starting meanwhile found
+    all 16 claimed and waited for its pid's shard, held by an unrelated open transaction, after
+    the fold had committed too: with a lock timeout the intake call failed (found by review).
+    It now waits for the fold (key 16), then takes a free shard."""
+    holder, writer = _connect_on_one_home_shard(db_url, 2)
+    home = holder.info.backend_pid % 16
+    at = dt.datetime(2020, 5, 6, 12, tzinfo=dt.UTC)
+    got: list[object] = []
+    try:
+        holder.execute(PROBE_CALL, (unique_phone(), at))  # open: holds its home shard
+        assert holder.execute("select current_setting('onai.lead_stats_shard')").fetchone()[0] == str(home)
+        with psycopg.connect(db_url) as fold, psycopg.connect(db_url, autocommit=True) as monitor:
+            fold.execute("select private.fold_lead_daily_stats()")  # open: every other shard, key 16
+            writer.execute("set lock_timeout = '5s'")
+
+            def intake() -> None:
+                try:
+                    got.append(writer.execute(PROBE_CALL, (unique_phone(), at)).fetchone()[0])
+                except psycopg.Error as exc:
+                    got.append(exc)
+
+            t = threading.Thread(target=intake)
+            t.start()
+            deadline = time.monotonic() + 10
+            while (
+                time.monotonic() < deadline
+                and not monitor.execute(
+                    "select wait_event_type = 'Lock' from pg_catalog.pg_stat_activity where pid = %s",
+                    (writer.info.backend_pid,),
+                ).fetchone()[0]
+            ):
+                time.sleep(0.05)
+            assert not got  # the writer waits while the fold runs
+            fold.commit()
+            t.join(timeout=30)
+        assert len(got) == 1 and isinstance(got[0], uuid.UUID), got
+        claimed = writer.execute("select current_setting('onai.lead_stats_shard')").fetchone()[0]
+        assert claimed != str(home)
+        writer.commit()
+        holder.commit()
+    finally:
+        holder.close()
+        writer.close()
+        _remove_probe(db_url, FOLD_PROBE)
+    assert stats(api) == rebuilt(api)
 
 
 def test_a_stage_whose_shards_net_to_zero_is_left_out(db_url: str, api: PostgrestSession, cast: Cast) -> None:
