@@ -189,18 +189,37 @@ class Outbox:
         assert row is not None
         return PruneResult(int(row[0]), int(row[1]))
 
-    def scheduled_cron_jobs(self) -> set[str]:
-        """The names of the active pg_cron jobs (none without pg_cron, or when the login may not
-        read ``cron.job``). The migrations schedule housekeeping only when pg_cron is there at
-        push time: enabled later, it runs none of it until someone schedules the jobs."""
+    def scheduled_cron_jobs(self) -> dict[str, str]:
+        """The active pg_cron jobs, name -> command (none without pg_cron, or when the login may
+        not read ``cron.job``). The migrations schedule housekeeping only when pg_cron is there
+        at push time: enabled later, it runs none of it until someone schedules the jobs."""
         try:
             with self.conn.transaction():  # (to_regclass too fails without usage on the schema)
                 if not scalar(self.conn, "select to_regclass('cron.job') is not null"):
-                    return set()
-                rows = self.conn.execute("select jobname from cron.job where active").fetchall()
+                    return {}
+                rows = self.conn.execute("select jobname, command from cron.job where active").fetchall()
         except psycopg.errors.InsufficientPrivilege:
-            return set()
-        return {str(r[0]) for r in rows if r[0]}
+            return {}
+        return {str(r[0]): str(r[1] or "") for r in rows if r[0]}
+
+    def daily_task_due(self, action: str) -> bool:
+        """Whether the worker's daily ``action`` has no success in ``integration_logs`` within
+        the last day (found by review: cron-run ``--once`` workers pruned and folded at every
+        run and never made the AmoCRM full sweep, as the last run was only in memory)."""
+        return not scalar(
+            self.conn,
+            "select exists (select 1 from public.integration_logs where service_name = 'outbox'"
+            " and action = %s and status = 'success' and created_at > now() - interval '1 day')",
+            (action,),
+        )
+
+    def record_daily_task(self, action: str, duration_ms: int) -> None:
+        """A success row for the worker's daily ``action`` (see :meth:`daily_task_due`)."""
+        self.conn.execute(
+            "insert into public.integration_logs (service_name, action, status, duration_ms)"
+            " values ('outbox', %s, 'success', %s)",
+            (action, max(0, duration_ms)),
+        )
 
     def has_pg_cron(self) -> bool:
         row = self.conn.execute(

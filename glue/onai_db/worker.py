@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import signal
 import socket
 import threading
@@ -198,12 +199,20 @@ _APPLICATION = "onai-db worker"  # pg_stat_activity's application_name of its co
 # the pg_cron jobs the migrations schedule (20261121120600, 20261122120400)
 CRON_RECOVER = "onai-outbox-recover-leases"
 CRON_RETENTION = "onai-integration-retention"
+# the worker's daily tasks, as integration_logs actions of service 'outbox'
+_DAILY_RETENTION = "retention"
+_DAILY_FOLD = "fold_lead_stats"
+_DAILY_AMOCRM_SWEEP = "amocrm_lead_sweep"
 CRON_FOLD = "onai-lead-stats-fold"
 
 
 def _open(url: str, *, as_service_role: bool = True) -> psycopg.Connection:
     """A worker connection: named in pg_stat_activity, with TCP keepalive."""
     return connect(url, as_service_role=as_service_role, application_name=_APPLICATION, keepalive=True)
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
 
 
 class Worker:
@@ -378,10 +387,8 @@ class Worker:
             self._housekeeping_conn = None
 
     _last_housekeeping = 0.0
-    _last_prune = 0.0
     _last_progress = 0.0
     _last_kept_store = 0.0
-    _last_full_sweep = 0.0
     _once = False
     _progress_shown = ""
 
@@ -432,35 +439,57 @@ class Worker:
             # ``service_role`` may not; unreadable means none (each job is safe to run twice).
             cron = queue.scheduled_cron_jobs()
             use_service_role(conn)
+            if force:
+                self._warn_of_cron_retention(cron.get(CRON_RETENTION))
+            # the daily tasks run once a day across workers and runs: each success is an
+            # integration_logs row ('outbox', action), so a cron-run --once does them once a
+            # day too (found by review: it pruned and folded at every run, and never made the
+            # AmoCRM full sweep)
             if "amocrm" in self.config.kinds:
-                # the full sweep reads every imported lead (seconds on a big table): not in
-                # every cron-run --once, only in a long-running worker, at start and daily
-                full = not self._once and (force or now - self._last_full_sweep > 86400)
-                self._queue_amocrm_syncs(queue, full=full)
+                # the full sweep reads every imported lead (seconds on a big table)
+                self._queue_amocrm_syncs(queue, full=queue.daily_task_due(_DAILY_AMOCRM_SWEEP))
             if CRON_RECOVER not in cron:
                 recovered = queue.recover_expired()
                 with self._lock:
                     self.report.recovered += recovered
-            if force or now - self._last_prune > 86400:
-                self._last_prune = now
-                if CRON_RETENTION not in cron:
-                    queue.prune(self.config.retention_days)
-                if CRON_FOLD not in cron:
-                    conn.execute("reset role")
-                    self._fold_lead_stats(conn)
+            if CRON_RETENTION not in cron and queue.daily_task_due(_DAILY_RETENTION):
+                started = time.monotonic()
+                queue.prune(self.config.retention_days)
+                queue.record_daily_task(_DAILY_RETENTION, _ms_since(started))
+            if CRON_FOLD not in cron and queue.daily_task_due(_DAILY_FOLD):
+                conn.execute("reset role")
+                started = time.monotonic()
+                if self._fold_lead_stats(conn):
+                    queue.record_daily_task(_DAILY_FOLD, _ms_since(started))
+
+    def _warn_of_cron_retention(self, command: str | None) -> None:
+        """pg_cron's retention job keeps what its command says (30 days as the migration
+        scheduled it), and the worker then prunes nothing itself: a different
+        OUTBOX_RETENTION_DAYS did nothing without a word (found by review)."""
+        if command is None:
+            return
+        kept = re.search(r"prune_integration_history\s*\(\s*(?:p_keep_days\s*=>\s*)?(\d+)", command)
+        if kept and int(kept.group(1)) == self.config.retention_days:
+            return
+        days = kept.group(1) if kept else "?"
+        self.echo(
+            f"warning: pg_cron job {CRON_RETENTION} keeps {days} day(s) of history, not OUTBOX_RETENTION_DAYS="
+            f"{self.config.retention_days}; to change it, as postgres: select cron.schedule('{CRON_RETENTION}',"
+            f" '17 3 * * *', 'select * from public.prune_integration_history({self.config.retention_days})');"
+        )
 
     def _queue_amocrm_syncs(self, queue: Outbox, full: bool) -> None:
         """A worker that serves AmoCRM queues a sync job for each new live lead not yet in
         AmoCRM, every housekeeping period (enqueue_amocrm_new_lead_syncs, index-backed):
         intake (a PostgREST call of find_or_create_unified_lead) queues none, and nothing
         else did, so new leads never reached AmoCRM unless someone ran
-        enqueue_amocrm_lead_sync (found by review). At start-up and daily, ``full``: also
-        leads imported from Landing that came back through Traffic (enqueue_amocrm_lead_sync,
-        which reads every imported lead). Imported leads that did not come back wait for the
+        enqueue_amocrm_lead_sync (found by review). Once a day, ``full``: also leads imported
+        from Landing that came back through Traffic (enqueue_amocrm_lead_sync, which reads
+        every imported lead; recorded as the daily task, so ``--once`` runs make it too). Imported leads that did not come back wait for the
         operator's decision (README, runbook)."""
         sweeps: list[Callable[[int], int]] = [queue.enqueue_amocrm_new_lead_syncs]
+        started = time.monotonic()
         if full:
-            self._last_full_sweep = time.monotonic()
             sweeps.append(queue.enqueue_amocrm_lead_sync)
         queued = 0
         for sweep in sweeps:
@@ -469,18 +498,23 @@ class Worker:
                 queued += batch
                 if batch < _AMOCRM_BATCH:
                     break
+        if full:
+            queue.record_daily_task(_DAILY_AMOCRM_SWEEP, _ms_since(started))
         if queued:
             self.echo(f"queued {queued} AmoCRM sync job(s) for new leads")
 
-    def _fold_lead_stats(self, conn: psycopg.Connection) -> None:
+    def _fold_lead_stats(self, conn: psycopg.Connection) -> bool:
         """On a connection acting as the login role (the function is the database owner's,
-        not the API's); a login that may not run it gets a warning, the worker carries on."""
+        not the API's); a login that may not run it gets a warning, the worker carries on.
+        Whether it folded."""
         try:
             fold_lead_stats(conn)
         except psycopg.errors.InsufficientPrivilege as exc:
             self.echo(
                 f"lead stats not folded: {exc.diag.message_primary} (connect as postgres, or use pg_cron)"
             )
+            return False
+        return True
 
     def _guarded_loop(self, worker_id: str, once: bool) -> None:
         """A thread that dies (database gone, a bug) stops the others and fails the run."""

@@ -614,8 +614,9 @@ def test_a_worker_serving_amocrm_queues_new_leads_itself(
 ) -> None:
     """Intake queues no AmoCRM job and nothing called enqueue_amocrm_lead_sync, so a lead
     that came in through the API never reached AmoCRM (found by review). The worker now
-    queues new leads every housekeeping period; an imported lead that came back through
-    Traffic at start and daily (the long-running worker only); other imported leads wait."""
+    queues new leads every housekeeping period, and an imported lead that came back through
+    Traffic once a day, also in a cron-run --once (found by review: only a long-running
+    worker did, so with cron such leads never reached AmoCRM); other imported leads wait."""
     _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
     suffix = uuid.uuid4().hex[:6]
     new = queue.conn.execute(
@@ -641,25 +642,29 @@ def test_a_worker_serving_amocrm_queues_new_leads_itself(
             (f"amocrm_sync/{lead_id}",),
         ).fetchone()[0]
 
+    def sweeps() -> int:
+        return queue.conn.execute(
+            "select count(*) from public.integration_logs"
+            " where service_name = 'outbox' and action = 'amocrm_lead_sweep' and status = 'success'"
+        ).fetchone()[0]
+
     try:
         report = run_worker(worker_settings(fake, db_url), once=True, services=["amocrm"])
-        assert synced(new) and report.succeeded >= 1
-        assert not has_job(returned) and not has_job(imported)  # --once: the cheap sweep only
+        assert synced(new) and synced(returned) and report.succeeded >= 2
+        assert not has_job(imported)  # did not come back: waits for the operator
+        assert sweeps() == 1
         assert queue.conn.execute("select public.enqueue_amocrm_new_lead_syncs()").fetchone()[0] == 0
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="limit must be between"):
             queue.conn.execute("select public.enqueue_amocrm_new_lead_syncs(0)")
-
+        # the next runs of the day, --once or long-running, make the cheap sweep only
+        run_worker(worker_settings(fake, db_url), once=True, services=["amocrm"])
         worker = Worker(WorkerConfig.from_settings(worker_settings(fake, db_url), ["amocrm"]))
         thread = threading.Thread(target=worker.run)
         thread.start()
-        try:
-            deadline = time.monotonic() + 20
-            while not synced(returned) and time.monotonic() < deadline:
-                time.sleep(0.05)
-        finally:
-            worker.stop.set()
-            thread.join(timeout=20)
-        assert synced(returned) and not has_job(imported)
+        time.sleep(1)  # a few housekeeping periods
+        worker.stop.set()
+        thread.join(timeout=20)
+        assert sweeps() == 1 and not has_job(imported)
     finally:
         for lead_id in (new, imported, returned):
             owner_conn.execute(

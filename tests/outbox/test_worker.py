@@ -398,8 +398,8 @@ def test_two_workers_on_one_queue_never_process_a_job_twice(
     assert all(w.report.claimed > 0 for w in workers), [w.report.claimed for w in workers]
     assert sum(w.report.succeeded for w in workers) == 120
     counts = queue.conn.execute(
-        "select count(*) filter (where status = 'done'), (select count(*) from public.integration_logs)"
-        " from public.outbox_jobs"
+        "select count(*) filter (where status = 'done'), (select count(*) from public.integration_logs"
+        " where job_id is not null) from public.outbox_jobs"
     ).fetchone()
     assert counts == (120, 120)
 
@@ -426,6 +426,22 @@ def test_without_pg_cron_the_worker_recovers_leases_and_prunes_logs(
         "select count(*) from public.integration_logs where created_at < now() - interval '30 days'"
     )
     assert old.fetchone()[0] == 0
+    # daily: the next run of the day prunes nothing (found by review: every cron-run --once
+    # pruned and folded), the daily tasks' successes are in the log
+    clean_outbox.execute(
+        "insert into public.integration_logs (service_name, action, status, created_at)"
+        " values ('mobizon', 'send_sms', 'success', now() - interval '90 days')"
+    )
+    run_worker(worker_settings(fake, db_url), once=True, services=["sms"])
+    old = queue.conn.execute(
+        "select count(*) from public.integration_logs where created_at < now() - interval '30 days'"
+    )
+    assert old.fetchone()[0] == 1
+    daily = queue.conn.execute(
+        "select action, count(*) from public.integration_logs where service_name = 'outbox'"
+        " and status = 'success' group by action order by action"
+    ).fetchall()
+    assert daily == [("fold_lead_stats", 1), ("retention", 1)]
 
 
 def test_the_worker_leaves_to_pg_cron_only_the_jobs_it_has(
@@ -436,17 +452,18 @@ def test_the_worker_leaves_to_pg_cron_only_the_jobs_it_has(
     extension existed, and expired leases and old logs stayed (found by review). It now
     leaves a job to pg_cron only when ``cron.job`` has it. Here ``cron.job`` is a table of
     the same shape holding only the lease recovery."""
+    recover = "select public.recover_expired_outbox_leases()"
     with psycopg.connect(superuser_url, autocommit=True) as su:
         su.execute("create schema cron")
-        su.execute("create table cron.job (jobid bigint, jobname text, active boolean)")
-        su.execute("insert into cron.job values (1, 'onai-outbox-recover-leases', true)")
+        su.execute("create table cron.job (jobid bigint, jobname text, command text, active boolean)")
+        su.execute("insert into cron.job values (1, 'onai-outbox-recover-leases', %s, true)", (recover,))
         try:
             # as on hosted Supabase: the service role may not even look into the schema
-            assert queue.scheduled_cron_jobs() == set()  # (the demo failed with 42501 here)
+            assert queue.scheduled_cron_jobs() == {}  # (the demo failed with 42501 here)
             su.execute("grant usage on schema cron to postgres")  # the worker's login may
             su.execute("grant select on cron.job to postgres")
             with psycopg.connect(db_url, autocommit=True) as login:
-                assert Outbox(login).scheduled_cron_jobs() == {"onai-outbox-recover-leases"}
+                assert Outbox(login).scheduled_cron_jobs() == {"onai-outbox-recover-leases": recover}
             queue.enqueue("sms", {"to": "+77011234567", "text": "x"}, "hk/cron")
             queue.claim("vanished-worker", 1, 30)
             clean_outbox.execute(
@@ -465,6 +482,18 @@ def test_the_worker_leaves_to_pg_cron_only_the_jobs_it_has(
             su.execute("update cron.job set active = false")
             report = run_worker(worker_settings(fake, db_url), once=True, services=["sms"])
             assert report.recovered == 1 and _job(queue.conn, "hk/cron")["status"] == "done"
+            # pg_cron's retention keeps what its command says: a different OUTBOX_RETENTION_DAYS
+            # is named with the way to change it (found by review: it did nothing, silently)
+            su.execute(
+                "insert into cron.job values (2, 'onai-integration-retention',"
+                " 'select * from public.prune_integration_history(30)', true)"
+            )
+            for days, warned in (("7", True), ("30", False)):
+                lines: list[str] = []
+                settings = worker_settings(fake, db_url, OUTBOX_RETENTION_DAYS=days)
+                Worker(WorkerConfig.from_settings(settings, ["sms"]), echo=lines.append).run(once=True)
+                warning = [line for line in lines if "onai-integration-retention keeps 30 day(s)" in line]
+                assert bool(warning) is warned, lines
         finally:
             su.execute("drop schema cron cascade")
 
