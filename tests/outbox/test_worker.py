@@ -191,6 +191,88 @@ def test_a_change_notice_needs_an_event_key_and_each_change_gets_its_own(
     assert sent_to == [(email,), (email,)]
 
 
+def test_the_welcome_email_is_once_per_user_whatever_event_key_is_passed(
+    queue: Outbox, student: tuple[uuid.UUID, str]
+) -> None:
+    """Each call with a new p_event_key queued another welcome e-mail, each with a new
+    set-password link cancelling the one before (found by review)."""
+    uid, _ = student
+    ids = {
+        queue.conn.execute(
+            "select public.enqueue_account_email(%s, 'tripwire_welcome', %s)", (uid, key)
+        ).fetchone()[0]
+        for key in (None, "signup-1", "signup-2")
+    }
+    assert len(ids) == 1
+    (key,) = queue.conn.execute(
+        "select idempotency_key from public.outbox_jobs where id = any(%s)", (list(ids),)
+    )
+    assert key == (f"tripwire_welcome/{uid}",)
+
+
+@pytest.mark.parametrize(
+    ("call", "args", "sqlstate", "message"),
+    [
+        (
+            "select public.enqueue_account_email(%s, 'email_changed', 'ev1', %s)",
+            ["  "],
+            "22023",
+            "p_old_email '  ' is not an e-mail address",
+        ),
+        (
+            "select public.enqueue_account_email(%s, 'email_changed', 'ev1', %s)",
+            ["not an address"],
+            "22023",
+            "p_old_email 'not an address' is not an e-mail address",
+        ),
+        (
+            "select public.enqueue_account_email(%s, 'password_changed', %s)",
+            ["x" * 201],
+            "22001",
+            "p_event_key is too long: 201 characters, at most 200 are allowed",
+        ),
+        (
+            "select public.enqueue_telegram_notification(array['leads'], 'hi', %s)",
+            [None],
+            "22023",
+            "p_idempotency_key must not be NULL or blank",
+        ),
+        (
+            "select public.enqueue_telegram_notification(array['leads'], 'hi', %s)",
+            ["k" * 181],
+            "22001",
+            "p_idempotency_key is too long: 181 characters, at most 180 are allowed",
+        ),
+        (
+            "select public.enqueue_telegram_notification(%s, 'hi', 'lead/1')",
+            [None],
+            "22023",
+            "p_group_types must name at least one group type, without NULLs",
+        ),
+        (
+            "select public.enqueue_telegram_notification(%s::text[], 'hi', 'lead/1')",
+            [[]],
+            "22023",
+            "p_group_types must name at least one group type, without NULLs",
+        ),
+    ],
+)
+def test_enqueue_functions_refuse_bad_arguments_of_their_own(
+    queue: Outbox, student: tuple[uuid.UUID, str], call: str, args: list, sqlstate: str, message: str
+) -> None:
+    """A blank or invalid old address went dead at send time with the bad value in the
+    payload; an over-long key failed with a message about a derived key the caller never
+    passed; a Telegram call without a key or group types failed only when a group existed,
+    or returned 0 in silence (found by review). Each is now refused up front, queuing nothing."""
+    uid, _ = student
+    params = [uid, *args] if "enqueue_account_email" in call else args
+    with pytest.raises(psycopg.Error) as err:
+        queue.conn.execute(call, params)
+    assert (err.value.sqlstate, err.value.diag.message_primary) == (sqlstate, message)
+    assert err.value.diag.message_hint
+    assert queue.conn.execute("select count(*) from public.outbox_jobs").fetchone()[0] == 0
+
+
 def test_sms_retry_then_success(fake: FakeProviders, queue: Outbox, db_url: str) -> None:
     job_id = queue.enqueue("sms", {"to": "+77011234567", "text": "Комиссия 5000 KZT"}, "sale/1")
     fake.script("mobizon", Reply(503, raw=b"unavailable"))
