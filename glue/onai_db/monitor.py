@@ -158,6 +158,31 @@ def _age(value: Any) -> str:
     return f"{seconds // 86400}d"
 
 
+def _stale_kinds(queue: list[dict[str, Any]]) -> list[str]:
+    """A line per kind whose oldest due job has waited more than 5 minutes: a backlog when the
+    kind has jobs running under a live lease (a worker serves it), else no worker serves it
+    (found by review: one line summed every kind's due jobs and said "no worker" while a
+    worker was draining a long AmoCRM backlog)."""
+    lines = []
+    for r in queue:
+        age = r.get("oldest_due_age")
+        if not int(r["due"]) or age is None or age <= timedelta(minutes=5):
+            continue
+        kind, due = plain(r["kind"]), int(r["due"])
+        serving = int(r["running"]) - int(r.get("expired_leases") or 0)
+        if serving > 0:
+            lines.append(
+                f"[yellow]{kind}: {due} job(s) due, the oldest for {_age(age)}[/yellow]: a backlog; {serving}"
+                " running now, so a worker serves this kind (more workers or --concurrency drain it sooner)"
+            )
+        else:
+            lines.append(
+                f"[red]{kind}: {due} job(s) due, the oldest for {_age(age)}[/red]: no worker serves them"
+                f" (is `onai-db worker` running, with {kind} in its --services and settings?)"
+            )
+    return lines
+
+
 def render(snap: MonitorSnapshot, console: Console) -> None:
     """Print the snapshot as tables."""
     queue = Table(title="Outbox queue")
@@ -176,17 +201,12 @@ def render(snap: MonitorSnapshot, console: Console) -> None:
             str(r["done"]),
         )
     console.print(queue)
-    due = sum(int(r["due"]) for r in snap.queue)
     expired = sum(int(r.get("expired_leases") or 0) for r in snap.queue)
-    waited = [r["oldest_due_age"] for r in snap.queue if r.get("oldest_due_age") is not None]
     console.print(
         f"worker connections now: {snap.worker_connections} (named `onai-db worker`; a pooler may hide the name)"
     )
-    if due and max(waited, default=timedelta(0)) > timedelta(minutes=5):
-        console.print(
-            f"[red]{due} job(s) due, the oldest for {_age(max(waited))}[/red]: no worker serves them"
-            " (is `onai-db worker` running, with the --services / settings for these kinds?)"
-        )
+    for line in _stale_kinds(snap.queue):
+        console.print(line)
     if expired:
         console.print(
             f"[red]{expired} running job(s) with an expired lease[/red]: their worker is gone;"

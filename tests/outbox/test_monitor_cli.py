@@ -281,7 +281,8 @@ def test_times_are_utc_and_a_waiting_retry_is_not_a_missing_worker(
     render(snap, console)
     text = console.export_text()
     assert "2026-01-05 12:00:00" in text
-    assert "1 job(s) due, the oldest for 10m" in text and "1 running job(s) with an expired lease" in text
+    assert "email: 1 job(s) due, the oldest for 10m: no worker serves them" in text
+    assert "1 running job(s) with an expired lease" in text
 
     doc = json.loads(
         runner.invoke(app, ["monitor", "--json"], env={"ONAI_DB_URL": db_url, "PGTZ": "Asia/Almaty"}).output
@@ -295,6 +296,27 @@ def test_times_are_utc_and_a_waiting_retry_is_not_a_missing_worker(
         doc["truncated"] == {"errors": False, "dead": False, "telegram_deactivated": False}
         and "worker_connections" in doc
     )
+
+
+def test_a_kind_a_worker_is_draining_is_a_backlog_not_a_missing_worker(
+    queue: Outbox, owner_conn: psycopg.Connection
+) -> None:
+    """A worker draining a long backlog of one kind was reported in red as "no worker serves
+    them", with every kind's due jobs summed (found by review). Each kind is judged alone:
+    jobs running under a live lease mean a worker serves it."""
+    backlog = [queue.enqueue("amocrm", {"lead_id": str(uuid.uuid4())}, f"backlog/{i}") for i in range(3)]
+    owner_conn.execute(
+        "update public.outbox_jobs set created_at = now() - interval '10 minutes',"
+        " run_after = now() - interval '10 minutes' where id = any(%s)",
+        (backlog,),
+    )
+    assert len(queue.claim("busy-worker", 1, 300, ["amocrm"])) == 1  # its lease is live
+    queue.enqueue("sms", {"to": "+77011234567", "text": "fresh"}, "backlog/sms")  # due just now
+    console = Console(record=True, width=220)
+    render(snapshot(queue.conn), console)
+    text = console.export_text()
+    assert "amocrm: 2 job(s) due, the oldest for 10m: a backlog; 1 running now" in text, text
+    assert "no worker serves" not in text and "sms:" not in text, text
 
 
 def test_a_login_under_row_level_security_is_refused_not_told_all_is_well(
