@@ -202,19 +202,21 @@ class Outbox:
             return {}
         return {str(r[0]): str(r[1] or "") for r in rows if r[0]}
 
-    def daily_task_due(self, action: str) -> bool:
-        """Whether the worker's daily ``action`` has no success in ``integration_logs`` within
-        the last day (found by review: cron-run ``--once`` workers pruned and folded at every
-        run and never made the AmoCRM full sweep, as the last run was only in memory)."""
-        return not scalar(
-            self.conn,
-            "select exists (select 1 from public.integration_logs where service_name = 'outbox'"
-            " and action = %s and status = 'success' and created_at > now() - interval '1 day')",
-            (action,),
-        )
+    def daily_tasks_due(self, actions: Sequence[str]) -> set[str]:
+        """Those of the worker's daily ``actions`` with no success in ``integration_logs``
+        within the last day, in one query (found by review: cron-run ``--once`` workers pruned
+        and folded at every run and never made the AmoCRM full sweep, as the last run was only
+        in memory)."""
+        rows = self.conn.execute(
+            "select a from unnest(%s::text[]) as a where not exists (select 1 from public.integration_logs"
+            " where service_name = 'outbox' and action = a and status = 'success'"
+            " and created_at > now() - interval '1 day')",
+            (list(actions),),
+        ).fetchall()
+        return {str(r[0]) for r in rows}
 
     def record_daily_task(self, action: str, duration_ms: int) -> None:
-        """A success row for the worker's daily ``action`` (see :meth:`daily_task_due`)."""
+        """A success row for the worker's daily ``action`` (see :meth:`daily_tasks_due`)."""
         self.conn.execute(
             "insert into public.integration_logs (service_name, action, status, duration_ms)"
             " values ('outbox', %s, 'success', %s)",

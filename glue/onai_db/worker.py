@@ -215,6 +215,17 @@ def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
+def _in_batches(sweep: Callable[[int], int]) -> int:
+    """Run an AmoCRM enqueue sweep in batches until one comes back short; how many it queued."""
+    queued = 0
+    for _ in range(_AMOCRM_BATCHES):
+        batch = sweep(_AMOCRM_BATCH)
+        queued += batch
+        if batch < _AMOCRM_BATCH:
+            break
+    return queued
+
+
 class Worker:
     def __init__(
         self,
@@ -445,18 +456,19 @@ class Worker:
             # integration_logs row ('outbox', action), so a cron-run --once does them once a
             # day too (found by review: it pruned and folded at every run, and never made the
             # AmoCRM full sweep)
+            due = queue.daily_tasks_due((_DAILY_AMOCRM_SWEEP, _DAILY_RETENTION, _DAILY_FOLD))
             if "amocrm" in self.config.kinds:
                 # the full sweep reads every imported lead (seconds on a big table)
-                self._queue_amocrm_syncs(queue, full=queue.daily_task_due(_DAILY_AMOCRM_SWEEP))
+                self._queue_amocrm_syncs(queue, full=_DAILY_AMOCRM_SWEEP in due)
             if CRON_RECOVER not in cron:
                 recovered = queue.recover_expired()
                 with self._lock:
                     self.report.recovered += recovered
-            if CRON_RETENTION not in cron and queue.daily_task_due(_DAILY_RETENTION):
+            if CRON_RETENTION not in cron and _DAILY_RETENTION in due:
                 started = time.monotonic()
                 queue.prune(self.config.retention_days)
                 queue.record_daily_task(_DAILY_RETENTION, _ms_since(started))
-            if CRON_FOLD not in cron and queue.daily_task_due(_DAILY_FOLD):
+            if CRON_FOLD not in cron and _DAILY_FOLD in due:
                 conn.execute("reset role")
                 started = time.monotonic()
                 if self._fold_lead_stats(conn):
@@ -485,20 +497,13 @@ class Worker:
         else did, so new leads never reached AmoCRM unless someone ran
         enqueue_amocrm_lead_sync (found by review). Once a day, ``full``: also leads imported
         from Landing that came back through Traffic (enqueue_amocrm_lead_sync, which reads
-        every imported lead; recorded as the daily task, so ``--once`` runs make it too). Imported leads that did not come back wait for the
-        operator's decision (README, runbook)."""
-        sweeps: list[Callable[[int], int]] = [queue.enqueue_amocrm_new_lead_syncs]
-        started = time.monotonic()
+        every imported lead; recorded as the daily task, so ``--once`` runs make it too).
+        Imported leads that did not come back wait for the operator's decision (README,
+        runbook)."""
+        queued = _in_batches(queue.enqueue_amocrm_new_lead_syncs)
         if full:
-            sweeps.append(queue.enqueue_amocrm_lead_sync)
-        queued = 0
-        for sweep in sweeps:
-            for _ in range(_AMOCRM_BATCHES):  # batches until one comes back short
-                batch = sweep(_AMOCRM_BATCH)
-                queued += batch
-                if batch < _AMOCRM_BATCH:
-                    break
-        if full:
+            started = time.monotonic()
+            queued += _in_batches(queue.enqueue_amocrm_lead_sync)
             queue.record_daily_task(_DAILY_AMOCRM_SWEEP, _ms_since(started))
         if queued:
             self.echo(f"queued {queued} AmoCRM sync job(s) for new leads")
