@@ -306,6 +306,12 @@ def test_targetologist_sees_only_their_leads(api: PostgrestSession, cast: Cast) 
         ({"p_timezone": "ÄÖÜ+5"}, "ambiguous time zone"),
         ({"p_timezone": "ALMT"}, "abbreviation"),
         ({"p_timezone": "msk"}, "abbreviation"),
+        # days that are not the place's calendar days, or no place: accepted before 20261214100000
+        ({"p_timezone": "right/Asia/Almaty"}, "is not accepted"),
+        ({"p_timezone": "RIGHT/UTC"}, "is not accepted"),
+        ({"p_timezone": "localtime"}, "is not accepted"),
+        ({"p_timezone": "posixrules"}, "is not accepted"),
+        ({"p_timezone": "Factory"}, "is not accepted"),
         ({"p_group_by": None}, "must not be NULL"),
         ({"p_live": None}, "must not be NULL"),
         ({"p_to": dt.date(2026, 1, 1), "p_timezone": "Mars/Olympus"}, "unknown time zone"),
@@ -335,8 +341,44 @@ def test_dashboard_reads_iana_zones_and_utc(api: PostgrestSession, cast: Cast) -
         "Etc/GMT+0",
         "Europe/Moscow",
         "America/New_York",
+        "posix/Asia/Almaty",
     ):
         assert isinstance(api.rpc(cast.admin, "traffic_dashboard", p_timezone=zone), list), zone
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "first_midnight"),
+    [
+        # clocks fall back from 01:00 to 00:00: the day's midnight happens twice
+        ("America/Havana", dt.date(2024, 11, 3), dt.datetime(2024, 11, 3, 4, tzinfo=dt.UTC)),
+        ("Atlantic/Azores", dt.date(2024, 10, 27), dt.datetime(2024, 10, 27, 0, tzinfo=dt.UTC)),
+    ],
+)
+def test_the_live_path_counts_a_day_whose_midnight_happens_twice(
+    api: PostgrestSession, zone: str, day: dt.date, first_midnight: dt.datetime
+) -> None:
+    """PostgreSQL reads such a midnight as the later one: before 20261214100000 the first
+    hour of the day was left out of a period starting that day, and counted as a bucket
+    outside a period ending the day before."""
+    instants = [first_midnight + dt.timedelta(minutes=m) for m in (-30, 30, 90)]
+    local_days = [t.astimezone(ZoneInfo(zone)).date() for t in instants]
+    assert local_days == [day - dt.timedelta(1), day, day]  # the oracle agrees on the setting
+    for at in instants:
+        row = record(api, p_phone=unique_phone(), p_utm_source="fb_arystan")
+        api.query(
+            SERVICE,
+            "update public.traffic_leads set created_at = %s where id = %s returning id",
+            (at, row["lead_id"]),
+        )
+
+    def counted(since: dt.date, until: dt.date) -> dict[str, int]:
+        rows = api.rpc(SERVICE, "traffic_dashboard", p_from=since, p_to=until, p_timezone=zone)
+        return {r["bucket"]: r["leads"] for r in rows}
+
+    before = day - dt.timedelta(1)
+    assert counted(day, day) == {day.isoformat(): 2}
+    assert counted(before, before) == {before.isoformat(): 1}
+    assert counted(before, day) == {before.isoformat(): 1, day.isoformat(): 2}
 
 
 def test_legacy_views_keep_the_seed_shapes(api: PostgrestSession, cast: Cast) -> None:
