@@ -128,6 +128,7 @@ class PublicOutboxJobs(BaseModel):
     lease_owner: Optional[str] = Field(alias="lease_owner")
     max_attempts: int = Field(alias="max_attempts")
     payload: JsonValue = Field(alias="payload")
+    rate_limited_in_a_row: int = Field(alias="rate_limited_in_a_row")
     run_after: Optional[datetime.datetime] = Field(alias="run_after")
     service_name: Optional[str] = Field(alias="service_name")
     status: PublicOutboxStatus = Field(alias="status")
@@ -146,6 +147,7 @@ class PublicOutboxJobsInsert(TypedDict):
     lease_owner: NotRequired[Annotated[Optional[str], Field(alias="lease_owner")]]
     max_attempts: NotRequired[Annotated[int, Field(alias="max_attempts")]]
     payload: NotRequired[Annotated[JsonValue, Field(alias="payload")]]
+    rate_limited_in_a_row: NotRequired[Annotated[int, Field(alias="rate_limited_in_a_row")]]
     run_after: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="run_after")]]
     service_name: NotRequired[Annotated[Optional[str], Field(alias="service_name")]]
     status: NotRequired[Annotated[PublicOutboxStatus, Field(alias="status")]]
@@ -164,6 +166,7 @@ class PublicOutboxJobsUpdate(TypedDict):
     lease_owner: NotRequired[Annotated[Optional[str], Field(alias="lease_owner")]]
     max_attempts: NotRequired[Annotated[int, Field(alias="max_attempts")]]
     payload: NotRequired[Annotated[JsonValue, Field(alias="payload")]]
+    rate_limited_in_a_row: NotRequired[Annotated[int, Field(alias="rate_limited_in_a_row")]]
     run_after: NotRequired[Annotated[Optional[datetime.datetime], Field(alias="run_after")]]
     service_name: NotRequired[Annotated[Optional[str], Field(alias="service_name")]]
     status: NotRequired[Annotated[PublicOutboxStatus, Field(alias="status")]]

@@ -158,6 +158,40 @@ def test_permanent_failure_is_dead_at_once_and_rate_limit_keeps_the_attempt(queu
     assert state["attempts"] == 0 and 6 <= state["wait"] <= 7.5
 
 
+def test_a_job_rate_limited_again_and_again_backs_off(queue: Outbox) -> None:
+    """A provider answering 429 with Retry-After: 1 for ever was called every second, a log
+    row each time, before 20261214100100; the first three snoozes still honour it."""
+    job_id = queue.enqueue("email", {"template": "x", "to": "a@example.kz"}, "rl/1")
+
+    def round_trip(retry_in: float | None, count_attempt: bool = False) -> float:
+        queue.conn.execute("update public.outbox_jobs set run_after = now() where id = %s", (job_id,))
+        assert [j.id for j in queue.claim("w", 1, 30)] == [job_id]
+        status = queue.fail(
+            job_id,
+            "w",
+            "resend: HTTP 429 rate_limit_exceeded",
+            retry_in_seconds=retry_in,
+            count_attempt=count_attempt,
+            backoff_base_seconds=10,
+            backoff_cap_seconds=25,
+        )
+        assert status == "pending"
+        return _status(queue.conn, job_id)["wait"]
+
+    waits = [round_trip(1) for _ in range(7)]
+    assert all(0 < w <= 1.5 for w in waits[:3]), waits
+    # from the fourth: min(cap, base * 2^(n - 4)) with equal jitter
+    assert 5 - 1 <= waits[3] <= 10 + 1 and 10 - 1 <= waits[4] <= 20 + 1, waits
+    assert all(12.5 - 1 <= w <= 25 + 1 for w in waits[5:]), waits
+    # a longer Retry-After still wins
+    assert 60 - 1 <= round_trip(60) <= 60 + 1
+    assert _status(queue.conn, job_id)["attempts"] == 0
+    # a counted failure starts the count again
+    assert 5 - 1 <= round_trip(None, count_attempt=True) <= 10 + 1
+    assert round_trip(1) <= 1.5
+    assert len(_logs(queue.conn, job_id)) == 10
+
+
 def test_fail_without_the_lease_changes_nothing(queue: Outbox) -> None:
     job_id = queue.enqueue("sms", {"to": "+7", "text": "t"}, "nl/1")
     queue.claim("w1", 1, 30)
