@@ -208,6 +208,23 @@ def test_a_database_without_the_migrations_names_the_likely_cause(stack: LocalSt
     policies = cli("policies", "--db", "cli_bare")
     one_line_error(policies, 1, "has no onai-db migrations")
     assert policies.stdout == "", policies.stdout
+    # `local status` said "running" and listed every migration's name in one table cell
+    status = cli("local", "status", "--db", "cli_bare", COLUMNS="200")
+    assert status.returncode == 0, status.stderr
+    assert "cli_bare has no onai-db migrations" in status.stdout, status.stdout
+    assert re.search(r"migrations pending │ \d+: \d+_private_schema\.sql … ", status.stdout), status.stdout
+    as_json = cli("local", "status", "--json", "--db", "cli_bare")
+    assert json.loads(as_json.stdout)["pending"][0].endswith("_private_schema.sql")
+
+
+def test_local_status_of_a_database_that_does_not_exist_says_how_to_make_it(stack: LocalStack) -> None:
+    """It failed with "cannot connect to the database ...: database ... does not exist"."""
+    for args in ((), ("--json",)):
+        status = cli("local", "status", "--db", "cli_nowhere", *args, COLUMNS="200")
+        assert status.returncode == 1, status.stdout + status.stderr
+        assert "database cli_nowhere does not exist (`onai-db local up --db cli_nowhere` makes it)" in (
+            status.stdout
+        ), status.stdout
 
 
 def test_worker_settings_and_options_are_checked(stack: LocalStack, test_db: str) -> None:

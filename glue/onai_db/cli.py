@@ -85,10 +85,19 @@ def local_status(
         table.add_row("data", status.data_dir or "-")
         # a stopped cluster cannot be asked: "-", not "0 applied, none pending"
         table.add_row("migrations applied", str(len(status.applied)) if status.running else "-")
-        table.add_row("migrations pending", (", ".join(status.pending) or "none") if status.running else "-")
+        table.add_row("migrations pending", _pending_cell(status.pending) if status.running else "-")
         console.print(table)
-    if not status.running:  # the same exit code with and without --json, for scripts
+    # the same exit code with and without --json, for scripts
+    if not status.running or not status.database_exists:
         raise typer.Exit(1)
+
+
+def _pending_cell(pending: list[str]) -> str:
+    """A few names, or the count and the first and last (every name is in ``--json``): the
+    table listed all 121 of an empty database's in one cell."""
+    if len(pending) <= 3:
+        return ", ".join(pending) or "none"
+    return f"{len(pending)}: {pending[0]} … {pending[-1]}"
 
 
 @local_app.command("reset")

@@ -94,6 +94,7 @@ class StackStatus:
     applied: list[str]
     pending: list[str]
     message: str
+    database_exists: bool = True
 
 
 def pg_bindir(settings: Settings) -> Path:
@@ -541,8 +542,30 @@ class LocalStack:
             return StackStatus(False, None, None, [], [], "not initialised (run `onai-db local up`)")
         if not self.running(state):
             return StackStatus(False, state.port, state.data_dir, [], [], "stopped")
-        applied = migrate.applied_versions(state.url("postgres", dbname))
         local = migrate.local_migrations(self.settings.project_dir)
+        check_db_name(dbname)
+        with self.admin_connect(self.maintenance_db(dbname)) as conn:
+            exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
+        if not exists:
+            # was a bare "cannot connect ... does not exist" error, with no way out named
+            return StackStatus(
+                True,
+                state.port,
+                state.data_dir,
+                [],
+                [m.filename for m in local],
+                f"running; database {dbname} does not exist (`onai-db local up --db {dbname}` makes it)",
+                database_exists=False,
+            )
+        applied = migrate.applied_versions(state.url("postgres", dbname))
         pending = [m.filename for m in local if m.version not in applied]
         done = [m.filename for m in local if m.version in applied]
-        return StackStatus(True, state.port, state.data_dir, done, pending, "running")
+        message = "running"
+        if pending:  # "running" alone read as ready for a database without a single migration
+            what = (
+                f"database {dbname} has no onai-db migrations"
+                if not done
+                else f"{len(pending)} migration(s) pending"
+            )
+            message = f"running; {what} (`onai-db local up --db {dbname}` applies them)"
+        return StackStatus(True, state.port, state.data_dir, done, pending, message)
