@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from support.leads import lead, record, unique_phone
 from support.postgrest import SERVICE, ApiError, PostgrestSession
+
+MIGRATIONS = Path(__file__).parents[1] / "supabase" / "migrations"
 
 
 def journey(api: PostgrestSession, lead_id: uuid.UUID) -> list[dict]:
@@ -226,6 +229,37 @@ def test_a_merged_leads_own_phone_still_finds_the_person(api: PostgrestSession) 
     again = record(api, p_phone=x_phone)
     assert (again["lead_id"], again["created"]) == (y["lead_id"], False)
     assert live_leads(api, phone=x_phone) == []  # no second lead holds it
+
+
+def test_a_phone_with_digits_of_another_script_is_no_one_elses_number(api: PostgrestSession) -> None:
+    """'٠٠١ 415 555 2671' is +1 415 555 2671 written with Arabic-Indic digits for "001".
+    Before 20261214100200 they were taken for a label and the rest read as a number, so a
+    stranger's lead got this person's email (found by review)."""
+    phone = unique_phone()
+    ivan = record(api, p_phone=phone, p_email=f"ivan-{uuid.uuid4().hex[:8]}@example.kz")
+    john = record(api, p_phone=f"٠٠١ {phone[2:]}", p_email=f"john-{uuid.uuid4().hex[:8]}@example.com")
+    assert john["created"] and john["lead_id"] != ivan["lead_id"]
+    row = lead(api, john["lead_id"])
+    assert row["phone"] == f"٠٠١ {phone[2:]}" and row["phone_normalized"] is None  # kept raw
+
+
+def test_leads_stored_with_a_misread_phone_are_renormalized_by_the_migration(superuser_url: str) -> None:
+    """20261214100300 stores what the current rules read for a live lead whose phone was
+    misread before 20261214100200 (the stale value is put back with the triggers off)."""
+    migration = next(MIGRATIONS.glob("20261214100300_*.sql")).read_text()
+    phone = unique_phone()
+    with psycopg.connect(superuser_url) as conn:  # one transaction, rolled back
+        lead_id = conn.execute(
+            "insert into public.traffic_leads (name, phone) values ('John', %s) returning id",
+            (f"٠٠١ {phone[2:]}",),
+        ).fetchone()[0]
+        conn.execute("set session_replication_role = replica")
+        conn.execute("update public.traffic_leads set phone_normalized = %s where id = %s", (phone, lead_id))
+        conn.execute("set session_replication_role = origin")
+        conn.execute(migration)
+        stored = conn.execute("select phone_normalized from public.traffic_leads where id = %s", (lead_id,))
+        assert stored.fetchone() == (None,)
+        conn.rollback()
 
 
 @pytest.mark.parametrize("how", ["inserted", "updated"])

@@ -4,7 +4,7 @@ Written independently of the SQL (and of its generator) from docs/phone.md:
 
 1. NULL -> NULL.
 2. Fold full-width digits and plus, unicode spaces, dashes and brackets to ASCII; drop
-   zero-width characters and the soft hyphen.
+   zero-width characters and the soft hyphen. A digit of any other script gives NULL.
 3. The folded input must read: a label without digits or '+' (anything, letters too),
    the number (leading '+' signs, digits and the separators space ( ) . [ ] / -, ending
    with a digit), an optional extension (ext, extn, extension, x, #, доб, добавочный, then
@@ -41,7 +41,12 @@ def preprocess(raw: str | None) -> str | None:
     """The string handed to libphonenumber, or None when the input is rejected before."""
     if raw is None:
         return None
-    m = _INPUT.fullmatch(raw.translate(_FOLD))
+    folded = raw.translate(_FOLD)
+    # digits of other scripts are not read (docs/phone.md, rule 1): the label class below
+    # took them for a label, as the SQL did before 20261214100200 (found by review)
+    if any(c.isdecimal() and not c.isascii() for c in folded):
+        return None
+    m = _INPUT.fullmatch(folded)
     if m is None:
         return None
     number = m.group("number")

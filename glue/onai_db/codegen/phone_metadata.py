@@ -29,6 +29,7 @@ import random
 import re
 import re._parser as re_parser
 import sys
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ from onai_db.codegen.digit_language import buckets, in_buckets, matches, prefix_
 
 TEMPLATE_PATH = Path(__file__).with_name("normalize_phone.sql.in")
 # The migration that holds the current rendering; a regeneration goes into a new file, named here.
-MIGRATION = "supabase/migrations/20261212100100_normalize_phone_bidi_marks.sql"
+MIGRATION = "supabase/migrations/20261214100200_normalize_phone_other_script_digits.sql"
 # The first, plain SQL version (frozen like every applied migration; not rendered any more).
 FIRST_MIGRATION = "supabase/migrations/20261121110000_normalize_phone.sql"
 MAX_NSN = 17  # libphonenumber's _MAX_LENGTH_FOR_NSN
@@ -231,6 +232,27 @@ def fold_ascii_sql(argument: str) -> str:
 def number_strip_sql(argument: str) -> str:
     """Nested replace() calls removing the separators a number part may hold."""
     return nested_replace_sql(argument, SEPARATORS.replace("\\", "") + "-")
+
+
+def other_digits_regex() -> str:
+    """A bracket expression of every decimal digit (Unicode category Nd) that is neither an
+    ASCII nor a full-width digit (those are read): Arabic-Indic, Persian, Devanagari,
+    mathematical bold, ... An input holding one is no number. Before 20261214100200 a label
+    was anything before the first digit it knew, so the "001" of "٠٠١ 415 555 2671" was
+    dropped as a label and the rest read as the Russian +7 415 555 26 71 (found by review)."""
+    known = set("0123456789０１２３４５６７８９")
+    digits = [
+        cp
+        for cp in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(cp)) == "Nd" and chr(cp) not in known
+    ]
+    ranges: list[tuple[int, int]] = []
+    for cp in digits:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+    return "[" + "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in ranges) + "]"
 
 
 def label_regex() -> str:
@@ -765,9 +787,10 @@ def unicode_literal(value: str) -> str:
     for ch in value:
         if 32 <= ord(ch) < 127 and ch not in "\\'":
             out.append(ch)
-        else:
-            assert ord(ch) <= 0xFFFF
+        elif ord(ch) <= 0xFFFF:
             out.append(f"\\{ord(ch):04X}")
+        else:
+            out.append(f"\\+{ord(ch):06X}")
     return "U&'" + "".join(out) + "'"
 
 
@@ -792,6 +815,7 @@ def render() -> str:
         "transform_codes": ", ".join(f"+{c}" for c in transform_rule_codes()),
         "fold_from": unicode_literal(FOLD_FROM),
         "simple_input": unicode_literal(simple_input_regex()),
+        "other_digits": unicode_literal(other_digits_regex()),
         "fold_to": unicode_literal(FOLD_TO),
         "core": sql_literal(CORE_MATCH, 6),
         "cc7_valid_nsn": cc7_valid_nsn_sql(),
