@@ -40,11 +40,23 @@ def helpers(owner_conn: psycopg.Connection) -> psycopg.Connection:
         ("x@-example.kz", None),
         # the RPC's blanks (find_or_create_unified_lead's c_blank): a direct write reads alike
         ("\ufeff\u3000Aigerim@Mail.kz\u200b\u2028", "aigerim@mail.kz"),
-        ("a\u200b@mail.kz", None),  # inside: not a blank, not an address
+        # inside: dropped since 20261214100400, as normalize_phone drops it (None before)
+        ("a\u200b@mail.kz", "a@mail.kz"),
         # lower() gave ASCII for these: someone else's address (found by review)
         ("a\u0130gul.t@mail.kz", None),
         ("aigul.t@mail.\u212az", None),
         ("AIGUL.T@MAIL.KZ", "aigul.t@mail.kz"),
+        # pasted: out of a sentence, a link's address, a messenger's marks (found by review)
+        ("aigul.t@mail.kz.", "aigul.t@mail.kz"),
+        ("aigul.t@mail.kz, ", "aigul.t@mail.kz"),
+        ("<aigul.t@mail.kz>;", "aigul.t@mail.kz"),
+        ("mailto:Aigul.T@mail.kz", "aigul.t@mail.kz"),
+        ("MailTo:aigul.t@mail.kz", "aigul.t@mail.kz"),
+        ("‪aigul.t@mail.kz‬", "aigul.t@mail.kz"),
+        ("‎aigul.t@mail.‎kz", "aigul.t@mail.kz"),
+        ("mailto:", None),
+        ("aigul.t@mail.kz.ru.", "aigul.t@mail.kz.ru"),
+        ("aigul.t.@mail.kz", None),  # inside: still not an address
         ("", None),
         (None, None),
     ],
@@ -92,6 +104,12 @@ RPC_BLANKS = (
     "\u2009\u200a\u200b\u2028\u2029\u202f\u205f\u3000\ufeff"
 )
 
+# what normalize_email drops wherever it is (20261214100400): normalize_phone's zero-width
+# characters, soft hyphen and bidirectional marks
+DROPPED_MARKS = (
+    "\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
 texts = st.one_of(
     st.none(),
     st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40),
@@ -100,6 +118,13 @@ texts = st.one_of(
     st.builds(
         lambda a, b: f"{a}user@mail.kz{b}", st.text(RPC_BLANKS, max_size=3), st.text(RPC_BLANKS, max_size=3)
     ),
+    st.builds(  # pasted: marks anywhere, mailto:, a sentence's punctuation
+        lambda a, m, b, c: f"{a}{m}us{a}er@mail.kz{b}{c}",
+        st.text(DROPPED_MARKS, max_size=2),
+        st.sampled_from(["", "mailto:", "MAILTO:", "mail to:"]),
+        st.text(".,;:<>", max_size=2),
+        st.text(RPC_BLANKS, max_size=2),
+    ),
 )
 
 
@@ -107,15 +132,21 @@ texts = st.one_of(
 @given(value=texts)
 def test_same_results_as_the_first_versions(helpers: psycopg.Connection, value: str | None) -> None:
     row = helpers.execute(
-        """
-        select private.normalize_email(%(v)s), pg_temp.first_normalize_email(pg_catalog.btrim(%(v)s, %(blanks)s)),
-               private.canonical_lead_source(%(v)s), pg_temp.first_canonical_lead_source(%(v)s)
-        """,
-        {"v": value, "blanks": RPC_BLANKS + "<>\"'"},
+        "select private.normalize_email(%(v)s), private.canonical_lead_source(%(v)s),"
+        " pg_temp.first_canonical_lead_source(%(v)s)",
+        {"v": value},
     ).fetchone()
-    trimmed = None if value is None else value.strip(RPC_BLANKS + "<>\"'")
-    if trimmed is not None and not trimmed.isascii():  # never an identifier (20261212100300)
+    # the first version of what the documented steps leave (20261205100200: the RPC's blanks;
+    # 20261212100300: ASCII only; 20261214100400: marks dropped, mailto:, trailing . , ; :)
+    rest = None if value is None else value.strip(RPC_BLANKS + "<>\"'")
+    if rest is not None and not rest.isascii():
+        rest = rest.translate({ord(c): None for c in DROPPED_MARKS}).strip(RPC_BLANKS + "<>\"'")
+    if rest is not None and rest.lower().startswith("mailto:"):
+        rest = rest[7:]
+    if rest is not None:
+        rest = rest.rstrip(".,;:<>\"'")
+    if rest is not None and not rest.isascii():  # never an identifier
         assert row[0] is None
-    else:  # the first version, after the blanks it did not trim (20261205100200)
-        assert row[0] == row[1]
-    assert row[2] == row[3]
+    else:
+        assert row[0] == helpers.execute("select pg_temp.first_normalize_email(%s)", (rest,)).fetchone()[0]
+    assert row[1] == row[2]

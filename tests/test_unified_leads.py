@@ -262,6 +262,49 @@ def test_leads_stored_with_a_misread_phone_are_renormalized_by_the_migration(sup
         conn.rollback()
 
 
+@pytest.mark.parametrize("pasted", ["{}.", "{}, ", "mailto:{}", "\u202a{}\u202c", "<{}>;", "\u200e{}\u200e"])
+def test_an_email_pasted_with_its_surroundings_finds_the_lead(api: PostgrestSession, pasted: str) -> None:
+    """Each made a lead of its own (no identifier) before 20261214100400 (found by review)."""
+    email = f"aigul.t-{uuid.uuid4().hex[:8]}@mail.kz"
+    first = record(api, p_email=email, p_name="Айгуль")
+    again = record(api, p_email=pasted.format(email.upper()))
+    assert (again["lead_id"], again["created"]) == (first["lead_id"], False)
+
+
+def test_leads_stored_with_an_unread_pasted_email_are_renormalized_by_the_migration(
+    superuser_url: str,
+) -> None:
+    """20261214100500: a live lead whose pasted email was no identifier gets it, and the
+    lead of the same address made meanwhile is merged into the older one."""
+    migration = next(MIGRATIONS.glob("20261214100500_*.sql")).read_text()
+    email = f"aigul.t-{uuid.uuid4().hex[:8]}@mail.kz"
+    with psycopg.connect(superuser_url) as conn:  # one transaction, rolled back
+        older = conn.execute(
+            "insert into public.traffic_leads (name, email) values ('Aigul', %s) returning id",
+            (f"mailto:{email}.",),
+        ).fetchone()[0]
+        conn.execute("set session_replication_role = replica")
+        conn.execute(
+            "update public.traffic_leads set email_normalized = null, no_identifier = true where id = %s",
+            (older,),
+        )
+        conn.execute("set session_replication_role = origin")
+        newer = conn.execute(
+            "insert into public.traffic_leads (name, email, created_at) values ('Aigul', %s, now() + interval '1 s')"
+            " returning id",
+            (email,),
+        ).fetchone()[0]
+        conn.execute(migration)
+        rows = dict(
+            conn.execute(
+                "select id, (email_normalized, merged_into) from public.traffic_leads where id in (%s, %s)",
+                (older, newer),
+            ).fetchall()
+        )
+        assert rows[older] == (email, None) and rows[newer][1] == str(older), rows
+        conn.rollback()
+
+
 @pytest.mark.parametrize("how", ["inserted", "updated"])
 def test_a_lead_written_directly_with_a_registered_second_phone_is_merged(
     api: PostgrestSession, how: str
