@@ -243,6 +243,14 @@ def test_a_phone_with_digits_of_another_script_is_no_one_elses_number(api: Postg
     assert row["phone"] == f"٠٠١ {phone[2:]}" and row["phone_normalized"] is None  # kept raw
 
 
+def stored_before(conn: psycopg.Connection, lead_id: uuid.UUID, **values: object) -> None:
+    """Put back what the rules before a migration stored, with the triggers off."""
+    conn.execute("set session_replication_role = replica")
+    assignments = ", ".join(f"{column} = %s" for column in values)
+    conn.execute(f"update public.traffic_leads set {assignments} where id = %s", (*values.values(), lead_id))
+    conn.execute("set session_replication_role = origin")
+
+
 def test_leads_stored_with_a_misread_phone_are_renormalized_by_the_migration(superuser_url: str) -> None:
     """20261214100300 stores what the current rules read for a live lead whose phone was
     misread before 20261214100200 (the stale value is put back with the triggers off)."""
@@ -253,9 +261,7 @@ def test_leads_stored_with_a_misread_phone_are_renormalized_by_the_migration(sup
             "insert into public.traffic_leads (name, phone) values ('John', %s) returning id",
             (f"٠٠١ {phone[2:]}",),
         ).fetchone()[0]
-        conn.execute("set session_replication_role = replica")
-        conn.execute("update public.traffic_leads set phone_normalized = %s where id = %s", (phone, lead_id))
-        conn.execute("set session_replication_role = origin")
+        stored_before(conn, lead_id, phone_normalized=phone)
         conn.execute(migration)
         stored = conn.execute("select phone_normalized from public.traffic_leads where id = %s", (lead_id,))
         assert stored.fetchone() == (None,)
@@ -283,12 +289,7 @@ def test_leads_stored_with_an_unread_pasted_email_are_renormalized_by_the_migrat
             "insert into public.traffic_leads (name, email) values ('Aigul', %s) returning id",
             (f"mailto:{email}.",),
         ).fetchone()[0]
-        conn.execute("set session_replication_role = replica")
-        conn.execute(
-            "update public.traffic_leads set email_normalized = null, no_identifier = true where id = %s",
-            (older,),
-        )
-        conn.execute("set session_replication_role = origin")
+        stored_before(conn, older, email_normalized=None, no_identifier=True)
         newer = conn.execute(
             "insert into public.traffic_leads (name, email, created_at) values ('Aigul', %s, now() + interval '1 s')"
             " returning id",
