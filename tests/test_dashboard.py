@@ -312,6 +312,7 @@ def test_targetologist_sees_only_their_leads(api: PostgrestSession, cast: Cast) 
         ({"p_timezone": "localtime"}, "is not accepted"),
         ({"p_timezone": "posixrules"}, "is not accepted"),
         ({"p_timezone": "Factory"}, "is not accepted"),
+        ({"p_timezone": "posix/Factory"}, "is not accepted"),
         ({"p_group_by": None}, "must not be NULL"),
         ({"p_live": None}, "must not be NULL"),
         ({"p_to": dt.date(2026, 1, 1), "p_timezone": "Mars/Olympus"}, "unknown time zone"),

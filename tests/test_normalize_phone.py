@@ -298,7 +298,8 @@ def test_anon_may_not_call_it(api: PostgrestSession) -> None:
 def test_migration_is_the_generator_output() -> None:
     committed = (find_project_dir() / phone_metadata.MIGRATION).read_text()
     assert committed == phone_metadata.render(), (
-        f"{phone_metadata.MIGRATION} is not what the generator renders now (phonenumbers upgraded?): render"
+        f"{phone_metadata.MIGRATION} is not what the generator renders now (phonenumbers upgraded, or a Python with"
+        " newer Unicode data?): render"
         " into a NEW migration and point phone_metadata.MIGRATION at it (docs/phone.md, Regenerating);"
         " applied migrations are never edited"
     )

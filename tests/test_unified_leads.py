@@ -262,9 +262,20 @@ def test_leads_stored_with_a_misread_phone_are_renormalized_by_the_migration(sup
             (f"٠٠١ {phone[2:]}",),
         ).fetchone()[0]
         stored_before(conn, lead_id, phone_normalized=phone)
+        conn.execute(  # as the RPC registered it
+            "insert into private.traffic_lead_identifiers (kind, value, lead_id) values ('phone', %s, %s)"
+            " on conflict (kind, value) do update set lead_id = excluded.lead_id",
+            (phone, lead_id),
+        )
         conn.execute(migration)
         stored = conn.execute("select phone_normalized from public.traffic_leads where id = %s", (lead_id,))
         assert stored.fetchone() == (None,)
+        # the number's owner gets a lead of their own (the registration sent them to John's)
+        owner = conn.execute(
+            "select lead_id, created from public.find_or_create_unified_lead(p_name => 'Ivan', p_phone => %s)",
+            (phone,),
+        ).fetchone()
+        assert owner[0] != lead_id and owner[1], owner
         conn.rollback()
 
 

@@ -128,7 +128,7 @@ def _sync(
 ) -> Delivery:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "select id, name, email, phone, phone_normalized, source, first_utm_source,"
+            "select id, name, email, email_normalized, phone, phone_normalized, source, first_utm_source,"
             " amocrm_lead_id, amocrm_contact_id, amocrm_synced, merged_into"
             " from public.traffic_leads where id = %s",
             (lead_id,),
@@ -139,7 +139,8 @@ def _sync(
     if lead["merged_into"] is not None:
         return Delivery(skipped=True, note="lead was merged into another lead")
     phone = lead["phone_normalized"] or lead["phone"]
-    email = lead["email"]
+    # the address as read, like the phone: a merge may keep a pasted 'mailto:a@b.kz.' (found by review)
+    email = lead["email_normalized"] or lead["email"]
     name = lead["name"] or phone or email or f"Лид {lead['id']}"
     contact_id = lead["amocrm_contact_id"]
     found: FoundContact | None = None

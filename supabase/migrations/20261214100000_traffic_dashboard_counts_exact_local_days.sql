@@ -11,7 +11,8 @@
 --   the period; the range stays an index range on created_at.
 -- - 'right/...' zones count leap seconds (every day starts 27 s away from the place's
 --   midnight), 'localtime' is whatever zone the server runs in, 'posixrules' whatever the
---   tz build links it to, and 'Factory' is no place at all ("-00"): each is refused (22023).
+--   tz build links it to, and 'Factory' is no place at all ("-00"): each is refused (22023),
+--   also as 'posix/Factory'.
 --   The check compares text only, so the default and the usual names cost nothing more.
 -- The pre-counted path (Asia/Almaty, which has no repeated midnight) is unchanged.
 -- Otherwise the same function as 20261201100000.
@@ -78,7 +79,8 @@ begin
       hint = 'Use an IANA name such as Asia/Almaty (UTC+5), Asia/Qyzylorda or Europe/Moscow.';
   end if;
   -- zones whose days are not the place's calendar days, or that name no place
-  if pg_catalog.lower(p_timezone) in ('localtime', 'posixrules', 'factory')
+  -- (also under posix/, the tz database's second copy of every zone)
+  if pg_catalog.regexp_replace(pg_catalog.lower(p_timezone), '^posix/', '') in ('localtime', 'posixrules', 'factory')
     or pg_catalog.lower(p_timezone) like 'right/%' then
     raise exception using
       errcode = '22023',

@@ -9,7 +9,10 @@
 -- min(cap, base * 2^(snoozes - 3)) with equal jitter (5-10 s, 10-20 s, ... up to the cap,
 -- an hour by default). The first three honour Retry-After exactly, so a burst that only
 -- crosses a per-second limit is not slowed down. A failure that counts an attempt (or a
--- dead job) resets the count. Otherwise the same function as 20261121120200.
+-- dead job) resets the count, and so do an expired lease (recover_expired_outbox_leases
+-- counts that attempt) and a requeue of a dead job (found by review: a requeued job waited
+-- the backoff of snoozes from before it died). Otherwise the same functions as
+-- 20261121120200.
 
 alter table public.outbox_jobs
 add column rate_limited_in_a_row integer not null default 0;
@@ -115,3 +118,79 @@ comment on function public.fail_outbox_job(
 'of attempts. p_count_attempt = false gives the attempt back (rate-limit snooze); from the fourth '
 'snooze in a row the job waits at least min(cap, base * 2^(snoozes - 3)) with jitter. '
 'Returns the new status, NULL when p_worker no longer holds the lease.';
+
+create or replace function public.recover_expired_outbox_leases(p_limit integer default 1000)
+returns integer
+language sql
+volatile
+set search_path = ''
+as $$
+  with expired as (
+    select j.id, j.lease_owner
+    from public.outbox_jobs as j
+    where j.status = 'running' and j.lease_expires_at <= pg_catalog.clock_timestamp()
+    order by j.lease_expires_at
+    limit greatest(coalesce(p_limit, 1000), 1)
+    for update skip locked
+  ),
+
+  moved as (
+    update public.outbox_jobs as j
+    set
+      updated_at = pg_catalog.now(),
+      status = case when j.attempts >= j.max_attempts then 'dead' else 'pending' end::public.outbox_status,
+      run_after = case when j.attempts >= j.max_attempts then null else pg_catalog.now() end,
+      rate_limited_in_a_row = 0,
+      lease_owner = null,
+      lease_expires_at = null,
+      last_error = 'lease of worker ' || e.lease_owner || ' expired before the job finished'
+    from expired as e
+    where j.id = e.id
+    returning j.id, j.kind, j.payload, j.attempts, j.last_error
+  ),
+
+  logged as (
+    insert into public.integration_logs (job_id, service_name, action, status, attempt, error_message)
+    select m.id, 'outbox', 'lease_expired', 'failed', m.attempts, m.last_error
+    from moved as m
+    returning 1
+  )
+
+  select count(*)::integer from logged
+$$;
+
+create or replace function public.requeue_dead_outbox_jobs(
+  p_ids bigint[] default null, p_kind public.outbox_kind default null
+)
+returns integer
+language sql
+volatile
+set search_path = ''
+as $$
+  with revived as (
+    update public.outbox_jobs as j
+    set
+      status = 'pending',
+      attempts = 0,
+      rate_limited_in_a_row = 0,
+      run_after = pg_catalog.now(),
+      completed_at = null,
+      updated_at = pg_catalog.now()
+    where
+      j.status = 'dead'
+      and (p_ids is null or j.id = any(p_ids))
+      and (p_kind is null or j.kind = p_kind)
+    returning 1
+  )
+
+  select count(*)::integer from revived
+$$;
+
+comment on function public.recover_expired_outbox_leases(integer) is
+'Jobs whose worker vanished (lease expired) go back to pending, or to dead when out of '
+'attempts (the attempt counts, and the rate-limit snoozes in a row start again); each is '
+'logged. pg_cron runs it every minute; workers run it when idle and every minute.';
+
+comment on function public.requeue_dead_outbox_jobs(bigint[], public.outbox_kind) is
+'Dead jobs (all, the given ids, or one kind) become pending now with a fresh attempt count '
+'and no rate-limit snoozes; last_error is kept until the next attempt.';

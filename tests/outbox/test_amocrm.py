@@ -723,6 +723,33 @@ def test_a_deal_made_while_the_connection_was_lost_is_stored_not_made_again(
     assert job_done() == "done"
 
 
+def test_a_pasted_email_reaches_amocrm_as_read(
+    fake: FakeProviders, queue: Outbox, db_url: str, owner_conn: psycopg.Connection, lead: uuid.UUID
+) -> None:
+    """A merge may keep the raw 'mailto:…' of a lead whose address was read only since
+    20261214100400: the contact got that text as its e-mail, and the search looked for it
+    (found by review). The phone was sent as read already."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    email = owner_conn.execute(
+        "select email_normalized from public.traffic_leads where id = %s", (lead,)
+    ).fetchone()[0]
+    owner_conn.execute(
+        "update public.traffic_leads set email = %s where id = %s", (f"mailto:{email.upper()}.", lead)
+    )
+    queue.conn.execute("select public.enqueue_amocrm_lead_sync()")
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["amocrm"])
+    assert report.succeeded >= 1
+    (create,) = [c for c in fake.calls("amocrm_contacts") if c.method == "POST"]
+    fields = {
+        f["field_code"]: [v["value"] for v in f["values"]] for f in create.json()[0]["custom_fields_values"]
+    }
+    assert fields["EMAIL"] == [email]
+    searched = [
+        q for c in fake.calls("amocrm_contacts") if c.method == "GET" for q in c.query.get("query", [])
+    ]
+    assert email in searched and all("mailto" not in q for q in searched), searched
+
+
 def _contact(contact_id: int, phones: list[str], emails: list[str]) -> dict:
     """A contact as AmoCRM's GET /api/v4/contacts lists it (custom_fields_values)."""
     fields = []

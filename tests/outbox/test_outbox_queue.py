@@ -190,6 +190,23 @@ def test_a_job_rate_limited_again_and_again_backs_off(queue: Outbox) -> None:
     assert 5 - 1 <= round_trip(None, count_attempt=True) <= 10 + 1
     assert round_trip(1) <= 1.5
     assert len(_logs(queue.conn, job_id)) == 10
+    # an expired lease (it counts the attempt) and a requeue of a dead job start it again too
+    for _ in range(4):
+        round_trip(1)
+    queue.conn.execute("update public.outbox_jobs set run_after = now() where id = %s", (job_id,))
+    queue.claim("w", 1, 30)
+    queue.conn.execute(
+        "update public.outbox_jobs set lease_expires_at = now() - interval '1 s' where id = %s", (job_id,)
+    )
+    assert queue.conn.execute("select public.recover_expired_outbox_leases()").fetchone()[0] == 1
+    assert round_trip(1) <= 1.5
+    for _ in range(4):
+        round_trip(1)
+    queue.conn.execute(
+        "update public.outbox_jobs set status = 'dead', run_after = null where id = %s", (job_id,)
+    )
+    assert queue.requeue_dead([job_id]) == 1
+    assert round_trip(1) <= 1.5
 
 
 def test_fail_without_the_lease_changes_nothing(queue: Outbox) -> None:

@@ -153,13 +153,14 @@ def test_an_email_without_a_link_whose_answer_was_lost_is_not_sent_twice(
     assert len(fake.resend_keys) == 1
 
 
+@pytest.mark.parametrize("old", ["old@example.kz", "mailto:Old@Example.kz.", "\u202aold@example.kz\u202c"])
 def test_email_changed_goes_to_the_old_address(
-    fake: FakeProviders, queue: Outbox, db_url: str, student: tuple[uuid.UUID, str]
+    fake: FakeProviders, queue: Outbox, db_url: str, student: tuple[uuid.UUID, str], old: str
 ) -> None:
+    """As normalize_email reads it: a pasted address passed the check since 20261214100400
+    but went to Resend as sent, before 20261214100600 (found by review)."""
     uid, email = student
-    queue.conn.execute(
-        "select public.enqueue_account_email(%s, 'email_changed', 'change-1', 'old@example.kz')", (uid,)
-    )
+    queue.conn.execute("select public.enqueue_account_email(%s, 'email_changed', 'change-1', %s)", (uid, old))
     run_worker(worker_settings(fake, db_url), once=True, services=["email"])
     (sent,) = fake.calls("resend")
     assert sent.json()["to"] == ["old@example.kz"] and email in sent.json()["text"]

@@ -816,6 +816,7 @@ def render() -> str:
         "fold_from": unicode_literal(FOLD_FROM),
         "simple_input": unicode_literal(simple_input_regex()),
         "other_digits": unicode_literal(other_digits_regex()),
+        "unicode_version": unicodedata.unidata_version,
         "fold_to": unicode_literal(FOLD_TO),
         "core": sql_literal(CORE_MATCH, 6),
         "cc7_valid_nsn": cc7_valid_nsn_sql(),
