@@ -80,7 +80,9 @@ begin
   end if;
   -- zones whose days are not the place's calendar days, or that name no place
   -- (also under posix/, the tz database's second copy of every zone)
-  if pg_catalog.regexp_replace(pg_catalog.lower(p_timezone), '^posix/', '') in ('localtime', 'posixrules', 'factory')
+  if pg_catalog.lower(p_timezone) in (
+    'localtime', 'posixrules', 'factory', 'posix/localtime', 'posix/posixrules', 'posix/factory'
+  )
     or pg_catalog.lower(p_timezone) like 'right/%' then
     raise exception using
       errcode = '22023',
