@@ -80,5 +80,6 @@ comment on function public.enqueue_account_email(uuid, text, text, text) is
 'Queues an account e-mail for an auth user: tripwire_welcome (once per user, whatever p_event_key '
 'says; carries a set-password link made at send time, never a password), email_changed (to the old '
 'address: pass p_old_email, an address; the notice goes to it as normalize_email reads it) or '
-'password_changed. The two change notices need p_event_key (at most 200 characters), an id of the change: one e-mail per key, compared exactly as '
-'sent, so a retried call sends once and a later change again.';
+'password_changed. The two change notices need p_event_key (at most 200 characters), an id of '
+'the change: one e-mail per key, compared exactly as sent, so a retried call sends once and a '
+'later change again.';
