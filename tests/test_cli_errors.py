@@ -219,12 +219,11 @@ def test_a_database_without_the_migrations_names_the_likely_cause(stack: LocalSt
 
 def test_local_status_of_a_database_that_does_not_exist_says_how_to_make_it(stack: LocalStack) -> None:
     """It failed with "cannot connect to the database ...: database ... does not exist"."""
-    for args in ((), ("--json",)):
-        status = cli("local", "status", "--db", "cli_nowhere", *args, COLUMNS="200")
-        assert status.returncode == 1, status.stdout + status.stderr
-        assert "database cli_nowhere does not exist (`onai-db local up --db cli_nowhere` makes it)" in (
-            status.stdout
-        ), status.stdout
+    one_line_error(
+        cli("local", "status", "--db", "cli_nowhere"), 1, "`onai-db local up --db cli_nowhere` makes it"
+    )
+    doc = json.loads(cli("local", "status", "--json", "--db", "cli_nowhere").stdout)
+    assert (doc["error_kind"], doc["exit_code"]) == ("database_unreachable", 1), doc
 
 
 def test_worker_settings_and_options_are_checked(stack: LocalStack, test_db: str) -> None:

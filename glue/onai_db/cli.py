@@ -87,8 +87,7 @@ def local_status(
         table.add_row("migrations applied", str(len(status.applied)) if status.running else "-")
         table.add_row("migrations pending", _pending_cell(status.pending) if status.running else "-")
         console.print(table)
-    # the same exit code with and without --json, for scripts
-    if not status.running or not status.database_exists:
+    if not status.running:  # the same exit code with and without --json, for scripts
         raise typer.Exit(1)
 
 

@@ -26,7 +26,7 @@ from psycopg import sql
 
 from . import migrate
 from .connection import scalar
-from .errors import ConfigError, MissingDependencyError, StackError
+from .errors import ConfigError, DatabaseUnreachableError, MissingDependencyError, StackError
 from .settings import Settings
 
 DEFAULT_PORT = 54322
@@ -94,7 +94,6 @@ class StackStatus:
     applied: list[str]
     pending: list[str]
     message: str
-    database_exists: bool = True
 
 
 def pg_bindir(settings: Settings) -> Path:
@@ -546,16 +545,9 @@ class LocalStack:
         check_db_name(dbname)
         with self.admin_connect(self.maintenance_db(dbname)) as conn:
             exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
-        if not exists:
-            # was a bare "cannot connect ... does not exist" error, with no way out named
-            return StackStatus(
-                True,
-                state.port,
-                state.data_dir,
-                [],
-                [m.filename for m in local],
-                f"running; database {dbname} does not exist (`onai-db local up --db {dbname}` makes it)",
-                database_exists=False,
+        if not exists:  # was "cannot connect ...: database ... does not exist", no way out named
+            raise DatabaseUnreachableError(
+                f"database {dbname} does not exist on the local stack (`onai-db local up --db {dbname}` makes it)"
             )
         applied = migrate.applied_versions(state.url("postgres", dbname))
         pending = [m.filename for m in local if m.version not in applied]
