@@ -71,13 +71,13 @@ def build(ctx: BenchContext, leads: int) -> list[uuid.UUID]:
             insert into public.traffic_leads (name, phone, phone_normalized, email, email_normalized, no_identifier,
               source, first_utm_source, last_utm_source, first_touch_at, last_touch_at, stages, created_at)
             select 'Lead ' || g, '+7707' || lpad(g::text, 7, '0'), '+7707' || lpad(g::text, 7, '0'),
-                   null, null, false, 'profitest', src, src, touch, touch, st, ts
+                   null, null, false, 'profitest', src, src,
+                   -- a touch time only with a source (traffic_leads_touch_times_have_sources)
+                   case when src is not null then ts end, case when src is not null then ts end, st, ts
             from (
               select g,
                 case when g %% 5 = 0 then null else 'bench_src_' || (g %% %(t)s) || '_' || (g / %(t)s %% 2) end as src,
                 now() - (g::double precision / %(n)s) * interval '365 days' as ts,
-                -- a touch time only with a source (traffic_leads_touch_times_have_sources)
-                case when g %% 5 <> 0 then now() - (g::double precision / %(n)s) * interval '365 days' end as touch,
                 case g %% 10
                   when 0 then array['expresscourse_clicked', 'lead_captured', 'payment_succeeded']
                   when 1 then array['expresscourse_clicked', 'expresscourse_submitted', 'lead_captured']

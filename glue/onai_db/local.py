@@ -543,9 +543,9 @@ class LocalStack:
             return StackStatus(False, state.port, state.data_dir, [], [], "stopped")
         local = migrate.local_migrations(self.settings.project_dir)
         check_db_name(dbname)
-        with self.admin_connect(self.maintenance_db(dbname)) as conn:
-            exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
-        if not exists:  # was "cannot connect ...: database ... does not exist", no way out named
+        if not self.database_exists(
+            dbname
+        ):  # was "cannot connect ...: database ... does not exist", no way out named
             raise DatabaseUnreachableError(
                 f"database {dbname} does not exist on the local stack (`onai-db local up --db {dbname}` makes it)"
             )

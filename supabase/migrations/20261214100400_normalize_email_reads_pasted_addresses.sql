@@ -23,18 +23,14 @@ set search_path = ''
 as $$
 declare
   -- the RPC's blanks (find_or_create_unified_lead's c_blank), and the <>"' of a pasted address
-  v text := pg_catalog.btrim(
-    p_email,
-    U&' \0009\000A\000B\000C\000D\0085\00A0\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009\200A\200B\2028\2029\202F\205F\3000\FEFF<>"'''
-  );
+  c_trim constant text :=
+    U&' \0009\000A\000B\000C\000D\0085\00A0\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009\200A\200B\2028\2029\202F\205F\3000\FEFF<>"''';
+  v text := pg_catalog.btrim(p_email, c_trim);
 begin
   if pg_catalog.octet_length(v) <> pg_catalog.length(v) then
     -- zero-width characters, the soft hyphen and the bidirectional marks (normalize_phone's)
     v := pg_catalog.translate(v, U&'\200B\200C\200D\2060\FEFF\00AD\200E\200F\202A\202B\202C\202D\202E\2066\2067\2068\2069', '');
-    v := pg_catalog.btrim(
-      v,
-      U&' \0009\000A\000B\000C\000D\0085\00A0\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009\200A\2028\2029\202F\205F\3000<>"'''
-    );
+    v := pg_catalog.btrim(v, c_trim);
   end if;
   if pg_catalog.translate(pg_catalog.left(v, 7), 'MAILTO', 'mailto') = 'mailto:' then
     v := pg_catalog.substr(v, 8);
