@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from .cast import Cast
-from .leads import seed_attributed_leads, unique_phone
+from .leads import record, seed_attributed_leads, unique_phone
 from .matrix import FunctionAdapter, TableAdapter
 from .postgrest import SERVICE, Actor, PostgrestSession
 
@@ -18,12 +18,33 @@ OWNER: dict[str, uuid.UUID] = {}
 
 def _seed(api: PostgrestSession, cast: Cast) -> None:
     seed_attributed_leads(api, cast)
+    _seed_merged_lead_attributed_apart_from_its_live_lead(api)
     LEAD_UTM.clear()
     OWNER.clear()
     for row in api.query(SERVICE, "select id, utm_source from public.traffic_leads"):
         LEAD_UTM[row["id"]] = row["utm_source"]
     for row in api.query(SERVICE, "select utm_source, user_id from public.traffic_user_utm_sources"):
         OWNER[row["utm_source"]] = row["user_id"]
+
+
+def _seed_merged_lead_attributed_apart_from_its_live_lead(api: PostgrestSession) -> None:
+    """The "merged" branch of the leads' rule: a merged lead whose own first touch is the main
+    targetologist's, merged into a live lead first touched by a team-mate. The rule follows
+    each row's own first touch, so that targetologist sees the merged row and not the live
+    one (and the team-mate the other way round)."""
+    phone, email = unique_phone(), f"apart-{uuid.uuid4().hex[:8]}@example.kz"
+    live = record(api, p_phone=phone, p_utm_source="fb_muha", p_stage="proftest_submitted")
+    loser = record(api, p_email=email, p_utm_source="fb_arystan", p_stage="expresscourse_clicked")
+    assert record(api, p_phone=phone, p_email=email, p_stage="expresscourse_submitted")["merged"]
+    rows = api.query(
+        SERVICE,
+        "select id, merged_into, utm_source from public.traffic_leads where id = any(%s) order by lead_no",
+        [[live["lead_id"], loser["lead_id"]]],
+    )
+    assert [(r["id"], r["merged_into"], r["utm_source"]) for r in rows] == [
+        (live["lead_id"], None, "fb_muha"),
+        (loser["lead_id"], live["lead_id"], "fb_arystan"),
+    ], rows
 
 
 def _owns(actor: Actor, utm_source: str | None) -> bool:
