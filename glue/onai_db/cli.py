@@ -17,6 +17,7 @@ from rich.text import Text
 
 from . import local as local_mod
 from .connection import describe_error
+from .entry import caused_by_ctrl_c
 from .errors import ConfigError, OnaiDbError
 from .output_mode import error_document, json_wanted, want_json
 from .render import OutputConsole, plain
@@ -236,6 +237,8 @@ def main() -> None:
         # program that cannot be used, a program that failed or timed out
         _fail(str(exc) or type(exc).__name__, 1, "system")
     except Exception as exc:  # a bug: the traceback for the report, then the usual line
+        if caused_by_ctrl_c(exc):  # Ctrl-C while a module was imported, wrapped by Python
+            _fail("interrupted", 130, "interrupted", markup="")
         traceback.print_exc()
         bug = f"internal error ({type(exc).__name__}: {exc}); this is a bug in onai-db, "
         _fail(bug + "please report it with the traceback above", 1, "internal")
