@@ -1745,6 +1745,46 @@ def test_the_checks_wait_for_a_locked_landing_table_within_the_limit_too(
     assert len(said) == 1 and said[0].startswith("waiting for Landing's tables"), said
 
 
+def test_the_preflight_says_when_it_waits_for_a_locked_landing_table(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`consolidate` checks both databases before anything else (the preflight); behind a
+    locked Landing table it waited within the limit but without a word (found by review),
+    while the run's own checks said so."""
+    from onai_db.consolidate import landing_locks
+    from onai_db.consolidate.runner import preflight
+
+    monkeypatch.setattr(landing_locks, "LOCK_WAIT_S", 1.0)
+    source = fresh_source(stack, "cons_locked_preflight", rows=3, seed=11)
+    said: list[str] = []
+    with psycopg.connect(source) as other:
+        other.execute("lock table public.landing_leads in access exclusive mode")
+        with pytest.raises(ConsolidationError) as err:
+            # the source is checked first: the target is never reached
+            preflight(source, "postgresql://127.0.0.1:1/unreached", said.append)
+    assert err.value.kind == "source_busy"
+    assert len(said) == 1 and said[0].startswith("waiting for Landing's tables"), said
+
+
+def test_the_command_prints_the_preflights_notices() -> None:
+    code = (
+        "import onai_db.commands.consolidate as c\n"
+        "from onai_db.errors import ConsolidationError\n"
+        "def waits(source, target, notice=lambda _line: None):\n"
+        "    notice('waiting for Landing probe')\n"
+        "    raise ConsolidationError('busy', kind='source_busy')\n"
+        "c.preflight = waits\n"
+        "from onai_db.cli import main; main()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "consolidate", "--source", "postgresql://h/l", "--target", "postgresql://h/t"],
+        capture_output=True, text=True, check=False,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.splitlines() == ["waiting for Landing probe", "error: busy"], out.stderr
+
+
 def test_the_backup_never_holds_one_landing_table_while_it_waits_for_another(
     stack: LocalStack, tmp_path: Path
 ) -> None:

@@ -121,8 +121,12 @@ def register(app: typer.Typer) -> None:
         # from the preflight on (it may wait for a lock on Landing's tables)
         seen: set[str] = set()  # the phases reached: an interrupt's message says what was written
         previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def notice(line: str) -> None:
+            err_console.print(plain(line), highlight=False)
+
         try:
-            preflight(src, tgt)  # bad input: one line, before any progress output
+            preflight(src, tgt, notice)  # bad input: one line, before any progress output
             if backup_dir is not None:
                 check_writable(backup_dir)
             # --json: the bars only for a person watching (`--json > report.json` in a terminal),
@@ -143,7 +147,7 @@ def register(app: typer.Typer) -> None:
                         jobs=jobs,
                         dry_run=dry_run,
                         progress=progress,
-                        notice=lambda line: err_console.print(plain(line), highlight=False),
+                        notice=notice,
                     )
                 )
         except KeyboardInterrupt:

@@ -273,17 +273,19 @@ def checkout_migrations() -> list[Migration]:
     return local_migrations(CHECKOUT)
 
 
-def preflight(source_url: str, target_url: str) -> None:
-    """Connects to both databases and checks their schemas; raises a one-line error."""
+def preflight(source_url: str, target_url: str, notice: Callable[[str], None] = lambda _line: None) -> None:
+    """Connects to both databases and checks their schemas; raises a one-line error.
+    ``notice`` says when it waits for Landing's tables, as the run itself does (it waited
+    without a word before; found by review)."""
     src = connect(source_url, "source (Landing)")
     try:
         _no_timeouts(src)
-        check_source(src)
+        check_source(src, notice)
         tgt = connect(target_url, "target (Traffic)")
         try:
             _no_timeouts(tgt)
             check_target(tgt, checkout_migrations())
-            check_same_source(src, tgt)
+            check_same_source(src, tgt, notice)
         finally:
             tgt.close()
     finally:
