@@ -279,6 +279,45 @@ def test_leads_stored_with_a_misread_phone_are_renormalized_by_the_migration(sup
         conn.rollback()
 
 
+@pytest.mark.parametrize("typed", ["{} (доб. 101)", "{}(ext.7)", "{} [x 12]", "{} ( Доб 5 );"])
+def test_a_phone_with_an_extension_in_brackets_finds_the_lead(api: PostgrestSession, typed: str) -> None:
+    """libphonenumber reads an extension in brackets; before 20261215100000 such a phone was
+    NULL, and each call made a lead of its own with no identifier."""
+    phone = unique_phone()
+    first = record(api, p_phone=phone, p_name="Айгуль")
+    again = record(api, p_phone=typed.format(f"8 {phone[2:5]} {phone[5:]}"))
+    assert (again["lead_id"], again["created"]) == (first["lead_id"], False)
+
+
+def test_leads_stored_with_an_unread_bracketed_extension_are_renormalized_by_the_migration(
+    superuser_url: str,
+) -> None:
+    """20261215100100: a live lead whose phone with a bracketed extension was no identifier
+    gets it, and the lead of the same number made meanwhile is merged into the older one."""
+    migration = next(MIGRATIONS.glob("20261215100100_*.sql")).read_text()
+    phone = unique_phone()
+    with psycopg.connect(superuser_url) as conn:  # one transaction, rolled back
+        older = conn.execute(
+            "insert into public.traffic_leads (name, phone) values ('Aigul', %s) returning id",
+            (f"{phone} (доб. 101)",),
+        ).fetchone()[0]
+        stored_before(conn, older, phone_normalized=None, no_identifier=True)
+        newer = conn.execute(
+            "insert into public.traffic_leads (name, phone, created_at) values ('Aigul', %s, now() + interval '1 s')"
+            " returning id",
+            (phone,),
+        ).fetchone()[0]
+        conn.execute(migration)
+        rows = dict(
+            conn.execute(
+                "select id, (phone_normalized, merged_into) from public.traffic_leads where id in (%s, %s)",
+                (older, newer),
+            ).fetchall()
+        )
+        assert rows[older] == (phone, None) and rows[newer][1] == str(older), rows
+        conn.rollback()
+
+
 @pytest.mark.parametrize("pasted", ["{}.", "{}, ", "mailto:{}", "\u202a{}\u202c", "<{}>;", "\u200e{}\u200e"])
 def test_an_email_pasted_with_its_surroundings_finds_the_lead(api: PostgrestSession, pasted: str) -> None:
     """Each made a lead of its own (no identifier) before 20261214100400 (found by review)."""

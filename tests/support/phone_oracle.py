@@ -8,7 +8,7 @@ Written independently of the SQL (and of its generator) from docs/phone.md:
 3. The folded input must read: a label without digits or '+' (anything, letters too),
    the number (leading '+' signs, digits and the separators space ( ) . [ ] / -, ending
    with a digit), an optional extension (ext, extn, extension, x, #, доб, добавочный, then
-   1-10 digits), trailing punctuation. Otherwise NULL (letters in or after the number,
+   1-10 digits; it may open with a bracket), trailing punctuation. Otherwise NULL (letters in or after the number,
    two numbers, other symbols).
 4. A leading 00 (no '+') is an international prefix: it becomes '+'.
 5. ``phonenumbers.parse(number, "KZ")``; for country code 7 the E.164 form when
@@ -33,7 +33,7 @@ _FOLD.update({ord(c): None for c in "\u200b\u200c\u200d\u2060\ufeff\u00ad"})
 _FOLD.update({ord(c): None for c in "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"})
 
 _SEP = r" ().\[\]/\-"
-_EXT = r"[ ,;]*(?:[eE][xX][tT](?:[nN]|[eE][nN][sS][iI][oO][nN])?|[xX]|#|доб|Доб|ДОБ|добавочный)[.:= ]*[0-9]{1,10}"
+_EXT = r"(?:[ ,;]*|[ ]*[(\[][ ]*)(?:[eE][xX][tT](?:[nN]|[eE][nN][sS][iI][oO][nN])?|[xX]|#|доб|Доб|ДОБ|добавочный)[.:= ]*[0-9]{1,10}"
 _INPUT = re.compile(rf"[^0-9+]*(?P<number>\+*[0-9{_SEP}]*[0-9])(?:{_EXT})?[{_SEP},;:!?#*'\"]*")
 
 

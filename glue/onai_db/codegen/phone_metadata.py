@@ -48,7 +48,7 @@ from onai_db.codegen.digit_language import buckets, in_buckets, matches, prefix_
 
 TEMPLATE_PATH = Path(__file__).with_name("normalize_phone.sql.in")
 # The migration that holds the current rendering; a regeneration goes into a new file, named here.
-MIGRATION = "supabase/migrations/20261214100200_normalize_phone_other_script_digits.sql"
+MIGRATION = "supabase/migrations/20261215100000_normalize_phone_bracketed_extensions.sql"
 # The first, plain SQL version (frozen like every applied migration; not rendered any more).
 FIRST_MIGRATION = "supabase/migrations/20261121110000_normalize_phone.sql"
 MAX_NSN = 17  # libphonenumber's _MAX_LENGTH_FOR_NSN
@@ -90,8 +90,11 @@ FOLD_TO = "0123456789+()[]./" + " " * 21 + "-" * 10
 # '+' signs, then digits and separators, ending with a digit), an optional extension,
 # trailing punctuation. Group 1 is the number.
 SEPARATORS = r" ().\[\]/"  # and "-", which goes last in a bracket expression
+# An extension may be opened by a bracket, "(доб. 12)" (its closing one is trailing
+# punctuation): libphonenumber reads it, and the number was NULL before 20261215100000.
 EXTENSION = (
-    r"(?:[ ,;]*(?:[eE][xX][tT](?:[nN]|[eE][nN][sS][iI][oO][nN])?|[xX]|#|доб|Доб|ДОБ|добавочный)"
+    r"(?:(?:[ ,;]*|[ ]*[(\[][ ]*)"
+    r"(?:[eE][xX][tT](?:[nN]|[eE][nN][sS][iI][oO][nN])?|[xX]|#|доб|Доб|ДОБ|добавочный)"
     r"[.:= ]*[0-9]{1,10})"
 )
 TRAILING = SEPARATORS + r",;:!?#*'\""
