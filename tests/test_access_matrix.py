@@ -146,3 +146,45 @@ def test_an_extension_in_an_exposed_schema_is_reported_by_the_coverage_check(
     with owner_conn.transaction(force_rollback=True):  # where it belongs: no problem
         owner_conn.execute("create extension fuzzystrmatch schema extensions")
         assert coverage(owner_conn, MATRIX, exposed_schemas(PROJECT)).ok
+
+
+# The columns a signed-in user may write, by table and privilege (RLS then says which rows).
+# The matrix walk writes one column per table, so a widened column grant went unnoticed
+# (found by the mutation review: UPDATE of merged_into or amocrm_synced on traffic_leads
+# let sales fake a merge or an AmoCRM sync through the API). A new column is written by
+# signed-in users only when it is added here on purpose.
+SIGNED_IN_WRITES = {
+    ("app_user_roles", "INSERT"): "granted_at,granted_by,role,user_id",
+    ("telegram_groups", "INSERT"): "bot,chat_id,created_at,deactivated_at,deactivation_reason,group_type,id,"
+    "is_active,title,updated_at",
+    ("telegram_groups", "UPDATE"): "bot,chat_id,created_at,deactivated_at,deactivation_reason,group_type,id,"
+    "is_active,title,updated_at",
+    ("traffic_leads", "UPDATE"): "metadata,name",
+    ("traffic_teams", "INSERT"): "created_at,id,name,updated_at",
+    ("traffic_teams", "UPDATE"): "created_at,id,name,updated_at",
+    ("traffic_user_utm_sources", "INSERT"): "created_at,user_id,utm_source",
+    ("traffic_user_utm_sources", "UPDATE"): "created_at,user_id,utm_source",
+    ("traffic_users", "INSERT"): "email,full_name,id,is_active,team_id",
+    ("traffic_users", "UPDATE"): "email,full_name,is_active,team_id",
+}
+
+
+@pytest.mark.parametrize("role", ["authenticated", "anon"])
+def test_the_columns_api_roles_may_write_are_the_pinned_ones(
+    owner_conn: psycopg.Connection, role: str
+) -> None:
+    rows = owner_conn.execute(
+        """
+        select c.relname, p.priv, string_agg(a.attname, ',' order by a.attname)
+        from pg_catalog.pg_class as c
+        join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
+        cross join (values ('INSERT'), ('UPDATE')) as p (priv)
+        join pg_catalog.pg_attribute as a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+        where n.nspname = any(%s) and c.relkind in ('r', 'v', 'p', 'm', 'f')
+          and pg_catalog.has_column_privilege(%s, c.oid, a.attnum, p.priv)
+        group by 1, 2
+        """,
+        (exposed_schemas(PROJECT), role),
+    ).fetchall()
+    got = {(table, priv): columns for table, priv, columns in rows}
+    assert got == (SIGNED_IN_WRITES if role == "authenticated" else {})

@@ -132,6 +132,10 @@ def test_a_deactivated_traffic_user_loses_access_until_reactivated(api: Postgres
             [who.user_id],
         ) == [{"r": ["targetologist"]}]
         assert api.query(who, sees, [lead_id]) == [{"n": 0}]
+        # nor the team's profiles and sources: deactivated, the user holds no role, and the
+        # team rows were shown to them while their team_id stayed (found by mutation review)
+        assert api.query(who, "select id from public.traffic_users") == []
+        assert api.query(who, "select utm_source from public.traffic_user_utm_sources") == []
         with pytest.raises(ApiError) as err:
             api.query(
                 cast.admin,
@@ -146,6 +150,18 @@ def test_a_deactivated_traffic_user_loses_access_until_reactivated(api: Postgres
     assert api.query(
         SERVICE, "select suspended_roles::text[] as r from public.traffic_users where id = %s", [who.user_id]
     ) == [{"r": []}]
+
+
+def test_a_targetologist_without_a_team_sees_their_own_profile_and_sources(
+    api: PostgrestSession, cast: Cast
+) -> None:
+    """Every targetologist of the matrix's cast has a team, so the "self" part of the rule
+    was never walked on its own (found by mutation review)."""
+    who = cast.targetologist_b
+    api.query(SERVICE, "update public.traffic_users set team_id = null where id = %s", [who.user_id])
+    assert api.query(who, "select id from public.traffic_users") == [{"id": who.user_id}]
+    sources = api.query(who, "select utm_source from public.traffic_user_utm_sources")
+    assert sources == [{"utm_source": "fb_kenesary"}]
 
 
 @pytest.mark.parametrize(

@@ -408,6 +408,41 @@ def test_legacy_views_keep_the_seed_shapes(api: PostgrestSession, cast: Cast) ->
     assert set(journey_cols) == {"id", "lead_id", "stage", "source", "metadata", "created_at"}
 
 
+def test_the_legacy_lead_view_shows_live_leads_only(api: PostgrestSession) -> None:
+    """Old code reading landing_leads sees one row per person, not the merged duplicates
+    (the matrix derives what a role should see from the view itself, so it could not tell;
+    found by mutation review)."""
+    phone, email = unique_phone(), f"legacy-{uuid.uuid4().hex[:8]}@example.kz"
+    first = record(api, p_phone=phone)["lead_id"]
+    second = record(api, p_email=email)["lead_id"]
+    assert record(api, p_phone=phone, p_email=email)["merged"]
+    shown = api.query(SERVICE, "select id from public.landing_leads where id = any(%s)", [[first, second]])
+    assert shown == [{"id": first}]
+
+
+def test_a_lead_after_local_midnight_counts_on_the_local_day(api: PostgrestSession) -> None:
+    """The precounted stats take a new lead's day in Asia/Almaty: 20:30 UTC is 01:30 the next
+    day there (the UTC date went unnoticed: the recount tests used times where both agree;
+    found by mutation review)."""
+    source = f"probe_{uuid.uuid4().hex[:6]}"
+    at = dt.datetime(2026, 11, 10, 20, 30, tzinfo=dt.UTC)
+    record(api, p_phone=unique_phone(), p_utm_source=source, p_occurred_at=at)
+    rows = api.query(
+        SERVICE,
+        "select day, sum(leads)::int as n from public.traffic_lead_daily_stats where utm_source = %s"
+        " and stage = '' group by day having sum(leads) <> 0",
+        [source],
+    )
+    assert rows == [{"day": dt.date(2026, 11, 11), "n": 1}]
+
+
+def test_a_period_of_367_days_is_the_longest(api: PostgrestSession, cast: Cast) -> None:
+    api.rpc(cast.admin, "traffic_dashboard", p_from=dt.date(2025, 1, 1), p_to=dt.date(2026, 1, 2))
+    with pytest.raises(ApiError) as err:
+        api.rpc(cast.admin, "traffic_dashboard", p_from=dt.date(2025, 1, 1), p_to=dt.date(2026, 1, 3))
+    assert err.value.code == "22023" and "invalid period" in err.value.message
+
+
 def test_legacy_views_give_old_code_the_seed_values(api: PostgrestSession) -> None:
     """20261122130500: seed 000's synced_to_amocrm, UTM in metadata where the Landing app kept
     it (utm_source as the attribution key, 20261202100300), and the same source spelling in both views."""

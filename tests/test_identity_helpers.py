@@ -57,6 +57,13 @@ def helpers(owner_conn: psycopg.Connection) -> psycopg.Connection:
         ("mailto:", None),
         ("aigul.t@mail.kz.ru.", "aigul.t@mail.kz.ru"),
         ("aigul.t.@mail.kz", None),  # inside: still not an address
+        # the edges of an address (found by mutation review: neither was tried)
+        ("aigul@mail.kz-", None),
+        (
+            "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 58 + ".kz",
+            "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 58 + ".kz",
+        ),  # 254 characters: the longest address
+        ("a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 59 + ".kz", None),  # 255
         ("", None),
         (None, None),
     ],

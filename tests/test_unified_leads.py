@@ -1730,3 +1730,82 @@ def test_one_statement_changing_many_leads_writes_each_count_once(api: Postgrest
     assert _stats_writes(api) - before == 4
     assert (_stage_count(api, source, ""), _stage_count(api, source, "payment_succeeded")) == (0, 0)
     assert (_stage_count(api, moved_to, ""), _stage_count(api, moved_to, "payment_succeeded")) == (300, 300)
+
+
+# --- found by the mutation review: each test fails on one plausible bug the suite missed ---
+
+
+def test_the_first_touch_keeps_the_values_of_one_touch(api: PostgrestSession) -> None:
+    """Each first-touch field is taken with the first touch's time; a field compared with the
+    last touch's time instead (a copy-paste slip) mixed two touches' values."""
+    phone, t0 = unique_phone(), dt.datetime(2026, 11, 1, 10, tzinfo=dt.UTC)
+    record(api, p_phone=phone, p_utm_source="fb_arystan", p_utm_term="early", p_occurred_at=t0)
+    lid = record(
+        api, p_phone=phone, p_utm_source="ig_arystan", p_utm_term="late", p_occurred_at=t0 + dt.timedelta(1)
+    )["lead_id"]
+    row = lead(api, lid)
+    assert (row["first_utm_source"], row["first_utm_term"]) == ("fb_arystan", "early")
+    assert (row["last_utm_source"], row["last_utm_term"]) == ("ig_arystan", "late")
+
+
+def test_an_event_that_happened_earlier_moves_the_creation_back(api: PostgrestSession) -> None:
+    """The dashboard counts a lead on the day it was created: an event arriving late that
+    happened before the lead's creation makes that the lead's creation."""
+    phone, t0 = unique_phone(), dt.datetime(2026, 11, 5, 10, tzinfo=dt.UTC)
+    record(api, p_phone=phone, p_occurred_at=t0)
+    lid = record(api, p_phone=phone, p_occurred_at=t0 - dt.timedelta(days=2))["lead_id"]
+    assert lead(api, lid)["created_at"] == t0 - dt.timedelta(days=2)
+
+
+def test_an_event_key_of_unicode_blanks_only_is_refused(api: PostgrestSession) -> None:
+    with pytest.raises(ApiError) as err:
+        record(api, p_phone=unique_phone(), p_event_key="\u00a0\u200b")
+    assert err.value.code == "22023" and err.value.hint
+
+
+def test_a_second_email_given_alone_later_finds_the_lead(api: PostgrestSession) -> None:
+    phone = unique_phone()
+    first, second = (f"{x}-{uuid.uuid4().hex[:6]}@example.kz" for x in "ab")
+    lid = record(api, p_phone=phone, p_email=first)["lead_id"]
+    record(api, p_phone=phone, p_email=second)
+    again = record(api, p_email=second)
+    assert (again["lead_id"], again["created"]) == (lid, False)
+
+
+def test_a_readable_phone_replaces_an_unreadable_one(api: PostgrestSession) -> None:
+    email, phone = f"junk-{uuid.uuid4().hex[:6]}@example.kz", unique_phone()
+    lid = record(api, p_email=email, p_phone="call me")["lead_id"]
+    record(api, p_email=email, p_phone=phone)
+    row = lead(api, lid)
+    assert (row["phone"], row["phone_normalized"]) == (phone, phone)
+
+
+def merge_chain(api: PostgrestSession) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+    """Leads C (oldest, email E), B (phone P) and A (email F), with 2 clicks on A and 3 on B;
+    then A merges into B, and B into C."""
+    e, f = (f"{x}-{uuid.uuid4().hex[:6]}@example.kz" for x in "ef")
+    p, t0 = unique_phone(), dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+    c = record(api, p_email=e, p_occurred_at=t0)["lead_id"]
+    b = record(api, p_phone=p, p_occurred_at=t0 + dt.timedelta(1))["lead_id"]
+    a = record(api, p_email=f, p_occurred_at=t0 + dt.timedelta(2))["lead_id"]
+    for lead_id, clicks in ((a, 2), (b, 3)):
+        api.query(
+            SERVICE, "update public.traffic_leads set click_count = %s where id = %s", [clicks, lead_id]
+        )
+    assert record(api, p_phone=p, p_email=f)["lead_id"] == b  # A into B
+    assert record(api, p_phone=p, p_email=e)["lead_id"] == c  # B into C
+    return a, b, c
+
+
+def test_a_chain_of_merges_points_every_loser_at_the_live_lead(api: PostgrestSession) -> None:
+    """Merged leads are one hop from their live lead (record_amocrm_sync follows one hop: a
+    two-hop chain marked a merged lead synced, and the live lead was synced again), and a
+    journey row keeps the lead it first came from through later moves."""
+    a, b, c = merge_chain(api)
+    assert (lead(api, a)["merged_into"], lead(api, b)["merged_into"]) == (c, c)
+    assert {j["moved_from_lead_id"] for j in journey(api, c)} == {None, a, b}
+
+
+def test_a_merge_adds_up_the_click_counts(api: PostgrestSession) -> None:
+    _a, _b, c = merge_chain(api)
+    assert lead(api, c)["click_count"] == 5
