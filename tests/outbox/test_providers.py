@@ -380,3 +380,73 @@ def test_telegram_answers_of_other_shapes_are_read_by_their_status(
     assert type(err.value) is error and needle in str(err.value), err.value
     if isinstance(err.value, RateLimitedError):
         assert err.value.retry_after == float(reply.headers["retry-after"])
+
+
+# --- found by the mutation review: each case fails on one plausible bug the suite missed ---
+
+
+@pytest.mark.parametrize("status", [408, 409, 423, 425])
+def test_a_retryable_4xx_is_transient(fake: FakeProviders, http: httpx.Client, status: int) -> None:
+    """Request timeout, conflict, locked, too early: the same request may succeed later, so
+    a dead letter for one lost the message (the generic mapping, here through Mobizon)."""
+    fake.script("mobizon", Reply(status, raw=b"try again later"))
+    with pytest.raises(TransientError, match=f"HTTP {status}"):
+        mobizon_call(fake, http)
+
+
+def test_telegram_a_bot_that_is_not_a_member_is_chat_gone(fake: FakeProviders, http: httpx.Client) -> None:
+    fake.script(
+        "telegram",
+        Reply(
+            400,
+            {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: bot is not a member of the channel chat",
+            },
+        ),
+    )
+    with pytest.raises(ChatGoneError):
+        telegram_call(fake, http)
+
+
+def test_telegram_a_refused_bot_token_is_retried(fake: FakeProviders, http: httpx.Client) -> None:
+    fake.script("telegram", Reply(401, {"ok": False, "error_code": 401, "description": "Unauthorized"}))
+    with pytest.raises(TransientError) as err:
+        telegram_call(fake, http)
+    assert not isinstance(err.value, ChatGoneError)
+
+
+def test_mobizon_code_2_is_permanent(fake: FakeProviders, http: httpx.Client) -> None:
+    """Mobizon's documented result code 2 (the parameters cannot be processed) is not retried."""
+    fake.script("mobizon", Reply(200, {"code": 2, "data": [], "message": "Bad request"}))
+    with pytest.raises(PermanentError, match="code 2"):
+        mobizon_call(fake, http)
+
+
+def test_resend_200_without_an_id_is_transient(fake: FakeProviders, http: httpx.Client) -> None:
+    fake.script("resend", Reply(200, {"object": "email"}))
+    with pytest.raises(TransientError, match="without an e-mail id"):
+        resend_call(fake, http)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(5, 5.0), ("5", 5.0), (-1, None), ("-3", None), (True, None)]
+)
+def test_a_seconds_field_is_a_finite_non_negative_number(value: object, expected: float | None) -> None:
+    from onai_db.providers.base import seconds_field
+
+    assert seconds_field(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("phone", "ok"), [("7011234567", True), ("+7 701 123 45 67", True), ("701123456", False)]
+)
+def test_mobizon_recipient_lengths(phone: str, ok: bool) -> None:
+    from onai_db.providers.mobizon import recipient_digits
+
+    if ok:
+        assert recipient_digits(phone) == "".join(c for c in phone if c.isdigit())
+    else:
+        with pytest.raises(PermanentError):
+            recipient_digits(phone)
