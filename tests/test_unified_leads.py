@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -289,35 +290,6 @@ def test_a_phone_with_an_extension_in_brackets_finds_the_lead(api: PostgrestSess
     assert (again["lead_id"], again["created"]) == (first["lead_id"], False)
 
 
-def test_leads_stored_with_an_unread_bracketed_extension_are_renormalized_by_the_migration(
-    superuser_url: str,
-) -> None:
-    """20261215100100: a live lead whose phone with a bracketed extension was no identifier
-    gets it, and the lead of the same number made meanwhile is merged into the older one."""
-    migration = next(MIGRATIONS.glob("20261215100100_*.sql")).read_text()
-    phone = unique_phone()
-    with psycopg.connect(superuser_url) as conn:  # one transaction, rolled back
-        older = conn.execute(
-            "insert into public.traffic_leads (name, phone) values ('Aigul', %s) returning id",
-            (f"{phone} (доб. 101)",),
-        ).fetchone()[0]
-        stored_before(conn, older, phone_normalized=None, no_identifier=True)
-        newer = conn.execute(
-            "insert into public.traffic_leads (name, phone, created_at) values ('Aigul', %s, now() + interval '1 s')"
-            " returning id",
-            (phone,),
-        ).fetchone()[0]
-        conn.execute(migration)
-        rows = dict(
-            conn.execute(
-                "select id, (phone_normalized, merged_into) from public.traffic_leads where id in (%s, %s)",
-                (older, newer),
-            ).fetchall()
-        )
-        assert rows[older] == (phone, None) and rows[newer][1] == str(older), rows
-        conn.rollback()
-
-
 @pytest.mark.parametrize("pasted", ["{}.", "{}, ", "mailto:{}", "\u202a{}\u202c", "<{}>;", "\u200e{}\u200e"])
 def test_an_email_pasted_with_its_surroundings_finds_the_lead(api: PostgrestSession, pasted: str) -> None:
     """Each made a lead of its own (no identifier) before 20261214100400 (found by review)."""
@@ -327,32 +299,47 @@ def test_an_email_pasted_with_its_surroundings_finds_the_lead(api: PostgrestSess
     assert (again["lead_id"], again["created"]) == (first["lead_id"], False)
 
 
-def test_leads_stored_with_an_unread_pasted_email_are_renormalized_by_the_migration(
-    superuser_url: str,
-) -> None:
-    """20261214100500: a live lead whose pasted email was no identifier gets it, and the
-    lead of the same address made meanwhile is merged into the older one."""
-    migration = next(MIGRATIONS.glob("20261214100500_*.sql")).read_text()
+def _unread_email() -> tuple[str, str]:
     email = f"aigul.t-{uuid.uuid4().hex[:8]}@mail.kz"
+    return f"mailto:{email}.", email
+
+
+def _unread_phone() -> tuple[str, str]:
+    phone = unique_phone()
+    return f"{phone} (доб. 101)", phone
+
+
+@pytest.mark.parametrize(
+    ("migration", "column", "unread"),
+    [("20261214100500", "email", _unread_email), ("20261215100100", "phone", _unread_phone)],
+    ids=["pasted-email", "bracketed-extension"],
+)
+def test_leads_stored_with_an_unread_identifier_are_renormalized_by_the_migration(
+    superuser_url: str, migration: str, column: str, unread: Callable[[], tuple[str, str]]
+) -> None:
+    """20261214100500 (a pasted email) and 20261215100100 (a phone with an extension in
+    brackets): a live lead whose value was no identifier gets it, and the lead of the same
+    value made meanwhile is merged into the older one."""
+    sql = next(MIGRATIONS.glob(f"{migration}_*.sql")).read_text()
+    raw, value = unread()
     with psycopg.connect(superuser_url) as conn:  # one transaction, rolled back
         older = conn.execute(
-            "insert into public.traffic_leads (name, email) values ('Aigul', %s) returning id",
-            (f"mailto:{email}.",),
+            f"insert into public.traffic_leads (name, {column}) values ('Aigul', %s) returning id", (raw,)
         ).fetchone()[0]
-        stored_before(conn, older, email_normalized=None, no_identifier=True)
+        stored_before(conn, older, **{f"{column}_normalized": None, "no_identifier": True})
         newer = conn.execute(
-            "insert into public.traffic_leads (name, email, created_at) values ('Aigul', %s, now() + interval '1 s')"
+            f"insert into public.traffic_leads (name, {column}, created_at) values ('Aigul', %s, now() + interval '1 s')"
             " returning id",
-            (email,),
+            (value,),
         ).fetchone()[0]
-        conn.execute(migration)
+        conn.execute(sql)
         rows = dict(
             conn.execute(
-                "select id, (email_normalized, merged_into) from public.traffic_leads where id in (%s, %s)",
+                f"select id, ({column}_normalized, merged_into) from public.traffic_leads where id in (%s, %s)",
                 (older, newer),
             ).fetchall()
         )
-        assert rows[older] == (email, None) and rows[newer][1] == str(older), rows
+        assert rows[older] == (value, None) and rows[newer][1] == str(older), rows
         conn.rollback()
 
 
