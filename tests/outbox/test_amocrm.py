@@ -1157,10 +1157,18 @@ def test_a_worker_stores_the_kept_pair_when_its_connection_is_re_made_and_on_its
     # housekeeping (which stores kept pairs every period) out of the way: the re-made connection stores it
     settings = worker_settings(fake, db_url, OUTBOX_POLL_SECONDS="0.2", OUTBOX_HOUSEKEEPING_SECONDS="600")
     worker = Worker(WorkerConfig.from_settings(settings, ["sms"]), echo=said.append)
+    before = len(said)
     runner = threading.Thread(target=worker.run)
     runner.start()
     try:
-        _wait_for(lambda: worker_connections(owner_conn) > 0)
+        # the threads' connections, not the start-up housekeeping's: a connection lost there
+        # ends the run (the test was flaky when it terminated that one)
+        _wait_for(
+            lambda: (
+                any(" started: " in m for m in said[before:])
+                and worker_connections(owner_conn) >= worker.config.concurrency
+            )
+        )
         owner_conn.execute(
             "select pg_catalog.pg_terminate_backend(pid) from pg_catalog.pg_stat_activity"
             " where datname = current_database() and application_name = 'onai-db worker'"
