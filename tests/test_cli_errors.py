@@ -721,3 +721,33 @@ def test_the_console_script_is_the_guarded_entry_point() -> None:
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"onai-db": "onai_db.entry:main"}
+
+
+# The names the seeds' .env files use for each setting (README, "Configuration"); pinned
+# here, not read from ALIASES: a name dropped from it went unnoticed (mutation review).
+SEED_NAMES = [
+    ("ONAI_DB_URL", "TRAFFIC_DB_URL"),
+    ("ONAI_DB_URL", "DATABASE_URL"),
+    ("ONAI_DB_URL", "SUPABASE_DB_URL"),
+    ("LANDING_DB_URL", "ONAI_DB_LANDING_URL"),
+    ("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY"),
+    ("TELEGRAM_LEADS_BOT_TOKEN", "LEADS_BOT_TOKEN"),
+    ("TELEGRAM_LEADS_BOT_TOKEN", "TELEGRAM_BOT_TOKEN"),
+    ("TELEGRAM_ADMIN_BOT_TOKEN", "ADMIN_BOT_TOKEN"),
+    ("TELEGRAM_MENTOR_BOT_TOKEN", "MENTOR_BOT_TOKEN"),
+]
+
+
+@pytest.mark.parametrize(("setting", "seed_name"), SEED_NAMES, ids=[n for _, n in SEED_NAMES])
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_a_setting_is_read_under_the_seeds_name(setting: str, seed_name: str, where: str) -> None:
+    settings = (
+        Settings(project_dir=ROOT, env={}, process={seed_name: "value-1"})
+        if where == "environment"
+        else Settings(project_dir=ROOT, env={seed_name: "value-1"}, process={})
+    )
+    assert settings.get(setting) == "value-1"
+    assert (
+        settings.origin(setting)
+        == f"{seed_name} in {'the environment' if where == 'environment' else '.env'}"
+    )
