@@ -16,9 +16,7 @@ def main() -> None:
         from .cli import main as cli_main
 
         cli_main()
-    except KeyboardInterrupt:  # while importing, or between the command's own handling and the exit
-        _interrupted()
-    except RuntimeError as exc:
+    except (KeyboardInterrupt, RuntimeError) as exc:  # while importing, or after the command's own handling
         if not caused_by_ctrl_c(exc):
             raise
         _interrupted()

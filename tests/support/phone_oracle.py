@@ -8,8 +8,8 @@ Written independently of the SQL (and of its generator) from docs/phone.md:
 3. The folded input must read: a label without digits or '+' (anything, letters too),
    the number (leading '+' signs, digits and the separators space ( ) . [ ] / -, ending
    with a digit), an optional extension (ext, extn, extension, x, #, доб, добавочный, then
-   1-10 digits; it may open with a bracket), trailing punctuation. Otherwise NULL (letters in or after the number,
-   two numbers, other symbols).
+   1-10 digits; it may open with a bracket), trailing punctuation. Otherwise NULL (letters
+   in or after the number, two numbers, other symbols).
 4. A leading 00 (no '+') is an international prefix: it becomes '+'.
 5. ``phonenumbers.parse(number, "KZ")``; for country code 7 the E.164 form when
    ``is_valid_number``, for other codes when ``is_possible_number``; NULL otherwise.
