@@ -26,6 +26,7 @@ from .providers.resend import ResendClient
 from .providers.supabase_auth import SupabaseAuthClient
 from .providers.telegram import DEFAULT_URL as TELEGRAM_URL
 from .providers.telegram import ChatGoneError, ChatMigratedError, TelegramClient
+from .redact import redact
 from .settings import Settings
 
 BOTS = ("leads", "admin", "mentor")
@@ -280,8 +281,11 @@ class Handlers:
     def _chat_gone(self, chat_id: int, bot: str, gone: ChatGoneError) -> Delivery:
         """Telegram refused this bot the chat: its groups there are switched off (other bots'
         groups of the chat stay), and the job is done, not delivered."""
+        # Telegram's own words, redacted as the job's error is (found by review: stored as
+        # they came, so a credential an answer echoed reached the table)
+        reason = redact(gone.message, self.config.secrets())
         self.ctx.conn.execute(
-            "select public.deactivate_telegram_group(%s, %s, %s)", (chat_id, gone.message[:500], bot)
+            "select public.deactivate_telegram_group(%s, %s, %s)", (chat_id, reason[:500], bot)
         )
         return Delivery(failed=True, note=f"group deactivated: {gone.message}")
 

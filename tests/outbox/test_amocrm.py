@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from onai_db import integration_tokens
-from onai_db.amocrm_sync import LOCK_CLASS, sync_lead
+from onai_db.amocrm_sync import LOCK_CLASS, one_at_a_time, sync_lead
 from onai_db.integration_tokens import Token, TokenGrant, TokenStore, store_kept_tokens
 from onai_db.notifications import enqueue_lead_notifications
 from onai_db.outbox import Outbox, connect
@@ -1512,3 +1512,29 @@ def test_a_token_answer_that_is_no_token_is_tried_again_with_the_lease_given_bac
         "select access_token, refresh_token, refresh_owner from public.integration_tokens"
     ).fetchone()
     assert row == ("amo-access-1", "amo-refresh-1", None)
+
+
+def _advisory_locks(conn: psycopg.Connection) -> int:
+    return conn.execute(
+        "select count(*) from pg_catalog.pg_locks where locktype = 'advisory' and pid = pg_catalog.pg_backend_pid()"
+    ).fetchone()[0]
+
+
+def test_a_sync_gives_its_lead_lock_back_whatever_the_outcome(
+    fake: FakeProviders, queue: Outbox, db_url: str, lead: uuid.UUID
+) -> None:
+    """A worker's connection lives for hours: a lock ``one_at_a_time`` kept after a sync
+    would leave that lead "being synced by another worker" for every other worker, for ever
+    (mutation review). It is given back after a failure, an error and a success."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    with connect(db_url) as conn, httpx.Client(timeout=5) as http:
+        fake.script("amocrm_leads", Reply(502, {"title": "Bad Gateway", "status": 502}))
+        with pytest.raises(TransientError):
+            sync_lead(conn, _client(conn, fake, http, "w1"), {"lead_id": str(lead)})
+        assert _advisory_locks(conn) == 0
+        with pytest.raises(ZeroDivisionError), one_at_a_time(conn, "deal/1", "busy"):
+            assert _advisory_locks(conn) == 1
+            1 / 0  # noqa: B018
+        assert _advisory_locks(conn) == 0
+        assert sync_lead(conn, _client(conn, fake, http, "w1"), {"lead_id": str(lead)}).provider_ref
+        assert _advisory_locks(conn) == 0

@@ -271,6 +271,16 @@ def test_redact_removes_known_and_pattern_secrets() -> None:
         assert secret not in redact(text), text
 
 
+def test_redact_takes_a_bot_tokens_whole_tail_and_secrets_of_four_characters() -> None:
+    """A token's tail may hold ``_`` and ``-``: the pattern takes all of it, not a part that
+    ends before them; a known secret of four characters is redacted, a shorter one is not
+    (it would turn up in ordinary words). Both went unpinned (mutation review)."""
+    out = redact("GET /bot1234567:AA-x_y-Zz_9/sendMessage failed")
+    assert out == "GET /bot<redacted>/sendMessage failed"
+    assert redact("key k3y! used", ["k3y!"]) == "key <redacted> used"
+    assert redact("the key abc", ["abc"]) == "the key abc"
+
+
 @pytest.mark.parametrize(
     ("header", "expected"),
     [

@@ -24,7 +24,16 @@ from onai_db.outbox import Outbox
 from onai_db.settings import Settings
 from onai_db.worker import Worker, WorkerConfig, run_worker
 from support.cast import create_auth_user
-from support.fake_providers import FakeProviders, Reply
+from support.fake_providers import (
+    ADMIN_BOT,
+    AMO_CLIENT_SECRET,
+    LEADS_BOT,
+    MOBIZON_KEY,
+    RESEND_KEY,
+    SERVICE_KEY,
+    FakeProviders,
+    Reply,
+)
 from support.outbox_fixtures import worker_settings
 
 
@@ -856,3 +865,35 @@ def test_a_stop_gives_up_on_a_call_past_its_deadline_and_names_the_busy_thread(
         while _job(queue.conn, "stuck/1")["status"] == "running" and time.monotonic() < deadline:
             time.sleep(0.05)
     assert _job(queue.conn, "stuck/1")["id"] == job_id
+
+
+def test_provider_text_is_stored_with_every_credential_redacted(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """Telegram's description reaches the job's error, its log's note and the group's
+    deactivation reason. A provider that echoes a credential (a proxy's debug page, a
+    misconfigured gateway) must leave none of them in the database: no test caught a worker
+    storing the text as it came, nor the AmoCRM client secret left out of the list
+    (mutation review), and the deactivation reason was stored unredacted (found so)."""
+    secrets = (AMO_CLIENT_SECRET, MOBIZON_KEY, SERVICE_KEY, ADMIN_BOT, LEADS_BOT, RESEND_KEY)
+    echoed = "echo: " + " ".join(secrets)
+    queue.conn.execute(
+        "insert into public.telegram_groups (chat_id, group_type, title) values (-1001, 'leads', 'Sales A')"
+    )
+    queue.conn.execute("select public.enqueue_telegram_notification(array['leads'], 'x', 'lead/50')")
+    fake.script(
+        "telegram",
+        Reply(500, {"ok": False, "error_code": 500, "description": f"Internal Server Error {echoed}"}),
+        Reply(403, {"ok": False, "error_code": 403, "description": f"Forbidden: bot was kicked {echoed}"}),
+    )
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["telegram"])
+    assert (report.retried, report.skipped) == (1, 1)
+    job = _job(queue.conn, "lead/50/-1001/leads")
+    (failed, gone) = _logs(queue.conn, job["id"])
+    (reason,) = queue.conn.execute(
+        "select deactivation_reason from public.telegram_groups where chat_id = -1001"
+    ).fetchone()
+    stored = {"job error": job["error"], "failed log": failed[4], "gone log": gone[4], "reason": reason}
+    for where, text in stored.items():
+        assert text and "echo: <redacted>" in text, (where, text)
+        assert not [s for s in secrets if s in text or s.split(":")[-1] in text], (where, text)
