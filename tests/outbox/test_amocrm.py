@@ -3,6 +3,7 @@ use), lead sync creating contact + lead and marking the lead synced, lesson stag
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -20,7 +21,13 @@ from onai_db.notifications import enqueue_lead_notifications
 from onai_db.outbox import Outbox, connect
 from onai_db.outbox_handlers import ProviderConfig
 from onai_db.providers.amocrm import AmoCrmClient
-from onai_db.providers.base import Delivery, PermanentError, RateLimitedError, TransientError
+from onai_db.providers.base import (
+    AuthExpiredError,
+    Delivery,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+)
 from onai_db.worker import Worker, WorkerConfig, run_worker
 from support.fake_providers import FakeProviders, Reply
 from support.outbox_fixtures import worker_settings
@@ -87,6 +94,54 @@ def test_a_rejected_refresh_token_fails_permanently_and_frees_the_lease(
         "select refresh_owner, last_refresh_error from public.integration_tokens"
     ).fetchone()
     assert row[0] is None and "HTTP 400" in row[1] and "amo-refresh" not in row[1]
+
+
+UNAUTHORIZED = Reply(
+    401,
+    {"title": "Unauthorized", "type": "https://httpstatus.es/401", "status": 401, "detail": "Unauthorized"},
+)
+
+
+def test_a_401_that_outlives_a_refresh_is_an_error_after_one_refresh(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """A token AmoCRM refuses again right after its refresh (an integration switched off, a
+    changed account) ends the call with the 401: one refresh, two calls, not a loop that
+    spends a refresh token per try (mutation review)."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    fake.script("amocrm_leads", UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED)
+    with connect(db_url) as conn, httpx.Client(timeout=5) as http, pytest.raises(AuthExpiredError) as err:
+        _client(conn, fake, http, "w1").move_lead_stage(5, 1)
+    assert str(err.value) == "amocrm stage move: HTTP 401 Unauthorized" and err.value.retry
+    assert (len(fake.calls("amocrm_token")), len(fake.calls("amocrm_leads"))) == (1, 2)
+    assert [c.headers["Authorization"] for c in fake.calls("amocrm_leads")] == [
+        "Bearer amo-access-1",
+        "Bearer amo-access-2",
+    ]
+
+
+def test_a_token_endpoint_refusing_the_client_says_re_authorize_and_frees_the_lease(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """The token endpoint answers 401 when the client's id or secret is wrong: as plain as a
+    rejected refresh token (400), never retried for ever as a "401, refresh again" (mutation
+    review: the 401 branch was unpinned)."""
+    _store(queue.conn, "amo-access-old", "amo-refresh-1", -10)
+    fake.script(
+        "amocrm_token",
+        Reply(401, {"title": "Unauthorized", "status": 401, "detail": "Client authentication failed"}),
+    )
+    with (
+        connect(db_url) as conn,
+        httpx.Client(timeout=5) as http,
+        pytest.raises(PermanentError, match=r"HTTP 401 Client authentication failed.*re-authorize"),
+    ):
+        _client(conn, fake, http, "w1").move_lead_stage(1, 2)
+    row = queue.conn.execute(
+        "select refresh_owner, last_refresh_error, refresh_token from public.integration_tokens"
+    ).fetchone()
+    assert row[0] is None and "HTTP 401" in row[1] and row[2] == "amo-refresh-1"
+    assert fake.calls("amocrm_leads") == []
 
 
 def test_refresh_lease_states(queue: Outbox) -> None:
@@ -558,6 +613,176 @@ def _sync_during_a_merge(
     assert "merge the duplicates in AmoCRM" in (done.note or "") and str(a_ids[0]) in (done.note or "")
 
 
+class _MergingClient(AmoCrmClient):
+    """An AmoCRM client that runs ``merge`` once, just before its call named ``when``: a
+    form tying two people's leads arrives while the sync's HTTP calls run."""
+
+    def __init__(self, base: AmoCrmClient, when: str, merge: Callable[[], None]) -> None:
+        super().__init__(base.http, base.config, base.tokens)
+        self._when, self._merge = when, merge
+
+    def _hook(self, name: str) -> None:
+        if name == self._when:
+            self._when = ""
+            self._merge()
+
+    def upsert_contact(self, *args: Any, **kwargs: Any) -> int:
+        self._hook("upsert_contact")
+        return super().upsert_contact(*args, **kwargs)
+
+    def upsert_lead(self, *args: Any, **kwargs: Any) -> int:
+        self._hook("upsert_lead")
+        return super().upsert_lead(*args, **kwargs)
+
+
+@pytest.fixture()
+def two_people_one_person(owner_conn: psycopg.Connection) -> Iterator[Callable[..., uuid.UUID]]:
+    """Intake as the forms call it; every lead it made is removed afterwards."""
+    made: set[uuid.UUID] = set()
+
+    def intake(**args: str) -> uuid.UUID:
+        names = ", ".join(f"{k} => %s" for k in args)
+        lead_id = owner_conn.execute(
+            f"select lead_id from public.find_or_create_unified_lead({names})", tuple(args.values())
+        ).fetchone()[0]
+        made.add(lead_id)
+        return lead_id
+
+    yield intake
+    ids = list(made)
+    with owner_conn.transaction():
+        owner_conn.execute("delete from public.traffic_lead_journey where lead_id = any(%s)", (ids,))
+        owner_conn.execute("delete from public.traffic_lead_merges where winner_id = any(%s)", (ids,))
+        owner_conn.execute("delete from private.traffic_lead_identifiers where lead_id = any(%s)", (ids,))
+        for losers_first in ("merged_into is not null", "true"):
+            owner_conn.execute(
+                f"delete from public.traffic_leads where id = any(%s) and {losers_first}", (ids,)
+            )
+
+
+def test_a_lead_merged_away_during_its_sync_leaves_the_survivors_deal_alone(
+    fake: FakeProviders,
+    queue: Outbox,
+    db_url: str,
+    owner_conn: psycopg.Connection,
+    two_people_one_person: Callable[..., uuid.UUID],
+) -> None:
+    """Lead A (phone) is synced, with its deal. Lead B (e-mail, newer) is being synced when a
+    form ties them: B is merged into A. B's job stops at its store of the contact it made,
+    names A's deal and makes no deal of its own (mutation review: the "merged meanwhile"
+    branch was unpinned)."""
+    intake = two_people_one_person
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    suffix = uuid.uuid4().hex[:6]
+    email, phone = f"away-{suffix}@example.kz", f"+7705{int(suffix, 16) % 10**7:07d}"
+    a = intake(p_phone=phone, p_source="profitest")
+    b = intake(p_email=email, p_source="profitest")
+    with connect(db_url) as conn, httpx.Client(timeout=10) as http:
+        sync_lead(conn, _client(conn, fake, http, "wA"), {"lead_id": str(a)})
+        a_contact, a_deal = owner_conn.execute(
+            "select amocrm_contact_id, amocrm_lead_id from public.traffic_leads where id = %s", (a,)
+        ).fetchone()
+        deals_before = len([c for c in fake.calls("amocrm_leads") if c.method == "POST"])
+
+        def merge() -> None:
+            assert intake(p_phone=phone, p_email=email, p_source="profitest") == a
+
+        client = _MergingClient(_client(conn, fake, http, "wB"), "upsert_contact", merge)
+        done = sync_lead(conn, client, {"lead_id": str(b)})
+    assert done.skipped and done.provider_ref is None
+    assert done.note == f"lead was merged during the sync; the surviving lead has deal {a_deal}"
+    assert len([c for c in fake.calls("amocrm_leads") if c.method == "POST"]) == deals_before
+    assert owner_conn.execute(
+        "select merged_into, amocrm_lead_id from public.traffic_leads where id = %s", (b,)
+    ).fetchone() == (a, None)
+    assert owner_conn.execute(
+        "select amocrm_contact_id, amocrm_lead_id from public.traffic_leads where id = %s", (a,)
+    ).fetchone() == (a_contact, a_deal)
+
+
+def test_a_deal_goes_to_the_contact_a_merge_gave_the_lead_during_its_sync(
+    fake: FakeProviders,
+    queue: Outbox,
+    db_url: str,
+    owner_conn: psycopg.Connection,
+    two_people_one_person: Callable[..., uuid.UUID],
+) -> None:
+    """Lead A (phone) has an AmoCRM contact and no deal yet. Lead B (e-mail, older) is making
+    its contact when a form ties them: A is merged into B, which takes A's contact. B's deal
+    is made on that stored contact, and the contact B's job made is named (mutation review:
+    the deal's contact was unpinned)."""
+    intake = two_people_one_person
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    suffix = uuid.uuid4().hex[:6]
+    email, phone = f"kept-{suffix}@example.kz", f"+7708{int(suffix, 16) % 10**7:07d}"
+    b = intake(p_email=email, p_source="profitest")
+    a = intake(p_phone=phone, p_source="profitest")
+    owner_conn.execute("update public.traffic_leads set amocrm_contact_id = 4444 where id = %s", (a,))
+    with connect(db_url) as conn, httpx.Client(timeout=10) as http:
+
+        def merge() -> None:
+            assert intake(p_phone=phone, p_email=email, p_source="profitest") == b
+
+        client = _MergingClient(_client(conn, fake, http, "wB"), "upsert_contact", merge)
+        done = sync_lead(conn, client, {"lead_id": str(b)})
+    (deal,) = [c.json()[0] for c in fake.calls("amocrm_leads") if c.method == "POST"]
+    assert deal["_embedded"]["contacts"] == [{"id": 4444}]
+    note = re.fullmatch(
+        r"amocrm: contact (\d+) made while a merge gave the lead contact 4444: merge the duplicates in AmoCRM",
+        done.note or "",
+    )
+    assert note and int(note[1]) != 4444, done.note
+    assert owner_conn.execute(
+        "select amocrm_contact_id, amocrm_lead_id::text from public.traffic_leads where id = %s", (b,)
+    ).fetchone() == (4444, done.provider_ref)
+
+
+@pytest.mark.parametrize("synced_lead_is", ["newer", "older"])
+def test_a_deal_made_while_a_merge_gave_the_lead_a_deal_is_named_and_the_stored_one_kept(
+    fake: FakeProviders,
+    queue: Outbox,
+    db_url: str,
+    owner_conn: psycopg.Connection,
+    two_people_one_person: Callable[..., uuid.UUID],
+    synced_lead_is: str,
+) -> None:
+    """Lead B (e-mail) has stored its new contact and is creating its deal when a form ties it
+    to lead A (phone, synced): whichever of the two survives holds A's deal. The deal B's job
+    made is the one in vain: the job answers with the stored deal and names the other, so
+    sales can merge them (mutation review: unpinned)."""
+    intake = two_people_one_person
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    suffix = uuid.uuid4().hex[:6]
+    email, phone = f"late-{suffix}@example.kz", f"+7707{int(suffix, 16) % 10**7:07d}"
+    if synced_lead_is == "older":
+        a = intake(p_phone=phone, p_source="profitest")
+    b = intake(p_email=email, p_source="profitest")
+    if synced_lead_is == "newer":
+        a = intake(p_phone=phone, p_source="profitest")
+    survivor = b if synced_lead_is == "newer" else a
+    with connect(db_url) as conn, httpx.Client(timeout=10) as http:
+        sync_lead(conn, _client(conn, fake, http, "wA"), {"lead_id": str(a)})
+        a_deal = owner_conn.execute(
+            "select amocrm_lead_id from public.traffic_leads where id = %s", (a,)
+        ).fetchone()[0]
+
+        def merge() -> None:
+            assert intake(p_phone=phone, p_email=email, p_source="profitest") == survivor
+
+        client = _MergingClient(_client(conn, fake, http, "wB"), "upsert_lead", merge)
+        done = sync_lead(conn, client, {"lead_id": str(b)})
+    assert done.provider_ref == str(a_deal) and not done.skipped
+    note = re.fullmatch(
+        rf"amocrm: deal (\d+) made while a merge gave the lead deal {a_deal}: merge the duplicates in AmoCRM",
+        done.note or "",
+    )
+    assert note and int(note[1]) != a_deal, done.note
+    assert fake.calls("amocrm_leads")[-1].method == "POST"
+    assert owner_conn.execute(
+        "select amocrm_lead_id, amocrm_synced from public.traffic_leads where id = %s", (survivor,)
+    ).fetchone() == (a_deal, True)
+
+
 def test_one_worker_at_a_time_syncs_a_lead(
     fake: FakeProviders, queue: Outbox, db_url: str, owner_conn: psycopg.Connection, lead: uuid.UUID
 ) -> None:
@@ -899,6 +1124,28 @@ def test_a_retry_after_a_kill_reuses_the_deal_the_killed_run_made(
     else:
         assert (sent.method, sent.path) == ("POST", "/api/v4/leads")
         assert stored.fetchone()[0] not in (4001, 4002)
+
+
+def test_the_deal_search_reads_the_newest_fifty_deals_and_takes_the_newest_match(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """A contact of a long-time customer holds more deals than AmoCRM sends on a page (50):
+    the search asks for the newest (the highest ids, each once), where a killed run's deal
+    is; of two open deals of ours with the name, the newer one is taken (mutation review:
+    neither was pinned)."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    ids = [*range(60, 0, -1), 60, 45]
+    deals = [
+        {"id": 30, "name": "Даурен — expresscourse", "pipeline_id": 7001, "status_id": 101},
+        {"id": 45, "name": "Даурен — expresscourse", "pipeline_id": 7001, "status_id": 101},
+        {"id": 60, "name": "Даурен — expresscourse", "pipeline_id": 7001, "status_id": 142},
+    ]
+    fake.script("amocrm_leads", Reply(200, {"_embedded": {"leads": deals}}))
+    with connect(db_url) as conn, httpx.Client(timeout=5) as http:
+        found = _client(conn, fake, http, "w1").find_open_deal(ids, ["Даурен — expresscourse"])
+    (read,) = fake.calls("amocrm_leads")
+    assert read.query["filter[id][]"] == [str(i) for i in range(11, 61)]
+    assert found == 45
 
 
 def test_a_refreshed_token_the_database_did_not_take_is_kept_and_stored_later(
