@@ -35,6 +35,7 @@ import psycopg
 from .connection import first_line
 from .errors import OnaiDbError
 from .providers.base import ProviderError, TransientError
+from .redact import redact
 
 # service -> the pair its token endpoint issued that no database write has taken yet, when
 # (time.monotonic(): its lifetime runs from then), and the refresh token it replaced
@@ -260,9 +261,10 @@ class TokenStore:
                         grant = do_refresh(current.refresh_token)
                     except Exception as exc:  # any: the lease goes back (found by review:
                         # an answer the client could not read kept it until it lapsed)
-                        self._abort(
-                            str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
-                        )
+                        # redacted as a job's error is: a library's text may quote what it
+                        # was given, the refresh token too (found by review)
+                        said = str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
+                        self._abort(redact(said, [current.refresh_token]))
                         raise
                     finally:
                         _refreshing(-1)

@@ -144,6 +144,26 @@ def test_a_token_endpoint_refusing_the_client_says_re_authorize_and_frees_the_le
     assert fake.calls("amocrm_leads") == []
 
 
+def test_a_refresh_that_raises_no_provider_error_gives_its_lease_back(queue: Outbox, db_url: str) -> None:
+    """A bug or a library's error inside the token call (not a ProviderError) gives the lease
+    back with its type in the row: kept, every worker waited for it to lapse before it could
+    refresh (mutation review: only provider errors were pinned). The text is redacted: it
+    quoted the refresh token it was given into the table (found so)."""
+    _store(queue.conn, "amo-access-old", "amo-refresh-1", -10)
+
+    def broken(refresh_token: str) -> TokenGrant:
+        raise LookupError(f"no codec for the answer to {refresh_token}")
+
+    with connect(db_url) as conn:
+        store = TokenStore(conn, "amocrm", "w1")
+        with pytest.raises(LookupError):
+            store.refresh(store.load(), broken)
+    row = queue.conn.execute(
+        "select refresh_owner, last_refresh_error, refresh_token from public.integration_tokens"
+    ).fetchone()
+    assert row == (None, "LookupError: no codec for the answer to <redacted>", "amo-refresh-1")
+
+
 def test_refresh_lease_states(queue: Outbox) -> None:
     _store(queue.conn, "a1", "r1", 3600)
     begin = "select public.begin_integration_token_refresh('amocrm', %s, %s, 30)"

@@ -105,6 +105,25 @@ def test_worker_command_once_and_requeue(fake: FakeProviders, queue: Outbox, db_
     assert bad.exit_code != 0
 
 
+def test_worker_once_exits_1_for_a_dead_job_among_sent_ones(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """Cron reads the exit code: a run that sent one job and let another go dead failed
+    (mutation review: only a run whose single job went dead was pinned)."""
+    queue.enqueue("sms", {"to": "+77011234567", "text": "sent"}, "cli/sent", max_attempts=1)
+    queue.enqueue("sms", {"to": "+77011234568", "text": "dead"}, "cli/dead", max_attempts=1)
+    fake.script(
+        "mobizon",
+        Reply(200, {"code": 0, "data": {"campaignId": "1", "messageId": "2", "status": 1}, "message": ""}),
+        Reply(500, raw=b"x"),
+    )
+    env = worker_env(fake, db_url, OUTBOX_CONCURRENCY="1")
+    result = runner.invoke(app, ["worker", "--once", "--services", "sms"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "1 sent" in result.output and "1 dead" in result.output
+    assert "1 job(s) went dead in this run" in str(result.exception)
+
+
 def test_dry_run_refuses_a_remote_database(fake: FakeProviders) -> None:
     from onai_db.errors import ConfigError
     from onai_db.worker import WorkerConfig

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import psycopg
@@ -897,3 +897,105 @@ def test_provider_text_is_stored_with_every_credential_redacted(
     for where, text in stored.items():
         assert text and "echo: <redacted>" in text, (where, text)
         assert not [s for s in secrets if s in text or s.split(":")[-1] in text], (where, text)
+
+
+@pytest.mark.parametrize(
+    ("raised", "attempts", "error"),
+    [
+        (TypeError("bad payload"), 1, "TypeError while handling the job"),
+        (KeyError("to"), 1, "KeyError while handling the job"),
+        (ValueError("bad payload"), 1, "ValueError while handling the job"),
+        (RuntimeError("a bug"), 5, "unexpected RuntimeError"),  # no backoff in tests: all five
+    ],
+    ids=["TypeError", "KeyError", "ValueError", "RuntimeError"],
+)
+def test_a_handlers_own_error_is_dead_at_once_for_a_malformed_payload_and_retried_otherwise(
+    fake: FakeProviders,
+    queue: Outbox,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    raised: Exception,
+    attempts: int,
+    error: str,
+) -> None:
+    """A handler that trips over its payload (a KeyError, TypeError or ValueError) will trip
+    again: the job is dead at its first attempt, not after five. Any other exception may be
+    passing (a bug met once, a library's hiccup) and is retried. Only the exception's type
+    is stored: its text may carry the payload (mutation review: neither was pinned)."""
+    from onai_db.outbox_handlers import Handlers
+
+    def broken(self: Handlers, job: object) -> None:
+        raise raised
+
+    monkeypatch.setattr(Handlers, "_sms", broken)
+    queue.enqueue("sms", {"to": "+77011234567", "text": "x"}, "broken/1", max_attempts=5)
+    run_worker(worker_settings(fake, db_url), once=True, services=["sms"])
+    job = _job(queue.conn, "broken/1")
+    assert (job["status"], job["attempts"], job["error"]) == ("dead", attempts, error)
+    assert fake.calls("mobizon") == []
+
+
+def test_a_job_for_a_group_deactivated_after_it_was_queued_is_skipped_unsent(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """Jobs queued before their group was switched off (kicked from another bot's send, or
+    by an operator) are not sent: the group's row is read at send time (mutation review:
+    only the enqueue side was pinned)."""
+    queue.conn.execute(
+        "insert into public.telegram_groups (chat_id, group_type, title) values (-1001, 'leads', 'Sales A')"
+    )
+    queue.conn.execute("select public.enqueue_telegram_notification(array['leads'], 'x', 'lead/60')")
+    queue.conn.execute(
+        "select public.deactivate_telegram_group(-1001, 'switched off by an operator', 'leads')"
+    )
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["telegram"])
+    assert (report.skipped, report.succeeded) == (1, 0) and fake.calls("telegram") == []
+    (log,) = _logs(queue.conn, _job(queue.conn, "lead/60/-1001/leads")["id"])
+    assert log[2] == "skipped" and log[4] == "telegram group is deactivated"
+
+
+def test_the_amocrm_sweep_runs_in_batches_until_one_comes_back_short() -> None:
+    """The housekeeping's AmoCRM sweep queues at most 1,000 jobs a call and 10 calls a
+    period: it stops at the first short batch, and a backlog of more waits for the next
+    period rather than flooding the queue (mutation review: unpinned)."""
+    from onai_db.worker import _in_batches
+
+    def sweep(answers: list[int]) -> tuple[list[int], Callable[[int], int]]:
+        asked: list[int] = []
+
+        def call(limit: int) -> int:
+            asked.append(limit)
+            return answers[len(asked) - 1]
+
+        return asked, call
+
+    asked, call = sweep([1000, 1000, 3, 1000])
+    assert _in_batches(call) == 2003 and asked == [1000, 1000, 1000]
+    asked, call = sweep([1000] * 12)
+    assert _in_batches(call) == 10_000 and len(asked) == 10
+    asked, call = sweep([0])
+    assert _in_batches(call) == 0 and asked == [1000]
+
+
+def test_a_lost_database_is_reconnected_after_pauses_that_double_up_to_30_s(
+    fake: FakeProviders, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database away for long is asked again every 30 s, not at 1 s (a storm of
+    connection attempts on a restarting server) nor at ever longer waits (mutation review:
+    only the first pause was pinned). The pauses are read from the worker's log, no time
+    passes."""
+    config = WorkerConfig.from_settings(worker_settings(fake, db_url), ["sms"], 1, False, None)
+    said: list[str] = []
+    worker = Worker(config, echo=said.append)
+    worker._once = False
+    losses = iter(range(8))
+
+    def serve(*_args: object, **_kwargs: object) -> None:
+        if next(losses, None) is not None:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(worker, "_serve", serve)
+    monkeypatch.setattr(worker.stop, "wait", lambda _pause: False)
+    worker._loop("w:0", once=False)
+    pauses = [line.rsplit(" in ", 1)[1] for line in said if "reconnecting in" in line]
+    assert pauses == ["1 s", "2 s", "4 s", "8 s", "16 s", "30 s", "30 s", "30 s"]
