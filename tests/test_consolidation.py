@@ -1321,6 +1321,43 @@ def test_a_journey_phase_that_loses_a_deadlock_is_run_again(
     assert not consolidate(source, target, tmp_path / "again", batch_size=20).changed
 
 
+@pytest.mark.parametrize("phase", ["leads", "journey"])
+def test_a_dry_run_that_loses_a_deadlock_stops_with_nothing_written(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str
+) -> None:
+    """A dry run's batches share one transaction that is rolled back at its end: a retry after
+    a lost deadlock would roll back the batches before it too, and report a part as the whole.
+    It stops at once with one line that says nothing was written, not "resume" (mutation
+    review: neither was pinned)."""
+    from onai_db.consolidate import apply
+
+    source = fresh_source(stack, f"cons_dry_{phase}", rows=60, seed=9)
+    target = fresh_target(stack, f"cons_dry_{phase}_t")
+    name = "apply_batch" if phase == "leads" else "finish_journey"
+    real = getattr(apply, name)
+    calls: list[object] = []
+
+    def flaky(*args: object) -> object:
+        calls.append(args)
+        result = real(*args)
+        if len(calls) == 2 or phase == "journey":
+            raise psycopg.errors.DeadlockDetected("lost to a live writer (injected)")
+        return result
+
+    monkeypatch.setattr(apply, name, flaky)
+    with pytest.raises(ConsolidationError) as err:
+        consolidate(source, target, tmp_path, batch_size=20, dry_run=True)
+    assert len(calls) == (2 if phase == "leads" else 1)
+    assert re.fullmatch(
+        rf"{phase} failed: .*\(SQLSTATE 40P01\); nothing was written to the target;"
+        " a dry run does not retry a conflict with a live writer: run it again",
+        str(err.value),
+    ), err.value
+    with psycopg.connect(target) as conn:
+        assert conn.execute("select count(*) from public.traffic_leads").fetchone() == (0,)
+        assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
+
+
 def test_a_source_with_a_day_first_datestyle_keeps_its_dates(stack: LocalStack, tmp_path: Path) -> None:
     """Landing's text is read under ISO DateStyle: with its own 'SQL, DMY' the backup held
     04/03/2025, which the target read as 3 April (and 30/01/2025 stopped the run)."""
@@ -1649,6 +1686,34 @@ def test_a_landing_column_changed_after_the_checks_stops_the_backup(
     assert "landing_leads changed after the checks" in str(err.value) and "tmp_col text" in str(err.value)
     assert "later_col text" in str(err.value)
     assert not [p for p in (tmp_path / "bk").rglob("*") if p.is_file()]
+
+
+def test_the_backup_is_one_snapshot_while_landing_is_written(stack: LocalStack, tmp_path: Path) -> None:
+    """The files are copied one after another while Landing's forms keep writing: each holds
+    what the first one's moment held, so the manifest's counts and the rows that reach the
+    target agree (mutation review: the snapshot was unpinned). Here every table is emptied
+    by another session as soon as the first file is written."""
+    from onai_db.consolidate import backup
+    from onai_db.consolidate.connect import check_source
+
+    source = fresh_source(stack, "cons_snapshot", rows=20, seed=7)
+    with psycopg.connect(source, autocommit=True) as conn, psycopg.connect(source, autocommit=True) as writer:
+        columns, types = check_source(conn)
+        before = {t: conn.execute(f"select count(*) from public.{t}").fetchone()[0] for t in columns}
+        emptied: list[bool] = []
+
+        def progress(_phase: str, _advance: int, _total: int | None) -> None:
+            if not emptied:
+                emptied.append(True)
+                for table in columns:
+                    writer.execute(f"delete from public.{table}")
+
+        manifest = backup.backup_tables(conn, columns, types, tmp_path / "bk", progress)
+        assert emptied and all(
+            conn.execute(f"select count(*) from public.{t}").fetchone()[0] == 0 for t in columns
+        )
+    assert {t: f.rows for t, f in manifest.tables.items()} == before
+    assert all(n > 0 for n in before.values()), before
 
 
 def _wait_for_it(check: Callable[[], bool], seconds: float = 15.0) -> None:
@@ -2257,6 +2322,52 @@ def test_quarantine_reasons_group_whatever_the_legacy_ids_look_like(
     not_found = {k: v for k, v in report.quarantine_reasons.items() if "not found" in k}
     assert not_found == {"lead_journey: lead <id> not found in landing_leads": orphans}, not_found
     assert orphans >= 4
+
+
+def test_a_journey_row_moved_in_the_target_fails_the_verification_and_the_run(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """An imported journey row moved to another lead in Traffic (by hand, by a bad script) is
+    a broken link: the re-run's report is not OK, the command exits 1 and the ledger says
+    'failed', not 'completed' (mutation review: neither was pinned, the suite's runs all
+    verify clean)."""
+    from typer.testing import CliRunner
+
+    from onai_db.cli import app
+
+    source = fresh_source(stack, "cons_broken", rows=30, seed=5)
+    target = fresh_target(stack, "cons_broken_t")
+    assert consolidate(source, target, tmp_path / "1").ok
+    with psycopg.connect(target, autocommit=True) as conn:
+        moved = conn.execute(
+            "update public.traffic_lead_journey as j set lead_id = ("
+            "  select l.id from public.traffic_leads as l"
+            "  where l.merged_into is null and l.id <> j.lead_id order by l.lead_no limit 1)"
+            " where j.id = (select min(id) from public.traffic_lead_journey where legacy_source_table = 'lead_journey')"
+        ).rowcount
+    assert moved == 1
+    report = consolidate(source, target, tmp_path / "2")
+    assert (report.journey_links_broken, report.unaccounted, report.ok) == (1, 0, False)
+    with psycopg.connect(target) as conn:
+        assert conn.execute(
+            "select status from private.consolidation_runs order by id desc limit 1"
+        ).fetchone() == ("failed",)
+    result = CliRunner().invoke(
+        app,
+        [
+            "consolidate",
+            "--source",
+            source,
+            "--target",
+            target,
+            "--json",
+            "--backup-dir",
+            str(tmp_path / "3"),
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is False and doc["journey_links_broken"] == 1, doc
 
 
 def test_a_rerun_that_finds_rows_unaccounted_does_not_say_all_is_consolidated() -> None:

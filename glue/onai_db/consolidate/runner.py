@@ -465,9 +465,12 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
             _mark_failed(tgt, run_id, exc, phase=current)
         if isinstance(exc, psycopg.Error):  # a lost connection, a full disk, a revoked right, ...
             written = run_id is not None and not opts.dry_run
-            raise ConsolidationError(
-                _database_failure(exc, current, src, tgt, written), kind="database_failure"
-            ) from exc
+            message = _database_failure(exc, current, src, tgt, written)
+            if opts.dry_run and isinstance(exc, RETRYABLE):
+                # its one transaction cannot apply a batch again alone (the error said nothing
+                # of what to do, found by review)
+                message += "; a dry run does not retry a conflict with a live writer: run it again"
+            raise ConsolidationError(message, kind="database_failure") from exc
         raise
     except KeyboardInterrupt:
         if run_id is not None and not opts.dry_run:
