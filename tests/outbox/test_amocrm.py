@@ -562,36 +562,55 @@ def test_a_sync_waiting_on_a_row_lock_keeps_its_lease_and_makes_one_deal(
     assert worker.report.recovered == 0 and worker.report.lost == 0
 
 
+@pytest.fixture()
+def intake(owner_conn: psycopg.Connection) -> Iterator[Callable[..., uuid.UUID]]:
+    """Intake as the forms call it; every lead it made is removed afterwards (other tests
+    count committed leads and journey rows)."""
+    made: set[uuid.UUID] = set()
+
+    def call(**args: str) -> uuid.UUID:
+        names = ", ".join(f"{k} => %s" for k in args)
+        lead_id = owner_conn.execute(
+            f"select lead_id from public.find_or_create_unified_lead({names})", tuple(args.values())
+        ).fetchone()[0]
+        made.add(lead_id)
+        return lead_id
+
+    yield call
+    ids = list(made)
+    with owner_conn.transaction():
+        owner_conn.execute("delete from public.traffic_lead_journey where lead_id = any(%s)", (ids,))
+        owner_conn.execute("delete from public.traffic_lead_merges where winner_id = any(%s)", (ids,))
+        owner_conn.execute("delete from private.traffic_lead_identifiers where lead_id = any(%s)", (ids,))
+        for losers_first in ("merged_into is not null", "true"):
+            owner_conn.execute(
+                f"delete from public.traffic_leads where id = any(%s) and {losers_first}", (ids,)
+            )
+
+
+def _person(tag: str, operator: str) -> tuple[str, str]:
+    """A new person's e-mail and Kazakh mobile (``operator``: one normalize_phone reads, such
+    as 701, 705, 707; not 703 or 704, which libphonenumber does not number)."""
+    suffix = uuid.uuid4().hex[:6]
+    return f"{tag}-{suffix}@example.kz", f"+7{operator}{int(suffix, 16) % 10**7:07d}"
+
+
 def test_a_merge_during_a_sync_keeps_the_persons_first_deal(
-    fake: FakeProviders, queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+    fake: FakeProviders,
+    queue: Outbox,
+    db_url: str,
+    owner_conn: psycopg.Connection,
+    intake: Callable[..., uuid.UUID],
 ) -> None:
     """Lead B (e-mail) is being synced when a form ties it to lead A (phone), synced already:
     the merge gives B A's contact and deal. B's job created a second contact and deal and
     stored them over A's. Now the ids stored first win and the deal goes to them; the contact
     made in vain is named in the log."""
     _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
-    suffix = uuid.uuid4().hex[:6]
-    email, phone = f"merge-{suffix}@example.kz", f"+7702{int(suffix, 16) % 10**7:07d}"
-
-    def intake(**args: str) -> uuid.UUID:
-        names = ", ".join(f"{k} => %s" for k in args)
-        return owner_conn.execute(
-            f"select lead_id from public.find_or_create_unified_lead({names})", tuple(args.values())
-        ).fetchone()[0]
-
+    email, phone = _person("merge", "702")
     b = intake(p_email=email, p_source="profitest")
     a = intake(p_phone=phone, p_source="profitest")
-    try:
-        _sync_during_a_merge(fake, db_url, owner_conn, intake, a, b, phone, email)
-    finally:  # other tests count committed leads and journey rows
-        with owner_conn.transaction():
-            owner_conn.execute("delete from public.traffic_lead_journey where lead_id in (%s, %s)", (a, b))
-            owner_conn.execute("delete from public.traffic_lead_merges where winner_id in (%s, %s)", (a, b))
-            owner_conn.execute(
-                "delete from private.traffic_lead_identifiers where lead_id in (%s, %s)", (a, b)
-            )
-            owner_conn.execute("delete from public.traffic_leads where id = %s", (a,))
-            owner_conn.execute("delete from public.traffic_leads where id = %s", (b,))
+    _sync_during_a_merge(fake, db_url, owner_conn, intake, a, b, phone, email)
 
 
 def _sync_during_a_merge(
@@ -655,46 +674,19 @@ class _MergingClient(AmoCrmClient):
         return super().upsert_lead(*args, **kwargs)
 
 
-@pytest.fixture()
-def two_people_one_person(owner_conn: psycopg.Connection) -> Iterator[Callable[..., uuid.UUID]]:
-    """Intake as the forms call it; every lead it made is removed afterwards."""
-    made: set[uuid.UUID] = set()
-
-    def intake(**args: str) -> uuid.UUID:
-        names = ", ".join(f"{k} => %s" for k in args)
-        lead_id = owner_conn.execute(
-            f"select lead_id from public.find_or_create_unified_lead({names})", tuple(args.values())
-        ).fetchone()[0]
-        made.add(lead_id)
-        return lead_id
-
-    yield intake
-    ids = list(made)
-    with owner_conn.transaction():
-        owner_conn.execute("delete from public.traffic_lead_journey where lead_id = any(%s)", (ids,))
-        owner_conn.execute("delete from public.traffic_lead_merges where winner_id = any(%s)", (ids,))
-        owner_conn.execute("delete from private.traffic_lead_identifiers where lead_id = any(%s)", (ids,))
-        for losers_first in ("merged_into is not null", "true"):
-            owner_conn.execute(
-                f"delete from public.traffic_leads where id = any(%s) and {losers_first}", (ids,)
-            )
-
-
 def test_a_lead_merged_away_during_its_sync_leaves_the_survivors_deal_alone(
     fake: FakeProviders,
     queue: Outbox,
     db_url: str,
     owner_conn: psycopg.Connection,
-    two_people_one_person: Callable[..., uuid.UUID],
+    intake: Callable[..., uuid.UUID],
 ) -> None:
     """Lead A (phone) is synced, with its deal. Lead B (e-mail, newer) is being synced when a
     form ties them: B is merged into A. B's job stops at its store of the contact it made,
     names A's deal and makes no deal of its own (mutation review: the "merged meanwhile"
     branch was unpinned)."""
-    intake = two_people_one_person
     _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
-    suffix = uuid.uuid4().hex[:6]
-    email, phone = f"away-{suffix}@example.kz", f"+7705{int(suffix, 16) % 10**7:07d}"
+    email, phone = _person("away", "705")
     a = intake(p_phone=phone, p_source="profitest")
     b = intake(p_email=email, p_source="profitest")
     with connect(db_url) as conn, httpx.Client(timeout=10) as http:
@@ -725,16 +717,14 @@ def test_a_deal_goes_to_the_contact_a_merge_gave_the_lead_during_its_sync(
     queue: Outbox,
     db_url: str,
     owner_conn: psycopg.Connection,
-    two_people_one_person: Callable[..., uuid.UUID],
+    intake: Callable[..., uuid.UUID],
 ) -> None:
     """Lead A (phone) has an AmoCRM contact and no deal yet. Lead B (e-mail, older) is making
     its contact when a form ties them: A is merged into B, which takes A's contact. B's deal
     is made on that stored contact, and the contact B's job made is named (mutation review:
     the deal's contact was unpinned)."""
-    intake = two_people_one_person
     _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
-    suffix = uuid.uuid4().hex[:6]
-    email, phone = f"kept-{suffix}@example.kz", f"+7708{int(suffix, 16) % 10**7:07d}"
+    email, phone = _person("kept", "708")
     b = intake(p_email=email, p_source="profitest")
     a = intake(p_phone=phone, p_source="profitest")
     owner_conn.execute("update public.traffic_leads set amocrm_contact_id = 4444 where id = %s", (a,))
@@ -763,17 +753,15 @@ def test_a_deal_made_while_a_merge_gave_the_lead_a_deal_is_named_and_the_stored_
     queue: Outbox,
     db_url: str,
     owner_conn: psycopg.Connection,
-    two_people_one_person: Callable[..., uuid.UUID],
+    intake: Callable[..., uuid.UUID],
     synced_lead_is: str,
 ) -> None:
     """Lead B (e-mail) has stored its new contact and is creating its deal when a form ties it
     to lead A (phone, synced): whichever of the two survives holds A's deal. The deal B's job
     made is the one in vain: the job answers with the stored deal and names the other, so
     sales can merge them (mutation review: unpinned)."""
-    intake = two_people_one_person
     _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
-    suffix = uuid.uuid4().hex[:6]
-    email, phone = f"late-{suffix}@example.kz", f"+7707{int(suffix, 16) % 10**7:07d}"
+    email, phone = _person("late", "707")
     if synced_lead_is == "older":
         a = intake(p_phone=phone, p_source="profitest")
     b = intake(p_email=email, p_source="profitest")
