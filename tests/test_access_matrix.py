@@ -188,3 +188,28 @@ def test_the_columns_api_roles_may_write_are_the_pinned_ones(
     ).fetchall()
     got = {(table, priv): columns for table, priv, columns in rows}
     assert got == (SIGNED_IN_WRITES if role == "authenticated" else {})
+
+
+def test_a_table_the_matrix_closes_to_every_signed_in_role_grants_api_roles_nothing(
+    owner_conn: psycopg.Connection,
+) -> None:
+    """A grant on a table no signed-in role may use (the AmoCRM tokens, the consolidation
+    ledger) is one RLS slip from a leak: the matrix reads "0 rows" as "denied", so a SELECT
+    granted to ``authenticated`` on ``integration_tokens`` went unnoticed (mutation review).
+    Such tables grant anon and authenticated nothing at all."""
+    signed_in = [r for r in MATRIX_ROLES if r not in ("anon", "service_role")]
+    closed = sorted(
+        name
+        for name, entry in MATRIX.items()
+        if entry.kind in ("table", "view")
+        and all(cell == "deny" for role in signed_in for cell in entry.cells[role].values())
+    )
+    assert "public.integration_tokens" in closed and "public.outbox_jobs" in closed, closed
+    granted = owner_conn.execute(
+        "select t, p from unnest(%s::text[]) as t"
+        " cross join unnest(array['SELECT', 'INSERT', 'UPDATE', 'DELETE']) as p"
+        " where pg_catalog.has_table_privilege('authenticated', t, p)"
+        " or pg_catalog.has_table_privilege('anon', t, p)",
+        (closed,),
+    ).fetchall()
+    assert granted == []

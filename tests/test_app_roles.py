@@ -162,6 +162,12 @@ def test_a_targetologist_without_a_team_sees_their_own_profile_and_sources(
     assert api.query(who, "select id from public.traffic_users") == [{"id": who.user_id}]
     sources = api.query(who, "select utm_source from public.traffic_user_utm_sources")
     assert sources == [{"utm_source": "fb_kenesary"}]
+    # two teamless targetologists are no team of two (mutation review: a null-safe team match
+    # showed each the other's sources, the cast having one teamless user with sources)
+    other = cast.targetologist_a2
+    api.query(SERVICE, "update public.traffic_users set team_id = null where id = %s", [other.user_id])
+    assert api.query(who, "select utm_source from public.traffic_user_utm_sources") == sources
+    assert api.query(who, "select id from public.traffic_users") == [{"id": who.user_id}]
 
 
 @pytest.mark.parametrize(

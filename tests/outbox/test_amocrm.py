@@ -164,6 +164,27 @@ def test_a_refresh_that_raises_no_provider_error_gives_its_lease_back(queue: Out
     assert row == (None, "LookupError: no codec for the answer to <redacted>", "amo-refresh-1")
 
 
+BEGIN_REFRESH = "select public.begin_integration_token_refresh('amocrm', %s, 1, 30)"
+
+
+def test_a_refresh_lease_lapses_is_kept_by_its_holder_and_is_given_back_only_by_it(queue: Outbox) -> None:
+    """The lease that makes a refresh single-flight: a lapsed one is taken over (a worker
+    that died mid-refresh left every AmoCRM call "busy" for ever); its holder asking again
+    gets it again (it waited out its own lease); another worker cannot give it back (a
+    second refresh would spend the single-use refresh token twice and log the integration
+    out). Mutation review: none of the three was pinned."""
+    _store(queue.conn, "a1", "r1", 3600)
+    assert queue.conn.execute(BEGIN_REFRESH, ("w1",)).fetchone() == ("acquired",)
+    assert queue.conn.execute(BEGIN_REFRESH, ("w1",)).fetchone() == ("acquired",)
+    aborted = queue.conn.execute("select public.abort_integration_token_refresh('amocrm', 'w2', 'x')")
+    assert aborted.fetchone() == (False,)
+    assert queue.conn.execute(BEGIN_REFRESH, ("w3",)).fetchone() == ("busy",)
+    queue.conn.execute(
+        "update public.integration_tokens set refresh_lease_expires_at = now() - interval '1 second'"
+    )
+    assert queue.conn.execute(BEGIN_REFRESH, ("w2",)).fetchone() == ("acquired",)
+
+
 def test_refresh_lease_states(queue: Outbox) -> None:
     _store(queue.conn, "a1", "r1", 3600)
     begin = "select public.begin_integration_token_refresh('amocrm', %s, %s, 30)"
@@ -474,6 +495,73 @@ def test_each_sync_call_queues_the_next_leads_even_behind_dead_jobs(
                 "delete from public.outbox_jobs where idempotency_key = %s", (f"amocrm_sync/{lead_id}",)
             )
             owner_conn.execute("delete from public.traffic_leads where id = %s", (lead_id,))
+
+
+@pytest.fixture()
+def old_leads(
+    owner_conn: psycopg.Connection, clean_outbox: psycopg.Connection
+) -> Iterator[Callable[..., uuid.UUID]]:
+    """Leads made in 1980 (older than any other, so first in every sweep), removed after."""
+    made: list[uuid.UUID] = []
+
+    def make(**cols: object) -> uuid.UUID:
+        names = ", ".join(["name", "created_at", *cols])
+        marks = ", ".join(["%s"] * (2 + len(cols)))
+        day = f"1980-01-{len(made) + 1:02d}"
+        lead = owner_conn.execute(
+            f"insert into public.traffic_leads ({names}) values ({marks}) returning id",
+            (f"Старый {len(made)}", day, *cols.values()),
+        ).fetchone()[0]
+        made.append(lead)
+        return lead
+
+    yield make
+    owner_conn.execute(
+        "delete from public.outbox_jobs where idempotency_key = any(%s)",
+        ([f"amocrm_sync/{x}" for x in made],),
+    )
+    for losers_first in ("merged_into is not null", "true"):
+        owner_conn.execute(f"delete from public.traffic_leads where id = any(%s) and {losers_first}", (made,))
+
+
+def _sync_job(conn: psycopg.Connection, lead: uuid.UUID) -> bool:
+    return conn.execute(
+        "select exists (select from public.outbox_jobs where idempotency_key = %s)", (f"amocrm_sync/{lead}",)
+    ).fetchone()[0]
+
+
+def test_the_new_lead_sweep_passes_over_merged_leads_and_leads_with_a_dead_job(
+    queue: Outbox, owner_conn: psycopg.Connection, old_leads: Callable[..., uuid.UUID]
+) -> None:
+    """The worker's sweep of new leads (every housekeeping period) queues live leads without
+    a job: a merged one would become a second deal; a lead whose job went dead, offered again,
+    took its place in every batch, and the worker's loop stopped at the short batch (mutation
+    review: neither was pinned for this sweep)."""
+    first, second, merged = old_leads(), old_leads(), old_leads()
+    owner_conn.execute(
+        "update public.traffic_leads set merged_into = %s, merged_at = now() where id = %s", (first, merged)
+    )
+    sweep = "select public.enqueue_amocrm_new_lead_syncs(1)"
+    assert queue.conn.execute(sweep).fetchone() == (1,) and _sync_job(queue.conn, first)
+    owner_conn.execute(
+        "update public.outbox_jobs set status = 'dead', run_after = null where idempotency_key = %s",
+        (f"amocrm_sync/{first}",),
+    )
+    assert queue.conn.execute(sweep).fetchone() == (1,) and _sync_job(queue.conn, second)
+    queue.conn.execute("select public.enqueue_amocrm_new_lead_syncs(100000)")
+    assert not _sync_job(queue.conn, merged)
+
+
+def test_the_legacy_sweep_passes_over_leads_already_in_amocrm(
+    queue: Outbox, old_leads: Callable[..., uuid.UUID]
+) -> None:
+    """``p_include_legacy`` after a cut-over queues Landing's leads AmoCRM does not hold yet: one
+    it holds (synced, with its deal) queued again is a needless sync for each of hundreds of
+    thousands, and a risk of a second deal (mutation review)."""
+    synced = old_leads(amocrm_synced=True, amocrm_lead_id=4242, legacy_source_table="landing_leads")
+    unsynced = old_leads(legacy_source_table="landing_leads")
+    queue.conn.execute("select public.enqueue_amocrm_lead_sync(100000, true)")
+    assert (_sync_job(queue.conn, synced), _sync_job(queue.conn, unsynced)) == (False, True)
 
 
 def test_concurrent_sync_calls_queue_other_leads(

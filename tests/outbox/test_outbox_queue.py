@@ -40,6 +40,11 @@ def test_enqueue_is_idempotent_per_key(queue: Outbox) -> None:
     again = queue.enqueue("email", {"template": "password_changed", "to": "other@example.kz"}, "pw/1")
     assert first == again
     assert queue.conn.execute("select count(*) from public.outbox_jobs").fetchone()[0] == 1
+    # the job that holds the key is never changed: a job under way would change its recipient,
+    # and personal data would come back into a payload retention emptied (mutation review)
+    assert queue.conn.execute(
+        "select payload ->> 'to' from public.outbox_jobs where id = %s", (first,)
+    ).fetchone() == ("a@example.kz",)
 
 
 @pytest.mark.parametrize("key", ["password", "generated_password", "action_link", "access_token"])
@@ -301,6 +306,131 @@ def test_retention_prunes_old_logs_and_done_jobs_only(
         queue.conn.execute("select count(*) from public.outbox_jobs where status = 'pending'").fetchone()[0]
         == 0
     )
+
+
+def test_retention_keeps_what_is_younger_than_its_days(
+    queue: Outbox, clean_outbox: psycopg.Connection
+) -> None:
+    """Only logs and payloads older than the days kept go: a retention that took the recent
+    ones too (its age check dropped, or hours for days) left monitoring without its history
+    and passed, every row of the test above being 40 days old (mutation review)."""
+    old = queue.enqueue("sms", {"to": "+7", "text": "old"}, "ret2/old")
+    recent = queue.enqueue("sms", {"to": "+7", "text": "recent"}, "ret2/recent")
+    queue.claim("w", 2, 30)
+    queue.complete("w", [old, recent])
+    for job_id, age in ((old, "40 days"), (recent, "2 days")):
+        clean_outbox.execute(
+            "update public.integration_logs set created_at = now() - %s::interval where job_id = %s",
+            (age, job_id),
+        )
+        queue.conn.execute(
+            "update public.outbox_jobs set completed_at = now() - %s::interval where id = %s", (age, job_id)
+        )
+    result = queue.prune(30)
+    assert (result.logs_deleted, result.jobs_emptied) == (1, 1)
+    assert len(_logs(queue.conn, recent)) == 1 and _logs(queue.conn, old) == []
+    assert queue.conn.execute(
+        "select payload from public.outbox_jobs where id = %s", (recent,)
+    ).fetchone() == ({"to": "+7", "text": "recent"},)
+
+
+def test_requeue_of_every_dead_job_leaves_the_others_alone(queue: Outbox) -> None:
+    """``requeue_dead()`` without a kind revives dead jobs only: done ones would send every
+    e-mail and SMS again, pending ones would lose their wait (mutation review: the test above
+    has only dead jobs)."""
+    done = queue.enqueue("sms", {"to": "+7", "text": "d"}, "rq/done")
+    queue.claim("w", 1, 30)
+    queue.complete("w", [done])
+    dead = queue.enqueue("sms", {"to": "+7", "text": "x"}, "rq/dead", max_attempts=1)
+    queue.claim("w", 1, 30)
+    queue.fail(dead, "w", "boom")
+    later = queue.enqueue("sms", {"to": "+7", "text": "l"}, "rq/later")
+    queue.conn.execute(
+        "update public.outbox_jobs set run_after = now() + interval '1 hour' where id = %s", (later,)
+    )
+    assert queue.requeue_dead() == 1
+    assert [_status(queue.conn, j)["status"] for j in (done, dead, later)] == ["done", "pending", "pending"]
+    assert _status(queue.conn, later)["wait"] > 3000
+
+
+def test_release_by_another_worker_changes_nothing(queue: Outbox) -> None:
+    """Only the lease's holder gives a job back: another worker's release would put a job
+    under way back in the queue, and it would be sent twice (mutation review)."""
+    job_id = queue.enqueue("sms", {"to": "+7", "text": "t"}, "rel/x")
+    queue.claim("w1", 1, 30)
+    assert queue.release("w2", [job_id]) == 0
+    state = _status(queue.conn, job_id)
+    assert (state["status"], state["attempts"], state["owner"]) == ("running", 1, "w1")
+
+
+def test_a_late_attempts_backoff_stays_under_its_cap(queue: Outbox) -> None:
+    """The cap binds where the exponential wait would pass it (the attempt-12 wait is 10 x 2^11
+    s uncapped); tested only where it did not bind, a retry could wait for years (mutation
+    review)."""
+    job_id = queue.enqueue("sms", {"to": "+7", "text": "t"}, "cap/1", max_attempts=20)
+    queue.claim("w", 1, 30)
+    queue.conn.execute("update public.outbox_jobs set attempts = 12 where id = %s", (job_id,))
+    assert queue.fail(job_id, "w", "HTTP 502", backoff_base_seconds=10, backoff_cap_seconds=60) == "pending"
+    assert 29 <= _status(queue.conn, job_id)["wait"] <= 61
+
+
+def test_a_snooze_logs_the_attempt_it_made(queue: Outbox) -> None:
+    """A rate-limited try gives its attempt back, but its log row says which attempt it was
+    (1), not the count after the give-back (0) (mutation review)."""
+    job_id = queue.enqueue("telegram", {"chat_id": 1, "text": "t"}, "snz/1")
+    queue.claim("w", 1, 30)
+    queue.fail(job_id, "w", "HTTP 429", retry_in_seconds=1, count_attempt=False)
+    assert [row[3] for row in _logs(queue.conn, job_id)] == [1]
+    assert _status(queue.conn, job_id)["attempts"] == 0
+
+
+def test_claim_skips_a_job_another_transaction_holds(queue: Outbox, db_url: str) -> None:
+    """A job row locked by another session (an operator's open transaction, a slow
+    completion) is passed over: a claim that waited for it stopped every worker behind one
+    lock (mutation review)."""
+    held = queue.enqueue("sms", {"to": "+7", "text": "a"}, "lock/a")
+    free = queue.enqueue("sms", {"to": "+7", "text": "b"}, "lock/b")
+    queue.conn.execute(
+        "update public.outbox_jobs set run_after = now() - interval '1 minute' where id = %s", (held,)
+    )
+    with connect(db_url) as holder:
+        holder.autocommit = False
+        holder.execute("select 1 from public.outbox_jobs where id = %s for update", (held,))
+        queue.conn.execute("set lock_timeout = '2s'")
+        try:
+            jobs = queue.claim("w", 1, 30)  # the oldest is held: the next one, at once
+        finally:
+            queue.conn.execute("reset lock_timeout")
+            holder.rollback()
+    assert [j.id for j in jobs] == [free]
+
+
+def test_lease_recovery_passes_over_a_job_completed_while_it_waits(queue: Outbox, db_url: str) -> None:
+    """A lease lapses while its worker commits the job's completion: recovery, meeting the
+    row locked, must not wait and then set the finished job pending again, or the message is
+    sent twice (mutation review: recovery returned 1 for a job just completed)."""
+    job_id = queue.enqueue("sms", {"to": "+7", "text": "t"}, "race/1")
+    queue.claim("w", 1, 30)
+    queue.conn.execute(
+        "update public.outbox_jobs set lease_expires_at = now() - interval '1 second' where id = %s",
+        (job_id,),
+    )
+    recovered: list[int] = []
+    with connect(db_url) as finisher:
+        finisher.autocommit = False
+        finisher.execute("select public.complete_outbox_jobs('w', array[%s]::bigint[])", (job_id,))
+
+        def recover() -> None:
+            with connect(db_url) as conn:
+                recovered.append(conn.execute("select public.recover_expired_outbox_leases()").fetchone()[0])
+
+        thread = threading.Thread(target=recover)
+        thread.start()
+        thread.join(1.0)  # a recovery that waits for the row is still waiting here
+        finisher.commit()
+        thread.join(10)
+    assert recovered == [0]
+    assert _status(queue.conn, job_id)["status"] == "done"
 
 
 def test_concurrent_claimers_never_get_the_same_job(db_url: str, queue: Outbox) -> None:
