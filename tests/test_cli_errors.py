@@ -23,7 +23,16 @@ from onai_db.settings import Settings
 
 ROOT = Path(__file__).parents[1]
 # settings the developer's shell may carry that would change what a command connects to
-_SCRUB = ("ONAI_DB_URL", "TRAFFIC_DB_URL", "DATABASE_URL", "SUPABASE_DB_URL", "LANDING_DB_URL")
+# (and what points at a local stack: a developer's ONAI_DB_LOCAL_DIR made the CLI find theirs)
+_SCRUB = (
+    "ONAI_DB_URL",
+    "TRAFFIC_DB_URL",
+    "DATABASE_URL",
+    "SUPABASE_DB_URL",
+    "LANDING_DB_URL",
+    "ONAI_DB_LOCAL_DIR",
+    "ONAI_DB_PORT",
+)
 
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

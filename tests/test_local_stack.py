@@ -46,7 +46,10 @@ def busy_socket() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def scratch(scratch_project: Path, busy_socket: int) -> Iterator[LocalStack]:
-    env = dict(os.environ, ONAI_DB_PORT=str(busy_socket))
+    # never the developer's stack: an ONAI_DB_LOCAL_DIR in the environment made this fixture
+    # push into it, kill its server and purge it (found by review)
+    env = {k: v for k, v in os.environ.items() if k not in ("ONAI_DB_LOCAL_DIR", "ONAI_DB_URL")}
+    env["ONAI_DB_PORT"] = str(busy_socket)
     stack = LocalStack(Settings(project_dir=scratch_project, env=env), echo=lambda _m: None)
     try:
         yield stack
