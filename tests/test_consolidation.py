@@ -785,6 +785,13 @@ def test_leads_created_in_traffic_during_the_run_join_their_person(
             (email,),
         ).fetchone()
         assert mapped == (1,)
+        # Main's row did not make its lead (the live writer did): merged, not migrated
+        # (mutation review: the outcome was unpinned, and the report's counts with it)
+        outcome = conn.execute(
+            "select m.outcome from private.legacy_lead_map as m join private.consolidation_stage_leads as s"
+            " on s.src = m.source_table and s.legacy_id = m.legacy_id where s.name = 'Main'"
+        ).fetchall()
+        assert outcome == [("merged",)]
     # and a second run finds nothing to do
     again = consolidate(source, target, tmp_path / "again")
     assert again.ok and not again.changed, again.changes
@@ -2602,3 +2609,160 @@ def test_two_traffic_leads_an_edit_made_to_share_a_number_are_left_alone(
             "delete from public.traffic_leads where id in (%(a)s, %(b)s)",
         ):
             owner_conn.execute(stmt, {"a": a, "b": b})
+
+
+def test_length_edges_and_notification_reasons(stack: LocalStack, tmp_path: Path) -> None:
+    """One 65-character phone is one quarantined row, not a stopped run; a 320-character
+    e-mail (the longest the target takes) is imported; a notification of a quarantined lead
+    says why that lead is, and one whose lead comes later leaves the quarantine then, counted
+    once (mutation review: each boundary and reason was unpinned)."""
+    import uuid
+
+    source = fresh_source(stack, "cons_edges", rows=5, seed=3)
+    late = str(uuid.uuid4())
+    with psycopg.connect(source, autocommit=True) as conn:
+        long_phone = conn.execute(
+            "insert into landing_leads (name, phone) values ('LongPhone', repeat('7', 65)) returning id::text"
+        ).fetchone()[0]
+        conn.execute(
+            "insert into landing_leads (name, email) values ('Edge', repeat('a', 308) || '@example.com')"
+        )
+        bad = conn.execute(
+            "insert into landing_leads (created_at) values ('2024-02-01') returning id::text"
+        ).fetchone()[0]
+        conn.execute(
+            "insert into scheduled_notifications (id, lead_id, channel, recipient, template, payload,"
+            " scheduled_for, status) values (990001, %s, 'email', 'x@example.com', 'reminder', '{}', now(), 'pending'),"
+            " (990002, %s, 'email', 'y@example.com', 'reminder', '{}', now(), 'pending')",
+            (bad, late),
+        )
+    target = fresh_target(stack, "cons_edges_t")
+    report = consolidate(source, target, tmp_path / "1")
+    assert report.ok, report.to_json()
+    with psycopg.connect(target) as conn:
+        reasons = {
+            (t, i): r
+            for t, i, r in conn.execute(
+                "select source_table, legacy_id, reason from private.consolidation_quarantine"
+            ).fetchall()
+        }
+        edge = conn.execute("select count(*) from public.traffic_leads where length(email) = 320").fetchone()
+    assert reasons[("landing_leads", long_phone)] == "phone longer than 64 characters"
+    assert edge == (1,) and not any(r.startswith("email longer") for r in reasons.values())
+    assert reasons[("scheduled_notifications", "990001")] == (
+        f"its lead landing_leads {bad} is quarantined: no name, email or phone"
+    )
+    assert reasons[("scheduled_notifications", "990002")] == f"lead {late} not found in landing_leads"
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "insert into landing_leads (id, name, phone) values (%s, 'Late', '+77015550177')", (late,)
+        )
+    again = consolidate(source, target, tmp_path / "2")
+    assert again.ok, again.to_json()
+    with psycopg.connect(target) as conn:
+        for table, n in (
+            ("private.legacy_scheduled_notifications", 1),
+            ("private.consolidation_quarantine", 0),
+        ):
+            assert conn.execute(f"select count(*) from {table} where legacy_id = '990002'").fetchone() == (
+                n,
+            ), table
+
+
+def test_an_existing_lead_gets_the_clicks_and_the_first_metadata_and_quarantined_rows_follow_landing(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """Landing rows filling a lead Traffic already has add their clicks to its count and carry
+    ``sms_clicked``; two rows of 40 kB metadata for one person keep the first row's (both
+    would pass the 64 KiB check); after a second run, a quarantined row edited in Landing
+    holds its new values, a click count changed in Landing is counted as a change there, and
+    a journey row with a bad stage added later for an imported lead is quarantined (mutation
+    review: each of these went unnoticed)."""
+    source = fresh_source(stack, "cons_fill", rows=0, seed=1)
+    target = fresh_target(stack, "cons_fill_t")
+    phone = "+77015550166"
+    with psycopg.connect(target, autocommit=True) as conn:
+        lead = conn.execute(
+            "select lead_id from public.find_or_create_unified_lead(p_phone => %s, p_occurred_at => '2020-01-01')",
+            (phone,),
+        ).fetchone()[0]
+        conn.execute("update public.traffic_leads set click_count = 3 where id = %s", (lead,))
+    blob = _blob(40_000)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "alter table landing_leads add column sms_clicked boolean, add column sms_clicked_at timestamptz"
+        )
+        conn.execute(
+            "insert into landing_leads (name, phone, click_count, sms_clicked, sms_clicked_at, created_at)"
+            " values ('Clicker', %s, 2, true, '2024-01-01Z', '2024-01-01')",
+            (phone,),
+        )
+        conn.execute(
+            "insert into landing_leads (name, phone, metadata, created_at) values"
+            " ('Big', '+77015550167', jsonb_build_object('a', %s::text), '2024-01-01'),"
+            " ('Big', '+77015550167', jsonb_build_object('b', %s::text), '2024-01-02')",
+            (blob, blob[::-1]),
+        )
+        negative = conn.execute(
+            "insert into landing_leads (name, phone, click_count) values ('Neg', '+77015550168', -1) returning id::text"
+        ).fetchone()[0]
+        imported = conn.execute(
+            "insert into landing_leads (name, phone) values ('Old', '+77015550169') returning id::text"
+        ).fetchone()[0]
+    first = consolidate(source, target, tmp_path / "1")
+    assert first.ok, first.to_json()
+    with psycopg.connect(target) as conn:
+        assert conn.execute(
+            "select click_count, sms_clicked from public.traffic_leads where id = %s", (lead,)
+        ).fetchone() == (5, True)
+        assert conn.execute(
+            "select metadata ? 'a', metadata ? 'b' from public.traffic_leads where name = 'Big' and merged_into is null"
+        ).fetchone() == (True, False)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("update landing_leads set name = 'Neg edited' where id = %s", (negative,))
+        conn.execute("update landing_leads set click_count = 9 where id = %s", (imported,))
+        conn.execute("insert into lead_journey (lead_id, stage) values (%s, '???')", (imported,))
+    again = consolidate(source, target, tmp_path / "2")
+    assert again.ok, again.to_json()
+    assert again.changes["quarantine_reasons_updated"] == 1, again.changes
+    assert {t.table: t.changed_in_landing for t in again.tables}["landing_leads"] == 1
+    with psycopg.connect(target) as conn:
+        assert conn.execute(
+            "select row_data ->> 'name' from private.consolidation_quarantine where legacy_id = %s",
+            (negative,),
+        ).fetchone() == ("Neg edited",)
+        assert conn.execute(
+            "select reason from private.consolidation_quarantine where source_table = 'lead_journey'"
+        ).fetchall() == [("stage '???' is not a valid stage name",)]
+
+
+def test_two_existing_leads_joined_by_landing_rows_are_filled_in_time_order(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """Two leads Traffic has (a phone's, 2020; an e-mail's, 2021) are tied by a Landing row:
+    they become the older one, and the rows fill it in their time order, as the one-by-one
+    replay does, so the earliest row's name wins (mutation review: the existing leads'
+    ranking was unpinned)."""
+    source = fresh_source(stack, "cons_two_existing", rows=0, seed=1)
+    target = fresh_target(stack, "cons_two_existing_t")
+    phone, email = "+77015550155", "two.existing@example.com"
+    with psycopg.connect(target, autocommit=True) as conn:
+        older = conn.execute(
+            "select lead_id from public.find_or_create_unified_lead(p_phone => %s, p_occurred_at => '2020-01-01')",
+            (phone,),
+        ).fetchone()[0]
+        conn.execute(
+            "select public.find_or_create_unified_lead(p_email => %s, p_occurred_at => '2021-01-01')",
+            (email,),
+        )
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "insert into lead_tracking (id, name, phone, email, created_at) values"
+            " (1, 'R', %s, null, '2024-01-01'), (2, 'S', null, %s, '2024-01-02'), (3, null, %s, %s, '2024-01-03')",
+            (phone, email, phone, email),
+        )
+    assert consolidate(source, target, tmp_path).ok
+    with psycopg.connect(target) as conn:
+        assert conn.execute(
+            "select id, name from public.traffic_leads where merged_into is null"
+        ).fetchall() == [(older, "R")]

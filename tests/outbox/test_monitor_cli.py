@@ -70,6 +70,7 @@ def test_snapshot_and_render(fake: FakeProviders, queue: Outbox, db_url: str) ->
     assert not snap.truncated["telegram_deactivated"]
     assert len(snapshot(queue.conn, chats=1).telegram_deactivated) == 1
     assert snapshot(queue.conn, chats=1).truncated["telegram_deactivated"]
+    assert not snapshot(queue.conn, chats=2).truncated["telegram_deactivated"]  # exactly the limit: no "more"
     console = Console(record=True, width=160)
     render(snap, console)
     text = console.export_text()
@@ -384,3 +385,26 @@ def test_a_constraint_not_validated_is_shown_and_ages_keep_their_keys(
         conn.execute(f"alter table {table} drop constraint {name}")
         conn.execute("delete from public.telegram_groups where chat_id = -99")
     assert snapshot(conn).constraints_not_validated == []
+
+
+def test_a_kind_whose_only_running_job_lost_its_lease_has_no_worker(
+    queue: Outbox, owner_conn: psycopg.Connection
+) -> None:
+    """A job whose lease lapsed (its worker died) is no sign of a worker: the monitor said "a
+    backlog; a worker serves this kind" with none alive (mutation review)."""
+    queue.enqueue("email", {"template": "password_changed", "to": "a@example.kz"}, "mon2/due")
+    queue.enqueue("email", {"template": "password_changed", "to": "b@example.kz"}, "mon2/orphan")
+    assert len(queue.claim("gone-worker", 1, 60, ["email"])) == 1
+    owner_conn.execute(
+        "update public.outbox_jobs set created_at = now() - interval '10 minutes',"
+        " run_after = now() - interval '10 minutes' where idempotency_key like 'mon2/%' and status = 'pending'"
+    )
+    owner_conn.execute(
+        "update public.outbox_jobs set lease_expires_at = now() - interval '1 minute'"
+        " where idempotency_key like 'mon2/%' and status = 'running'"
+    )
+    console = Console(record=True, width=220)
+    render(snapshot(queue.conn), console)
+    text = console.export_text()
+    assert "email: 1 job(s) due, the oldest for 10m: no worker serves them" in text, text
+    assert "a backlog" not in text, text
