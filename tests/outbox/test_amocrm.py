@@ -497,33 +497,6 @@ def test_each_sync_call_queues_the_next_leads_even_behind_dead_jobs(
             owner_conn.execute("delete from public.traffic_leads where id = %s", (lead_id,))
 
 
-@pytest.fixture()
-def old_leads(
-    owner_conn: psycopg.Connection, clean_outbox: psycopg.Connection
-) -> Iterator[Callable[..., uuid.UUID]]:
-    """Leads made in 1980 (older than any other, so first in every sweep), removed after."""
-    made: list[uuid.UUID] = []
-
-    def make(**cols: object) -> uuid.UUID:
-        names = ", ".join(["name", "created_at", *cols])
-        marks = ", ".join(["%s"] * (2 + len(cols)))
-        day = f"1980-01-{len(made) + 1:02d}"
-        lead = owner_conn.execute(
-            f"insert into public.traffic_leads ({names}) values ({marks}) returning id",
-            (f"Старый {len(made)}", day, *cols.values()),
-        ).fetchone()[0]
-        made.append(lead)
-        return lead
-
-    yield make
-    owner_conn.execute(
-        "delete from public.outbox_jobs where idempotency_key = any(%s)",
-        ([f"amocrm_sync/{x}" for x in made],),
-    )
-    for losers_first in ("merged_into is not null", "true"):
-        owner_conn.execute(f"delete from public.traffic_leads where id = any(%s) and {losers_first}", (made,))
-
-
 def _sync_job(conn: psycopg.Connection, lead: uuid.UUID) -> bool:
     return conn.execute(
         "select exists (select from public.outbox_jobs where idempotency_key = %s)", (f"amocrm_sync/{lead}",)

@@ -7,7 +7,8 @@ ends with empty outbox tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -62,6 +63,29 @@ def service_conn(db_url: str, clean_outbox: psycopg.Connection) -> Iterator[psyc
 @pytest.fixture()
 def queue(service_conn: psycopg.Connection) -> Outbox:
     return Outbox(service_conn)
+
+
+@pytest.fixture()
+def old_leads(
+    owner_conn: psycopg.Connection, clean_outbox: psycopg.Connection
+) -> Iterator[Callable[..., uuid.UUID]]:
+    """Make leads dated 1980 (older than any other, so first in every sweep), with the given
+    columns; they are removed afterwards (their jobs go with the clean outbox)."""
+    made: list[uuid.UUID] = []
+
+    def make(**cols: object) -> uuid.UUID:
+        names = ", ".join(["name", "created_at", *cols])
+        marks = ", ".join(["%s"] * (2 + len(cols)))
+        lead = owner_conn.execute(
+            f"insert into public.traffic_leads ({names}) values ({marks}) returning id",
+            (f"Старый {len(made)}", f"1980-01-{len(made) + 1:02d}", *cols.values()),
+        ).fetchone()[0]
+        made.append(lead)
+        return lead
+
+    yield make
+    for losers_first in ("merged_into is not null", "true"):
+        owner_conn.execute(f"delete from public.traffic_leads where id = any(%s) and {losers_first}", (made,))
 
 
 def worker_env(fake: FakeProviders, db_url: str, **extra: str) -> dict[str, str]:
