@@ -267,12 +267,11 @@ def test_api_errors_are_classified(
 
 @pytest.fixture()
 def lead(owner_conn: psycopg.Connection) -> Iterator[uuid.UUID]:
-    suffix = uuid.uuid4().hex[:6]
-    phone = f"+7701{int(suffix, 16) % 10**7:07d}"
+    email, phone = _person("lead", "701")
     lead_id = owner_conn.execute(
         "insert into public.traffic_leads (name, phone, email, source, first_utm_source, first_touch_at)"
         " values ('Даурен', %s, %s, 'expresscourse', 'fb_arystan', now()) returning id",
-        (phone, f"lead-{suffix}@example.kz"),
+        (phone, email),
     ).fetchone()[0]
     yield lead_id
     owner_conn.execute("delete from private.traffic_lead_identifiers where lead_id = %s", (lead_id,))
@@ -912,11 +911,10 @@ def test_a_worker_serving_amocrm_queues_new_leads_itself(
     Traffic once a day, also in a cron-run --once (found by review: only a long-running
     worker did, so with cron such leads never reached AmoCRM); other imported leads wait."""
     _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
-    suffix = uuid.uuid4().hex[:6]
     new = queue.conn.execute(
         "select lead_id from public.find_or_create_unified_lead(p_name => 'Новый', p_phone => %s,"
         " p_source => 'proftest', p_utm_source => 'fb_arystan')",
-        (f"+7702{int(suffix, 16) % 10**7:07d}",),
+        (_person("new", "702")[1],),
     ).fetchone()[0]
     imported, returned = _imported_leads(owner_conn)
     owner_conn.execute(

@@ -21,8 +21,9 @@ import pytest
 from onai_db.errors import ConfigError
 from onai_db.local import pg_bindir
 from onai_db.outbox import Outbox
+from onai_db.outbox_handlers import Handlers
 from onai_db.settings import Settings
-from onai_db.worker import Worker, WorkerConfig, run_worker
+from onai_db.worker import Worker, WorkerConfig, _in_batches, run_worker
 from support.cast import create_auth_user
 from support.fake_providers import (
     ADMIN_BOT,
@@ -922,7 +923,6 @@ def test_a_handlers_own_error_is_dead_at_once_for_a_malformed_payload_and_retrie
     again: the job is dead at its first attempt, not after five. Any other exception may be
     passing (a bug met once, a library's hiccup) and is retried. Only the exception's type
     is stored: its text may carry the payload (mutation review: neither was pinned)."""
-    from onai_db.outbox_handlers import Handlers
 
     def broken(self: Handlers, job: object) -> None:
         raise raised
@@ -958,7 +958,6 @@ def test_the_amocrm_sweep_runs_in_batches_until_one_comes_back_short() -> None:
     """The housekeeping's AmoCRM sweep queues at most 1,000 jobs a call and 10 calls a
     period: it stops at the first short batch, and a backlog of more waits for the next
     period rather than flooding the queue (mutation review: unpinned)."""
-    from onai_db.worker import _in_batches
 
     def sweep(answers: list[int]) -> tuple[list[int], Callable[[int], int]]:
         asked: list[int] = []
