@@ -2003,6 +2003,50 @@ def test_columns_beyond_the_known_schema_are_used_kept_and_reported(
     assert third.ok and not third.changed and all(t.changed_in_landing == 0 for t in third.tables)
 
 
+def test_array_columns_beyond_the_known_schema_become_json_arrays(stack: LocalStack, tmp_path: Path) -> None:
+    """An array column the import does not know went into the lead's metadata as the one
+    string PostgreSQL prints for it ('{a,"b c"}'), which no reader of the metadata could use
+    (left in earlier notes). It is a JSON array now: integers, booleans and jsonb typed as the
+    same scalar columns are, other elements as text, nested for more dimensions, NULLs kept."""
+    source = fresh_source(stack, "cons_arrays", rows=3, seed=19)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("create type mood as enum ('calm', 'keen')")
+        conn.execute(
+            "alter table landing_leads add column tags text[], add column scores integer[],"
+            " add column flags boolean[], add column docs jsonb[], add column grid bigint[],"
+            " add column moods mood[], add column stamps timestamptz[], add column nothing text[]"
+        )
+        lead = conn.execute(
+            "insert into landing_leads (name, phone, tags, scores, flags, docs, grid, moods, stamps, nothing,"
+            " metadata) values ('Arrays', '+77015550611', array['a', 'b c', null, '{x}'], array[3, null, -1],"
+            """ array[true, false], array['{"k": [1, null]}'::jsonb, 'null'], '{{1,2},{3,4}}',"""
+            " array['keen'::mood], array['2024-03-01 10:00+00'::timestamptz], '{}', '{}') returning id"
+        ).fetchone()[0]
+    target = fresh_target(stack, "cons_arrays_t")
+    report = consolidate(source, target, tmp_path)
+    assert report.ok, report.to_json()
+    assert report.extra_columns["landing_leads.tags"] == {
+        "rows_with_value": 1,
+        "kept_in": "traffic_leads.metadata",
+    }
+    with psycopg.connect(target) as conn:
+        conn.execute("set timezone = 'UTC'")
+        (meta,) = conn.execute(
+            "select metadata from public.traffic_leads where legacy_source_table = 'landing_leads' and legacy_id = %s",
+            (str(lead),),
+        ).fetchone()
+    assert meta == {
+        "tags": ["a", "b c", None, "{x}"],
+        "scores": [3, None, -1],
+        "flags": [True, False],
+        "docs": [{"k": [1, None]}, None],
+        "grid": [[1, 2], [3, 4]],
+        "moods": ["keen"],
+        "stamps": ["2024-03-01 10:00:00+00"],
+        "nothing": [],
+    }
+
+
 def test_a_column_named_like_a_statement_hole_is_only_a_column(stack: LocalStack, tmp_path: Path) -> None:
     """The statement that stages the lead rows is built from a template with holes for each
     table's columns; filled one after another, a Landing column named like a later hole had

@@ -143,10 +143,12 @@ select id::text, count(*) from public.{table} group by id having count(*) > 1 or
 """
 
 
-# the legacy tables' columns and their information_schema data types, in order
+# the legacy tables' columns and their information_schema data types, in order; an array is
+# named by its element type (``int4[]``, ``text[]``) so that its values can be read typed
 _SOURCE_COLUMNS_SQL = (
     "select table_name::text, array_agg(column_name::text order by ordinal_position),"
-    " array_agg(data_type::text order by ordinal_position) "
+    " array_agg(case when data_type = 'ARRAY' then ltrim(udt_name::text, '_') || '[]' else data_type::text end"
+    " order by ordinal_position) "
     "from information_schema.columns where table_schema = 'public' and table_name = any(%s) "
     "group by table_name"
 )

@@ -272,10 +272,24 @@ def _landing_utm(columns: Sequence[str]) -> str:
     return ", ".join(out)
 
 
+# an array column's element types read typed, as the same scalar column's are; other elements
+# (json included: its text may be one jsonb refuses) are kept as their text
+_ARRAY_AS = {
+    "int2[]": "bigint[]",
+    "int4[]": "bigint[]",
+    "int8[]": "bigint[]",
+    "bool[]": "boolean[]",
+    "jsonb[]": "jsonb[]",
+}
+
+
 def _extra_value(ident: str, kind: str) -> str:
     """A column's value (text in the raw tables) as its jsonb value: booleans and integers
     typed, json parsed (a json text jsonb refuses stays text; only a value that may be one is
-    tried, as in :func:`keep_unreadable_json`), text as it is."""
+    tried, as in :func:`keep_unreadable_json`), an array as a JSON array (nested for more
+    dimensions, its elements as :data:`_ARRAY_AS` says; it was one string), text as it is."""
+    if kind.endswith("[]"):
+        return f"to_jsonb({ident}::{_ARRAY_AS.get(kind, 'text[]')})"
     if kind == "boolean":
         return f"{ident}::boolean"
     if kind in _INT_TYPES:
