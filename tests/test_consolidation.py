@@ -639,6 +639,47 @@ def test_a_row_left_in_the_quarantine_gets_the_reason_the_latest_run_finds(
     assert again.ok and not again.changed, again.changes
 
 
+def test_a_placeholder_stage_is_quarantined_not_made_a_stage(stack: LocalStack, tmp_path: Path) -> None:
+    """A Landing journey row whose stage a script left as '[object Object]', 'undefined' or an
+    unexpanded macro became the stage 'object_object', 'undefined' or 'stage' once made
+    snake_case (left in earlier notes): it counted on the dashboard as a stage of its own. Such
+    a row is quarantined now, as a stage that is not one; its lead and its real stages arrive."""
+    source = fresh_source(stack, "cons_placeholder_stage", rows=0, seed=1)
+    lead = "cccccccc-0000-0000-0000-000000000001"
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "insert into landing_leads (id, name, phone, created_at) values (%s, 'Stage', '+77015550621', '2024-02-01')",
+            (lead,),
+        )
+        conn.execute(
+            "insert into lead_journey (id, lead_id, stage, created_at) values"
+            " (910001, %(l)s, '[object Object]', '2024-02-02'), (910002, %(l)s, 'undefined', '2024-02-02'),"
+            " (910003, %(l)s, '{{stage}}', '2024-02-02'), (910004, %(l)s, 'NaN', '2024-02-02'),"
+            " (910005, %(l)s, 'Proftest Submitted', '2024-02-02')",
+            {"l": lead},
+        )
+    target = fresh_target(stack, "cons_placeholder_stage_t")
+    report = consolidate(source, target, tmp_path)
+    assert report.ok, report.to_json()
+    with psycopg.connect(target) as conn:
+        quarantined = conn.execute(
+            "select legacy_id, reason from private.consolidation_quarantine where source_table = 'lead_journey'"
+            " order by 1"
+        ).fetchall()
+        stages = conn.execute(
+            "select l.stages, array_agg(j.stage order by j.stage) from public.traffic_leads as l"
+            " join public.traffic_lead_journey as j on j.lead_id = l.id where l.phone_normalized = '+77015550621'"
+            " group by l.stages"
+        ).fetchall()
+    assert quarantined == [
+        ("910001", "stage '[object Object]' is not a valid stage name"),
+        ("910002", "stage 'undefined' is not a valid stage name"),
+        ("910003", "stage '{{stage}}' is not a valid stage name"),
+        ("910004", "stage 'NaN' is not a valid stage name"),
+    ]
+    assert stages == [(["lead_captured", "proftest_submitted"], ["lead_captured", "proftest_submitted"])]
+
+
 @pytest.mark.parametrize("existing", ["created by the API", "imported by an earlier run"])
 def test_rows_reaching_one_existing_lead_fill_it_in_their_time_order(
     stack: LocalStack, tmp_path: Path, existing: str

@@ -371,7 +371,12 @@ MAP_SQL = (
     "drop table if exists private.consolidation_map_stage",
     f"""
     create unlogged table private.consolidation_map_stage as
-    select x.raw, n.stage, n.stage ~ '^[a-z][a-z0-9_]*$' and length(n.stage) <= 63 as ok
+    select x.raw, n.stage,
+      n.stage ~ '^[a-z][a-z0-9_]*$' and length(n.stage) <= 63
+      -- a script's placeholder or an unexpanded macro ('[object Object]', 'undefined',
+      -- '{{stage}}') is no stage, as it is no UTM value: once canonical it looked like one
+      -- ('object_object', 'stage')
+      and private.utm_touch_value(x.raw) is not null as ok
     from (select distinct stage as raw from private.consolidation_raw_lead_journey where stage is not null) as x
     cross join lateral (select {STAGE_EXPR.format(s="x.raw")} as stage) as n
     """,
