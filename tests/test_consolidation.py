@@ -35,6 +35,7 @@ from support.consolidation import (
     persons_from_map,
     persons_from_replay,
     replay_one_by_one,
+    scratch_db,
     snapshot,
 )
 
@@ -423,14 +424,16 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
         consolidate(typed, target, tmp_path)
     assert refused.value.kind == "source_not_landing"
     # a target without the migrations
-    stack.create_database("cons_bare", drop=True)
+    stack.create_database(scratch_db("cons_bare"), drop=True)
     with pytest.raises(ConsolidationError, match="lacks the onai-db migrations") as refused:
-        consolidate(source, stack.database_url("cons_bare"), tmp_path)
+        consolidate(source, stack.database_url(scratch_db("cons_bare")), tmp_path)
     assert refused.value.kind == "target_lacks_migrations"
     # ... or pushed from an older checkout: the tables are there, the newest migrations are not
     behind = fresh_target(stack, "cons_behind")
     newest = local_migrations(Path(__file__).parents[1])[-1]
-    with psycopg.connect(stack.database_url("cons_behind", "supabase_admin"), autocommit=True) as conn:
+    with psycopg.connect(
+        stack.database_url(scratch_db("cons_behind"), "supabase_admin"), autocommit=True
+    ) as conn:
         conn.execute(
             "delete from supabase_migrations.schema_migrations where version = %s", (newest.version,)
         )
@@ -442,7 +445,9 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
     with psycopg.connect(behind) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
     # a history the login may not read is no reason to refuse (the tables were checked)
-    with psycopg.connect(stack.database_url("cons_behind", "supabase_admin"), autocommit=True) as conn:
+    with psycopg.connect(
+        stack.database_url(scratch_db("cons_behind"), "supabase_admin"), autocommit=True
+    ) as conn:
         conn.execute("alter schema supabase_migrations owner to supabase_admin")
         conn.execute("alter table supabase_migrations.schema_migrations owner to supabase_admin")
     with psycopg.connect(behind) as conn:
@@ -472,7 +477,9 @@ def test_cli_legacy_create_and_json_report(stack: LocalStack, tmp_path: Path) ->
             capture_output=True, text=True, cwd=Path(__file__).parents[1], check=False, env=env,
         )  # fmt: skip
 
-    created = cli("legacy", "create", "--db", "cons_cli_src", "--rows", "60", "--seed", "2", "--json")
+    created = cli(
+        "legacy", "create", "--db", scratch_db("cons_cli_src"), "--rows", "60", "--seed", "2", "--json"
+    )
     assert created.returncode == 0, created.stderr
     doc = json.loads(created.stdout)
     assert sum(doc["rows"][t] for t in ("landing_leads", "lead_tracking", "unified_lead_tracking")) == 60
@@ -1028,8 +1035,8 @@ def test_the_targets_session_defaults_do_not_change_what_is_imported(
     the result equals the fixture's run with default settings."""
     target = fresh_target(stack, "cons_latin1")
     with stack.admin_connect() as conn:
-        conn.execute("alter database cons_latin1 set client_encoding = 'LATIN1'")
-        conn.execute("alter database cons_latin1 set standard_conforming_strings = off")
+        conn.execute(f"alter database {scratch_db('cons_latin1')} set client_encoding = 'LATIN1'")
+        conn.execute(f"alter database {scratch_db('cons_latin1')} set standard_conforming_strings = off")
     with monkeypatch.context() as env:
         env.setenv("PGCLIENTENCODING", "LATIN1")
         report = consolidate(source, target, tmp_path)
@@ -1052,17 +1059,19 @@ def test_a_target_that_cannot_be_written_is_refused_before_the_backup(
     no backup taken, nothing written (it used to be a "backup failed" after a full backup)."""
     target = fresh_target(stack, "cons_ro")
     with stack.admin_connect() as conn:
-        conn.execute("alter database cons_ro set default_transaction_read_only = on")
+        conn.execute(f"alter database {scratch_db('cons_ro')} set default_transaction_read_only = on")
     with pytest.raises(ConsolidationError, match="the target is read-only") as refused:
         consolidate(source, target, tmp_path / "ro")
     assert refused.value.kind == "target_not_writable" and "nothing was written" in str(refused.value)
     assert not list(tmp_path.rglob("*.csv"))
     role = f"cons_reader_{os.getpid()}"
     with stack.admin_connect() as conn:
-        conn.execute("alter database cons_ro reset default_transaction_read_only")
+        conn.execute(f"alter database {scratch_db('cons_ro')} reset default_transaction_read_only")
         conn.execute(f"create role {role} login password 'reader'")
     try:
-        with psycopg.connect(stack.database_url("cons_ro", "supabase_admin"), autocommit=True) as conn:
+        with psycopg.connect(
+            stack.database_url(scratch_db("cons_ro"), "supabase_admin"), autocommit=True
+        ) as conn:
             conn.execute(f"grant usage on schema public, private to {role}")
             conn.execute(f"grant select on all tables in schema public, private to {role}")
         reader = target.replace("postgres:postgres@", f"{role}:reader@")
@@ -1072,7 +1081,9 @@ def test_a_target_that_cannot_be_written_is_refused_before_the_backup(
             consolidate(source, reader, tmp_path / "reader")
         assert refused.value.kind == "target_not_writable"
         # without usage of schema private: the same line, not "permission denied for schema private"
-        with psycopg.connect(stack.database_url("cons_ro", "supabase_admin"), autocommit=True) as conn:
+        with psycopg.connect(
+            stack.database_url(scratch_db("cons_ro"), "supabase_admin"), autocommit=True
+        ) as conn:
             conn.execute(f"revoke usage on schema private from {role}")
         with pytest.raises(ConsolidationError, match="the target login cannot write") as refused:
             consolidate(source, reader, tmp_path / "reader")
@@ -1080,7 +1091,9 @@ def test_a_target_that_cannot_be_written_is_refused_before_the_backup(
         with psycopg.connect(target) as conn:
             assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
     finally:
-        with psycopg.connect(stack.database_url("cons_ro", "supabase_admin"), autocommit=True) as conn:
+        with psycopg.connect(
+            stack.database_url(scratch_db("cons_ro"), "supabase_admin"), autocommit=True
+        ) as conn:
             conn.execute(f"drop owned by {role}")
         with stack.admin_connect() as conn:
             conn.execute(f"drop role {role}")
@@ -1112,7 +1125,9 @@ def test_a_source_schema_the_login_cannot_use_or_a_materialized_view_is_named(
             refused.value
         )
     finally:
-        with psycopg.connect(stack.database_url("cons_nousage", "supabase_admin"), autocommit=True) as conn:
+        with psycopg.connect(
+            stack.database_url(scratch_db("cons_nousage"), "supabase_admin"), autocommit=True
+        ) as conn:
             conn.execute(f"drop owned by {role}")
         with stack.admin_connect() as conn:
             conn.execute(f"drop role {role}")
@@ -1411,7 +1426,7 @@ def test_a_source_with_a_day_first_datestyle_keeps_its_dates(stack: LocalStack, 
     04/03/2025, which the target read as 3 April (and 30/01/2025 stopped the run)."""
     source = fresh_source(stack, "cons_dmy", rows=10, seed=10)
     with psycopg.connect(source, autocommit=True) as conn:
-        conn.execute("alter database cons_dmy set datestyle = 'SQL, DMY'")
+        conn.execute(f"alter database {scratch_db('cons_dmy')} set datestyle = 'SQL, DMY'")
         conn.execute("update landing_leads set created_at = '2025-03-04 10:00+00'")
         conn.execute("update lead_journey set created_at = '2025-01-30 08:00'")
     target = fresh_target(stack, "cons_dmy_t")
@@ -2215,15 +2230,18 @@ def test_a_sql_ascii_source_is_one_clear_error(stack: LocalStack, tmp_path: Path
     from onai_db.legacy import install_schema
 
     with psycopg.connect(stack.database_url("postgres", "supabase_admin"), autocommit=True) as conn:
-        conn.execute("drop database if exists cons_ascii")
+        conn.execute(f"drop database if exists {scratch_db('cons_ascii')}")
         conn.execute(
-            "create database cons_ascii encoding 'SQL_ASCII' template template0 lc_collate 'C' lc_ctype 'C'"
+            f"create database {scratch_db('cons_ascii')} encoding 'SQL_ASCII' template template0"
+            " lc_collate 'C' lc_ctype 'C'"
         )
-    with psycopg.connect(stack.database_url("cons_ascii", "supabase_admin"), autocommit=True) as conn:
+    with psycopg.connect(
+        stack.database_url(scratch_db("cons_ascii"), "supabase_admin"), autocommit=True
+    ) as conn:
         install_schema(conn)
     target = fresh_target(stack, "cons_ascii_t")
     with pytest.raises(ConsolidationError, match="encoding is SQL_ASCII") as refused:
-        consolidate(stack.database_url("cons_ascii", "supabase_admin"), target, tmp_path)
+        consolidate(stack.database_url(scratch_db("cons_ascii"), "supabase_admin"), target, tmp_path)
 
     assert refused.value.kind == "source_encoding"
 
@@ -2308,8 +2326,10 @@ def test_timestamps_without_a_time_zone_are_read_as_utc_whatever_the_target_says
         )
     target = fresh_target(stack, "cons_naive_t")
     with psycopg.connect(target, autocommit=True) as conn:
-        conn.execute("alter database cons_naive_t set timezone = 'Asia/Almaty'")  # +05
-        conn.execute("alter role postgres in database cons_naive_t set statement_timeout = '1ms'")
+        conn.execute(f"alter database {scratch_db('cons_naive_t')} set timezone = 'Asia/Almaty'")  # +05
+        conn.execute(
+            f"alter role postgres in database {scratch_db('cons_naive_t')} set statement_timeout = '1ms'"
+        )
     report = consolidate(source, target, tmp_path)  # and no login timeout cuts it short
     assert report.ok, report.to_json()
     with psycopg.connect(target) as conn:
@@ -2328,7 +2348,9 @@ def test_an_idle_session_timeout_of_the_target_does_not_cut_a_long_backup_short(
     source = fresh_source(stack, "cons_idle", rows=10, seed=23)
     target = fresh_target(stack, "cons_idle_t")
     with psycopg.connect(target, autocommit=True) as conn:
-        conn.execute("alter role postgres in database cons_idle_t set idle_session_timeout = '300ms'")
+        conn.execute(
+            f"alter role postgres in database {scratch_db('cons_idle_t')} set idle_session_timeout = '300ms'"
+        )
     slept: list[str] = []
 
     def slow_backup(phase: str, _advance: int, _total: int | None) -> None:
@@ -2386,7 +2408,7 @@ def test_a_source_login_under_row_level_security_is_refused(stack: LocalStack, t
     with pytest.raises(
         ConsolidationError, match="row level security may hide rows of landing_leads"
     ) as refused:
-        consolidate(stack.database_url("cons_rls", "authenticator"), target, tmp_path)
+        consolidate(stack.database_url(scratch_db("cons_rls"), "authenticator"), target, tmp_path)
     assert refused.value.kind == "source_not_readable"
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)

@@ -899,3 +899,129 @@ def test_padded_sources_stored_before_stay(db_url: str, cast: Cast) -> None:
                 )
         finally:
             conn.rollback()
+
+
+# --- found by mutation testing: the stats triggers and the nightly fold ---
+
+
+def _stats(api: PostgrestSession) -> set[tuple]:
+    rows = api.query(
+        SERVICE,
+        "select utm_source, day, stage, sum(leads)::bigint as leads from public.traffic_lead_daily_stats"
+        " group by 1, 2, 3 having sum(leads) <> 0",
+    )
+    return {(r["utm_source"], r["day"], r["stage"], r["leads"]) for r in rows}
+
+
+def _rebuilt(api: PostgrestSession) -> set[tuple]:
+    rows = api.query(
+        SERVICE,
+        "select coalesce(l.utm_source, '') as utm_source, (l.created_at at time zone 'Asia/Almaty')::date as day,"
+        " st.stage, count(*) as leads from public.traffic_leads l"
+        " cross join lateral unnest(array[''] || l.stages) st(stage) where l.merged_into is null group by 1, 2, 3",
+    )
+    return {(r["utm_source"], r["day"], r["stage"], r["leads"]) for r in rows}
+
+
+def test_an_update_of_a_lead_after_local_midnight_moves_its_counts_on_the_local_day(
+    api: PostgrestSession,
+) -> None:
+    """The update branch of the stats trigger takes the day in Asia/Almaty too (20:30 UTC is
+    01:30 the next day there); the recount tests update leads created at times where the UTC
+    and the local date agree (found by mutation testing)."""
+    source = f"probe_{uuid.uuid4().hex[:6]}"
+    at = dt.datetime(2026, 11, 10, 20, 30, tzinfo=dt.UTC)
+    lead_id = record(api, p_phone=unique_phone(), p_utm_source=source, p_occurred_at=at)["lead_id"]
+    api.query(
+        SERVICE, "update public.traffic_leads set stages = '{payment_started}' where id = %s", [lead_id]
+    )
+    rows = api.query(
+        SERVICE,
+        "select day, stage, sum(leads)::int as n from public.traffic_lead_daily_stats where utm_source = %s"
+        " group by day, stage having sum(leads) <> 0 order by stage",
+        [source],
+    )
+    assert rows == [
+        {"day": dt.date(2026, 11, 11), "stage": "", "n": 1},
+        {"day": dt.date(2026, 11, 11), "stage": "payment_started", "n": 1},
+    ]
+    assert _stats(api) == _rebuilt(api)
+
+
+def test_a_merged_lead_written_directly_is_not_counted(api: PostgrestSession) -> None:
+    """The service role may insert a lead already merged (an import of a duplicate): the
+    dashboard counts live leads only, on both paths (found by mutation testing)."""
+    live = record(api, p_phone=unique_phone(), p_utm_source="fb_merged_probe", p_stage="lead_captured")
+    api.query(
+        SERVICE,
+        "insert into public.traffic_leads (name, first_utm_source, first_touch_at, stages, merged_into, merged_at)"
+        " values ('Duplicate', 'fb_merged_probe', now(), '{lead_captured}', %s, now())",
+        [live["lead_id"]],
+    )
+    assert _stats(api) == _rebuilt(api)
+
+
+def test_truncating_the_leads_empties_the_counts(db_url: str) -> None:
+    """A truncate of traffic_leads (a reset of a staging database) leaves no count behind
+    (found by mutation testing). Rolled back: nothing is lost."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute("insert into public.traffic_leads (name, stages) values ('T', '{lead_captured}')")
+        assert conn.execute("select count(*) from public.traffic_lead_daily_stats").fetchone()[0] > 0
+        conn.execute("truncate public.traffic_leads cascade")
+        assert conn.execute("select count(*) from public.traffic_lead_daily_stats").fetchone() == (0,)
+        conn.rollback()
+
+
+def test_a_fold_keeps_a_negative_count_whose_other_half_is_in_a_held_shard(db_url: str) -> None:
+    """A lead counted in shard 7 and taken away again in shard 5 (deleted or merged by another
+    writer): while an open transaction holds shard 7, the fold moves the -1 alone into shard 0.
+    That -1 must stay until shard 7's +1 is folded onto it; dropping it as 'nothing' left the
+    count at +1 for good (found by mutation testing). One transaction, rolled back."""
+    day = dt.date(2001, 2, 2)  # no other test writes this day
+    with psycopg.connect(db_url) as owner, psycopg.connect(db_url) as holder:
+        holder.execute("select pg_advisory_xact_lock(1818506355, 7)")  # an open writer on shard 7
+        with owner.cursor() as cur:
+            cur.executemany(
+                "insert into public.traffic_lead_daily_stats (utm_source, day, stage, shard, leads)"
+                " values ('fb_neg_probe', %s, '', %s, %s)",
+                [(day, 7, 1), (day, 5, -1)],
+            )
+        owner.execute("select private.fold_lead_daily_stats()")
+        rows = owner.execute(
+            "select shard, leads from public.traffic_lead_daily_stats where utm_source = 'fb_neg_probe' order by 1"
+        ).fetchall()
+        assert rows == [(0, -1), (7, 1)]
+        holder.rollback()  # shard 7 free again
+        owner.execute("select private.fold_lead_daily_stats()")
+        total = owner.execute(
+            "select coalesce(sum(leads), 0) from public.traffic_lead_daily_stats where utm_source = 'fb_neg_probe'"
+        ).fetchone()
+        assert total == (0,)
+        owner.rollback()
+
+
+def test_a_fold_folds_nothing_while_an_open_transaction_holds_shard_0(db_url: str) -> None:
+    """Shard 0 receives the sums: while an open transaction holds it (a backend whose pid is a
+    multiple of 16 recording a past day), the fold folds nothing and returns at once, instead
+    of waiting for that transaction with every other shard and key 16 claimed, which stalls
+    every writer meanwhile (found by mutation testing)."""
+    day = dt.date(2001, 3, 3)
+    with psycopg.connect(db_url) as holder, psycopg.connect(db_url) as owner:
+        holder.execute("select pg_advisory_xact_lock(1818506355, 0)")
+        holder.execute(
+            "insert into public.traffic_lead_daily_stats (utm_source, day, stage, shard, leads)"
+            " values ('fb_s0_probe', %s, '', 0, 1)",
+            [day],
+        )
+        owner.execute(
+            "insert into public.traffic_lead_daily_stats (utm_source, day, stage, shard, leads)"
+            " values ('fb_s0_probe', %s, '', 3, 1)",
+            [day],
+        )
+        owner.execute("set lock_timeout = '2s'")
+        assert owner.execute("select private.fold_lead_daily_stats()").fetchone() == (0,)
+        assert owner.execute(
+            "select shard from public.traffic_lead_daily_stats where utm_source = 'fb_s0_probe'"
+        ).fetchall() == [(3,)]
+        owner.rollback()
+        holder.rollback()

@@ -1796,3 +1796,142 @@ def test_a_chain_of_merges_points_every_loser_at_the_live_lead(api: PostgrestSes
 def test_a_merge_adds_up_the_click_counts(api: PostgrestSession) -> None:
     _a, _b, c = merge_chain(api)
     assert lead(api, c)["click_count"] == 5
+
+
+def test_the_legacy_view_shows_none_of_an_untouched_leads_own_utm_keys(api: PostgrestSession) -> None:
+    """Only a Landing import without a touch shows its own utm_* keys; a lead of the RPC without
+    a touch shows none of them, not just no utm_source (found by mutation testing)."""
+    row = record(api, p_phone=unique_phone(), p_metadata={"utm_campaign": "c9", "utm_medium": "cpc", "k": 2})
+    view = api.query(SERVICE, "select metadata from public.landing_leads where id = %s", [row["lead_id"]])
+    assert view == [{"metadata": {"k": 2}}]
+
+
+def test_the_legacy_view_shows_the_first_touchs_utm_values(api: PostgrestSession) -> None:
+    """metadata's utm_* are the first touch's, not the last one's (found by mutation testing)."""
+    phone = unique_phone()
+    t0 = dt.datetime(2026, 10, 1, 12, tzinfo=dt.UTC)
+    first = record(
+        api, p_phone=phone, p_utm_source="fb_a", p_utm_medium="cpc", p_utm_campaign="c1",
+        p_utm_content="ad1", p_utm_term="t1", p_occurred_at=t0,
+    )  # fmt: skip
+    record(
+        api, p_phone=phone, p_utm_source="fb_b", p_utm_medium="cpm", p_utm_campaign="c2",
+        p_utm_content="ad2", p_utm_term="t2", p_occurred_at=t0 + dt.timedelta(days=1),
+    )  # fmt: skip
+    view = api.query(SERVICE, "select metadata from public.landing_leads where id = %s", [first["lead_id"]])
+    assert view == [
+        {
+            "metadata": {
+                "utm_source": "fb_a",
+                "utm_medium": "cpc",
+                "utm_campaign": "c1",
+                "utm_content": "ad1",
+                "utm_term": "t1",
+            }
+        }
+    ]
+
+
+def test_the_legacy_view_keeps_each_click_and_send_column(api: PostgrestSession) -> None:
+    """Landing's click and send columns each show their own value (found by mutation testing)."""
+    row = record(api, p_phone=unique_phone())
+    e_at, s_at = dt.datetime(2026, 10, 1, 9, tzinfo=dt.UTC), dt.datetime(2026, 10, 2, 9, tzinfo=dt.UTC)
+    api.query(
+        SERVICE,
+        "update public.traffic_leads set email_sent = true, sms_sent = false, email_clicked = true,"
+        " email_clicked_at = %s, sms_clicked = true, sms_clicked_at = %s, click_count = 3,"
+        " amocrm_lead_id = 11, amocrm_contact_id = 22, legacy_id = 'L-1' where id = %s",
+        [e_at, s_at, row["lead_id"]],
+    )
+    view = api.query(
+        SERVICE,
+        "select email_sent, sms_sent, email_clicked, email_clicked_at, sms_clicked, sms_clicked_at,"
+        " click_count, amocrm_lead_id, amocrm_contact_id, legacy_id from public.landing_leads where id = %s",
+        [row["lead_id"]],
+    )
+    assert view == [
+        {
+            "email_sent": True, "sms_sent": False, "email_clicked": True, "email_clicked_at": e_at,
+            "sms_clicked": True, "sms_clicked_at": s_at, "click_count": 3, "amocrm_lead_id": 11,
+            "amocrm_contact_id": 22, "legacy_id": "L-1",
+        }
+    ]  # fmt: skip
+
+
+def test_the_legacy_journey_view_dates_a_row_when_it_happened(api: PostgrestSession) -> None:
+    """lead_journey.created_at is when the event happened (occurred_at), as Landing's rows were
+    dated, not when onai-db stored it (found by mutation testing)."""
+    at = dt.datetime(2025, 5, 5, 10, tzinfo=dt.UTC)
+    row = record(api, p_phone=unique_phone(), p_stage="proftest_submitted", p_occurred_at=at)
+    rows = api.query(
+        SERVICE, "select created_at from public.lead_journey where lead_id = %s", [row["lead_id"]]
+    )
+    assert rows == [{"created_at": at}]
+
+
+BLANKS = [
+    " ", "\t", "\n", "\x0b", "\x0c", "\r", "\x85", "\u00a0", "\u1680", "\u2000", "\u2001", "\u2002",
+    "\u2003", "\u2004", "\u2005", "\u2006", "\u2007", "\u2008", "\u2009", "\u200a", "\u200b", "\u2028",
+    "\u2029", "\u202f", "\u205f", "\u3000", "\ufeff",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("blank", BLANKS, ids=[f"U+{ord(b):04X}" for b in BLANKS])
+def test_a_touch_value_is_trimmed_of_every_blank_the_rpc_trims(
+    owner_conn: psycopg.Connection, blank: str
+) -> None:
+    """utm_touch_value trims each blank of find_or_create_unified_lead's list: consolidate calls
+    it directly, and a CSV's byte-order mark before a source made a touch of '\\ufeffFB_x' and a
+    placeholder behind one a touch (found by mutation testing)."""
+    got = owner_conn.execute(
+        "select private.utm_touch_value(%s), private.utm_touch_value(%s)",
+        [f"{blank}FB_x{blank}", f"{blank}undefined{blank}"],
+    ).fetchone()
+    assert got == ("FB_x", None)
+
+
+def test_renormalizing_merges_a_lead_holding_another_leads_registered_phone(stack) -> None:
+    """A lead written straight into the table with a phone registered for another lead (its
+    second number) is the same person: the run merges it, as it does for an email (found by mutation testing)."""
+    from support.consolidation import fresh_target
+
+    url = fresh_target(stack, "leads_renormalize_phone").replace("postgres:postgres@", "supabase_admin@")
+    with psycopg.connect(url, autocommit=True) as conn:
+
+        def rpc(**kw: object) -> uuid.UUID:
+            names = ", ".join(f"{k} => %({k})s" for k in kw)
+            return conn.execute(
+                f"select lead_id from public.find_or_create_unified_lead({names})", kw
+            ).fetchone()[0]
+
+        a = rpc(p_phone="+77011310001", p_email="a@example.kz", p_name="A")
+        assert rpc(p_phone="+77011310002", p_email="a@example.kz") == a  # A's second number, registered
+        assert conn.execute(
+            "select lead_id from private.traffic_lead_identifiers where kind = 'phone' and value = '+77011310002'"
+        ).fetchone() == (a,)
+        g = conn.execute(
+            "insert into public.traffic_leads (name, phone) values ('G', '8 701 131 00 02') returning id"
+        ).fetchone()[0]
+        done = conn.execute("select * from private.renormalize_lead_identities()").fetchone()
+        assert done[:2] == (0, 1)  # nothing stale; G merged into A
+        assert conn.execute("select merged_into from public.traffic_leads where id = %s", [g]).fetchone() == (
+            a,
+        )
+        assert rpc(p_phone="+77011310002") == a
+
+
+def test_a_merged_lead_keeps_a_placeholder_touch_and_follows_later_merges(api: PostgrestSession) -> None:
+    """Merged leads stored before the touch repairs may hold placeholders (the repairs fixed
+    live leads only): the constraint leaves them alone, so a later merge that re-points them
+    at the new live lead does not fail with 23514 (found by mutation testing)."""
+    phone, email = unique_phone(), f"ph-{uuid.uuid4().hex[:8]}@example.kz"
+    older = record(api, p_phone=phone, p_occurred_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))["lead_id"]
+    newer = record(api, p_email=email)["lead_id"]
+    loser = api.query(
+        SERVICE,
+        "insert into public.traffic_leads (name, first_utm_source, first_touch_at, merged_into, merged_at)"
+        " values ('Old loser', 'undefined', now(), %s, now()) returning id",
+        [newer],
+    )[0]["id"]
+    assert record(api, p_phone=phone, p_email=email)["lead_id"] == older  # newer merged into older
+    assert lead(api, loser)["merged_into"] == older

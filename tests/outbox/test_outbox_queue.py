@@ -522,3 +522,25 @@ def test_intake_queues_the_new_lead_message_in_its_own_transaction(
                 "delete from public.traffic_leads where id = %s",
             ):
                 owner_conn.execute(stmt, (lead,))
+
+
+def test_retention_empties_a_done_jobs_error_and_keeps_its_action_and_template(
+    queue: Outbox, clean_outbox: psycopg.Connection
+) -> None:
+    """A job that failed once (its error names the recipient) and then succeeded: retention
+    removes the error with the payload (found by mutation testing), and keeps the action and the template,
+    which say what was sent (found by mutation testing)."""
+    job = queue.enqueue(
+        "email", {"action": "welcome", "template": "welcome_v2", "to": "a@example.kz", "name": "A"}, "ret3/1"
+    )
+    queue.claim("w", 1, 30)
+    assert queue.fail(job, "w", "mailbox a@example.kz unavailable", retry_in_seconds=0) == "pending"
+    queue.claim("w", 1, 30)
+    queue.complete("w", [job])  # done, the first attempt's error kept
+    queue.conn.execute(
+        "update public.outbox_jobs set completed_at = now() - interval '40 days' where id = %s", (job,)
+    )
+    assert queue.prune(30).jobs_emptied == 1
+    assert queue.conn.execute(
+        "select payload, last_error from public.outbox_jobs where id = %s", (job,)
+    ).fetchone() == ({"action": "welcome", "template": "welcome_v2"}, None)

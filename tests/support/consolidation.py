@@ -3,6 +3,7 @@ snapshot used to compare two consolidated databases (or one with a replay)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,24 @@ from onai_db.consolidate import ConsolidationOptions, Report, run_consolidation
 from onai_db.legacy import create_landing_db
 from onai_db.local import LocalStack
 
-TEMPLATE_DB = "onai_cons_tpl"
+# a second checkout's tests (with ONAI_DB_TEST_DB naming a test database of their own) get
+# scratch databases of their own too: with fixed names, two checkouts' runs dropped and made
+# each other's databases, the template included (found by a mutation review)
+_NAMESPACE = os.environ.get("ONAI_DB_TEST_DB", "onai_test")
+
+
+def scratch_db(name: str) -> str:
+    """The name of a test's scratch database in this checkout's namespace."""
+    return name if _NAMESPACE == "onai_test" else f"{_NAMESPACE}_{name}"[:63]
+
+
+TEMPLATE_DB = scratch_db("onai_cons_tpl")
 _template_built: list[bool] = []
 
 
 def fresh_target(stack: LocalStack, name: str) -> str:
     """A new database with every migration (copied from a template built once)."""
+    name = scratch_db(name)
     if not _template_built:
         stack.up(TEMPLATE_DB, fresh=True)
         _template_built.append(True)
@@ -34,6 +47,7 @@ def fresh_target(stack: LocalStack, name: str) -> str:
 
 def fresh_source(stack: LocalStack, name: str, rows: int, seed: int) -> str:
     """A generated legacy Landing database (the test's own name: whatever was there goes)."""
+    name = scratch_db(name)
     stack.create_database(name, drop=True)  # also a fixture made before fixtures were marked
     url, _counts = create_landing_db(stack, name, rows=rows, seed=seed)
     return url
