@@ -19,6 +19,7 @@ import pytest
 
 from onai_db.errors import MigrationError
 from onai_db.local import SUPABASE_SMALL_INSTANCE, LocalStack
+from onai_db.migrate import local_migrations
 from onai_db.settings import Settings, find_project_dir
 
 ROOT = find_project_dir()
@@ -128,3 +129,52 @@ def test_a_database_is_created_while_another_session_uses_template1(stack: Local
         stack.create_database("onai_test_tpl_busy", drop=True)  # dropped and made again
     with stack.admin_connect(stack.maintenance_db("onai_test_tpl_busy")) as conn:
         conn.execute("drop database onai_test_tpl_busy")
+
+
+def _forget_applied(scratch: LocalStack, version: str, table: str) -> None:
+    with psycopg.connect(scratch.database_url(), autocommit=True) as conn:
+        conn.execute(f"drop table if exists public.{table}")
+        conn.execute("delete from supabase_migrations.schema_migrations where version = %s", (version,))
+
+
+def test_a_failing_migration_after_others_in_one_push_is_the_one_named(
+    scratch: LocalStack, scratch_project: Path
+) -> None:
+    """Two pending files, the second fails: the error names the second, not the first one
+    applied (found by mutation testing: one pending file could not tell them apart)."""
+    scratch.up()
+    folder = scratch_project / "supabase" / "migrations"
+    fine, bad = folder / "29991230000000_fine.sql", folder / "29991231000000_broken.sql"
+    fine.write_text("create table public.fine_part (id int);\n")
+    bad.write_text("select * from public.no_such_table;\n")
+    try:
+        with pytest.raises(MigrationError) as err:
+            scratch.up()
+        assert err.value.file == "29991231000000_broken.sql"
+        assert scratch.status().pending == ["29991231000000_broken.sql"]
+    finally:
+        fine.unlink()
+        bad.unlink()
+        _forget_applied(scratch, "29991230000000", "fine_part")
+
+
+def test_a_migration_older_than_the_last_applied_one_is_applied(
+    scratch: LocalStack, scratch_project: Path
+) -> None:
+    """A file merged from a branch whose version sorts before the newest applied one: `up`
+    applies it (``--include-all``) instead of refusing or leaving it pending for ever (found by
+    mutation testing: a test database is always built afresh, so nothing else meets one)."""
+    scratch.up()
+    latest = local_migrations(scratch_project)[-1].version
+    version = str(int(latest) - 1)
+    late = scratch_project / "supabase" / "migrations" / f"{version}_from_a_branch.sql"
+    assert not late.exists()
+    late.write_text("create table public.branch_part (id int);\n")
+    try:
+        scratch.up()
+        assert scratch.status().pending == []
+        with psycopg.connect(scratch.database_url()) as conn:
+            assert conn.execute("select to_regclass('public.branch_part') is not null").fetchone() == (True,)
+    finally:
+        late.unlink()
+        _forget_applied(scratch, version, "branch_part")

@@ -1852,3 +1852,80 @@ def test_a_sync_gives_its_lead_lock_back_whatever_the_outcome(
         assert _advisory_locks(conn) == 0
         assert sync_lead(conn, _client(conn, fake, http, "w1"), {"lead_id": str(lead)}).provider_ref
         assert _advisory_locks(conn) == 0
+
+
+# --- found by mutation testing ---
+
+
+def test_a_later_lesson_whose_move_is_under_way_stops_an_earlier_one(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """Lesson 3's move reached AmoCRM and gave the deal's lock back, but its job is not
+    completed yet (status running): lesson 2's retry must not move the deal back."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", 3600)
+    second = queue.conn.execute("select public.enqueue_amocrm_lesson_stage(779, 2)").fetchone()[0]
+    queue.conn.execute("select public.enqueue_amocrm_lesson_stage(779, 3)")
+    queue.conn.execute(
+        "update public.outbox_jobs set status = 'running', attempts = 1, run_after = null,"
+        " lease_owner = 'other-worker', lease_expires_at = now() + interval '1 hour'"
+        " where idempotency_key = 'amocrm_stage/779/3'"
+    )
+    report = run_worker(worker_settings(fake, db_url), once=True, services=["amocrm"])
+    assert report.skipped == 1 and fake.calls("amocrm_leads") == []
+    assert queue.conn.execute(
+        "select status, error_message from public.integration_logs where job_id = %s", (second,)
+    ).fetchall() == [("skipped", "deal 779 was moved to lesson 3 already")]
+
+
+def _stored_pair_and_lease(owner_conn: psycopg.Connection) -> tuple:
+    return owner_conn.execute(
+        "select access_token, refresh_token, refresh_owner, last_refresh_error"
+        " from public.integration_tokens where service_name = 'amocrm'"
+    ).fetchone()
+
+
+def test_a_first_store_that_finds_a_re_authorized_pair_gives_the_lease_back(
+    queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """An operator re-authorized while the token endpoint answered: the operator's pair stays
+    and the lease goes back at once (not after token_lease_seconds, which every other
+    worker's refresh would wait out)."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    with connect(db_url) as conn:
+        store = TokenStore(conn, "amocrm", "w1", lease_seconds=600)
+
+        def answer_after_a_re_authorization(_refresh_token: str) -> TokenGrant:
+            _store(owner_conn, "operator-access", "operator-refresh", 86400)
+            return TokenGrant("amo-access-2", "amo-refresh-2", 86400)
+
+        token = store.refresh(store.load(), answer_after_a_re_authorization)
+    assert (token.access_token, token.refresh_token) == ("operator-access", "operator-refresh")
+    access, refresh, owner, error = _stored_pair_and_lease(owner_conn)
+    assert (access, refresh, owner) == ("operator-access", "operator-refresh", None)
+    assert "re-authorized" in error
+    assert store_kept_tokens(lambda: connect(db_url)) == []
+
+
+def test_a_kept_pair_is_stored_with_the_lifetime_it_has_left(
+    queue: Outbox, db_url: str, owner_conn: psycopg.Connection
+) -> None:
+    """A pair kept for an hour (the database was away) has an hour less to live: stored with
+    its full lifetime, the worker would use an expired access token as valid."""
+    _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
+    with connect(db_url) as conn:
+        store = TokenStore(conn, "amocrm", "w1")
+
+        def answer_and_lose_the_connection(_refresh_token: str) -> TokenGrant:
+            owner_conn.execute("select pg_catalog.pg_terminate_backend(%s)", (conn.info.backend_pid,))
+            return TokenGrant("kept-access", "kept-refresh", 86400)
+
+        with pytest.raises(integration_tokens.TransientError, match="keeps it"):
+            store.refresh(store.load(), answer_and_lose_the_connection)
+    grant, issued, replaced = integration_tokens._unsaved["amocrm"]
+    integration_tokens._unsaved["amocrm"] = (grant, issued - 3600, replaced)  # kept an hour ago
+    assert store_kept_tokens(lambda: connect(db_url)) == ["amocrm: the kept refreshed token was stored"]
+    left = owner_conn.execute(
+        "select extract(epoch from expires_at - now())::float8 from public.integration_tokens"
+        " where service_name = 'amocrm'"
+    ).fetchone()[0]
+    assert 86400 - 3600 - 60 < left <= 86400 - 3600 + 1

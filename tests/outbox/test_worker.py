@@ -998,3 +998,70 @@ def test_a_lost_database_is_reconnected_after_pauses_that_double_up_to_30_s(
     worker._loop("w:0", once=False)
     pauses = [line.rsplit(" in ", 1)[1] for line in said if "reconnecting in" in line]
     assert pauses == ["1 s", "2 s", "4 s", "8 s", "16 s", "30 s", "30 s", "30 s"]
+
+
+# --- found by mutation testing: what each job kind refuses and sends ---
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "error"),
+    [
+        ("sms", {"to": "+77011234567"}, "sms job needs 'to' and 'text'"),
+        ("sms", {"to": "+77011234567", "text": ""}, "sms job needs 'to' and 'text'"),
+        ("sms", {"text": "Комиссия 5000 KZT"}, "sms job needs 'to' and 'text'"),
+        ("email", {"template": "password_changed", "name": "Ерлан"}, "email job without a recipient"),
+        ("email", {"template": "welcome_v2", "to": "a@example.kz"}, "unknown e-mail template 'welcome_v2'"),
+        ("telegram", {"text": "Новый лид", "bot": "leads"}, "telegram job without a numeric chat_id"),
+        ("telegram", {"chat_id": "sales", "text": "x"}, "telegram job without a numeric chat_id"),
+        (
+            "amocrm",
+            {"action": "move_stage", "amocrm_lead_id": 555},
+            "move_stage needs amocrm_lead_id and lesson",
+        ),
+        (
+            "amocrm",
+            {"action": "move_stage", "amocrm_lead_id": "x", "lesson": 2},
+            "move_stage needs amocrm_lead_id and lesson",
+        ),
+        ("amocrm", {"action": "delete_lead", "amocrm_lead_id": 555}, "unknown amocrm action 'delete_lead'"),
+    ],
+)
+def test_a_job_its_handler_cannot_read_is_dead_at_once_and_reaches_no_provider(
+    fake: FakeProviders, queue: Outbox, db_url: str, kind: str, payload: dict, error: str
+) -> None:
+    """A malformed payload never heals: retrying it five times only delays the dead-letter
+    alert; and an SMS without a text must not go out as the word "None"."""
+    key = f"malformed/{uuid.uuid4()}"
+    queue.enqueue(kind, payload, key, max_attempts=5)
+    run_worker(worker_settings(fake, db_url), once=True, services=[kind])
+    state = _job(queue.conn, key)
+    assert (state["status"], state["attempts"], state["error"]) == ("dead", 1, error)
+    assert [c.route for c in fake.requests] == []
+
+
+def test_the_set_password_link_leads_to_the_configured_page(
+    fake: FakeProviders, queue: Outbox, db_url: str, student: tuple[uuid.UUID, str]
+) -> None:
+    """SET_PASSWORD_REDIRECT_URL reaches GoTrue: without it the link lands on the project's
+    Site URL, not the platform's set-password page."""
+    uid, email = student
+    queue.conn.execute("select public.enqueue_account_email(%s, 'tripwire_welcome')", (uid,))
+    page = "https://expresscourse.onai.academy/set-password"
+    run_worker(worker_settings(fake, db_url, SET_PASSWORD_REDIRECT_URL=page), once=True, services=["email"])
+    (auth_call,) = fake.calls("gotrue")
+    assert auth_call.json() == {"type": "recovery", "email": email, "redirect_to": page}
+
+
+def test_a_name_reaches_the_email_escaped_once(fake: FakeProviders, queue: Outbox, db_url: str) -> None:
+    """The name comes from sign-up metadata: markup in it must stay text, and a name with an
+    apostrophe or an ampersand must read as typed (found by mutation testing: the greeting
+    escaped the name twice, and the reader of the mail saw "O&#x27;Brien &amp; Co")."""
+    name = 'O\'Brien & Co <a href="https://evil.example/login">'
+    queue.enqueue("email", {"template": "password_changed", "to": "a@example.kz", "name": name}, "pw/markup")
+    run_worker(worker_settings(fake, db_url), once=True, services=["email"])
+    (sent,) = fake.calls("resend")
+    html = sent.json()["html"]
+    assert '<a href="https://evil' not in html
+    assert (
+        "Здравствуйте, O&#x27;Brien &amp; Co &lt;a href=&quot;https://evil.example/login&quot;&gt;!" in html
+    )

@@ -22,6 +22,8 @@ class Email:
 
 
 def _layout(title: str, paragraphs: list[str], button: tuple[str, str] | None = None) -> str:
+    """The e-mail's HTML: ``title`` and the button's label and link are plain text (escaped
+    here), ``paragraphs`` are HTML whose values the caller has escaped."""
     rows = "".join(
         f'<tr><td style="padding:8px 24px;font:15px/1.5 Arial,sans-serif;color:#222">{p}</td></tr>'
         for p in paragraphs
@@ -45,7 +47,9 @@ def _layout(title: str, paragraphs: list[str], button: tuple[str, str] | None = 
 
 def render(template: str, payload: dict, *, platform_url: str, set_password_link: str | None = None) -> Email:
     """Build the e-mail for ``template``; PermanentError for an unknown template."""
-    name = escape(str(payload.get("name") or "студент"))
+    # plain text: it goes into the title, which _layout escapes (escaped here as well, the reader
+    # saw "O&#x27;Brien"; found by mutation testing)
+    name = str(payload.get("name") or "студент")
     to = escape(str(payload.get("to") or ""))
     if template == "tripwire_welcome":
         if not set_password_link:
