@@ -904,25 +904,6 @@ def test_padded_sources_stored_before_stay(db_url: str, cast: Cast) -> None:
 # --- found by mutation testing: the stats triggers and the nightly fold ---
 
 
-def _stats(api: PostgrestSession) -> set[tuple]:
-    rows = api.query(
-        SERVICE,
-        "select utm_source, day, stage, sum(leads)::bigint as leads from public.traffic_lead_daily_stats"
-        " group by 1, 2, 3 having sum(leads) <> 0",
-    )
-    return {(r["utm_source"], r["day"], r["stage"], r["leads"]) for r in rows}
-
-
-def _rebuilt(api: PostgrestSession) -> set[tuple]:
-    rows = api.query(
-        SERVICE,
-        "select coalesce(l.utm_source, '') as utm_source, (l.created_at at time zone 'Asia/Almaty')::date as day,"
-        " st.stage, count(*) as leads from public.traffic_leads l"
-        " cross join lateral unnest(array[''] || l.stages) st(stage) where l.merged_into is null group by 1, 2, 3",
-    )
-    return {(r["utm_source"], r["day"], r["stage"], r["leads"]) for r in rows}
-
-
 def test_an_update_of_a_lead_after_local_midnight_moves_its_counts_on_the_local_day(
     api: PostgrestSession,
 ) -> None:
@@ -945,7 +926,7 @@ def test_an_update_of_a_lead_after_local_midnight_moves_its_counts_on_the_local_
         {"day": dt.date(2026, 11, 11), "stage": "", "n": 1},
         {"day": dt.date(2026, 11, 11), "stage": "payment_started", "n": 1},
     ]
-    assert _stats(api) == _rebuilt(api)
+    assert stats(api) == rebuilt(api)
 
 
 def test_a_merged_lead_written_directly_is_not_counted(api: PostgrestSession) -> None:
@@ -958,7 +939,7 @@ def test_a_merged_lead_written_directly_is_not_counted(api: PostgrestSession) ->
         " values ('Duplicate', 'fb_merged_probe', now(), '{lead_captured}', %s, now())",
         [live["lead_id"]],
     )
-    assert _stats(api) == _rebuilt(api)
+    assert stats(api) == rebuilt(api)
 
 
 def test_truncating_the_leads_empties_the_counts(db_url: str) -> None:

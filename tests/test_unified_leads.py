@@ -1454,6 +1454,12 @@ def test_a_stage_is_named_once(api: PostgrestSession, cast, stages: list) -> Non
     assert kept == [{"name": "Edited", "stages": once}]
 
 
+def _intake_lead(conn: psycopg.Connection, **kw: object) -> uuid.UUID:
+    """The lead find_or_create_unified_lead returns for these arguments, called on ``conn``."""
+    names = ", ".join(f"{k} => %({k})s" for k in kw)
+    return conn.execute(f"select lead_id from public.find_or_create_unified_lead({names})", kw).fetchone()[0]
+
+
 def test_renormalizing_after_a_rule_change_merges_and_registers(stack) -> None:
     # its own database: the function locks and rewrites every lead
     from support.consolidation import fresh_target
@@ -1462,10 +1468,7 @@ def test_renormalizing_after_a_rule_change_merges_and_registers(stack) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
 
         def rpc(**kw: object) -> uuid.UUID:
-            names = ", ".join(f"{k} => %({k})s" for k in kw)
-            return conn.execute(
-                f"select lead_id from public.find_or_create_unified_lead({names})", kw
-            ).fetchone()[0]
+            return _intake_lead(conn, **kw)
 
         a = rpc(p_phone="+77011110001", p_name="A", p_stage="proftest_submitted")
         b = rpc(p_phone="+77011110002", p_name="B", p_stage="expresscourse_clicked")
@@ -1899,10 +1902,7 @@ def test_renormalizing_merges_a_lead_holding_another_leads_registered_phone(stac
     with psycopg.connect(url, autocommit=True) as conn:
 
         def rpc(**kw: object) -> uuid.UUID:
-            names = ", ".join(f"{k} => %({k})s" for k in kw)
-            return conn.execute(
-                f"select lead_id from public.find_or_create_unified_lead({names})", kw
-            ).fetchone()[0]
+            return _intake_lead(conn, **kw)
 
         a = rpc(p_phone="+77011310001", p_email="a@example.kz", p_name="A")
         assert rpc(p_phone="+77011310002", p_email="a@example.kz") == a  # A's second number, registered
