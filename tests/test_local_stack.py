@@ -178,3 +178,44 @@ def test_a_migration_older_than_the_last_applied_one_is_applied(
     finally:
         late.unlink()
         _forget_applied(scratch, version, "branch_part")
+
+
+def test_a_stale_pid_file_naming_another_process_of_the_server_user_is_no_server(scratch: LocalStack) -> None:
+    """After a crash (and a reboot), the number in postmaster.pid may belong to another
+    process of the server's user. pg_ctl status calls the cluster running then: `up` started
+    nothing and failed at its first connection, and `down` would have signalled that process
+    (found by review). Only a PostgreSQL process counts as the server now."""
+    state = scratch.up()
+    pid_file = Path(state.data_dir) / "postmaster.pid"
+    pid = int(pid_file.read_text().splitlines()[0])
+    lines = pid_file.read_text().splitlines(keepends=True)
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        subprocess.run(["sleep", "0.1"], check=True)
+    squatter = subprocess.Popen(scratch._as_user(state.os_user, ["sleep", "120"]))
+    try:
+        sleeper = squatter.pid
+        if os.geteuid() == 0:  # runuser forks: the sleep is its child, a process of the server's user
+            for _ in range(100):
+                found = subprocess.run(["pgrep", "-P", str(squatter.pid)], capture_output=True, text=True)
+                if found.stdout.split():
+                    sleeper = int(found.stdout.split()[0])
+                    break
+                subprocess.run(["sleep", "0.05"], check=True)
+            assert sleeper != squatter.pid, "the sleep under runuser did not start"
+        pid_file.write_text("".join([f"{sleeper}\n", *lines[1:]]))
+        assert not scratch.running()
+        assert not scratch.stop()  # nothing to stop, and the sleeper is left alone
+        scratch.up()
+        assert scratch.running()
+        with psycopg.connect(scratch.database_url()) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+        os.kill(sleeper, 0)  # still alive
+    finally:
+        subprocess.run(["pkill", "-P", str(squatter.pid)], check=False)
+        squatter.kill()
+        squatter.wait()

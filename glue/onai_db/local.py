@@ -191,6 +191,20 @@ class DatabaseContents:
     has_objects: bool  # relations or functions of its own
 
 
+def _is_postmaster(pid_file: Path) -> bool:
+    """Whether the process postmaster.pid names is a PostgreSQL server. pg_ctl status only asks
+    whether that process exists: after a crash and a reboot its number may belong to another
+    process of the server's user, and `local up` then took the cluster for running, started
+    nothing and failed at its first connection (found by review). Where /proc cannot tell,
+    pg_ctl's answer stands."""
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except (OSError, ValueError, IndexError):
+        return True
+    return Path(os.fsdecode(argv0)).name in ("postgres", "postmaster")
+
+
 class LocalStack:
     """Operations on the local cluster; every method is safe to call repeatedly."""
 
@@ -294,7 +308,7 @@ class LocalStack:
             return False
         bindir = pg_bindir(self.settings)
         proc = self._run(state.os_user, [str(bindir / "pg_ctl"), "status", "-D", state.data_dir], check=False)
-        return proc.returncode == 0
+        return proc.returncode == 0 and _is_postmaster(Path(state.data_dir) / "postmaster.pid")
 
     def _init_cluster(self, bindir: Path, user: str, data_dir: Path) -> None:
         if data_dir.exists() and not (data_dir / "PG_VERSION").exists():
