@@ -662,7 +662,7 @@ def test_a_placeholder_stage_is_quarantined_not_made_a_stage(stack: LocalStack, 
             "insert into lead_journey (id, lead_id, stage, created_at) values"
             " (910001, %(l)s, '[object Object]', '2024-02-02'), (910002, %(l)s, 'undefined', '2024-02-02'),"
             " (910003, %(l)s, '{{stage}}', '2024-02-02'), (910004, %(l)s, 'NaN', '2024-02-02'),"
-            " (910005, %(l)s, 'Proftest Submitted', '2024-02-02')",
+            " (910005, %(l)s, 'Proftest Submitted', '2024-02-02'), (910006, %(l)s, '\"undefined\";', '2024-02-02')",
             {"l": lead},
         )
     target = fresh_target(stack, "cons_placeholder_stage_t")
@@ -683,6 +683,7 @@ def test_a_placeholder_stage_is_quarantined_not_made_a_stage(stack: LocalStack, 
         ("910002", "stage 'undefined' is not a valid stage name"),
         ("910003", "stage '{{stage}}' is not a valid stage name"),
         ("910004", "stage 'NaN' is not a valid stage name"),
+        ("910006", """stage '"undefined";' is not a valid stage name"""),  # found by review
     ]
     assert stages == [(["lead_captured", "proftest_submitted"], ["lead_captured", "proftest_submitted"])]
 
@@ -2067,16 +2068,20 @@ def test_array_columns_beyond_the_known_schema_become_json_arrays(stack: LocalSt
     source = fresh_source(stack, "cons_arrays", rows=3, seed=19)
     with psycopg.connect(source, autocommit=True) as conn:
         conn.execute("create type mood as enum ('calm', 'keen')")
+        # found by review: types whose array text casts wrongly or not at all as text[] or bigint[]
+        conn.execute("create domain public.int4 as text")
         conn.execute(
             "alter table landing_leads add column tags text[], add column scores integer[],"
             " add column flags boolean[], add column docs jsonb[], add column grid bigint[],"
-            " add column moods mood[], add column stamps timestamptz[], add column nothing text[]"
+            " add column moods mood[], add column stamps timestamptz[], add column nothing text[],"
+            " add column shadow public.int4[], add column boxes box[], add column vec int2vector"
         )
         lead = conn.execute(
-            "insert into landing_leads (name, phone, tags, scores, flags, docs, grid, moods, stamps, nothing,"
+            "insert into landing_leads (name, phone, tags, scores, flags, docs, grid, moods, stamps, nothing, shadow, boxes, vec,"
             " metadata) values ('Arrays', '+77015550611', array['a', 'b c', null, '{x}'], array[3, null, -1],"
             """ array[true, false], array['{"k": [1, null]}'::jsonb, 'null'], '{{1,2},{3,4}}',"""
-            " array['keen'::mood], array['2024-03-01 10:00+00'::timestamptz], '{}', '{}') returning id"
+            " array['keen'::mood], array['2024-03-01 10:00+00'::timestamptz], '{}', '{abc}', '{(1,1),(0,0);(3,3),(2,2)}',"
+            " '1 2 3', '{}') returning id"
         ).fetchone()[0]
     target = fresh_target(stack, "cons_arrays_t")
     report = consolidate(source, target, tmp_path)
@@ -2100,6 +2105,9 @@ def test_array_columns_beyond_the_known_schema_become_json_arrays(stack: LocalSt
         "moods": ["keen"],
         "stamps": ["2024-03-01 10:00:00+00"],
         "nothing": [],
+        "shadow": ["abc"],  # a domain named int4 is no integer
+        "boxes": "{(1,1),(0,0);(3,3),(2,2)}",  # box[] separates with ';': kept as its text
+        "vec": "1 2 3",  # int2vector: no array literal, kept as its text
     }
 
 

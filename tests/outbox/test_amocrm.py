@@ -1912,18 +1912,21 @@ def test_a_kept_pair_is_stored_with_the_lifetime_it_has_left(
     """A pair kept for an hour (the database was away) has an hour less to live: stored with
     its full lifetime, the worker would use an expired access token as valid."""
     _store(queue.conn, "amo-access-1", "amo-refresh-1", -10)
-    with connect(db_url) as conn:
-        store = TokenStore(conn, "amocrm", "w1")
+    try:
+        with connect(db_url) as conn:
+            store = TokenStore(conn, "amocrm", "w1")
 
-        def answer_and_lose_the_connection(_refresh_token: str) -> TokenGrant:
-            owner_conn.execute("select pg_catalog.pg_terminate_backend(%s)", (conn.info.backend_pid,))
-            return TokenGrant("kept-access", "kept-refresh", 86400)
+            def answer_and_lose_the_connection(_refresh_token: str) -> TokenGrant:
+                owner_conn.execute("select pg_catalog.pg_terminate_backend(%s)", (conn.info.backend_pid,))
+                return TokenGrant("kept-access", "kept-refresh", 86400)
 
-        with pytest.raises(integration_tokens.TransientError, match="keeps it"):
-            store.refresh(store.load(), answer_and_lose_the_connection)
-    grant, issued, replaced = integration_tokens._unsaved["amocrm"]
-    integration_tokens._unsaved["amocrm"] = (grant, issued - 3600, replaced)  # kept an hour ago
-    assert store_kept_tokens(lambda: connect(db_url)) == ["amocrm: the kept refreshed token was stored"]
+            with pytest.raises(integration_tokens.TransientError, match="keeps it"):
+                store.refresh(store.load(), answer_and_lose_the_connection)
+        grant, issued, replaced = integration_tokens._unsaved["amocrm"]
+        integration_tokens._unsaved["amocrm"] = (grant, issued - 3600, replaced)  # kept an hour ago
+        assert store_kept_tokens(lambda: connect(db_url)) == ["amocrm: the kept refreshed token was stored"]
+    finally:
+        integration_tokens._unsaved.clear()  # a failure above leaves no kept pair to later tests
     left = owner_conn.execute(
         "select extract(epoch from expires_at - now())::float8 from public.integration_tokens"
         " where service_name = 'amocrm'"

@@ -3,7 +3,9 @@ snapshot used to compare two consolidated databases (or one with a replay)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,27 @@ from onai_db.local import LocalStack
 
 # a second checkout's tests (with ONAI_DB_TEST_DB naming a test database of their own) get
 # scratch databases of their own too: with fixed names, two checkouts' runs dropped and made
-# each other's databases, the template included (found by a mutation review)
+# each other's databases, the template included (found by a mutation review). The prefix is a
+# plain identifier of at most 24 characters (a long name is shortened with a hash of it), so
+# every scratch name stays distinct and needs no quoting (found by review: names cut to 63
+# characters collided, and a '-' broke the tests' ALTER DATABASE)
 _NAMESPACE = os.environ.get("ONAI_DB_TEST_DB", "onai_test")
+
+
+def _prefix(namespace: str) -> str:
+    plain = re.sub(r"[^a-z0-9_]", "_", namespace.lower())
+    if plain == namespace and len(plain) <= 24:
+        return plain
+    return f"{plain[:15]}_{hashlib.sha256(namespace.encode()).hexdigest()[:8]}"
 
 
 def scratch_db(name: str) -> str:
     """The name of a test's scratch database in this checkout's namespace."""
-    return name if _NAMESPACE == "onai_test" else f"{_NAMESPACE}_{name}"[:63]
+    if _NAMESPACE == "onai_test":
+        return name
+    scratch = f"{_prefix(_NAMESPACE)}_{name}"
+    assert len(scratch) <= 63, f"scratch database name {scratch!r} is too long: shorten {name!r}"
+    return scratch
 
 
 TEMPLATE_DB = scratch_db("onai_cons_tpl")

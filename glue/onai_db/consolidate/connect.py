@@ -143,15 +143,25 @@ select id::text, count(*) from public.{table} group by id having count(*) > 1 or
 """
 
 
-# the legacy tables' columns and their information_schema data types, in order; an array is
-# named by its element type (``int4[]``, ``text[]``) so that its values can be read typed
-_SOURCE_COLUMNS_SQL = (
-    "select table_name::text, array_agg(column_name::text order by ordinal_position),"
-    " array_agg(case when data_type = 'ARRAY' then ltrim(udt_name::text, '_') || '[]' else data_type::text end"
-    " order by ordinal_position) "
-    "from information_schema.columns where table_schema = 'public' and table_name = any(%s) "
-    "group by table_name"
-)
+# the legacy tables' columns and their information_schema data types, in order. An array is
+# named by its element type (``int4[]``, or ``public.mood[]`` for a type of another schema) so
+# that its values can be read typed; one whose text is no comma-separated array literal
+# (int2vector, box[] and domains over box) stays ``ARRAY`` and is read as text
+_SOURCE_COLUMNS_SQL = """
+select c.table_name::text, array_agg(c.column_name::text order by c.ordinal_position),
+  array_agg(coalesce(a.kind, c.data_type::text) order by c.ordinal_position)
+from information_schema.columns as c
+left join lateral (
+  select case when en.nspname = 'pg_catalog' then e.typname::text else en.nspname || '.' || e.typname end || '[]' as kind
+  from pg_catalog.pg_type as t
+  join pg_catalog.pg_namespace as tn on tn.oid = t.typnamespace
+  join pg_catalog.pg_type as e on e.oid = t.typelem and e.typarray = t.oid
+  join pg_catalog.pg_namespace as en on en.oid = e.typnamespace
+  where c.data_type = 'ARRAY' and t.typname = c.udt_name and tn.nspname = c.udt_schema and t.typdelim = ','
+) as a on true
+where c.table_schema = 'public' and c.table_name = any(%s)
+group by c.table_name
+"""
 
 
 def source_columns_now(conn: psycopg.Connection) -> dict[str, list[tuple[str, str]]]:

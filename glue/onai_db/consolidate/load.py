@@ -272,8 +272,9 @@ def _landing_utm(columns: Sequence[str]) -> str:
     return ", ".join(out)
 
 
-# an array column's element types read typed, as the same scalar column's are; other elements
-# (json included: its text may be one jsonb refuses) are kept as their text
+# an array column's element types read typed, as the same scalar column's are (PostgreSQL's own
+# types only: ``public.int4[]`` may be anything); other elements (json included: its text may be
+# one jsonb refuses) are kept as their text
 _ARRAY_AS = {
     "int2[]": "bigint[]",
     "int4[]": "bigint[]",
@@ -374,9 +375,9 @@ MAP_SQL = (
     select x.raw, n.stage,
       n.stage ~ '^[a-z][a-z0-9_]*$' and length(n.stage) <= 63
       -- a script's placeholder or an unexpanded macro ('[object Object]', 'undefined',
-      -- '{{stage}}') is no stage, as it is no UTM value: once canonical it looked like one
-      -- ('object_object', 'stage')
-      and private.utm_touch_value(x.raw) is not null as ok
+      -- '{{stage}}', '"undefined";') is no stage, as it is no UTM value: once canonical it
+      -- looked like one ('object_object', 'stage', 'undefined')
+      and private.utm_touch_value(x.raw) is not null and private.utm_touch_value(n.stage) is not null as ok
     from (select distinct stage as raw from private.consolidation_raw_lead_journey where stage is not null) as x
     cross join lateral (select {STAGE_EXPR.format(s="x.raw")} as stage) as n
     """,
