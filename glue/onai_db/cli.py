@@ -214,6 +214,14 @@ def _command_of_argv() -> object:
     return command
 
 
+def _interrupted_if_ctrl_c(exc: BaseException) -> None:
+    """Report an error that Ctrl-C brought about (raised while it was handled: a rollback on a
+    connection it cut, a cleanup) as the interruption it is, exit 130 (found by review: a
+    database or system error then was exit 1)."""
+    if caused_by_ctrl_c(exc):
+        _fail("interrupted", 130, "interrupted", markup="")
+
+
 def main() -> None:
     try:
         # not standalone: click's own error display is a multi-line box; ours is one line
@@ -232,13 +240,14 @@ def main() -> None:
     except OnaiDbError as exc:
         _fail(str(exc), exc.exit_code, exc.kind, sqlstate=_sqlstate(exc))
     except psycopg.Error as exc:  # a database error no command turned into an OnaiDbError
+        _interrupted_if_ctrl_c(exc)
         _fail(describe_error(exc), 1, "database", sqlstate=_sqlstate(exc))
     except (OSError, subprocess.SubprocessError) as exc:  # the machine: a file, directory or
         # program that cannot be used, a program that failed or timed out
+        _interrupted_if_ctrl_c(exc)
         _fail(str(exc) or type(exc).__name__, 1, "system")
     except Exception as exc:  # a bug: the traceback for the report, then the usual line
-        if caused_by_ctrl_c(exc):  # Ctrl-C while a module was imported, wrapped by Python
-            _fail("interrupted", 130, "interrupted", markup="")
+        _interrupted_if_ctrl_c(exc)  # Ctrl-C while a module was imported, wrapped by Python
         traceback.print_exc()
         bug = f"internal error ({type(exc).__name__}: {exc}); this is a bug in onai-db, "
         _fail(bug + "please report it with the traceback above", 1, "internal")

@@ -17,6 +17,7 @@ from onai_db.local import DEFAULT_DB, LocalStack
 from onai_db.monitor import render, snapshot
 from onai_db.notifications import QueuedNotifications, enqueue_demo_notifications
 from onai_db.outbox import Outbox
+from onai_db.worker import run_worker
 from support.cast import create_auth_user
 from support.fake_providers import FakeProviders, Reply
 from support.outbox_fixtures import worker_env, worker_settings
@@ -408,3 +409,24 @@ def test_a_kind_whose_only_running_job_lost_its_lease_has_no_worker(
     text = console.export_text()
     assert "email: 1 job(s) due, the oldest for 10m: no worker serves them" in text, text
     assert "a backlog" not in text, text
+
+
+def test_requeue_dead_revives_only_the_services_named(
+    fake: FakeProviders, queue: Outbox, db_url: str
+) -> None:
+    """A dead e-mail revived by `--requeue-dead --services sms` is sent by the next worker:
+    a message the operator meant to leave dead (found by mutation testing)."""
+    sms = queue.enqueue("sms", {"to": "+77011234567", "text": "x"}, "rq/sms", max_attempts=1)
+    email = queue.enqueue(
+        "email", {"template": "password_changed", "to": "a@example.kz"}, "rq/email", max_attempts=1
+    )
+    fake.script("mobizon", Reply(500, raw=b"x"))
+    fake.script("resend", Reply(500, raw=b"x"))
+    run_worker(worker_settings(fake, db_url), once=True, services=["sms", "email"])
+    status = "select id, status::text from public.outbox_jobs where id in (%s, %s) order by id"
+    assert dict(queue.conn.execute(status, (sms, email)).fetchall()) == {sms: "dead", email: "dead"}
+    result = CliRunner().invoke(
+        app, ["worker", "--requeue-dead", "--services", "sms"], env=worker_env(fake, db_url)
+    )
+    assert result.exit_code == 0 and "requeued 1 dead job(s)" in result.output, result.output
+    assert dict(queue.conn.execute(status, (sms, email)).fetchall()) == {sms: "pending", email: "dead"}
