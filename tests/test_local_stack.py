@@ -74,16 +74,21 @@ def test_a_new_cluster_is_configured_like_a_supabase_small_instance(scratch: Loc
             assert conn.execute("select current_setting(%s)", (name,)).fetchone() == (value,), name
 
 
-def test_a_crashed_server_is_recovered(scratch: LocalStack) -> None:
-    state = scratch.up()
-    pid = int((Path(state.data_dir) / "postmaster.pid").read_text().splitlines()[0])
+def _kill(pid: int) -> None:
+    """Kill the server as a crash would, and wait until it is gone."""
     os.kill(pid, signal.SIGKILL)
     for _ in range(50):
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            break
+            return
         subprocess.run(["sleep", "0.1"], check=True)
+
+
+def test_a_crashed_server_is_recovered(scratch: LocalStack) -> None:
+    state = scratch.up()
+    pid = int((Path(state.data_dir) / "postmaster.pid").read_text().splitlines()[0])
+    _kill(pid)
     assert not scratch.running()
     scratch.up()
     with psycopg.connect(scratch.database_url()) as conn:
@@ -189,13 +194,7 @@ def test_a_stale_pid_file_naming_another_process_of_the_server_user_is_no_server
     pid_file = Path(state.data_dir) / "postmaster.pid"
     pid = int(pid_file.read_text().splitlines()[0])
     lines = pid_file.read_text().splitlines(keepends=True)
-    os.kill(pid, signal.SIGKILL)
-    for _ in range(50):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        subprocess.run(["sleep", "0.1"], check=True)
+    _kill(pid)
     squatter = subprocess.Popen(scratch._as_user(state.os_user, ["sleep", "120"]))
     try:
         sleeper = squatter.pid

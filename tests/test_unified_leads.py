@@ -1466,16 +1466,12 @@ def test_renormalizing_after_a_rule_change_merges_and_registers(stack) -> None:
 
     url = fresh_target(stack, "leads_renormalize").replace("postgres:postgres@", "supabase_admin@")
     with psycopg.connect(url, autocommit=True) as conn:
-
-        def rpc(**kw: object) -> uuid.UUID:
-            return _intake_lead(conn, **kw)
-
-        a = rpc(p_phone="+77011110001", p_name="A", p_stage="proftest_submitted")
-        b = rpc(p_phone="+77011110002", p_name="B", p_stage="expresscourse_clicked")
-        c = rpc(p_phone="+77011110003", p_name="C")
-        e = rpc(p_phone="+77011110005", p_email="e@example.kz", p_name="E")
-        f = rpc(p_email="f@example.kz", p_name="F")
-        assert rpc(p_phone="+77011110005", p_email="f@example.kz") == e  # F merged into E
+        a = _intake_lead(conn, p_phone="+77011110001", p_name="A", p_stage="proftest_submitted")
+        b = _intake_lead(conn, p_phone="+77011110002", p_name="B", p_stage="expresscourse_clicked")
+        c = _intake_lead(conn, p_phone="+77011110003", p_name="C")
+        e = _intake_lead(conn, p_phone="+77011110005", p_email="e@example.kz", p_name="E")
+        f = _intake_lead(conn, p_email="f@example.kz", p_name="F")
+        assert _intake_lead(conn, p_phone="+77011110005", p_email="f@example.kz") == e  # F merged into E
         # as the old rules had stored them: B's number (now A's under the current rules) and
         # C's number were read differently
         conn.execute("set session_replication_role = replica")  # no triggers: stored as is
@@ -1504,7 +1500,10 @@ def test_renormalizing_after_a_rule_change_merges_and_registers(stack) -> None:
         ).fetchone() == ("+77011110003",)
         stages = conn.execute("select stages from public.traffic_leads where id = %s", [a]).fetchone()[0]
         assert {"proftest_submitted", "expresscourse_clicked"} <= set(stages)
-        assert rpc(p_phone="8 701 111 00 01") == a and rpc(p_email="f@example.kz") == e
+        assert (
+            _intake_lead(conn, p_phone="8 701 111 00 01") == a
+            and _intake_lead(conn, p_email="f@example.kz") == e
+        )
         assert conn.execute("select * from private.renormalize_lead_identities()").fetchone() == (0, 0, 0)
 
 
@@ -1900,12 +1899,10 @@ def test_renormalizing_merges_a_lead_holding_another_leads_registered_phone(stac
 
     url = fresh_target(stack, "leads_renormalize_phone").replace("postgres:postgres@", "supabase_admin@")
     with psycopg.connect(url, autocommit=True) as conn:
-
-        def rpc(**kw: object) -> uuid.UUID:
-            return _intake_lead(conn, **kw)
-
-        a = rpc(p_phone="+77011310001", p_email="a@example.kz", p_name="A")
-        assert rpc(p_phone="+77011310002", p_email="a@example.kz") == a  # A's second number, registered
+        a = _intake_lead(conn, p_phone="+77011310001", p_email="a@example.kz", p_name="A")
+        assert (
+            _intake_lead(conn, p_phone="+77011310002", p_email="a@example.kz") == a
+        )  # A's second number, registered
         assert conn.execute(
             "select lead_id from private.traffic_lead_identifiers where kind = 'phone' and value = '+77011310002'"
         ).fetchone() == (a,)
@@ -1917,7 +1914,7 @@ def test_renormalizing_merges_a_lead_holding_another_leads_registered_phone(stac
         assert conn.execute("select merged_into from public.traffic_leads where id = %s", [g]).fetchone() == (
             a,
         )
-        assert rpc(p_phone="+77011310002") == a
+        assert _intake_lead(conn, p_phone="+77011310002") == a
 
 
 def test_a_merged_lead_keeps_a_placeholder_touch_and_follows_later_merges(api: PostgrestSession) -> None:
