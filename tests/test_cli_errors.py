@@ -20,6 +20,7 @@ from onai_db.connection import conninfo, describe_error, describe_url
 from onai_db.errors import ConfigError, DatabaseUnreachableError
 from onai_db.local import DatabaseContents, LocalStack
 from onai_db.settings import Settings
+from support.consolidation import scratch_db
 
 ROOT = Path(__file__).parents[1]
 # settings the developer's shell may carry that would change what a command connects to
@@ -53,18 +54,28 @@ def one_line_error(out: subprocess.CompletedProcess[str], code: int, *needles: s
 
 
 def test_unknown_database_is_one_line(stack: LocalStack, test_db: str) -> None:
-    one_line_error(cli("local", "status", "--db", "cli_no_such_db"), 1, "cli_no_such_db", "does not exist")
-    one_line_error(cli("policies", "--db", "cli_no_such_db"), 1, "cannot connect", "cli_no_such_db")
+    one_line_error(
+        cli("local", "status", "--db", scratch_db("cli_no_such_db")),
+        1,
+        scratch_db("cli_no_such_db"),
+        "does not exist",
+    )
+    one_line_error(
+        cli("policies", "--db", scratch_db("cli_no_such_db")),
+        1,
+        "cannot connect",
+        scratch_db("cli_no_such_db"),
+    )
     one_line_error(cli("policies", "--url", "not a url"), 1, "cannot connect")
 
 
 def test_explicit_db_wins_over_the_environment(stack: LocalStack, test_db: str) -> None:
-    env_url = stack.database_url("cli_no_such_db")
+    env_url = stack.database_url(scratch_db("cli_no_such_db"))
     checked = cli("policies", "--db", test_db, TRAFFIC_DB_URL=env_url)
     assert checked.returncode == 0, checked.stderr
     assert "coverage ok" in checked.stdout
     # without --db the environment's database is the one checked
-    one_line_error(cli("policies", TRAFFIC_DB_URL=env_url), 1, "cli_no_such_db")
+    one_line_error(cli("policies", TRAFFIC_DB_URL=env_url), 1, scratch_db("cli_no_such_db"))
     one_line_error(cli("policies", "--db", test_db, "--url", env_url), 2, "not both")
 
 
@@ -103,70 +114,91 @@ def test_legacy_create_never_replaces_a_traffic_database(stack: LocalStack, test
     one_line_error(
         cli("legacy", "create", "--db", test_db, "--rows", "10"), 2, "holds the onai-db migrations"
     )
-    stack.create_database("cli_other", drop=True)
-    with psycopg.connect(stack.database_url("cli_other", "supabase_admin"), autocommit=True) as conn:
+    stack.create_database(scratch_db("cli_other"), drop=True)
+    with psycopg.connect(
+        stack.database_url(scratch_db("cli_other"), "supabase_admin"), autocommit=True
+    ) as conn:
         conn.execute("create table public.keep_me (id int)")
     one_line_error(
-        cli("legacy", "create", "--db", "cli_other", "--rows", "10"), 2, "not made by `legacy create`"
+        cli("legacy", "create", "--db", scratch_db("cli_other"), "--rows", "10"),
+        2,
+        "not made by `legacy create`",
     )
     # nor a real Landing copy, although it has the legacy tables
-    stack.create_database("cli_landing_copy", drop=True)
-    with psycopg.connect(stack.database_url("cli_landing_copy", "supabase_admin"), autocommit=True) as conn:
+    stack.create_database(scratch_db("cli_landing_copy"), drop=True)
+    with psycopg.connect(
+        stack.database_url(scratch_db("cli_landing_copy"), "supabase_admin"), autocommit=True
+    ) as conn:
         conn.execute("create table public.landing_leads (id uuid primary key, name text)")
         conn.execute("create table public.payments (id int)")
     one_line_error(
-        cli("legacy", "create", "--db", "cli_landing_copy", "--rows", "10"), 2, "not made by `legacy create`"
+        cli("legacy", "create", "--db", scratch_db("cli_landing_copy"), "--rows", "10"),
+        2,
+        "not made by `legacy create`",
     )
-    with psycopg.connect(stack.database_url("cli_landing_copy")) as conn:
+    with psycopg.connect(stack.database_url(scratch_db("cli_landing_copy"))) as conn:
         assert conn.execute("select to_regclass('public.payments') is not null").fetchone() == (True,)
-    one_line_error(cli("legacy", "create", "--db", "cli_fixture", "--rows", "-5"), 2, "--rows")
+    one_line_error(cli("legacy", "create", "--db", scratch_db("cli_fixture"), "--rows", "-5"), 2, "--rows")
     with psycopg.connect(stack.database_url(test_db)) as conn:
         assert conn.execute("select to_regclass('public.traffic_leads') is not null").fetchone() == (True,)
-    with psycopg.connect(stack.database_url("cli_other")) as conn:
+    with psycopg.connect(stack.database_url(scratch_db("cli_other"))) as conn:
         assert conn.execute("select to_regclass('public.keep_me') is not null").fetchone() == (True,)
     # an earlier fixture is refreshed as before
     for _ in range(2):
-        made = cli("legacy", "create", "--db", "cli_fixture", "--rows", "10")
+        made = cli("legacy", "create", "--db", scratch_db("cli_fixture"), "--rows", "10")
         assert made.returncode == 0, made.stderr
 
 
 def test_local_up_and_reset_never_touch_a_database_that_is_not_onai_dbs(stack: LocalStack) -> None:
     """`local up --db landing` applied the bootstrap and 95 migrations into the Landing
     fixture, and `local reset --db` dropped any database (found by review)."""
-    made = cli("legacy", "create", "--db", "cli_fixture_up", "--rows", "10")
+    made = cli("legacy", "create", "--db", scratch_db("cli_fixture_up"), "--rows", "10")
     assert made.returncode == 0, made.stderr
     one_line_error(
-        cli("local", "up", "--db", "cli_fixture_up"), 2, "legacy Landing fixture", "choose another --db"
+        cli("local", "up", "--db", scratch_db("cli_fixture_up")),
+        2,
+        "legacy Landing fixture",
+        "choose another --db",
     )
-    one_line_error(cli("local", "reset", "--db", "cli_fixture_up"), 2, "would drop it")
-    with psycopg.connect(stack.database_url("cli_fixture_up")) as conn:
+    one_line_error(cli("local", "reset", "--db", scratch_db("cli_fixture_up")), 2, "would drop it")
+    with psycopg.connect(stack.database_url(scratch_db("cli_fixture_up"))) as conn:
         assert conn.execute(
             "select to_regnamespace('supabase_migrations') is null and to_regnamespace('auth') is null,"
             " (select count(*) from public.landing_leads) > 0"
         ).fetchone() == (True, True)
     # a database holding only a materialized view (or only functions) is somebody's too
-    stack.create_database("cli_only_matview", drop=True)
-    with psycopg.connect(stack.database_url("cli_only_matview", "supabase_admin"), autocommit=True) as conn:
+    stack.create_database(scratch_db("cli_only_matview"), drop=True)
+    with psycopg.connect(
+        stack.database_url(scratch_db("cli_only_matview"), "supabase_admin"), autocommit=True
+    ) as conn:
         conn.execute("create materialized view public.report as select 1 as n")
-    one_line_error(cli("local", "up", "--db", "cli_only_matview"), 2, "not the onai-db migrations")
     one_line_error(
-        cli("legacy", "create", "--db", "cli_only_matview", "--rows", "10"), 2, "not made by `legacy create`"
+        cli("local", "up", "--db", scratch_db("cli_only_matview")), 2, "not the onai-db migrations"
     )
-    stack.create_database("cli_only_function", drop=True)
-    with psycopg.connect(stack.database_url("cli_only_function", "supabase_admin"), autocommit=True) as conn:
+    one_line_error(
+        cli("legacy", "create", "--db", scratch_db("cli_only_matview"), "--rows", "10"),
+        2,
+        "not made by `legacy create`",
+    )
+    stack.create_database(scratch_db("cli_only_function"), drop=True)
+    with psycopg.connect(
+        stack.database_url(scratch_db("cli_only_function"), "supabase_admin"), autocommit=True
+    ) as conn:
         conn.execute("create function public.keep() returns int language sql as 'select 1'")
-    one_line_error(cli("local", "reset", "--db", "cli_only_function"), 2, "would drop it")
-    assert stack.database_exists("cli_only_function")
+    one_line_error(cli("local", "reset", "--db", scratch_db("cli_only_function")), 2, "would drop it")
+    assert stack.database_exists(scratch_db("cli_only_function"))
     # another Supabase project's database has a migration history too, and a database may
     # hold nothing but a sequence, a type, a schema, an extension or sign-ups (found by review)
     others = {
-        "cli_other_project": "create schema supabase_migrations; create table supabase_migrations.schema_migrations"
+        scratch_db(
+            "cli_other_project"
+        ): "create schema supabase_migrations; create table supabase_migrations.schema_migrations"
         " (version text primary key); insert into supabase_migrations.schema_migrations values ('20200101000000');"
         " create table public.customers (id int); insert into public.customers values (1)",
-        "cli_only_sequence": "create sequence public.invoice_no",
-        "cli_only_type": "create type public.mood as enum ('ok')",
-        "cli_only_schema": "create schema billing",
-        "cli_only_extension": "create extension hstore",
+        scratch_db("cli_only_sequence"): "create sequence public.invoice_no",
+        scratch_db("cli_only_type"): "create type public.mood as enum ('ok')",
+        scratch_db("cli_only_schema"): "create schema billing",
+        scratch_db("cli_only_extension"): "create extension hstore",
     }
     for name, ddl in others.items():
         stack.create_database(name, drop=True)
@@ -175,37 +207,39 @@ def test_local_up_and_reset_never_touch_a_database_that_is_not_onai_dbs(stack: L
         one_line_error(cli("local", "reset", "--db", name), 2, "would drop it")
         one_line_error(cli("local", "up", "--db", name), 2, "choose another --db")
         assert stack.database_exists(name)
-    stack.create_database("cli_signups", drop=True)
-    stack.bootstrap("cli_signups")
-    with psycopg.connect(stack.database_url("cli_signups", "supabase_admin"), autocommit=True) as conn:
+    stack.create_database(scratch_db("cli_signups"), drop=True)
+    stack.bootstrap(scratch_db("cli_signups"))
+    with psycopg.connect(
+        stack.database_url(scratch_db("cli_signups"), "supabase_admin"), autocommit=True
+    ) as conn:
         conn.execute("insert into auth.users (id, email) values (gen_random_uuid(), 'someone@example.kz')")
-    one_line_error(cli("local", "reset", "--db", "cli_signups"), 2, "would drop it")
+    one_line_error(cli("local", "reset", "--db", scratch_db("cli_signups")), 2, "would drop it")
     # what the bootstrap makes (a push that failed after it) and an empty database are not
     # somebody else's: `local up` goes on with them
-    stack.create_database("cli_bootstrapped", drop=True)
-    stack.bootstrap("cli_bootstrapped")
-    found = stack.contents("cli_bootstrapped")
+    stack.create_database(scratch_db("cli_bootstrapped"), drop=True)
+    stack.bootstrap(scratch_db("cli_bootstrapped"))
+    found = stack.contents(scratch_db("cli_bootstrapped"))
     assert found is not None and not found.has_objects and not found.migrated
-    stack.create_database("cli_empty", drop=True)
-    with psycopg.connect(stack.database_url("cli_empty")) as conn:  # leaves its pg_temp_N schema
+    stack.create_database(scratch_db("cli_empty"), drop=True)
+    with psycopg.connect(stack.database_url(scratch_db("cli_empty"))) as conn:  # leaves its pg_temp_N schema
         conn.execute("create temporary table scratch (n int)")
-    assert stack.contents("cli_empty") == DatabaseContents(False, False, False)
+    assert stack.contents(scratch_db("cli_empty")) == DatabaseContents(False, False, False)
     with stack.admin_connect("postgres") as admin:
         for name in (
-            "cli_fixture_up",
-            "cli_only_matview",
-            "cli_only_function",
-            "cli_bootstrapped",
-            "cli_empty",
-            "cli_signups",
+            scratch_db("cli_fixture_up"),
+            scratch_db("cli_only_matview"),
+            scratch_db("cli_only_function"),
+            scratch_db("cli_bootstrapped"),
+            scratch_db("cli_empty"),
+            scratch_db("cli_signups"),
             *others,
         ):
             admin.execute(f'drop database "{name}" with (force)')
 
 
 def test_a_database_without_the_migrations_names_the_likely_cause(stack: LocalStack) -> None:
-    stack.create_database("cli_bare", drop=True)
-    bare = stack.database_url("cli_bare")
+    stack.create_database(scratch_db("cli_bare"), drop=True)
+    bare = stack.database_url(scratch_db("cli_bare"))
     one_line_error(cli("monitor", ONAI_DB_URL=bare), 1, "SQLSTATE", "onai-db migrations")
     as_json = cli("monitor", "--json", ONAI_DB_URL=bare)  # for a machine: the kind and the SQLSTATE
     one_line_error(as_json, 1, "SQLSTATE 42P01")
@@ -213,25 +247,32 @@ def test_a_database_without_the_migrations_names_the_likely_cause(stack: LocalSt
     assert (doc["error_kind"], doc["sqlstate"], doc["exit_code"]) == ("database", "42P01", 1), doc
     one_line_error(cli("worker", "--once", "--dry-run", "--services", "sms", ONAI_DB_URL=bare), 1, "SQLSTATE")
     # `types` said "out of date: run make types", `policies` printed the matrix and a line per object
-    one_line_error(cli("types", "--db", "cli_bare"), 1, "has no onai-db migrations", "local up --db cli_bare")
-    policies = cli("policies", "--db", "cli_bare")
+    one_line_error(
+        cli("types", "--db", scratch_db("cli_bare")),
+        1,
+        "has no onai-db migrations",
+        f"local up --db {scratch_db('cli_bare')}",
+    )
+    policies = cli("policies", "--db", scratch_db("cli_bare"))
     one_line_error(policies, 1, "has no onai-db migrations")
     assert policies.stdout == "", policies.stdout
     # `local status` said "running" and listed every migration's name in one table cell
-    status = cli("local", "status", "--db", "cli_bare", COLUMNS="200")
+    status = cli("local", "status", "--db", scratch_db("cli_bare"), COLUMNS="200")
     assert status.returncode == 0, status.stderr
-    assert "cli_bare has no onai-db migrations" in status.stdout, status.stdout
+    assert f"{scratch_db('cli_bare')} has no onai-db migrations" in status.stdout, status.stdout
     assert re.search(r"migrations pending │ \d+: \d+_private_schema\.sql … ", status.stdout), status.stdout
-    as_json = cli("local", "status", "--json", "--db", "cli_bare")
+    as_json = cli("local", "status", "--json", "--db", scratch_db("cli_bare"))
     assert json.loads(as_json.stdout)["pending"][0].endswith("_private_schema.sql")
 
 
 def test_local_status_of_a_database_that_does_not_exist_says_how_to_make_it(stack: LocalStack) -> None:
     """It failed with "cannot connect to the database ...: database ... does not exist"."""
     one_line_error(
-        cli("local", "status", "--db", "cli_nowhere"), 1, "`onai-db local up --db cli_nowhere` makes it"
+        cli("local", "status", "--db", scratch_db("cli_nowhere")),
+        1,
+        f"`onai-db local up --db {scratch_db('cli_nowhere')}` makes it",
     )
-    doc = json.loads(cli("local", "status", "--json", "--db", "cli_nowhere").stdout)
+    doc = json.loads(cli("local", "status", "--json", "--db", scratch_db("cli_nowhere")).stdout)
     assert (doc["error_kind"], doc["exit_code"]) == ("database_unreachable", 1), doc
 
 
@@ -346,7 +387,7 @@ def test_json_commands_print_a_json_document_on_errors_too(stack: LocalStack, te
         (cli("consolidate", "--source", url, "--jobs", "0", "--json"), 2, "--jobs", "config"),
         (cli("consolidate", "--source", url, "--jobz", "1", "--json"), 2, "--jobz", "usage"),
         (
-            cli("monitor", "--json", ONAI_DB_URL=stack.database_url("cli_no_such_db")),
+            cli("monitor", "--json", ONAI_DB_URL=stack.database_url(scratch_db("cli_no_such_db"))),
             1,
             "cannot connect",
             "database_unreachable",

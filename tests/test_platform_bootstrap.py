@@ -7,6 +7,7 @@ import pytest
 
 from onai_db import migrate
 from onai_db.local import LocalStack
+from support.consolidation import scratch_db
 from support.postgrest import ANON, SERVICE, ApiError, PostgrestSession
 
 
@@ -133,7 +134,7 @@ def test_privileges_do_not_depend_on_the_projects_default_privileges(
     migrations must end with the same privileges there as under the current default:
     before `20261206100000` anon could read the monitoring views and a sales manager could
     update any column of traffic_leads (found by review of a hosted deploy)."""
-    db = "privileges_old_default"
+    db = scratch_db("privileges_old_default")
     stack.create_database(db, drop=True)
     stack.bootstrap(db)
     with stack.admin_connect(db) as conn:  # the old default, as such projects still have it
