@@ -13,11 +13,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from bench.common import BenchContext, Result
+from bench.common import BENCH_DB, BenchContext, Result
 from onai_db.consolidate import ConsolidationOptions, run_consolidation
 from onai_db.legacy import LEGACY_TABLES, create_landing_db
 
-SOURCE_DB = "onai_bench_landing"
+SOURCE_DB = f"{BENCH_DB}_landing"  # beside the bench database, in its namespace
 
 
 def plain_copy(source_url: str, target_url: str) -> tuple[float, int]:

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 from onai_db.local import LocalStack
+from support.consolidation import scratch_db
 
 ROOT = Path(__file__).parents[1]
-BENCH_DB = "onai_test_bench"
+BENCH_DB = scratch_db("onai_test_bench")
 
 
 def test_every_benchmark_runs_at_its_smoke_scale(stack: LocalStack, test_db: str) -> None:
@@ -28,7 +29,8 @@ def test_every_benchmark_runs_at_its_smoke_scale(stack: LocalStack, test_db: str
         )
     finally:
         with stack.admin_connect() as admin:
-            admin.execute(f'drop database if exists "{BENCH_DB}" with (force)')
+            for name in (BENCH_DB, f"{BENCH_DB}_landing"):
+                admin.execute(f'drop database if exists "{name}" with (force)')
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     names = sorted(p.stem[len("bench_") :] for p in (ROOT / "bench").glob("bench_*.py"))
     assert len(names) >= 5
