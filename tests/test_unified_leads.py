@@ -203,6 +203,39 @@ def test_bad_input_is_rejected_with_a_clear_error(
     assert api.query(SERVICE, "select count(*) as n from public.traffic_leads")[0]["n"] == before
 
 
+@pytest.mark.parametrize(
+    "stage",
+    ["undefined", "null", "nil", "NaN", " nan\r\n", "[object Object]", "{{stage}}", "%7B%7Bstage%7D%7D"],
+)
+def test_a_placeholder_stage_is_refused_and_nothing_recorded(api: PostgrestSession, stage: str) -> None:
+    """'undefined', 'null', 'nil' and 'nan' are snake_case: they were recorded as journey
+    stages and the dashboard counted them (20261216100000). The import quarantines them."""
+    counts = "select (select count(*) from public.traffic_leads) as leads, (select count(*) from public.traffic_lead_journey) as journey"
+    before = api.query(SERVICE, counts)[0]
+    with pytest.raises(ApiError) as err:
+        api.rpc(SERVICE, "find_or_create_unified_lead", p_phone=unique_phone(), p_stage=stage)
+    assert err.value.code == "22023" and err.value.status == 400
+    assert (
+        err.value.message
+        == f"p_stage {_literal(stage)} is a placeholder a script sent for a missing value, not a stage"
+    )
+    assert "Leave p_stage out" in err.value.hint
+    assert api.query(SERVICE, counts)[0] == before
+
+
+def test_a_blank_stage_is_lead_captured_and_a_stage_word_is_kept(api: PostgrestSession) -> None:
+    blank = record(api, p_phone=unique_phone(), p_stage=" \u200b\t")
+    assert lead(api, blank["lead_id"])["stages"] == ["lead_captured"]
+    # only a placeholder is refused: a stage that merely contains such a word is a stage
+    named = record(api, p_phone=unique_phone(), p_stage="null_result_shown")
+    assert lead(api, named["lead_id"])["stages"] == ["null_result_shown"]
+
+
+def _literal(value: str) -> str:
+    """format('%L', value) for the values above (no backslash, no quote)."""
+    return "'" + value + "'"
+
+
 def test_journey_cannot_be_lost_by_deleting_a_lead(api: PostgrestSession) -> None:
     row = record(api, p_phone=unique_phone(), p_stage="proftest_submitted")
     with pytest.raises(ApiError) as err:
