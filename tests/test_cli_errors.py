@@ -801,3 +801,67 @@ def test_a_setting_is_read_under_the_seeds_name(setting: str, seed_name: str, wh
         settings.origin(setting)
         == f"{seed_name} in {'the environment' if where == 'environment' else '.env'}"
     )
+
+
+# --- found by the second mutation review: each case fails on one plausible bug the suite missed ---
+
+
+def test_a_hostaddr_only_database_is_described_by_it() -> None:
+    """libpq connects to ``hostaddr`` when no host is given; "localhost" named the wrong server."""
+    assert describe_url("hostaddr=10.0.0.5 port=5 dbname=d") == "10.0.0.5:5/d"
+    assert describe_url("postgresql://u@/db?hostaddr=10.0.0.5&port=6") == "10.0.0.5:6/db"
+
+
+@pytest.mark.parametrize("url", ["HTTPS://abc.supabase.co", " Http://abc.supabase.co "])
+def test_an_api_url_in_capitals_is_named_as_such_too(url: str) -> None:
+    with pytest.raises(ConfigError, match="is an HTTP address"):
+        conninfo(url, "source")
+
+
+def test_a_missing_function_points_at_the_migrations_too() -> None:
+    """42883 (undefined function): the RPCs come with the migrations, as the tables do."""
+    text = describe_error(psycopg.errors.UndefinedFunction("function public.f() does not exist"))
+    assert text.startswith("function public.f() does not exist (SQLSTATE 42883); hint: ")
+    assert "onai-db migrations" in text
+
+
+def test_a_percent_escaped_password_is_hidden_as_written_and_decoded() -> None:
+    from onai_db.connection import masked
+
+    url = "postgresql://u:p%40ss@h/db"
+    assert masked("bad p@ss and p%40ss for u", url) == "bad *** and *** for u"
+
+
+def test_a_runs_context_never_overrides_the_error_fields() -> None:
+    from onai_db import output_mode
+
+    output_mode.json_context(source="s", ok=True, error="not this", exit_code=0)
+    try:
+        doc = json.loads(output_mode.error_document("boom", 2, "config"))
+    finally:
+        output_mode.json_context()
+    assert doc == {"ok": False, "error": "boom", "error_kind": "config", "exit_code": 2, "source": "s"}
+
+
+def test_a_line_or_paragraph_separator_in_a_label_is_escaped() -> None:
+    """U+2028/U+2029 are line breaks to many viewers: a one-line label must not hold them."""
+    from onai_db.render import one_line, plain
+
+    assert one_line("a\u2028b\u2029c").plain == "a\\u2028b\\u2029c"
+    assert plain("a\u202eb").plain == "a\\u202eb" and plain("a\nb").plain == "a\nb"
+
+
+def test_the_matrix_table_shows_each_cells_rule() -> None:
+    """A cell admitting only some rows ("S:own") must not read as all rows ("S")."""
+    from rich.console import Console
+
+    from onai_db.policies import ROLES, Entry
+    from onai_db.render import matrix_table
+
+    cells = {r: {"select": "deny", "insert": "deny", "update": "deny", "delete": "deny"} for r in ROLES}
+    cells["student"] = {"select": "own", "insert": "deny", "update": "own", "delete": "deny"}
+    cells["admin"] = {"select": "all", "insert": "all", "update": "all", "delete": "all"}
+    console = Console(record=True, width=300)
+    console.print(matrix_table({"public.t": Entry("public.t", "table", cells)}))
+    row = next(line for line in console.export_text().splitlines() if "│ t " in line)
+    assert "S:own U:own" in row and "S I U D" in row, row

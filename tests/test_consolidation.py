@@ -2881,3 +2881,40 @@ def test_two_existing_leads_joined_by_landing_rows_are_filled_in_time_order(
         assert conn.execute(
             "select id, name from public.traffic_leads where merged_into is null"
         ).fetchall() == [(older, "R")]
+
+
+def test_the_report_puts_each_count_in_its_column_and_says_what_the_run_was() -> None:
+    """Found by the second mutation review: the table's numbers, the title of a dry run, the
+    coverage, the journey links, a resumed run and pending notifications were never read."""
+    from onai_db.consolidate.demo import AttributionRow
+    from onai_db.consolidate.render import render_attribution
+
+    report = Report(run_id=3, dry_run=True, resumed_from=2, backup_dir="b", fingerprint="f")
+    report.tables = [TableCheck("landing_leads", 100, 60, 30, 9, 1, 61, "traffic_leads")]
+    report.changes = {"leads_created": 61}
+    report.journey_links_checked, report.journey_links_broken = 50, 2
+    report.leads_consolidated, report.leads_attributed = 61, 20
+    report.notifications_pending = 7
+    console = Console(record=True, width=250)
+    render_report(console, report)
+    text = console.export_text()
+    assert "Consolidation verification (dry run: nothing written)" in text
+    assert re.search(r"landing_leads +│ +100 │ +60 │ +30 │ +9 │ +1 │ +61 traffic_leads", text), text
+    assert re.search(r"journey links preserved +│ 48 / 50", text), text
+    assert "20 (32.8%)" in text
+    assert "resumed run 2, which stopped before its end" in text
+    assert re.search(r"legacy notifications still pending .* │ 7", text), text
+    assert "FAILED: 1 rows unaccounted, 2 journey links broken" in text
+    console = Console(record=True, width=250)
+    render_attribution(console, [AttributionRow("Аня", "A", 10, 4, 3, 1)])
+    assert re.search(r"Аня +│ A +│ +10 │ +4 │ +3 │ +1", console.export_text()), console.export_text()
+
+
+def test_every_phase_bar_ends_at_its_total() -> None:
+    from onai_db.progress import phase_progress
+
+    console = Console(record=True, width=120, force_terminal=False)
+    with phase_progress(["load", "verify"], console) as progress:
+        progress("load", 3, 10)
+    text = console.export_text()
+    assert re.search(r"load .*10/10", text) and re.search(r"verify .*1/1", text), text

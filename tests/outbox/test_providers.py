@@ -460,3 +460,134 @@ def test_mobizon_recipient_lengths(phone: str, ok: bool) -> None:
     else:
         with pytest.raises(PermanentError):
             recipient_digits(phone)
+
+
+# --- found by the second mutation review (request shapes, the dry run, GoTrue's link) ---
+
+
+def test_resend_sends_the_whole_email_from_the_configured_sender(
+    fake: FakeProviders, http: httpx.Client
+) -> None:
+    """The body Resend gets: sender, recipient, subject, html and text each from its own field."""
+    email = render("password_changed", {"to": "a@example.kz"}, platform_url="https://x")
+    ResendClient(http, RESEND_KEY, "onAI <p@onai.academy>", fake.url).send("a@example.kz", email, "pw/1")
+    (req,) = fake.calls("resend")
+    assert req.json() == {
+        "from": "onAI <p@onai.academy>",
+        "to": ["a@example.kz"],
+        "subject": email.subject,
+        "html": email.html,
+        "text": email.text,
+    }
+
+
+def test_resend_each_new_link_after_a_lost_answer_gets_a_key_of_its_own(
+    fake: FakeProviders, http: httpx.Client
+) -> None:
+    """Two lost answers in a row: the third attempt's e-mail (a third link, the only live one)
+    must still go out; a digest of less than the whole body gave it the second's key, and
+    it was skipped as "both idempotency keys used", leaving the user a cancelled link."""
+    client = ResendClient(http, RESEND_KEY, "onAI <p@onai.academy>", fake.url)
+    sent = []
+    for n in range(3):
+        email = render(
+            "tripwire_welcome", {"to": "a@example.kz", "name": "A"}, platform_url="https://x",
+            set_password_link=f"https://x/verify?token=t{n}",
+        )  # fmt: skip
+        sent.append(client.send("a@example.kz", email, "tripwire_welcome/u1", single_use_link=True))
+    assert all(d.provider_ref and not d.skipped for d in sent), sent
+    keys = [c.headers["Idempotency-Key"] for c in fake.calls("resend")]
+    assert keys[0] == "tripwire_welcome/u1" and len(set(keys[1:])) == 3, keys  # k; k, k/d1; k, k/d2
+
+
+def test_mobizon_request_carries_every_field_and_answers_the_message_id(
+    fake: FakeProviders, http: httpx.Client
+) -> None:
+    text = "Ваша комиссия 5000 KZT. " * 10  # longer than one SMS part: sent whole
+    fake.script(
+        "mobizon",
+        Reply(200, {"code": 0, "data": {"campaignId": "77", "messageId": "78", "status": 1}, "message": ""}),
+    )
+    delivered = MobizonClient(http, MOBIZON_KEY, fake.url, sender="onAI").send("+7 701 123 45 67", text)
+    assert delivered.provider_ref == "78"  # the message's id, not the campaign's
+    MobizonClient(http, MOBIZON_KEY, fake.url).send("+7 701 123 45 67", "x")
+    first, second = fake.calls("mobizon")
+    assert first.query == {"output": ["json"], "api": ["v1"], "apiKey": [MOBIZON_KEY]}
+    assert first.form() == {"recipient": ["77011234567"], "text": [text], "from": ["onAI"]}
+    assert second.form() == {"recipient": ["77011234567"], "text": ["x"]}  # no sender: no from
+
+
+def test_telegram_request_body_and_the_message_id(fake: FakeProviders, http: httpx.Client) -> None:
+    text = "Новый лид\n" + "x" * 3000
+    fake.script(
+        "telegram",
+        Reply(200, {"ok": True, "result": {"message_id": 4242, "chat": {"id": -1001234567890}, "date": 1}}),
+    )
+    delivered = TelegramClient(http, fake.url).send_message(LEADS_BOT, -1001234567890, text)
+    (req,) = fake.calls("telegram")
+    assert req.json() == {"chat_id": -1001234567890, "text": text, "disable_web_page_preview": True}
+    assert delivered.provider_ref == "4242"
+
+
+def test_gotrue_link_may_come_under_properties(fake: FakeProviders, http: httpx.Client) -> None:
+    """GoTrue versions answer generate_link with the link at the top or under ``properties``."""
+    link = "https://p.supabase.co/auth/v1/verify?token=abc&type=recovery"
+    fake.script("gotrue", Reply(200, {"id": "u", "properties": {"action_link": link, "email_otp": "1"}}))
+    assert gotrue_call(fake, http) == link
+
+
+@pytest.mark.parametrize(
+    "body", [{"id": "u"}, {"id": "u", "properties": None}, {"action_link": "", "properties": {}}]
+)
+def test_gotrue_200_without_a_link_is_transient_and_sends_no_link(
+    fake: FakeProviders, http: httpx.Client, body: object
+) -> None:
+    """A 200 without any action_link must not become a link ("None" in the e-mail)."""
+    fake.script("gotrue", Reply(200, body))
+    with pytest.raises(TransientError):
+        gotrue_call(fake, http)
+
+
+def test_gotrue_200_that_is_no_json_object_is_transient(fake: FakeProviders, http: httpx.Client) -> None:
+    """A proxy's HTML page with 200 was "other 4xx": the welcome e-mail went dead at once
+    (found by the second mutation review)."""
+    for reply in (Reply(200, raw=b"<html>maintenance</html>"), Reply(200, ["not", "an", "object"])):
+        fake.script("gotrue", reply)
+        with pytest.raises(TransientError, match="HTTP 200 without action_link"):
+            gotrue_call(fake, http)
+
+
+def test_gotrue_error_names_its_error_code(fake: FakeProviders, http: httpx.Client) -> None:
+    fake.script("gotrue", Reply(404, {"code": 404, "error_code": "user_not_found", "msg": "User not found"}))
+    with pytest.raises(PermanentError, match="user_not_found"):
+        gotrue_call(fake, http)
+    fake.script("gotrue", Reply(400, {"error": "invalid_request", "error_description": "x"}))
+    with pytest.raises(PermanentError, match="invalid_request"):
+        gotrue_call(fake, http)
+
+
+def test_every_client_succeeds_on_the_dry_run_transport() -> None:
+    """`worker --dry-run` answers each provider with its success shape: each client reads it
+    as a delivery (found by review: only e-mail, Telegram and AmoCRM were run by a test)."""
+    from onai_db.providers.dryrun import transport
+
+    with httpx.Client(transport=transport()) as http:
+        email = render("password_changed", {"to": "a@example.kz"}, platform_url="https://x")
+        assert ResendClient(http, "k", "f@x", "https://dry").send("a@example.kz", email, "k").provider_ref
+        link = SupabaseAuthClient(http, "https://dry", "k").recovery_link("a@example.kz")
+        assert link.startswith("https://example.invalid/")
+        sms = MobizonClient(http, "k", "https://dry").send("+77011234567", "x")
+        assert sms.provider_ref and not sms.skipped
+        tg = TelegramClient(http, "https://dry").send_message("1:x", -1, "x")
+        assert tg.provider_ref and not tg.skipped
+
+
+def test_a_compressed_answer_is_read_once(fake: FakeProviders, http: httpx.Client) -> None:
+    """Real providers gzip their answers (httpx asks for it): the body is decoded while it is
+    read, so the response handed on must not say it is still compressed."""
+    import gzip
+    import json as _json
+
+    body = gzip.compress(_json.dumps({"id": "gz-1"}).encode())
+    fake.script("resend", Reply(200, raw=body, headers={"content-encoding": "gzip"}))
+    assert resend_call(fake, http).provider_ref == "gz-1"

@@ -34,11 +34,16 @@ class SupabaseAuthClient:
             json=payload,
         )
         body = body_json(response)
-        if response.status_code == 200 and isinstance(body, dict):
-            link = body.get("action_link") or (body.get("properties") or {}).get("action_link")
-            if link:
-                return str(link)
-            raise TransientError("supabase_auth: generate_link answered without action_link")
+        if response.is_success:
+            # a success without a link (a proxy's HTML page, a body cut short) is retried like
+            # Resend's and Telegram's: as "other 4xx" it sent the welcome e-mail to dead at once
+            if isinstance(body, dict):
+                link = body.get("action_link") or (body.get("properties") or {}).get("action_link")
+                if link:
+                    return str(link)
+            raise TransientError(
+                f"supabase_auth: generate_link answered HTTP {response.status_code} without action_link"
+            )
         code = ""
         if isinstance(body, dict):
             code = str(body.get("error_code") or body.get("code") or body.get("error") or "")
