@@ -336,6 +336,27 @@ def test_an_exported_alias_beats_the_dot_env_file(tmp_path: Path, monkeypatch: p
     assert Settings.load(tmp_path).get("ONAI_DB_URL") == "postgresql://h/from_dotenv"
 
 
+def test_a_name_exported_empty_leaves_the_dot_env_files_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exported ``TRAFFIC_DB_URL=`` hid .env's TRAFFIC_DB_URL, and consolidate went to the
+    local stack; ``LANDING_DB_URL=`` made it say that no source was set (found by review).
+    Empty or only blanks is unset, as the README says, wherever it is set."""
+    (tmp_path / ".env").write_text(
+        "TRAFFIC_DB_URL=postgresql://h/traffic\nLANDING_DB_URL=postgresql://h/landing\n"
+    )
+    for name in ("ONAI_DB_URL", "DATABASE_URL", "SUPABASE_DB_URL", "ONAI_DB_LANDING_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRAFFIC_DB_URL", "")
+    monkeypatch.setenv("LANDING_DB_URL", "  ")
+    settings = Settings.load(tmp_path)
+    assert settings.get("ONAI_DB_URL") == "postgresql://h/traffic"
+    assert settings.origin("ONAI_DB_URL") == "TRAFFIC_DB_URL in .env"
+    assert settings.get("LANDING_DB_URL") == "postgresql://h/landing"
+    monkeypatch.setenv("TRAFFIC_DB_URL", "postgresql://h/exported")  # a value still wins
+    assert Settings.load(tmp_path).get("ONAI_DB_URL") == "postgresql://h/exported"
+
+
 def test_integer_settings_name_the_bad_value(tmp_path: Path) -> None:
     settings = Settings(tmp_path, {"AMOCRM_PIPELINE_ID": " 42 ", "AMOCRM_STAGE_LESSON_1": "x1"})
     assert settings.integer("AMOCRM_PIPELINE_ID") == 42

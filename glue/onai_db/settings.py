@@ -48,13 +48,16 @@ def find_project_dir(start: Path | None = None) -> Path:
 
 
 def load_env(project_dir: Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Process environment over ``.env`` (the process always wins)."""
+    """Process environment over ``.env``: a variable set in the process wins; one exported
+    empty or only blanks is unset (``is_set``) and leaves ``.env``'s value (found by review:
+    ``TRAFFIC_DB_URL=`` in the shell hid .env's, and a run went to the local stack)."""
     values: dict[str, str] = {}
     if project_dir is not None:
         env_file = project_dir / ".env"
         if env_file.is_file():
             values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    values.update(os.environ if environ is None else environ)
+    process = os.environ if environ is None else environ
+    values.update({k: v for k, v in process.items() if is_set(v) or k not in values})
     return values
 
 
