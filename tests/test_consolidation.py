@@ -442,6 +442,10 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
     ) as refused:
         consolidate(source, behind, tmp_path)
     assert refused.value.kind == "target_lacks_migrations"
+    # which checkout: `local up` from another checkout with this one's onai-db installed
+    # pushed that one's migrations, and the error gave no clue why it did not help
+    checkout = Path(__file__).parents[1].resolve()
+    assert f"(checkout {checkout}, where this onai-db runs from; the first: " in str(refused.value)
     with psycopg.connect(behind) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
     # a history the login may not read is no reason to refuse (the tables were checked)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import psycopg
 
@@ -356,7 +357,9 @@ def check_same_source(
         )
 
 
-def check_target(conn: psycopg.Connection, migrations: Sequence[Migration] = ()) -> None:
+def check_target(
+    conn: psycopg.Connection, migrations: Sequence[Migration] = (), checkout: Path | None = None
+) -> None:
     """Raises unless the target has the onai-db migrations (ours included): the tables the
     run writes, and, where the Supabase CLI keeps its history (``supabase_migrations``),
     every one of ``migrations`` (this checkout's): a target pushed from an older checkout
@@ -417,7 +420,8 @@ def check_target(conn: psycopg.Connection, migrations: Sequence[Migration] = ())
     if pending:
         first = pending[0]
         raise ConsolidationError(
-            f"target lacks {len(pending)} of this checkout's {len(migrations)} migrations (the first: "
-            f"{first.filename}): {PUSH_ADVICE}",
+            f"target lacks {len(pending)} of this checkout's {len(migrations)} migrations ("
+            + (f"checkout {checkout}, where this onai-db runs from; " if checkout else "")
+            + f"the first: {first.filename}): {PUSH_ADVICE}",
             kind="target_lacks_migrations",
         )

@@ -284,7 +284,7 @@ def preflight(source_url: str, target_url: str, notice: Callable[[str], None] = 
         tgt = connect(target_url, "target (Traffic)")
         try:
             _no_timeouts(tgt)
-            check_target(tgt, checkout_migrations())
+            check_target(tgt, checkout_migrations(), CHECKOUT)
             check_same_source(src, tgt, notice)
         finally:
             tgt.close()
@@ -311,7 +311,7 @@ def run_consolidation(opts: ConsolidationOptions) -> Report:
         _no_timeouts(tgt)
         columns, types = check_source(src, opts.notice)
         json_columns = json_typed_columns(src)
-        check_target(tgt, checkout_migrations())
+        check_target(tgt, checkout_migrations(), CHECKOUT)
         check_same_source(src, tgt, opts.notice)
         tgt.autocommit = True
         _take_lock(tgt, opts.lock_wait_s, opts.notice)
