@@ -161,6 +161,15 @@ def test_local_up_and_reset_never_touch_a_database_that_is_not_onai_dbs(stack: L
         "choose another --db",
     )
     one_line_error(cli("local", "reset", "--db", scratch_db("cli_fixture_up")), 2, "would drop it")
+    # and nothing points at `local up` for it: status, types and policies advised it, and it
+    # refuses (found by the operator review)
+    status = cli("local", "status", "--db", scratch_db("cli_fixture_up"), COLUMNS="300")
+    assert status.returncode == 0 and "local up" not in status.stdout, status.stdout
+    assert "holds a legacy Landing fixture" in status.stdout and "choose another --db" in status.stdout
+    for command in ("types", "policies"):
+        out = cli(command, "--db", scratch_db("cli_fixture_up"))
+        one_line_error(out, 1, "has no onai-db migrations; it holds Landing's legacy tables")
+        assert "local up" not in out.stderr, out.stderr
     with psycopg.connect(stack.database_url(scratch_db("cli_fixture_up"))) as conn:
         assert conn.execute(
             "select to_regnamespace('supabase_migrations') is null and to_regnamespace('auth') is null,"

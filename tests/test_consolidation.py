@@ -399,6 +399,16 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
     with pytest.raises(ConsolidationError, match="it is a Traffic database, not Landing") as refused:
         consolidate(target, target, tmp_path)
     assert refused.value.kind == "source_is_traffic"
+    with pytest.raises(ConsolidationError, match="are --source and --target swapped, or the same") as refused:
+        consolidate(target, source, tmp_path)
+    assert refused.value.kind == "source_is_traffic"
+    # Landing as the target: the advice was to push Traffic's migrations into it (found by review)
+    with pytest.raises(ConsolidationError, match="holds Landing's legacy tables") as refused:
+        consolidate(source, source, tmp_path)
+    assert refused.value.kind == "target_lacks_migrations"
+    assert "swapped?); nothing was written" in str(refused.value) and "db push" not in str(refused.value)
+    with psycopg.connect(source) as conn:
+        assert conn.execute("select to_regclass('private.consolidation_runs')").fetchone() == (None,)
     # a source with a view where a legacy table belongs
     viewed = fresh_source(stack, "cons_viewed", rows=10, seed=1)
     with psycopg.connect(viewed, autocommit=True) as conn:

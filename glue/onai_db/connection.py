@@ -187,6 +187,12 @@ def describe_error(exc: psycopg.Error) -> str:
 def require_migrated(conn: psycopg.Connection, url: str, hint: str) -> None:
     """One clear error for a database without the onai-db migrations (no
     ``public.traffic_leads``), instead of what a command would say of each missing object."""
-    row = conn.execute("select to_regclass('public.traffic_leads') is not null").fetchone()
+    row = conn.execute(
+        "select to_regclass('public.traffic_leads') is not null,"
+        " exists (select from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n on n.oid = c.relnamespace"
+        " where n.nspname = 'public' and c.relname = 'landing_leads' and c.relkind in ('r', 'p'))"
+    ).fetchone()
     if not (row and row[0]):
+        if row and row[1]:  # pushing there was the advice, into Landing (found by review)
+            hint = "it holds Landing's legacy tables (public.landing_leads): point at the Traffic database"
         raise OnaiDbError(f"database {describe_url(url)} has no onai-db migrations; {hint}", kind="database")

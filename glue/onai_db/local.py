@@ -492,19 +492,24 @@ class LocalStack:
                 has_objects = bool(scalar(conn, "select exists (select 1 from auth.users)"))
         return DatabaseContents(migrated, fixture, has_objects)
 
+    def foreign(self, dbname: str) -> str | None:
+        """What a database that ``local up`` refuses holds, or None when it is onai-db's (or
+        empty, or absent)."""
+        found = self.contents(dbname)
+        if found is None or found.migrated or not found.has_objects:
+            return None
+        if found.fixture:
+            return "a legacy Landing fixture made by `onai-db legacy create`"
+        return "tables, views or functions but not the onai-db migrations (a Landing copy? another database?)"
+
     def refuse_foreign(self, dbname: str, action: str) -> None:
         """``local up`` / ``local reset`` work on onai-db's databases only: an existing database
         with objects of its own but without the migrations (a Landing fixture, a restored
         Landing copy, another project's database) would get the bootstrap and every migration,
         or be dropped."""
-        found = self.contents(dbname)
-        if found is None or found.migrated or not found.has_objects:
+        what = self.foreign(dbname)
+        if what is None:
             return
-        what = (
-            "a legacy Landing fixture made by `onai-db legacy create`"
-            if found.fixture
-            else "tables, views or functions but not the onai-db migrations (a Landing copy? another database?)"
-        )
         effect = "drop it" if action == "reset" else "apply the platform bootstrap and every migration to it"
         raise ConfigError(
             f"database {dbname!r} holds {what}; `onai-db local {action}` would {effect}:"
@@ -573,5 +578,9 @@ class LocalStack:
                 if not done
                 else f"{len(pending)} migration(s) pending"
             )
-            message = f"running; {what} (`onai-db local up --db {dbname}` applies them)"
+            advice = f"`onai-db local up --db {dbname}` applies them"
+            foreign = self.foreign(dbname) if not done else None
+            if foreign is not None:  # `local up` refuses it: advice that led nowhere (found by review)
+                what, advice = f"database {dbname} holds {foreign}", "choose another --db for onai-db"
+            message = f"running; {what} ({advice})"
         return StackStatus(True, state.port, state.data_dir, done, pending, message)

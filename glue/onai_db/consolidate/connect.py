@@ -189,7 +189,7 @@ def check_source(
         conn.rollback()
         raise ConsolidationError(
             "the source has onai-db's migrations: it is a Traffic database, not Landing "
-            "(is --source the same database as --target?)",
+            "(are --source and --target swapped, or the same database?)",
             kind="source_is_traffic",
         )
     views = [
@@ -380,6 +380,18 @@ def check_target(
     read_only = conn.execute("select pg_catalog.current_setting('transaction_read_only') = 'on'").fetchone()
     conn.rollback()
     absent = [name for name, present, _ in rows if not present]
+    landing = conn.execute(
+        "select exists (select from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n"
+        " on n.oid = c.relnamespace where n.nspname = 'public' and c.relname = 'landing_leads'"
+        " and c.relkind in ('r', 'p'))"
+    ).fetchone()
+    conn.rollback()
+    if absent and landing == (True,):  # the advice was to push Traffic's schema into Landing
+        raise ConsolidationError(
+            "the target holds Landing's legacy tables (public.landing_leads is a table), not the onai-db "
+            "migrations: it is a Landing database (are --source and --target swapped?); nothing was written",
+            kind="target_lacks_migrations",
+        )
     if absent:
         raise ConsolidationError(
             f"target lacks the onai-db migrations ({', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''} "
