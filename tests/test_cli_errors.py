@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from onai_db.connection import conninfo, describe_error, describe_url
-from onai_db.errors import ConfigError, DatabaseUnreachableError
+from onai_db.errors import ConfigError
 from onai_db.local import DatabaseContents, LocalStack
 from onai_db.settings import Settings
 from support.consolidation import scratch_db
@@ -66,7 +66,9 @@ def test_unknown_database_is_one_line(stack: LocalStack, test_db: str) -> None:
         "cannot connect",
         scratch_db("cli_no_such_db"),
     )
-    one_line_error(cli("policies", "--url", "not a url"), 1, "cannot connect")
+    one_line_error(
+        cli("policies", "--url", "not a url"), 2, "the database URL cannot be read", "expected postgresql://"
+    )
 
 
 def test_explicit_db_wins_over_the_environment(stack: LocalStack, test_db: str) -> None:
@@ -394,13 +396,18 @@ def test_consolidate_refuses_empty_urls_and_absurd_batches_and_never_prints_a_pa
     one_line_error(
         cli("consolidate", "--source", url, "--batch-size", "99999999999"), 2, "--batch-size", "1,000,000"
     )
-    for secret_url in (
-        "host=127.0.0.1 port=1 dbname=x user=postgres password=SeCrEt123",
-        "postgresql://postgres:p@SeCrEt123@127.0.0.1:1/x",
+    for secret_url, code, needle in (
+        ("host=127.0.0.1 port=1 dbname=x user=postgres password=SeCrEt123", 1, "cannot connect"),
+        # a URL libpq would misread is a setting to fix: exit 2 (found by the operator review)
+        ("postgresql://postgres:p@SeCrEt123@127.0.0.1:1/x", 2, "write it as %40"),
     ):
         out = cli("consolidate", "--source", secret_url, "--target", url)
-        one_line_error(out, 1, "cannot connect", "127.0.0.1:1/x")
+        one_line_error(out, code, needle, "127.0.0.1:1/x")
         assert "SeCrEt123" not in out.stderr + out.stdout
+    # a string libpq cannot read at all: what a URL looks like (it was exit 1 and libpq's words)
+    out = cli("consolidate", "--source", "landing_db", "--target", url, "--json")
+    one_line_error(out, 2, 'missing "=" after "landing_db"', "expected postgresql://user:password@host")
+    assert json.loads(out.stdout)["error_kind"] == "config"
 
 
 def test_json_commands_print_a_json_document_on_errors_too(stack: LocalStack, test_db: str) -> None:
@@ -657,7 +664,7 @@ def test_a_database_is_described_as_libpq_reads_it(url: str, described: str) -> 
     the URL's host (found by review)."""
     assert describe_url(url) == described
     if "pa/ss" in url:
-        with pytest.raises(DatabaseUnreachableError, match=r"holds a '/'; write it as %2F") as refused:
+        with pytest.raises(ConfigError, match=r"holds a '/'; write it as %2F") as refused:
             conninfo(url, "source")
         assert "pa/ss" not in str(refused.value) and "h:1/db" in str(refused.value)
 

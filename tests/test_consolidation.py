@@ -24,7 +24,7 @@ from onai_db.consolidate.demo import attribution_summary, seed_demo_targetologis
 from onai_db.consolidate.render import render_report
 from onai_db.consolidate.runner import checkout_migrations
 from onai_db.consolidate.verify import Report, TableCheck
-from onai_db.errors import ConsolidationError, DatabaseUnreachableError
+from onai_db.errors import ConfigError, ConsolidationError, DatabaseUnreachableError
 from onai_db.local import LocalStack
 from onai_db.migrate import local_migrations
 from support.consolidation import (
@@ -392,9 +392,11 @@ def test_bad_input_is_one_clear_error_and_nothing_written(
     with pytest.raises(DatabaseUnreachableError, match="cannot connect to the source") as refused:
         consolidate("postgresql://postgres:postgres@127.0.0.1:1/nope", target, tmp_path)
     assert refused.value.kind == "database_unreachable"
-    with pytest.raises(DatabaseUnreachableError, match="cannot connect to the source") as refused:
+    with pytest.raises(
+        ConfigError, match=r"the source \(Landing\) database URL cannot be read: missing"
+    ) as refused:
         consolidate("not-a-url", target, tmp_path)
-    assert refused.value.kind == "database_unreachable"
+    assert refused.value.kind == "config"
     # the target itself (its compatibility views landing_leads, lead_journey look like Landing's)
     with pytest.raises(ConsolidationError, match="it is a Traffic database, not Landing") as refused:
         consolidate(target, target, tmp_path)

@@ -21,6 +21,9 @@ def _url_parts(url: str) -> tuple[str, str]:
     return userinfo, rest
 
 
+_UNREADABLE = "(an unreadable connection string)"
+
+
 def describe_url(url: str) -> str:
     """host:port/db of a connection string without credentials or options (never print a
     password), as libpq reads it: a URL's ``?host=``/``?port=``/``?dbname=`` count (found by
@@ -29,7 +32,7 @@ def describe_url(url: str) -> str:
     userinfo, rest = _url_parts(url)
     parts = None if _misread_userinfo(userinfo) else _parsed(url)
     if parts is None:
-        return rest.split("?", 1)[0] if "://" in url else "(an unreadable connection string)"
+        return rest.split("?", 1)[0] if "://" in url else _UNREADABLE
     host = parts.get("host") or parts.get("hostaddr") or "localhost"
     port = f":{parts['port']}" if parts.get("port") else ""
     return f"{host}{port}/{parts.get('dbname') or parts.get('user') or ''}"
@@ -89,8 +92,9 @@ def connect(
     application_name: str | None = None,
     keepalive: bool = False,
 ) -> psycopg.Connection:
-    """A connection to ``url``; unreachable, refused, unknown database or a malformed URL
-    raise :class:`DatabaseUnreachableError` naming the database (``what``: "source", ...)."""
+    """A connection to ``url``; unreachable, refused or an unknown database raise
+    :class:`DatabaseUnreachableError` naming the database (``what``: "source", ...), a URL
+    that cannot be read a :class:`ConfigError` (``conninfo``)."""
     label = _label(what)
     conninfo(url, what)
     try:
@@ -114,8 +118,8 @@ def _label(what: str) -> str:
 
 def conninfo(url: str, what: str = "") -> dict[str, Any]:
     """The parameters of a connection string, or one clear error that never prints its
-    password: an HTTP address (the project's API URL) is a ConfigError, an '@' in the URL's
-    user or password or a string libpq cannot read a DatabaseUnreachableError (found by
+    password: an HTTP address (the project's API URL), an '@' or '/' in the URL's user or
+    password and a string libpq cannot read are each a ConfigError (found by
     review: `worker --dry-run` read the URL before any connection, and printed libpq's
     complaint with the password in it)."""
     label = _label(what)
@@ -126,18 +130,23 @@ def conninfo(url: str, what: str = "") -> dict[str, Any]:
             f"{label} URL {describe_url(url)} is an HTTP address (the project's API URL);"
             " give its Postgres connection string, postgresql://... (Supabase dashboard: Connect)"
         )
+    # a string libpq cannot read is a setting to fix, not a database to reach: kind config,
+    # exit 2, as the README says of bad settings (found by the operator review)
     bad = _misread_userinfo(_url_parts(url)[0])
     if bad:  # libpq would take the host from inside the password, and print it
-        raise DatabaseUnreachableError(
-            f"cannot connect to {label} {describe_url(url)}: its user or password holds"
+        raise ConfigError(
+            f"{label} URL {describe_url(url)} cannot be read: its user or password holds"
             f" {'an' if bad == '@' else 'a'} '{bad}';"
             f" write it as {quote(bad, safe='')} in the URL"
         )
     try:
         return conninfo_to_dict(url)
     except psycopg.Error as exc:
-        raise DatabaseUnreachableError(
-            f"cannot connect to {label} {describe_url(url)}: {masked(first_line(exc), url)}"
+        described = describe_url(url)
+        where = "" if described == _UNREADABLE else f" {described}"
+        raise ConfigError(
+            f"{label} URL{where} cannot be read: {masked(first_line(exc), url)}"
+            " (expected postgresql://user:password@host:port/dbname, or key=value pairs)"
         ) from None
 
 
