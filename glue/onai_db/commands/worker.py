@@ -26,12 +26,20 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         concurrency: Annotated[
-            int | None, typer.Option("--concurrency", min=1, max=64, help="Parallel jobs.")
+            int | None,
+            typer.Option(
+                "--concurrency", min=1, max=64, help="Parallel jobs (default OUTBOX_CONCURRENCY, else 2)."
+            ),
         ] = None,
         dry_run: Annotated[
             bool,
             typer.Option(
-                "--dry-run", help="Answer every provider call with its success shape; send nothing."
+                "--dry-run",
+                help=(
+                    "Answer every provider call with its success shape and send nothing, but write:"
+                    " jobs are marked done and AmoCRM leads get fake ids (local stacks and demos;"
+                    " another database needs OUTBOX_ALLOW_DRY_RUN=1)."
+                ),
             ),
         ] = False,
         requeue_dead: Annotated[
