@@ -13,6 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from onai_db.cli import app
+from onai_db.connection import describe_url
 from onai_db.local import DEFAULT_DB, LocalStack
 from onai_db.monitor import render, snapshot
 from onai_db.notifications import QueuedNotifications, enqueue_demo_notifications
@@ -88,8 +89,13 @@ def test_monitor_command_json(fake: FakeProviders, queue: Outbox, db_url: str) -
     doc = json.loads(result.output)
     assert {r["kind"] for r in doc["queue"]} == {"email", "sms", "telegram", "amocrm"}
     assert doc["dead"][0]["idempotency_key"] == "mon/dead"
+    # which database the figures are about (found by the operator review: an empty exported
+    # TRAFFIC_DB_URL sent commands to the local stack, and monitor never said where it looked)
+    where = {"database": describe_url(db_url), "from": "ONAI_DB_URL in the environment"}
+    assert doc["database"] == where
     table = runner.invoke(app, ["monitor"], env={"ONAI_DB_URL": db_url, "COLUMNS": "200"})
     assert table.exit_code == 0 and "Dead jobs" in table.output and "mon/dead" in table.output
+    assert table.output.splitlines()[0] == f"database {where['database']} (ONAI_DB_URL in the environment)"
 
 
 def test_worker_command_once_and_requeue(fake: FakeProviders, queue: Outbox, db_url: str) -> None:
@@ -100,7 +106,9 @@ def test_worker_command_once_and_requeue(fake: FakeProviders, queue: Outbox, db_
     assert result.exit_code == 1, result.output  # a job went dead: cron is told
     assert "1 dead" in result.output
     result = runner.invoke(app, ["worker", "--requeue-dead", "--services", "sms"], env=env)
-    assert "requeued 1 dead job" in result.output
+    assert (
+        f"requeued 1 dead job(s) in {describe_url(db_url)} (ONAI_DB_URL in the environment)" in result.output
+    )
     result = runner.invoke(app, ["worker", "--once", "--services", "sms", "--concurrency", "2"], env=env)
     assert "1 sent" in result.output and result.exit_code == 0
     bad = runner.invoke(app, ["worker", "--once", "--services", "fax"], env=env)

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
+from ..connection import describe_url
 from ..monitor import render, snapshot
 from ..outbox import connect
 from ..output_mode import want_json
-from ..render import OutputConsole
+from ..render import OutputConsole, plain
 from ..settings import Settings
-from ..worker import database_url
+from ..worker import database_choice
 
 console = OutputConsole()
 
@@ -25,9 +26,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Queue depth, successes/failures per service per day, errors, dead jobs, Telegram groups, AmoCRM backlog."""
         want_json(as_json)
-        with connect(database_url(Settings.load())) as conn:
+        url, origin = database_choice(Settings.load())
+        with connect(url) as conn:
             snap = snapshot(conn, days=days)
+        # which database the figures are about, and why that one (found by the operator review)
+        database = {"database": describe_url(url), "from": origin}
         if as_json:
-            typer.echo(json.dumps(snap.as_dict(), default=str, indent=2))
+            typer.echo(json.dumps({"database": database, **snap.as_dict()}, default=str, indent=2))
             return
+        console.print(plain(f"database {database['database']} ({origin})"), style="dim", soft_wrap=True)
         render(snap, console)

@@ -6,11 +6,12 @@ from typing import Annotated
 
 import typer
 
+from ..connection import describe_url
 from ..errors import ConfigError, DeadJobsError
 from ..outbox import Outbox, connect
 from ..render import OutputConsole, plain
 from ..settings import Settings
-from ..worker import checked_kinds, database_url, run_worker
+from ..worker import checked_kinds, database_choice, run_worker
 
 console = OutputConsole(stderr=True)
 
@@ -67,10 +68,14 @@ def register(app: typer.Typer) -> None:
                 " run it alone (`onai-db monitor` lists the dead jobs first)"
             )
         if requeue_dead:
-            with connect(database_url(settings)) as conn:
+            url, origin = database_choice(settings)
+            with connect(url) as conn:
                 queue = Outbox(conn)
                 n = sum(queue.requeue_dead(kind=k) for k in kinds) if kinds else queue.requeue_dead()
-            console.print(f"requeued {n} dead job(s)")
+            # it writes: say where (found by the operator review)
+            console.print(
+                plain(f"requeued {n} dead job(s) in {describe_url(url)} ({origin})"), soft_wrap=True
+            )
             return
         report = run_worker(
             settings,
