@@ -321,3 +321,29 @@ def test_a_database_or_system_error_raised_while_ctrl_c_is_handled_is_an_interru
     code, out, err = _main_with(monkeypatch, capsys, cleanup_fails)
     assert code == 130 and err.strip() == "interrupted", err
     assert json.loads(out)["error_kind"] == "interrupted"
+
+
+def test_demo_hands_its_databases_to_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`demo --db/--landing-db` make it safe on a shared stack (found by the operator review);
+    the two must differ."""
+    import onai_db.commands.demo as command
+
+    asked: list[dict[str, object]] = []
+
+    @dataclass
+    class Done:
+        ok: bool = True
+
+    monkeypatch.setattr(command, "run_demo", lambda _console, **kw: asked.append(kw) or Done())
+    args = ["demo", "--rows", "50", "--seed", "4", "--db", "mine", "--landing-db", "mine_landing"]
+    result = CliRunner().invoke(cli_mod.app, args)
+    assert result.exit_code == 0, result.output
+    assert asked == [{"rows": 50, "seed": 4, "dbname": "mine", "landing_db": "mine_landing"}]
+    assert CliRunner().invoke(cli_mod.app, ["demo"]).exit_code == 0
+    assert asked[-1] == {"rows": 3000, "seed": 1, "dbname": "postgres", "landing_db": "landing"}
+    same = CliRunner().invoke(cli_mod.app, ["demo", "--db", "x", "--landing-db", "x"])
+    from onai_db.errors import ConfigError
+
+    assert isinstance(same.exception, ConfigError) and same.exception.exit_code == 2, same.output
+    assert "the demo needs two databases" in str(same.exception)
+    assert len(asked) == 2

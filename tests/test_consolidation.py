@@ -1181,6 +1181,8 @@ def test_an_unwritable_backup_directory_is_one_clear_error(
         with pytest.raises(ConsolidationError, match="cannot write the backup") as refused:
             run_consolidation(ConsolidationOptions(source, target, backup_dir=where))
         assert refused.value.kind == "backup_not_writable"
+        if where == blocker:  # it said "File exists" (found by the operator review)
+            assert f"{blocker}: it is a file, not a directory" in str(refused.value)
     with psycopg.connect(target) as conn:
         assert conn.execute("select count(*) from private.consolidation_runs").fetchone() == (0,)
     # the CLI says so in one line, before any progress bar

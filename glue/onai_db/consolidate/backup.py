@@ -68,6 +68,14 @@ def _final_directory(directory: Path, stamp: str) -> Path:
     return final
 
 
+def _reason(exc: OSError, directory: Path) -> str:
+    """Why ``directory`` cannot hold the backup: "File exists" said little of a file given
+    for the directory (found by the operator review)."""
+    if directory.exists() and not directory.is_dir():
+        return "it is a file, not a directory"
+    return exc.strerror or str(exc)
+
+
 def check_writable(directory: Path) -> None:
     """Raises one clear error unless a backup can be written in ``directory`` (created if
     missing), so an unusable --backup-dir is reported before anything else happens."""
@@ -78,7 +86,7 @@ def check_writable(directory: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConsolidationError(
-            f"cannot write the backup in {directory}: {exc.strerror or exc}; nothing was written to the target",
+            f"cannot write the backup in {directory}: {_reason(exc, directory)}; nothing was written to the target",
             kind="backup_not_writable",
         ) from None
 
@@ -160,7 +168,7 @@ def backup_tables(
     except OSError as exc:
         where = exc.filename or directory
         raise ConsolidationError(
-            f"cannot write the backup in {directory}: {exc.strerror or exc} ({where}); "
+            f"cannot write the backup in {directory}: {_reason(exc, directory)} ({where}); "
             "nothing was written to the target",
             kind="backup_not_writable",
         ) from None

@@ -72,7 +72,8 @@ def _take_lock(
         if time.monotonic() > deadline:
             raise ConsolidationError(
                 f"another onai-db consolidate is running against this target{_lock_holder(conn)};"
-                " wait for it (or stop it: Ctrl-C, or SIGTERM to its process)",
+                " wait for it (or stop it: Ctrl-C or SIGTERM to that onai-db command; from the"
+                " database, pg_terminate_backend() of the server process named)",
                 kind="busy",
             )
         time.sleep(0.5)
