@@ -347,3 +347,17 @@ def test_demo_hands_its_databases_to_the_run(monkeypatch: pytest.MonkeyPatch) ->
     assert isinstance(same.exception, ConfigError) and same.exception.exit_code == 2, same.output
     assert "the demo needs two databases" in str(same.exception)
     assert len(asked) == 2
+
+
+def test_demo_exits_1_when_it_found_problems(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make demo` in CI: a demo that found problems (coverage gaps, unaccounted rows) fails
+    the step (found by the generator and demo mutation review)."""
+    from onai_db.commands import demo as demo_command
+    from onai_db.demo import DemoResult
+
+    monkeypatch.setattr(
+        demo_command,
+        "run_demo",
+        lambda _console, **_kw: DemoResult(ok=False, migrations=30, leads=5, seconds=0.1),
+    )
+    assert CliRunner().invoke(cli_mod.app, ["demo", "--rows", "10"]).exit_code == 1

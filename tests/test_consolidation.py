@@ -145,6 +145,30 @@ def test_attribution_summary_and_coverage(consolidated: str) -> None:
     assert sum(r.leads for r in summary) == report[0]["leads_consolidated"]
     attributed = sum(r.leads for r in summary if not r.targetologist.startswith("("))
     assert attributed == report[0]["leads_attributed"] > 0
+    # each column counts what it is named after, over the live consolidated leads
+    with psycopg.connect(consolidated) as conn:
+        totals = conn.execute(
+            "select count(*) filter (where 'proftest_submitted' = any(stages)),"
+            " count(*) filter (where 'expresscourse_submitted' = any(stages)),"
+            " count(*) filter (where 'payment_succeeded' = any(stages)),"
+            " count(*) filter (where utm_source is null)"
+            " from public.traffic_leads where merged_into is null"
+            " and id in (select private.live_lead(lead_id) from private.legacy_lead_map)"
+        ).fetchone()
+    by_name = {r.targetologist: r for r in summary}
+    assert totals == (
+        sum(r.proftest_submitted for r in summary),
+        sum(r.expresscourse_submitted for r in summary),
+        sum(r.paid for r in summary),
+        by_name["(no UTM)"].leads,
+    )
+    assert totals[2] > 0 and by_name["(unowned UTM)"].leads > 0
+    # the owners first, most leads first; the unowned and no-UTM rows last
+    owned = [r for r in summary if not r.targetologist.startswith("(")]
+    assert summary[: len(owned)] == owned and [r.leads for r in owned] == sorted(
+        (r.leads for r in owned), reverse=True
+    )
+    assert {r.team for r in owned} != {"-"}
 
 
 def test_second_run_changes_nothing(source: str, consolidated: str, tmp_path: Path) -> None:

@@ -71,6 +71,40 @@ def test_corpus_is_deterministic() -> None:
     assert samples(500, seed=1) != samples(500)
 
 
+def test_corpus_holds_every_way_people_type_a_number() -> None:
+    """The oracle comparison is only as good as its corpus: it must keep the formats the
+    docstring of phone_samples promises (a corpus of bare digits would pass it too)."""
+    corpus = samples(CORPUS_SIZE)
+
+    def share(pattern: str) -> float:
+        return sum(bool(re.search(pattern, x)) for x in corpus) / len(corpus)
+
+    nsn = r"[0-9]{3}"
+    checks = {
+        "grouped with spaces": rf"{nsn}[ \u00a0\u2009\u202f]{nsn}[ \u00a0\u2009\u202f]\d\d",
+        "grouped with dashes": rf"{nsn}[-\u2011\u2013\u2014\u2212]{nsn}[-\u2011\u2013\u2014\u2212]\d\d",
+        "area code in brackets": rf"\({nsn}\)",
+        "dots": rf"{nsn}\.{nsn}\.\d\d\.\d\d",
+        "NBSP or thin spaces": "[\u00a0\u2009\u202f]",
+        "unicode dashes": "[\u2011\u2013\u2014\u2212]",
+        "full-width digits": "[\uff10-\uff19]",
+        "+7": r"^\+ ?7",
+        "8": r"^8[ (-]?[0-9(]",
+        "00 7": r"^00 ?7",
+        "8 10 7": r"^8 ?10 7",
+        "a label": r"^(tel:|Tel\.|тел\.|\(моб\)|моб\.|WhatsApp|Phone:)",
+        "an extension": r"(доб|Доб|ext|[xX] ?\d|#\d)",
+        "trailing punctuation": r"[;.,!)]$",
+        "no digits at all": r"^[^0-9\uff10-\uff19]*$",
+    }
+    missing = {name: share(pattern) for name, pattern in checks.items() if share(pattern) < 0.001}
+    assert not missing, missing
+    assert share(rf"^{nsn}{nsn}\d{{4}}$") > 0.002, "bare 10-digit numbers"
+    # most +7 / 8 numbers are written in groups (as group_ten writes them), not as bare digits
+    assert share(r"^\D*[78]\D*\d{3}\D+\d{3}\D+\d\d") > 0.2, "grouped national numbers"
+    assert share(r"^\+(?!7)\d") > 0.05, "foreign numbers"
+
+
 def test_every_country_code_agrees(owner_conn: psycopg.Connection) -> None:
     """+<code> with random national numbers (with and without a national prefix) for every
     country code in the metadata, except those whose national prefix has a transform rule."""

@@ -306,6 +306,13 @@ def generate(
             _notifications(rng, landing_meta, round(notifications_per_lead_row * rows)),
         )  # fmt: skip
         conn.execute("select setval('public.lead_journey_id_seq', greatest(%s, 1))", (journey_total + 1,))
+        # Landing goes on scheduling after the fixture is made: its next id must be free (the
+        # first insert without an id failed with 23505; found by the generator mutation review)
+        notifications = writer.counts.get("scheduled_notifications", 0)
+        conn.execute(
+            "select setval('public.scheduled_notifications_id_seq', %s, %s)",
+            (max(notifications, 1), notifications > 0),
+        )
     return GeneratedCounts(rows=dict(writer.counts))
 
 
