@@ -311,7 +311,7 @@ def test_an_empty_backup_dir_and_a_huge_fixture_are_refused(stack: LocalStack, t
         out = cli("consolidate", "--source", url, "--target", url, "--backup-dir", empty)
         one_line_error(out, 2, "--backup-dir is empty")
     one_line_error(
-        cli("legacy", "create", "--db", "never_made", "--rows", "5000001"),
+        cli("legacy", "create", "--db", scratch_db("never_made"), "--rows", "5000001"),
         2,
         "--rows must be from 0 to 5,000,000",
     )
