@@ -45,6 +45,14 @@ def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def _database_with(stack: LocalStack, name: str, *ddl: str) -> None:
+    """A new scratch database ``name`` (in the test namespace) holding what ``ddl`` makes."""
+    stack.create_database(scratch_db(name), drop=True)
+    with psycopg.connect(stack.database_url(scratch_db(name), "supabase_admin"), autocommit=True) as conn:
+        for statement in ddl:
+            conn.execute(statement)
+
+
 def one_line_error(out: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
     assert out.returncode == code, out.stderr
     text = out.stderr.strip()
@@ -116,23 +124,19 @@ def test_legacy_create_never_replaces_a_traffic_database(stack: LocalStack, test
     one_line_error(
         cli("legacy", "create", "--db", test_db, "--rows", "10"), 2, "holds the onai-db migrations"
     )
-    stack.create_database(scratch_db("cli_other"), drop=True)
-    with psycopg.connect(
-        stack.database_url(scratch_db("cli_other"), "supabase_admin"), autocommit=True
-    ) as conn:
-        conn.execute("create table public.keep_me (id int)")
+    _database_with(stack, "cli_other", "create table public.keep_me (id int)")
     one_line_error(
         cli("legacy", "create", "--db", scratch_db("cli_other"), "--rows", "10"),
         2,
         "not made by `legacy create`",
     )
     # nor a real Landing copy, although it has the legacy tables
-    stack.create_database(scratch_db("cli_landing_copy"), drop=True)
-    with psycopg.connect(
-        stack.database_url(scratch_db("cli_landing_copy"), "supabase_admin"), autocommit=True
-    ) as conn:
-        conn.execute("create table public.landing_leads (id uuid primary key, name text)")
-        conn.execute("create table public.payments (id int)")
+    _database_with(
+        stack,
+        "cli_landing_copy",
+        "create table public.landing_leads (id uuid primary key, name text)",
+        "create table public.payments (id int)",
+    )
     one_line_error(
         cli("legacy", "create", "--db", scratch_db("cli_landing_copy"), "--rows", "10"),
         2,
@@ -178,11 +182,7 @@ def test_local_up_and_reset_never_touch_a_database_that_is_not_onai_dbs(stack: L
             " (select count(*) from public.landing_leads) > 0"
         ).fetchone() == (True, True)
     # a database holding only a materialized view (or only functions) is somebody's too
-    stack.create_database(scratch_db("cli_only_matview"), drop=True)
-    with psycopg.connect(
-        stack.database_url(scratch_db("cli_only_matview"), "supabase_admin"), autocommit=True
-    ) as conn:
-        conn.execute("create materialized view public.report as select 1 as n")
+    _database_with(stack, "cli_only_matview", "create materialized view public.report as select 1 as n")
     one_line_error(
         cli("local", "up", "--db", scratch_db("cli_only_matview")), 2, "not the onai-db migrations"
     )
@@ -191,11 +191,9 @@ def test_local_up_and_reset_never_touch_a_database_that_is_not_onai_dbs(stack: L
         2,
         "not made by `legacy create`",
     )
-    stack.create_database(scratch_db("cli_only_function"), drop=True)
-    with psycopg.connect(
-        stack.database_url(scratch_db("cli_only_function"), "supabase_admin"), autocommit=True
-    ) as conn:
-        conn.execute("create function public.keep() returns int language sql as 'select 1'")
+    _database_with(
+        stack, "cli_only_function", "create function public.keep() returns int language sql as 'select 1'"
+    )
     one_line_error(cli("local", "reset", "--db", scratch_db("cli_only_function")), 2, "would drop it")
     assert stack.database_exists(scratch_db("cli_only_function"))
     # another Supabase project's database has a migration history too, and a database may
