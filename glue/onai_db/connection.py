@@ -196,12 +196,21 @@ def describe_error(exc: psycopg.Error) -> str:
 def require_migrated(conn: psycopg.Connection, url: str, hint: str) -> None:
     """One clear error for a database without the onai-db migrations (no
     ``public.traffic_leads``), instead of what a command would say of each missing object."""
-    row = conn.execute(
-        "select to_regclass('public.traffic_leads') is not null,"
-        " exists (select from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n on n.oid = c.relnamespace"
-        " where n.nspname = 'public' and c.relname = 'landing_leads' and c.relkind in ('r', 'p'))"
-    ).fetchone()
+    row = conn.execute("select to_regclass('public.traffic_leads') is not null").fetchone()
     if not (row and row[0]):
-        if row and row[1]:  # pushing there was the advice, into Landing (found by review)
+        if holds_landing_tables(conn):  # pushing there was the advice, into Landing (found by review)
             hint = "it holds Landing's legacy tables (public.landing_leads): point at the Traffic database"
         raise OnaiDbError(f"database {describe_url(url)} has no onai-db migrations; {hint}", kind="database")
+
+
+def holds_landing_tables(conn: psycopg.Connection) -> bool:
+    """Whether the database has Landing's ``public.landing_leads`` as a table (in onai-db's
+    migrations it is a view), read in the catalog: the login may not use the schema."""
+    return bool(
+        scalar(
+            conn,
+            "select exists (select from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n"
+            " on n.oid = c.relnamespace where n.nspname = 'public' and c.relname = 'landing_leads'"
+            " and c.relkind in ('r', 'p'))",
+        )
+    )

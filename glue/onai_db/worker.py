@@ -149,23 +149,21 @@ def _is_local(url: str) -> bool:
     )
 
 
+def database_url(settings: Settings) -> str:
+    """``ONAI_DB_URL`` (or an alias), else the local stack's database."""
+    return database_choice(settings)[0]
+
+
 def database_choice(settings: Settings) -> tuple[str, str]:
     """``database_url`` and where it came from ("TRAFFIC_DB_URL in .env", "the local stack"),
     for the commands that name the database they work on."""
-    if settings.get("ONAI_DB_URL"):
-        return database_url(settings), settings.origin("ONAI_DB_URL") or "ONAI_DB_URL"
-    return database_url(settings), "the local stack"
-
-
-def database_url(settings: Settings) -> str:
-    """``ONAI_DB_URL`` (or an alias), else the local stack's database."""
     url = settings.get("ONAI_DB_URL")
     if url:
-        return url
+        return url, settings.origin("ONAI_DB_URL") or "ONAI_DB_URL"
     from .local import DEFAULT_DB, LocalStack
 
     try:
-        return LocalStack(settings, echo=lambda _m: None).database_url(DEFAULT_DB)
+        return LocalStack(settings, echo=lambda _m: None).database_url(DEFAULT_DB), "the local stack"
     except StackError:
         # on a server the missing piece is the setting, not a local cluster
         raise ConfigError(

@@ -281,15 +281,21 @@ def test_release_and_extend(queue: Outbox) -> None:
     assert state["status"] == "pending" and state["attempts"] == 0 and state["owner"] is None
 
 
+def _a_done_and_a_dead_job(queue: Outbox, prefix: str) -> tuple[int, int]:
+    """Two SMS jobs with the text "t": one sent (done), one failed for good (dead)."""
+    done = queue.enqueue("sms", {"to": "+7", "text": "t"}, f"{prefix}/done")
+    queue.claim("w", 1, 30)
+    queue.complete("w", [done])
+    dead = queue.enqueue("sms", {"to": "+7", "text": "t"}, f"{prefix}/dead", max_attempts=1)
+    queue.claim("w", 1, 30)
+    queue.fail(dead, "w", "x")
+    return done, dead
+
+
 def test_retention_prunes_old_logs_and_done_jobs_only(
     queue: Outbox, clean_outbox: psycopg.Connection
 ) -> None:
-    done = queue.enqueue("sms", {"to": "+7", "text": "t"}, "ret/1")
-    queue.claim("w", 1, 30)
-    queue.complete("w", [done])
-    dead = queue.enqueue("sms", {"to": "+7", "text": "t"}, "ret/2", max_attempts=1)
-    queue.claim("w", 1, 30)
-    queue.fail(dead, "w", "x")
+    done, dead = _a_done_and_a_dead_job(queue, "ret")
     # logs are append-only for the service role: age them as the owner
     clean_outbox.execute("update public.integration_logs set created_at = now() - interval '40 days'")
     queue.conn.execute(
@@ -301,7 +307,7 @@ def test_retention_prunes_old_logs_and_done_jobs_only(
     assert left == [(done, "done", {}), (dead, "dead", {"to": "+7", "text": "t"})]
     assert queue.prune(30).jobs_emptied == 0  # emptied once
     # the key stays used: queuing the same event again after retention sends nothing
-    assert queue.enqueue("sms", {"to": "+7", "text": "t"}, "ret/1") == done
+    assert queue.enqueue("sms", {"to": "+7", "text": "t"}, "ret/done") == done
     assert (
         queue.conn.execute("select count(*) from public.outbox_jobs where status = 'pending'").fetchone()[0]
         == 0
@@ -338,12 +344,7 @@ def test_requeue_of_every_dead_job_leaves_the_others_alone(queue: Outbox) -> Non
     """``requeue_dead()`` without a kind revives dead jobs only: done ones would send every
     e-mail and SMS again, pending ones would lose their wait (mutation review: the test above
     has only dead jobs)."""
-    done = queue.enqueue("sms", {"to": "+7", "text": "d"}, "rq/done")
-    queue.claim("w", 1, 30)
-    queue.complete("w", [done])
-    dead = queue.enqueue("sms", {"to": "+7", "text": "x"}, "rq/dead", max_attempts=1)
-    queue.claim("w", 1, 30)
-    queue.fail(dead, "w", "boom")
+    done, dead = _a_done_and_a_dead_job(queue, "rq")
     later = queue.enqueue("sms", {"to": "+7", "text": "l"}, "rq/later")
     queue.conn.execute(
         "update public.outbox_jobs set run_after = now() + interval '1 hour' where id = %s", (later,)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import psycopg
 
+from ..connection import holds_landing_tables
 from ..errors import ConsolidationError
 from ..legacy import LEGACY_TABLES
 from ..migrate import Migration
@@ -380,13 +381,9 @@ def check_target(
     read_only = conn.execute("select pg_catalog.current_setting('transaction_read_only') = 'on'").fetchone()
     conn.rollback()
     absent = [name for name, present, _ in rows if not present]
-    landing = conn.execute(
-        "select exists (select from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n"
-        " on n.oid = c.relnamespace where n.nspname = 'public' and c.relname = 'landing_leads'"
-        " and c.relkind in ('r', 'p'))"
-    ).fetchone()
+    landing = bool(absent) and holds_landing_tables(conn)
     conn.rollback()
-    if absent and landing == (True,):  # the advice was to push Traffic's schema into Landing
+    if landing:  # the advice was to push Traffic's schema into Landing
         raise ConsolidationError(
             "the target holds Landing's legacy tables (public.landing_leads is a table), not the onai-db "
             "migrations: it is a Landing database (are --source and --target swapped?); nothing was written",
