@@ -21,6 +21,7 @@ from onai_db.errors import ConfigError
 from onai_db.local import DatabaseContents, LocalStack
 from onai_db.settings import Settings
 from support.consolidation import scratch_db
+from support.json_output import json_document
 
 ROOT = Path(__file__).parents[1]
 # settings the developer's shell may carry that would change what a command connects to
@@ -271,7 +272,7 @@ def test_a_database_without_the_migrations_names_the_likely_cause(stack: LocalSt
     assert f"{scratch_db('cli_bare')} has no onai-db migrations" in status.stdout, status.stdout
     assert re.search(r"migrations pending │ \d+: \d+_private_schema\.sql … ", status.stdout), status.stdout
     as_json = cli("local", "status", "--json", "--db", scratch_db("cli_bare"))
-    assert json.loads(as_json.stdout)["pending"][0].endswith("_private_schema.sql")
+    assert json_document(as_json.stdout)["pending"][0].endswith("_private_schema.sql")
 
 
 def test_local_status_of_a_database_that_does_not_exist_says_how_to_make_it(stack: LocalStack) -> None:
@@ -290,6 +291,7 @@ def test_worker_settings_and_options_are_checked(stack: LocalStack, test_db: str
     one_line_error(
         cli("worker", "--requeue-dead", "--services", "bogus", ONAI_DB_URL=url), 2, "unknown service"
     )
+    one_line_error(cli("monitor", "--url", "", ONAI_DB_URL=url), 2, "--url is empty")
     bad_stage = {"ONAI_DB_URL": url, "AMOCRM_SUBDOMAIN": "x", "AMOCRM_STAGE_LESSON_1": "lesson one"}
     one_line_error(cli("worker", "--once", "--services", "amocrm", **bad_stage), 2, "AMOCRM_STAGE_LESSON_1")
 
@@ -392,7 +394,10 @@ def test_consolidate_refuses_empty_urls_and_absurd_batches_and_never_prints_a_pa
     one_line_error(cli("consolidate", "--source", url, "--target", ""), 2, "--target is empty")
     one_line_error(cli("consolidate", "--source", " ", "--target", url), 2, "--source is empty")
     one_line_error(
-        cli("consolidate", "--source", url, "--batch-size", "99999999999"), 2, "--batch-size", "1,000,000"
+        cli("consolidate", "--source", url, "--batch-size", "99999999999"),
+        2,
+        "--batch-size",
+        "less than or equal to 1000000",
     )
     for secret_url, code, needle in (
         ("host=127.0.0.1 port=1 dbname=x user=postgres password=SeCrEt123", 1, "cannot connect"),
@@ -419,7 +424,8 @@ def test_json_commands_print_a_json_document_on_errors_too(stack: LocalStack, te
             "it is a Traffic database",
             "source_is_traffic",
         ),
-        (cli("consolidate", "--source", url, "--jobs", "0", "--json"), 2, "--jobs", "config"),
+        (cli("consolidate", "--source", url, "--jobs", "0", "--json"), 2, "--jobs", "usage"),
+        (cli("consolidate", "--source", url, "--batch-size", "0", "--json"), 2, "--batch-size", "usage"),
         (cli("consolidate", "--source", url, "--jobz", "1", "--json"), 2, "--jobz", "usage"),
         (
             cli("monitor", "--json", ONAI_DB_URL=stack.database_url(scratch_db("cli_no_such_db"))),
@@ -589,7 +595,7 @@ def test_local_status_of_a_stack_that_does_not_run_exits_1_with_or_without_json(
     assert rows["migrations applied"] == "-" and rows["migrations pending"] == "-", table.stdout
     as_json = cli("local", "status", "--json", ONAI_DB_PROJECT_DIR=str(tmp_path))
     assert as_json.returncode == 1, as_json.stderr
-    assert json.loads(as_json.stdout)["running"] is False
+    assert json_document(as_json.stdout, ok=False)["running"] is False
 
 
 def test_without_a_database_url_the_error_names_the_setting(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ from support.consolidation import (
     scratch_db,
     snapshot,
 )
+from support.json_output import json_document
 
 ROWS = 400
 
@@ -521,22 +522,31 @@ def test_cli_legacy_create_and_json_report(stack: LocalStack, tmp_path: Path) ->
         "legacy", "create", "--db", scratch_db("cons_cli_src"), "--rows", "60", "--seed", "2", "--json"
     )
     assert created.returncode == 0, created.stderr
-    doc = json.loads(created.stdout)
+    doc = json_document(created.stdout)
     assert sum(doc["rows"][t] for t in ("landing_leads", "lead_tracking", "unified_lead_tracking")) == 60
     target = fresh_target(stack, "cons_cli_target")
     args = ("consolidate", "--source", doc["url"], "--target", target, "--json", "--attribution")
     first = cli(*args, "--backup-dir", str(tmp_path / "1"))
     assert first.returncode == 0, first.stderr
-    report = json.loads(first.stdout)
-    assert report["ok"] and report["changed"] and report["unaccounted"] == 0
+    report = json_document(first.stdout)
+    assert report["changed"] and report["unaccounted"] == 0
+    # docs/consolidation.md lists every key of the document (found by the operator review)
+    listed = _documented_json_keys()
+    assert set(report) <= listed, f"not in docs/consolidation.md: {sorted(set(report) - listed)}"
     assert "backup" not in first.stderr, first.stderr  # no progress bars for a machine's log
     assert sum(r["leads"] for r in report["attribution"]) == report["leads_consolidated"]
     manifest = json.loads((tmp_path / "1" / "manifest.json").read_text())
     assert manifest["tables"]["lead_journey"]["rows"] == doc["rows"]["lead_journey"]
     assert len(manifest["tables"]["landing_leads"]["sha256"]) == 64
-    second = cli(*args, "--backup-dir", str(tmp_path / "2"))
-    again = json.loads(second.stdout)
+    # without --attribution the key is still there (one shape for scripts), and bars do not
+    # reach a log without --json either (found by the operator review)
+    second = cli(*args[:-1], "--backup-dir", str(tmp_path / "2"))
+    again = json_document(second.stdout)
     assert second.returncode == 0 and not again["changed"] and again["resumed_from"] is None
+    assert again["attribution"] is None, second.stdout
+    plain_run = cli(*args[:-2], "--backup-dir", str(tmp_path / "5"))
+    assert plain_run.returncode == 0 and "0 changes" in plain_run.stdout.lower(), plain_run.stdout
+    assert "━" not in plain_run.stderr and "backup" not in plain_run.stderr, plain_run.stderr
     assert again["fingerprint"] == report["fingerprint"]
     # a dry run has no leads to attribute: it says so instead of an empty table
     dry = fresh_target(stack, "cons_cli_dry")
@@ -547,6 +557,13 @@ def test_cli_legacy_create_and_json_report(stack: LocalStack, tmp_path: Path) ->
     assert all(phase in as_json.stderr for phase in ("backup", "verify")), as_json.stderr
     shown = cli(*dry_args, "--backup-dir", str(tmp_path / "4"))
     assert shown.returncode == 0 and "not shown for a dry run" in shown.stdout, shown.stdout
+
+
+def _documented_json_keys() -> set[str]:
+    """The keys docs/consolidation.md names in its paragraph on the ``--json`` document."""
+    docs = (Path(__file__).parents[1] / "docs" / "consolidation.md").read_text()
+    paragraph = docs[docs.index("`--json` prints the same as one document") :].split("\n\n")[0]
+    return set(re.findall(r"`(\w+)(?:\[\])?`", paragraph))
 
 
 def _blob(n: int) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from . import local as local_mod
 from .connection import describe_error
 from .entry import caused_by_ctrl_c
 from .errors import ConfigError, OnaiDbError
-from .output_mode import error_document, json_wanted, want_json
+from .output_mode import error_document, json_wanted, result_document, want_json
 from .render import OutputConsole, plain
 from .settings import Settings
 
@@ -78,7 +77,7 @@ def local_status(
     want_json(as_json)
     status = _stack().status(db)
     if as_json:
-        console.print_json(json.dumps(status.__dict__))
+        typer.echo(result_document(status.__dict__, ok=status.running))
     else:
         table = Table(title="onai-db local stack", show_header=False)
         table.add_row("state", status.message)

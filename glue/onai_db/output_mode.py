@@ -4,6 +4,7 @@ an error reaching the entry point is printed as a JSON document on stdout too.""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 _state: dict[str, object] = {"json": False, "context": {}}
 
@@ -34,3 +35,10 @@ def error_document(message: str, exit_code: int, kind: str, sqlstate: str | None
     if isinstance(context, dict):
         doc.update({k: v for k, v in context.items() if k not in doc})
     return json.dumps(doc)
+
+
+def result_document(doc: Mapping[str, object], ok: bool = True) -> str:
+    """What a ``--json`` command prints on stdout when it ends without an error: one line, like
+    an error document, with ``ok`` first (the operator review found three commands without it,
+    and each indented its own way). ``ok`` is false where the command exits non-zero."""
+    return json.dumps({"ok": ok, **{k: v for k, v in doc.items() if k != "ok"}}, default=str)

@@ -149,14 +149,28 @@ def _is_local(url: str) -> bool:
     )
 
 
+def checked_url_option(option: str) -> str:
+    """A ``--url`` given: refused when empty (an unset ``$VAR`` in a script), never left to
+    fall back on the settings or the local stack."""
+    if not option.strip():
+        raise ConfigError("--url is empty: pass the Traffic database's Postgres URL, or leave the option out")
+    return option
+
+
 def database_url(settings: Settings) -> str:
     """``ONAI_DB_URL`` (or an alias), else the local stack's database."""
     return database_choice(settings)[0]
 
 
-def database_choice(settings: Settings) -> tuple[str, str]:
+URL_HELP = "The Traffic database's Postgres URL (default ONAI_DB_URL or its aliases, else the local stack)."
+
+
+def database_choice(settings: Settings, option: str | None = None) -> tuple[str, str]:
     """``database_url`` and where it came from ("TRAFFIC_DB_URL in .env", "the local stack"),
-    for the commands that name the database they work on."""
+    for the commands that name the database they work on; ``option`` is their ``--url``,
+    which beats every setting."""
+    if option is not None:
+        return checked_url_option(option), "--url"
     url = settings.get("ONAI_DB_URL")
     if url:
         return url, settings.origin("ONAI_DB_URL") or "ONAI_DB_URL"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from onai_db.cli import app
 from onai_db.connection import describe_url
+from onai_db.errors import ConfigError
 from onai_db.local import DEFAULT_DB, LocalStack
 from onai_db.monitor import render, snapshot
 from onai_db.notifications import QueuedNotifications, enqueue_demo_notifications
@@ -21,6 +22,7 @@ from onai_db.outbox import Outbox
 from onai_db.worker import run_worker
 from support.cast import create_auth_user
 from support.fake_providers import FakeProviders, Reply
+from support.json_output import json_document
 from support.outbox_fixtures import worker_env, worker_settings
 
 runner = CliRunner()
@@ -86,7 +88,7 @@ def test_monitor_command_json(fake: FakeProviders, queue: Outbox, db_url: str) -
     _activity(queue, fake, db_url)
     result = runner.invoke(app, ["monitor", "--json"], env={"ONAI_DB_URL": db_url})
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.output)
+    doc = json_document(result.stdout)
     assert {r["kind"] for r in doc["queue"]} == {"email", "sms", "telegram", "amocrm"}
     assert doc["dead"][0]["idempotency_key"] == "mon/dead"
     # which database the figures are about (found by the operator review: an empty exported
@@ -113,6 +115,29 @@ def test_worker_command_once_and_requeue(fake: FakeProviders, queue: Outbox, db_
     assert "1 sent" in result.output and result.exit_code == 0
     bad = runner.invoke(app, ["worker", "--once", "--services", "fax"], env=env)
     assert bad.exit_code != 0
+
+
+def test_url_option_beats_the_settings(fake: FakeProviders, queue: Outbox, db_url: str) -> None:
+    """`worker` and `monitor` take the database as `--url` too, ahead of every setting, and say
+    so (they had no option: only the environment could point them elsewhere; found by the
+    operator review). An empty `--url` is refused, not read as "use the settings"."""
+    elsewhere = db_url.rsplit("/", 1)[0] + "/no_such_database_for_url_option"
+    env = worker_env(fake, elsewhere)  # the settings name a database that does not exist
+    queue.enqueue("sms", {"to": "+77011234567", "text": "url"}, "url/1", max_attempts=1)
+    fake.script("mobizon", Reply(500, raw=b"oops"))
+    sent = runner.invoke(app, ["worker", "--once", "--services", "sms", "--url", db_url], env=env)
+    assert sent.exit_code == 1 and "1 dead" in sent.output, sent.output
+    assert f"database {describe_url(db_url)}" in sent.output, sent.output
+    doc = json_document(runner.invoke(app, ["monitor", "--json", "--url", db_url], env=env).stdout)
+    assert doc["database"] == {"database": describe_url(db_url), "from": "--url"}
+    assert [j["idempotency_key"] for j in doc["dead"]] == ["url/1"]
+    revived = runner.invoke(app, ["worker", "--requeue-dead", "--url", db_url], env=env)
+    assert f"requeued 1 dead job(s) in {describe_url(db_url)} (--url)" in revived.output, revived.output
+    for args in (["monitor", "--url", " "], ["worker", "--once", "--services", "sms", "--url", ""]):
+        refused = runner.invoke(app, args, env=env)
+        # a ConfigError: the entry point prints its line and exits 2 (tests/test_cli_errors.py)
+        assert isinstance(refused.exception, ConfigError), refused.output
+        assert str(refused.exception).startswith("--url is empty"), refused.exception
 
 
 def test_worker_once_exits_1_for_a_dead_job_among_sent_ones(

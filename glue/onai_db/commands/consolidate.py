@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from dataclasses import asdict
@@ -17,10 +16,10 @@ from ..consolidate import ConsolidationOptions, run_consolidation
 from ..consolidate.backup import check_writable
 from ..consolidate.demo import attribution_summary
 from ..consolidate.render import render_attribution, render_report
-from ..consolidate.runner import PHASES, option_problem, preflight
+from ..consolidate.runner import MAX_BATCH_SIZE, MAX_JOBS, PHASES, preflight
 from ..errors import ConfigError, MissingDependencyError, StackError
 from ..local import LocalStack
-from ..output_mode import error_document, json_context, want_json
+from ..output_mode import error_document, json_context, result_document, want_json
 from ..progress import phase_progress
 from ..render import OutputConsole, plain
 from ..settings import Settings
@@ -77,11 +76,18 @@ def register(app: typer.Typer) -> None:
             int,
             typer.Option(
                 "--batch-size",
+                min=1,
+                max=MAX_BATCH_SIZE,
                 help="Lead rows per committed batch. Live API calls about a person in a batch wait for its"
                 " commit (8 s API statement timeout): keep the default on a live Traffic.",
             ),
         ] = 20_000,
-        jobs: Annotated[int, typer.Option("--jobs", help="Batches applied in parallel (connections).")] = 2,
+        # ranges checked by the parser, like every other command's (kind usage): --jobs 0 was
+        # config where --concurrency 0 was usage (found by the operator review)
+        jobs: Annotated[
+            int,
+            typer.Option("--jobs", min=1, max=MAX_JOBS, help="Batches applied in parallel (connections)."),
+        ] = 2,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
         attribution: Annotated[
             bool, typer.Option("--attribution", help="Also print consolidated leads per targetologist.")
@@ -89,9 +95,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Move Landing leads, journey and notifications into Traffic: backup, dedupe, verify, resumable."""
         want_json(as_json)
-        problem = option_problem(batch_size, jobs)
-        if problem:
-            raise ConfigError(problem)
         for name, value in (("--source", source), ("--target", target)):
             if value is not None and not value.strip():
                 raise ConfigError(f"{name} is empty: pass a Postgres URL, or leave the option out")
@@ -129,9 +132,10 @@ def register(app: typer.Typer) -> None:
             preflight(src, tgt, notice)  # bad input: one line, before any progress output
             if backup_dir is not None:
                 check_writable(backup_dir)
-            # --json: the bars only for a person watching (`--json > report.json` in a terminal),
-            # never in a machine's captured stderr
-            quiet = as_json and not err_console.is_terminal
+            # the bars only for a person watching (`--json > report.json` in a terminal too), never
+            # in a captured stderr: a log got the bars' last frame, which the report's phase
+            # seconds already say (found by the operator review)
+            quiet = not err_console.is_terminal
             with phase_progress(PHASES, err_console, disable=quiet) as bar:
 
                 def progress(phase: str, advance: int, total: int | None) -> None:
@@ -175,10 +179,11 @@ def register(app: typer.Typer) -> None:
                 rows = attribution_summary(conn)
         # a dry run's leads were rolled back: there is nothing to attribute (not "no leads")
         if as_json:
-            doc = {**endpoints, **report.to_json()}
-            if attribution:
-                doc["attribution"] = None if dry_run else [asdict(r) for r in rows]
-            typer.echo(json.dumps(doc, default=str))
+            # `attribution` always there: null when not asked for, or for a dry run (its leads
+            # were rolled back), so a script reads one shape
+            per_owner = [asdict(r) for r in rows] if attribution and not dry_run else None
+            doc = {**endpoints, **report.to_json(), "attribution": per_owner}
+            typer.echo(result_document(doc, ok=report.ok))
         else:
             console.print(where, highlight=False)
             render_report(console, report)

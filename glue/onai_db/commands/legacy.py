@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -10,7 +9,7 @@ from rich.console import Console
 
 from ..legacy import create_landing_db
 from ..local import LocalStack
-from ..output_mode import want_json
+from ..output_mode import result_document, want_json
 from ..render import OutputConsole, plain
 from ..settings import Settings
 
@@ -34,7 +33,7 @@ def register(app: typer.Typer) -> None:
         stack = LocalStack(Settings.load(), echo=lambda m: err_console.print(plain(m), style="dim"))
         url, counts = create_landing_db(stack, db, rows=rows, seed=seed)
         if as_json:
-            typer.echo(json.dumps({"url": url, "rows": counts.rows}))
+            typer.echo(result_document({"url": url, "rows": counts.rows}))
             return
         for table, n in counts.rows.items():
             err_console.print(f"{table}: {n:,} rows")

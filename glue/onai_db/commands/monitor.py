@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -10,10 +9,10 @@ import typer
 from ..connection import describe_url
 from ..monitor import render, snapshot
 from ..outbox import connect
-from ..output_mode import want_json
+from ..output_mode import result_document, want_json
 from ..render import OutputConsole, plain
 from ..settings import Settings
-from ..worker import database_choice
+from ..worker import URL_HELP, database_choice
 
 console = OutputConsole()
 
@@ -23,16 +22,17 @@ def register(app: typer.Typer) -> None:
     def monitor(
         days: Annotated[int, typer.Option("--days", min=1, max=366, help="Days of per-service counts.")] = 7,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+        url: Annotated[str | None, typer.Option("--url", help=URL_HELP)] = None,
     ) -> None:
         """Queue depth, successes/failures per service per day, errors, dead jobs, Telegram groups, AmoCRM backlog."""
         want_json(as_json)
-        url, origin = database_choice(Settings.load())
+        url, origin = database_choice(Settings.load(), url)
         with connect(url) as conn:
             snap = snapshot(conn, days=days)
         # which database the figures are about, and why that one (found by the operator review)
         database = {"database": describe_url(url), "from": origin}
         if as_json:
-            typer.echo(json.dumps({"database": database, **snap.as_dict()}, default=str, indent=2))
+            typer.echo(result_document({"database": database, **snap.as_dict()}))
             return
         console.print(plain(f"database {database['database']} ({origin})"), style="dim", soft_wrap=True)
         render(snap, console)

@@ -11,7 +11,7 @@ from ..errors import ConfigError, DeadJobsError
 from ..outbox import Outbox, connect
 from ..render import OutputConsole, plain
 from ..settings import Settings
-from ..worker import checked_kinds, database_choice, run_worker
+from ..worker import URL_HELP, checked_kinds, checked_url_option, database_choice, run_worker
 
 console = OutputConsole(stderr=True)
 
@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
         requeue_dead: Annotated[
             bool, typer.Option("--requeue-dead", help="Revive dead jobs (of --services if given) and exit.")
         ] = False,
+        url: Annotated[str | None, typer.Option("--url", help=URL_HELP)] = None,
     ) -> None:
         """Claim outbox jobs and send them (Resend, Mobizon, Telegram, AmoCRM)."""
         settings = Settings.load()
@@ -68,7 +69,7 @@ def register(app: typer.Typer) -> None:
                 " run it alone (`onai-db monitor` lists the dead jobs first)"
             )
         if requeue_dead:
-            url, origin = database_choice(settings)
+            url, origin = database_choice(settings, url)
             with connect(url) as conn:
                 queue = Outbox(conn)
                 n = sum(queue.requeue_dead(kind=k) for k in kinds) if kinds else queue.requeue_dead()
@@ -83,6 +84,7 @@ def register(app: typer.Typer) -> None:
             services=kinds,
             concurrency=concurrency,
             dry_run=dry_run,
+            db_url=None if url is None else checked_url_option(url),
             # a log line each; provider text in it is never read as markup ("[/b]" crashed the worker)
             echo=lambda m: console.print(plain(m), style="dim", soft_wrap=True),
         )
