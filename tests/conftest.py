@@ -16,9 +16,29 @@ import pytest
 from onai_db.local import LocalStack
 from onai_db.settings import Settings
 from support.cast import Cast, build_cast, drop_cast
+from support.consolidation import scratch_databases
 from support.postgrest import PostgrestSession
 
 TEST_DB = os.environ.get("ONAI_DB_TEST_DB", "onai_test")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A passing session drops its scratch databases (there were 50, 640 MB, left after every
+    run); a failing one keeps them for a look, and says so."""
+    names = scratch_databases()
+    if not names:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if exitstatus != 0:
+        if reporter is not None:
+            reporter.write_line(f"kept {len(names)} scratch database(s) for inspection, e.g. {names[0]}")
+        return
+    stack = LocalStack(Settings.load(), echo=lambda _msg: None)
+    if not stack.running():
+        return
+    with stack.admin_connect() as conn:
+        for name in names:
+            conn.execute(f'drop database if exists "{name}" with (force)')
 
 
 @pytest.fixture(scope="session")

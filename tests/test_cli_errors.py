@@ -37,8 +37,15 @@ _SCRUB = (
 )
 
 
+# the test session's own stack, wherever it lives (a clone's tests share a checkout's stack
+# through ONAI_DB_LOCAL_DIR: scrubbed, the CLI looked for one in the clone and found none)
+_SESSION_STACK = {"ONAI_DB_LOCAL_DIR": str(Settings.load().local_dir)}
+
+
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    if "ONAI_DB_PROJECT_DIR" not in env:  # a test's own project directory has no stack
+        base.update(_SESSION_STACK)
     return subprocess.run(
         [sys.executable, "-c", "from onai_db.cli import main; main()", *args],
         capture_output=True, text=True, cwd=ROOT, check=False,

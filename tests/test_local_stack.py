@@ -21,6 +21,7 @@ from onai_db.errors import MigrationError
 from onai_db.local import SUPABASE_SMALL_INSTANCE, LocalStack
 from onai_db.migrate import local_migrations
 from onai_db.settings import Settings, find_project_dir
+from support.consolidation import scratch_db
 
 ROOT = find_project_dir()
 
@@ -128,12 +129,13 @@ def test_missing_postgres_binaries_stop_with_one_clear_line() -> None:
 def test_a_database_is_created_while_another_session_uses_template1(stack: LocalStack) -> None:
     # a psql left open on template1, or another tool creating a database at that moment:
     # CREATE DATABASE copying template1 fails then (55006, "source database is being accessed")
+    busy = scratch_db("tpl_busy")  # in the test namespace: another checkout's run has its own
     with stack.admin_connect("template1"):
-        stack.create_database("onai_test_tpl_busy", drop=True)
-        assert stack.database_exists("onai_test_tpl_busy")
-        stack.create_database("onai_test_tpl_busy", drop=True)  # dropped and made again
-    with stack.admin_connect(stack.maintenance_db("onai_test_tpl_busy")) as conn:
-        conn.execute("drop database onai_test_tpl_busy")
+        stack.create_database(busy, drop=True)
+        assert stack.database_exists(busy)
+        stack.create_database(busy, drop=True)  # dropped and made again
+    with stack.admin_connect(stack.maintenance_db(busy)) as conn:
+        conn.execute(f'drop database "{busy}"')
 
 
 def _forget_applied(scratch: LocalStack, version: str, table: str) -> None:

@@ -33,12 +33,20 @@ def _prefix(namespace: str) -> str:
 
 
 def scratch_db(name: str) -> str:
-    """The name of a test's scratch database in this checkout's namespace."""
-    if _NAMESPACE == "onai_test":
-        return name
-    scratch = f"{_prefix(_NAMESPACE)}_{name}"
+    """The name of a test's scratch database in this checkout's namespace (remembered, so that
+    a passing session drops it at the end: ``scratch_databases``)."""
+    scratch = name if _NAMESPACE == "onai_test" else f"{_prefix(_NAMESPACE)}_{name}"
     assert len(scratch) <= 63, f"scratch database name {scratch!r} is too long: shorten {name!r}"
+    _named.add(scratch)
     return scratch
+
+
+_named: set[str] = set()
+
+
+def scratch_databases() -> list[str]:
+    """Every scratch database name this session has used."""
+    return sorted(_named)
 
 
 TEMPLATE_DB = scratch_db("onai_cons_tpl")
