@@ -179,6 +179,12 @@ def settle() -> None:
     time.sleep(5)
 
 
+def target_met(rls_median_ms: float, service_median_ms: float) -> bool:
+    """The issue's target: a median of at most 2 ms as the targetologist, and RLS costing at
+    most 1.5x the same call as service_role."""
+    return rls_median_ms <= 2.0 and rls_median_ms <= 1.5 * service_median_ms
+
+
 def run(ctx: BenchContext) -> list[Result]:
     leads = ctx.scale(1_000_000, 100_000)
     people = build(ctx, leads)
@@ -238,5 +244,5 @@ def run(ctx: BenchContext) -> list[Result]:
             "round_trip_select_1": floor_s,
         },
     )
-    result.met = rls_s["median_ms"] <= 2.0 and rls_s["median_ms"] <= 1.5 * service_s["median_ms"]
+    result.met = target_met(rls_s["median_ms"], service_s["median_ms"])
     return [result]
