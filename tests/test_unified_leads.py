@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from support.leads import lead, record, unique_phone
 from support.postgrest import SERVICE, ApiError, PostgrestSession
@@ -310,6 +311,52 @@ def test_leads_stored_with_a_misread_phone_are_renormalized_by_the_migration(sup
             (phone,),
         ).fetchone()
         assert owner[0] != lead_id and owner[1], owner
+        conn.rollback()
+
+
+def test_a_removed_registration_comes_back_to_the_lead_its_owner_used(superuser_url: str) -> None:
+    """20261217100000: 20261214100300 removed a misread number's registration also from a lead
+    its owner had already reached with that number (their event is on it), and the owner's
+    next call made a second live lead (found by a review of the upgrade path). The number comes
+    back to that lead; a lead its owner never reached, and a number registered since, stay as
+    they are."""
+    migration = next(MIGRATIONS.glob("20261217100000_*.sql")).read_text()
+    used, unused, taken = unique_phone(), unique_phone(), unique_phone()
+    with psycopg.connect(superuser_url) as conn:  # one transaction, rolled back
+        leads = {}
+        for phone in (used, unused, taken):  # each stored with a digit of another script
+            leads[phone] = conn.execute(
+                "insert into public.traffic_leads (name, phone) values ('John', %s) returning id",
+                (f"٠٠١ {phone[2:]}",),
+            ).fetchone()[0]
+        for phone in (used, taken):  # the owner's call, found on the misread lead before the repair
+            conn.execute(
+                "insert into public.traffic_lead_journey (lead_id, stage, input, occurred_at)"
+                " values (%s, 'proftest_submitted', %s, now() - interval '1 day')",
+                (leads[phone], Jsonb({"phone": f"8 {phone[2:5]} {phone[5:]}", "email": "owner@example.com"})),
+            )
+        other = conn.execute(  # the owner of `taken` came back after the repair: a lead of their own
+            "select lead_id from public.find_or_create_unified_lead(p_name => 'Ivan', p_phone => %s)",
+            (taken,),
+        ).fetchone()[0]
+        conn.execute(migration)
+        registered = dict(
+            conn.execute(
+                "select value, lead_id from private.traffic_lead_identifiers where kind = 'phone' and value = any(%s)",
+                ([used, unused, taken],),
+            ).fetchall()
+        )
+        assert registered == {used: leads[used], taken: other}, registered
+        owner = conn.execute(
+            "select lead_id, created from public.find_or_create_unified_lead(p_phone => %s)", (used,)
+        ).fetchone()
+        assert owner == (leads[used], False), owner
+        conn.execute(migration)  # a second run changes nothing
+        again = conn.execute(
+            "select count(*) from private.traffic_lead_identifiers where kind = 'phone' and value = any(%s)",
+            ([used, unused, taken],),
+        ).fetchone()
+        assert again == (2,)
         conn.rollback()
 
 
