@@ -299,6 +299,10 @@ def test_worker_settings_and_options_are_checked(stack: LocalStack, test_db: str
         cli("worker", "--requeue-dead", "--services", "bogus", ONAI_DB_URL=url), 2, "unknown service"
     )
     one_line_error(cli("monitor", "--url", "", ONAI_DB_URL=url), 2, "--url is empty")
+    # libpq checks sslmode only when it connects: it was "cannot connect", exit 1
+    bogus = url.replace("sslmode=disable", "sslmode=bogus")
+    one_line_error(cli("monitor", ONAI_DB_URL=bogus), 2, "sslmode='bogus'", "verify-full")
+    one_line_error(cli("consolidate", "--source", bogus, "--target", url), 2, "sslmode='bogus'")
     bad_stage = {"ONAI_DB_URL": url, "AMOCRM_SUBDOMAIN": "x", "AMOCRM_STAGE_LESSON_1": "lesson one"}
     one_line_error(cli("worker", "--once", "--services", "amocrm", **bad_stage), 2, "AMOCRM_STAGE_LESSON_1")
 

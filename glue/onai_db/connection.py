@@ -140,7 +140,7 @@ def conninfo(url: str, what: str = "") -> dict[str, Any]:
             f" write it as {quote(bad, safe='')} in the URL"
         )
     try:
-        return conninfo_to_dict(url)
+        params = conninfo_to_dict(url)
     except psycopg.Error as exc:
         described = describe_url(url)
         where = "" if described == _UNREADABLE else f" {described}"
@@ -148,6 +148,17 @@ def conninfo(url: str, what: str = "") -> dict[str, Any]:
             f"{label} URL{where} cannot be read: {masked(first_line(exc), url)}"
             " (expected postgresql://user:password@host:port/dbname, or key=value pairs)"
         ) from None
+    sslmode = params.get("sslmode")
+    if sslmode is not None and sslmode not in SSLMODES:
+        # libpq reads it only when it connects, and its complaint was "cannot connect"
+        # (kind database_unreachable: found by the operator review)
+        raise ConfigError(
+            f"{label} URL {describe_url(url)} has sslmode={sslmode!r}; libpq knows {', '.join(SSLMODES)}"
+        )
+    return params
+
+
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 def _secrets(url: str) -> list[str]:
