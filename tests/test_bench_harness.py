@@ -154,13 +154,20 @@ def _result(**kw: Any) -> Result:
     return Result(**(base | kw))
 
 
-def test_write_results_writes_the_results_dir_with_oriented_rounded_ratios(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("ONAI_DB_BENCH_QUICK", raising=False)
+@pytest.fixture
+def results_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """bench/results and the quick runs' directory under tmp_path; the commit label fixed."""
     monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(common, "QUICK_RESULTS_DIR", tmp_path / "quick")
     monkeypatch.setattr(common, "commit", lambda: "abc123+changes")
+    return tmp_path
+
+
+def test_write_results_writes_the_results_dir_with_oriented_rounded_ratios(
+    results_dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp_path = results_dirs
+    monkeypatch.delenv("ONAI_DB_BENCH_QUICK", raising=False)
     path = common.write_results("queue", [_result()], "15.18")
     assert path == tmp_path / "results" / "queue.json"
     assert not (tmp_path / "quick").exists()
@@ -174,15 +181,12 @@ def test_write_results_writes_the_results_dir_with_oriented_rounded_ratios(
 
 
 def test_a_quick_run_writes_beside_never_over_the_tables_results(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    results_dirs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ONAI_DB_BENCH_QUICK", "1")
-    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "results")
-    monkeypatch.setattr(common, "QUICK_RESULTS_DIR", tmp_path / "quick")
-    monkeypatch.setattr(common, "commit", lambda: "abc123")
     path = common.write_results("queue", [_result()], "15.18")
-    assert path == tmp_path / "quick" / "queue.json"
-    assert not (tmp_path / "results").exists()
+    assert path == results_dirs / "quick" / "queue.json"
+    assert not (results_dirs / "results").exists()
 
 
 def test_only_quick_equal_to_1_is_quick(monkeypatch: pytest.MonkeyPatch) -> None:
