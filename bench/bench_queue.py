@@ -25,6 +25,12 @@ BATCH = int(os.environ.get("ONAI_DB_BENCH_QUEUE_BATCH", "50"))
 TARGET_JOBS_S = 5000.0
 TARGET_RATIO = 0.7
 
+
+def target_met(outbox_jobs_s: float, minimal_jobs_s: float) -> bool:
+    """The issue's target: at least 5,000 jobs/s, and at least 0.7x the minimal loop's rate."""
+    return outbox_jobs_s >= TARGET_JOBS_S and outbox_jobs_s >= TARGET_RATIO * minimal_jobs_s
+
+
 MINIMAL_DDL = """
 drop table if exists public.bench_minimal_queue;
 create table public.bench_minimal_queue (
@@ -121,7 +127,6 @@ def run(ctx: BenchContext) -> list[Result]:
     # the machine may be shared: rounds alternate the order, and the medians are reported
     outbox = statistics.median(outbox_rates)
     minimal = statistics.median(minimal_rates)
-    ratio = outbox / minimal
     return [
         Result(
             bench="queue",
@@ -132,7 +137,7 @@ def run(ctx: BenchContext) -> list[Result]:
             value=round(outbox, 1),
             baseline_value=round(minimal, 1),
             target=f">= {TARGET_JOBS_S:.0f} jobs/s and >= {TARGET_RATIO}x the minimal loop",
-            met=outbox >= TARGET_JOBS_S and ratio >= TARGET_RATIO,
+            met=target_met(outbox, minimal),
             details={
                 "outbox_runs_jobs_s": [round(r, 1) for r in outbox_rates],
                 "minimal_runs_jobs_s": [round(r, 1) for r in minimal_rates],

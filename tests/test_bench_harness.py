@@ -24,7 +24,7 @@ import pytest
 
 import bench.__main__ as bench_main
 import bench.common as common
-from bench import bench_dashboard, bench_lead_intake
+from bench import bench_consolidation, bench_dashboard, bench_lead_intake, bench_normalize_phone, bench_queue
 from bench.common import Result, percentile, summarize_ms
 from bench.highlights import highlights
 from support.bench_checks import assert_result_consistent
@@ -441,3 +441,16 @@ def test_lead_intake_target() -> None:
     assert not bench_lead_intake.target_met(**(ok | {"duplicates": 1}))
     assert not bench_lead_intake.target_met(**(ok | {"live": 11}))
     assert not bench_lead_intake.target_met(**(ok | {"events": 29}))
+
+
+def test_queue_target() -> None:
+    assert bench_queue.target_met(5000.0, 7000.0)  # exactly 5,000 jobs/s, 0.714x
+    assert bench_queue.target_met(7000.0, 10000.0)  # exactly 0.7x
+    assert not bench_queue.target_met(4999.0, 5000.0)  # fast relative to the loop, too slow
+    assert not bench_queue.target_met(32850.0, 52916.0)  # the table's 0.621x
+
+
+def test_consolidation_and_normalize_phone_targets() -> None:
+    assert bench_consolidation.target_met(30.0, 10.0) and not bench_consolidation.target_met(30.1, 10.0)
+    assert bench_normalize_phone.target_met(3.5, 1.75) and not bench_normalize_phone.target_met(4.97, 1.75)
+    assert not bench_consolidation.target_met(228.5, 10.22)  # the table's run
