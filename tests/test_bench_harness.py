@@ -105,7 +105,6 @@ def _git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_commit_marks_changes_except_to_results_and_the_table(tmp_path: Path) -> None:
     # a copy of bench/common.py in a repository of its own: commit() looks at its checkout
     (tmp_path / "bench" / "results").mkdir(parents=True)
