@@ -161,6 +161,14 @@ def conninfo(url: str, what: str = "") -> dict[str, Any]:
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
+def checked_url_option(value: str, option: str, what: str = "a Postgres URL") -> str:
+    """A URL option given: refused when empty or blank (an unset ``$VAR`` in a script), never
+    left to fall back on the settings or the local stack."""
+    if not value.strip():
+        raise ConfigError(f"{option} is empty: pass {what}, or leave the option out")
+    return value
+
+
 def _secrets(url: str) -> list[str]:
     """The password of a connection string as the driver may quote it: a URL's, as written and
     decoded, or a key=value string's, whole and word by word (libpq quotes the word after a

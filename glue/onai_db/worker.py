@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import httpx
 import psycopg
 
-from .connection import CONNECTION_LOST, conninfo, describe_url, first_line
+from .connection import CONNECTION_LOST, checked_url_option, conninfo, describe_url, first_line
 from .errors import ConfigError, DatabaseUnreachableError, OnaiDbError, StackError
 from .integration_tokens import has_kept_tokens, refreshes_in_flight, store_kept_tokens
 from .outbox import KINDS, Job, Outbox, connect, use_service_role
@@ -149,14 +149,6 @@ def _is_local(url: str) -> bool:
     )
 
 
-def checked_url_option(option: str) -> str:
-    """A ``--url`` given: refused when empty (an unset ``$VAR`` in a script), never left to
-    fall back on the settings or the local stack."""
-    if not option.strip():
-        raise ConfigError("--url is empty: pass the Traffic database's Postgres URL, or leave the option out")
-    return option
-
-
 def database_url(settings: Settings) -> str:
     """``ONAI_DB_URL`` (or an alias), else the local stack's database."""
     return database_choice(settings)[0]
@@ -170,7 +162,7 @@ def database_choice(settings: Settings, option: str | None = None) -> tuple[str,
     for the commands that name the database they work on; ``option`` is their ``--url``,
     which beats every setting."""
     if option is not None:
-        return checked_url_option(option), "--url"
+        return checked_url_option(option, "--url", "the Traffic database's Postgres URL"), "--url"
     url = settings.get("ONAI_DB_URL")
     if url:
         return url, settings.origin("ONAI_DB_URL") or "ONAI_DB_URL"

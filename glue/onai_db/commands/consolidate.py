@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..connection import connect, describe_url
+from ..connection import checked_url_option, connect, describe_url
 from ..consolidate import ConsolidationOptions, run_consolidation
 from ..consolidate.backup import check_writable
 from ..consolidate.demo import attribution_summary
@@ -96,8 +96,8 @@ def register(app: typer.Typer) -> None:
         """Move Landing leads, journey and notifications into Traffic: backup, dedupe, verify, resumable."""
         want_json(as_json)
         for name, value in (("--source", source), ("--target", target)):
-            if value is not None and not value.strip():
-                raise ConfigError(f"{name} is empty: pass a Postgres URL, or leave the option out")
+            if value is not None:
+                checked_url_option(value, name)
         if backup_dir is not None and str(backup_dir).strip() in ("", "."):
             # an unset $BACKUP_DIR in a script put Landing's personal data into the working directory
             raise ConfigError(

@@ -11,7 +11,7 @@ from ..errors import ConfigError, DeadJobsError
 from ..outbox import Outbox, connect
 from ..render import OutputConsole, plain
 from ..settings import Settings
-from ..worker import URL_HELP, checked_kinds, checked_url_option, database_choice, run_worker
+from ..worker import URL_HELP, checked_kinds, database_choice, run_worker
 
 console = OutputConsole(stderr=True)
 
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
             services=kinds,
             concurrency=concurrency,
             dry_run=dry_run,
-            db_url=None if url is None else checked_url_option(url),
+            db_url=None if url is None else database_choice(settings, url)[0],
             # a log line each; provider text in it is never read as markup ("[/b]" crashed the worker)
             echo=lambda m: console.print(plain(m), style="dim", soft_wrap=True),
         )
